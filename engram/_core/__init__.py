@@ -1,0 +1,50 @@
+"""Engram's kernels: compiled by default, NumPy/pure-Python twins on request.
+
+``ENGRAM_PURE=1`` in the environment forces the twins of ``_ref.py``; otherwise the
+compiled kernels are required, and a missing build is an ImportError that says how
+to fix it, never a silent fallback to the slow path. ``IMPL`` names what is in use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from engram._core._common import (
+    HEADER_BYTES,
+    PAYLOAD_BYTES_MAX,
+    RecordChecksumError,
+    RecordError,
+    RecordTruncatedError,
+)
+from engram._core._ref import query_inv_norm, row_inv_norms
+
+__all__ = [
+    "IMPL",
+    "HEADER_BYTES",
+    "PAYLOAD_BYTES_MAX",
+    "RecordError",
+    "RecordChecksumError",
+    "RecordTruncatedError",
+    "crc32c",
+    "encode_record",
+    "decode_record",
+    "topk_cosine",
+    "topk_cosine_batch",
+    "row_inv_norms",
+    "query_inv_norm",
+]
+
+if os.environ.get("ENGRAM_PURE") == "1":
+    from engram._core._ref import crc32c, decode_record, encode_record, topk_cosine, topk_cosine_batch
+
+    IMPL = "python"
+else:
+    try:
+        from engram._core._topk import topk_cosine, topk_cosine_batch
+        from engram._core._walcodec import crc32c, decode_record, encode_record
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "engram's compiled kernels are not built: reinstall with `pip install .` "
+            "(needs a C compiler), or set ENGRAM_PURE=1 to run on the slower twins"
+        ) from exc
+    IMPL = "compiled"

@@ -1,0 +1,216 @@
+"""Pure-Python and NumPy twins of every compiled kernel: the specification.
+
+Each function here has the same signature, dtypes, errors and tie rules as its
+compiled counterpart (``_walcodec.pyx``, ``_topk.py``, ``_linkage.pyx``). The
+differential tests feed both the same inputs and compare. ``ENGRAM_PURE=1`` makes
+the whole package run on these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engram._core._common import (
+    DOT_LANES,
+    HEADER_BYTES,
+    HEADER_STRUCT,
+    PAYLOAD_BYTES_MAX,
+    RECORD_MAGIC,
+    RECORD_VERSION,
+    RecordChecksumError,
+    RecordTruncatedError,
+)
+
+# ---------------------------------------------------------------------------
+# CRC32C
+
+
+def _make_crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _make_crc_table()
+
+
+def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """CRC32C of ``data``, continuing from ``value`` (0 to start)."""
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"value: {value} is not a u32 CRC; allowed: 0..4294967295; example: 0")
+    table = _CRC_TABLE
+    crc = value ^ 0xFFFFFFFF
+    for byte in memoryview(data).cast("B"):
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------
+# WAL record codec
+
+
+def _check_encode_args(rtype: int, flags: int, lsn: int, timestamp_ns: int, payload_len: int) -> None:
+    if not 0 <= rtype <= 0xFF:
+        raise ValueError(f"rtype: {rtype} out of range; allowed: 0..255; example: 1")
+    if not 0 <= flags <= 0xFFFF:
+        raise ValueError(f"flags: {flags} out of range; allowed: 0..65535; example: 0")
+    if not 0 <= lsn <= 0xFFFFFFFFFFFFFFFF:
+        raise ValueError(f"lsn: {lsn} out of range; allowed: 0..2**64-1; example: 1")
+    if not -(2**63) <= timestamp_ns < 2**63:
+        raise ValueError(f"timestamp_ns: {timestamp_ns} out of range; allowed: a signed 64-bit count of ns; example: 0")
+    if payload_len > PAYLOAD_BYTES_MAX:
+        raise ValueError(
+            f"payload: {payload_len} bytes is too large; allowed: at most {PAYLOAD_BYTES_MAX} bytes; example: b'\\x80'"
+        )
+
+
+def encode_record(rtype: int, flags: int, lsn: int, timestamp_ns: int, payload: bytes) -> bytes:
+    """One WAL record: the 36-byte header followed by ``payload``."""
+    payload = bytes(payload)
+    _check_encode_args(rtype, flags, lsn, timestamp_ns, len(payload))
+    head = HEADER_STRUCT.pack(
+        RECORD_MAGIC, RECORD_VERSION, rtype, flags, lsn, timestamp_ns, len(payload), crc32c(payload)
+    )
+    return head + crc32c(head).to_bytes(4, "little") + payload
+
+
+def decode_record(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int, bytes, int]:
+    """Decode the record at ``offset``: ``(rtype, flags, lsn, timestamp_ns, payload, next_offset)``.
+
+    Raises RecordTruncatedError when ``buf`` ends inside the record and
+    RecordChecksumError when the magic, version, a length or a CRC is wrong. The
+    header is checked before its length field is trusted.
+    """
+    view = memoryview(buf).cast("B")
+    size = len(view)
+    if offset < 0 or offset > size:
+        raise ValueError(f"offset: {offset} outside the buffer; allowed: 0..{size}; example: 0")
+    if size - offset < HEADER_BYTES:
+        raise RecordTruncatedError(offset, f"{size - offset} bytes left, a header needs {HEADER_BYTES}")
+    head = view[offset : offset + HEADER_BYTES - 4]
+    magic, version, rtype, flags, lsn, timestamp_ns, length, payload_crc = HEADER_STRUCT.unpack(head)
+    header_crc = int.from_bytes(view[offset + HEADER_BYTES - 4 : offset + HEADER_BYTES], "little")
+    if crc32c(head) != header_crc:
+        raise RecordChecksumError(offset, "header checksum mismatch")
+    if magic != RECORD_MAGIC:
+        raise RecordChecksumError(offset, f"bad magic 0x{magic:08x}")
+    if version != RECORD_VERSION:
+        raise RecordChecksumError(offset, f"unknown record format version {version}")
+    if length > PAYLOAD_BYTES_MAX:
+        raise RecordChecksumError(offset, f"payload length {length} over the limit")
+    start = offset + HEADER_BYTES
+    end = start + length
+    if end > size:
+        raise RecordTruncatedError(offset, f"payload needs {length} bytes, {size - start} left")
+    payload = bytes(view[start:end])
+    if crc32c(payload) != payload_crc:
+        raise RecordChecksumError(offset, "payload checksum mismatch")
+    return rtype, flags, lsn, timestamp_ns, payload, end
+
+
+# ---------------------------------------------------------------------------
+# Exact cosine top-k
+
+
+def _check_topk_args(matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None) -> None:
+    if matrix.dtype != np.float32 or matrix.ndim != 2:
+        raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")
+    if not matrix.flags.c_contiguous:
+        raise ValueError("matrix: must be C-contiguous; example: np.ascontiguousarray(m, np.float32)")
+    if inv_norms.dtype != np.float32 or inv_norms.shape != (matrix.shape[0],):
+        raise ValueError(f"inv_norms: must be float32 of shape ({matrix.shape[0]},); example: np.ones(n, np.float32)")
+    if queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != matrix.shape[1]:
+        raise ValueError(f"queries: must be float32 of shape (b, {matrix.shape[1]}); example: np.ones((1, d), np.float32)")
+    if k < 0:
+        raise ValueError(f"k: {k} is negative; allowed: k >= 0; example: 10")
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != (matrix.shape[0],)):
+        raise ValueError(f"mask: must be bool of shape ({matrix.shape[0]},) or None; example: np.ones(n, bool)")
+
+
+def _lane_dots(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Dot products of every row with ``query`` in the fixed lane order of the kernel."""
+    n, d = matrix.shape
+    lanes = DOT_LANES
+    full = d - d % lanes
+    acc = np.zeros((n, lanes), np.float32)
+    for c in range(0, full, lanes):
+        acc += matrix[:, c : c + lanes] * query[c : c + lanes]
+    for j in range(full, d):
+        acc[:, j - full] += matrix[:, j] * query[j]
+    width = lanes
+    while width > 1:
+        width //= 2
+        acc = acc[:, :width] + acc[:, width : 2 * width]
+    return acc[:, 0]
+
+
+def query_inv_norm(query: np.ndarray) -> np.float32:
+    """1/||query|| in float32 computed in float64 (0 for the zero vector)."""
+    norm = float(np.sqrt(np.dot(query.astype(np.float64), query.astype(np.float64))))
+    return np.float32(0.0 if norm == 0.0 else 1.0 / norm)
+
+
+def _select(scores: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    n = scores.shape[0]
+    candidates = np.arange(n, dtype=np.int64)
+    if mask is not None:
+        candidates = candidates[mask]
+    if k == 0 or candidates.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    values = scores[candidates]
+    if candidates.size > k:
+        kth = np.partition(values, candidates.size - k)[candidates.size - k]
+        keep = values >= kth  # every row tied with the k-th score stays
+        candidates = candidates[keep]
+        values = values[keep]
+    order = np.lexsort((candidates, -values))
+    return candidates[order], values[order]
+
+
+def topk_cosine_batch(
+    matrix: np.ndarray,
+    inv_norms: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    mask: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each row of ``queries``, the rows of ``matrix`` with the ``k`` best cosines.
+
+    Score of row i: ``lane_dot(matrix[i], q) * inv_norms[i] * query_inv_norm(q)`` in
+    float32. Each result is ``(indices int64, scores float32)`` ordered by score
+    descending, then index ascending; every row whose score equals the k-th best is
+    included, so a result may hold more than ``k`` rows (the caller breaks those ties
+    by its own key). Rows where ``mask`` is False are never returned.
+    """
+    _check_topk_args(matrix, inv_norms, queries, k, mask)
+    results = []
+    for q in queries:
+        scores = _lane_dots(matrix, q) * inv_norms * query_inv_norm(q)
+        results.append(_select(scores.astype(np.float32), k, mask))
+    return results
+
+
+def topk_cosine(
+    matrix: np.ndarray,
+    inv_norms: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query's top-k; see ``topk_cosine_batch``."""
+    if not isinstance(query, np.ndarray) or query.ndim != 1:
+        raise ValueError("query: must be a 1-d float32 array; example: np.ones(768, np.float32)")
+    return topk_cosine_batch(matrix, inv_norms, query.reshape(1, -1), k, mask)[0]
+
+
+def row_inv_norms(matrix: np.ndarray) -> np.ndarray:
+    """1/||row|| for every row, float32, computed in float64; 0 for a zero row."""
+    squares = np.einsum("ij,ij->i", matrix.astype(np.float64), matrix.astype(np.float64))
+    norms = np.sqrt(squares)
+    out = np.zeros(matrix.shape[0], np.float64)
+    np.divide(1.0, norms, out=out, where=norms > 0)
+    return out.astype(np.float32)

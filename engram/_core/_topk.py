@@ -1,0 +1,115 @@
+"""Exact cosine top-k: a parallel scan at the memory-bandwidth floor, then selection.
+
+Scores come from the C kernel in ``scan.h`` (driven by OpenMP in ``_scan.pyx``):
+it reads each row once for every query of a batch while the row is in cache, so
+concurrent recalls share one pass over the matrix. Each dot product accumulates
+in ``DOT_LANES`` float32 lanes in a fixed order with no fast-math and no FMA, so
+the bits equal the NumPy twin's (``_ref.topk_cosine_batch``) and do not depend on
+thread count or SIMD width. Selection (a Numba heap) keeps every row tied with
+the k-th score so that the caller can break ties by id.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from engram._core._scan import scores_batch
+from engram._core._ref import _check_topk_args, query_inv_norm
+
+@nb.njit(cache=True, fastmath=False, boundscheck=False)
+def _select(scores: np.ndarray, k: int, mask: np.ndarray, use_mask: bool) -> tuple[np.ndarray, np.ndarray]:
+    n = scores.shape[0]
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    # A min-heap of the k best scores seen so far; its root is the k-th best.
+    heap = np.empty(k, np.float32)
+    size = 0
+    for i in range(n):
+        if use_mask and not mask[i]:
+            continue
+        s = scores[i]
+        if size < k:
+            # sift up
+            pos = size
+            heap[pos] = s
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if heap[parent] > heap[pos]:
+                    tmp = heap[parent]
+                    heap[parent] = heap[pos]
+                    heap[pos] = tmp
+                    pos = parent
+                else:
+                    break
+        elif s > heap[0]:
+            heap[0] = s
+            pos = 0
+            while True:
+                left = 2 * pos + 1
+                right = left + 1
+                smallest = pos
+                if left < k and heap[left] < heap[smallest]:
+                    smallest = left
+                if right < k and heap[right] < heap[smallest]:
+                    smallest = right
+                if smallest == pos:
+                    break
+                tmp = heap[smallest]
+                heap[smallest] = heap[pos]
+                heap[pos] = tmp
+                pos = smallest
+    if size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    kth = heap[0]
+    count = 0
+    for i in range(n):
+        if (not use_mask or mask[i]) and scores[i] >= kth:
+            count += 1
+    idx = np.empty(count, np.int64)
+    val = np.empty(count, np.float32)
+    pos = 0
+    for i in range(n):
+        if (not use_mask or mask[i]) and scores[i] >= kth:
+            idx[pos] = i
+            val[pos] = scores[i]
+            pos += 1
+    # Order by score descending, index ascending; the stable sort keeps index order.
+    order = np.argsort(-val, kind="mergesort")
+    return idx[order], val[order]
+
+
+_EMPTY_MASK = np.zeros(0, np.bool_)
+
+
+def topk_cosine_batch(
+    matrix: np.ndarray,
+    inv_norms: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    mask: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """See ``engram._core._ref.topk_cosine_batch``: same contract, compiled."""
+    _check_topk_args(matrix, inv_norms, queries, k, mask)
+    q_inv = np.array([query_inv_norm(q) for q in queries], np.float32)
+    if matrix.shape[0] == 0:
+        return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(queries.shape[0])]
+    queries = np.ascontiguousarray(queries)
+    scores = scores_batch(matrix, inv_norms, queries, q_inv)
+    use_mask = mask is not None
+    mask_arr = mask if use_mask else _EMPTY_MASK
+    return [_select(scores[j], k, mask_arr, use_mask) for j in range(queries.shape[0])]
+
+
+def topk_cosine(
+    matrix: np.ndarray,
+    inv_norms: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query's top-k; see ``topk_cosine_batch``."""
+    if not isinstance(query, np.ndarray) or query.ndim != 1:
+        raise ValueError("query: must be a 1-d float32 array; example: np.ones(768, np.float32)")
+    return topk_cosine_batch(matrix, inv_norms, query.reshape(1, -1), k, mask)[0]

@@ -1,0 +1,115 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled WAL record codec and CRC32C; the twin and the specification are in _ref.py.
+
+Header layout, errors and checks are identical to the twin (see _common.py): the
+header CRC is verified before its length field is trusted, so a corrupt length can
+never make the reader allocate or read past the buffer.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy
+
+from engram._core._common import (
+    HEADER_BYTES,
+    PAYLOAD_BYTES_MAX,
+    RECORD_MAGIC,
+    RECORD_VERSION,
+    RecordChecksumError,
+    RecordTruncatedError,
+)
+from engram._core._ref import _check_encode_args
+
+cdef extern from "crc32c.h" nogil:
+    uint32_t engram_crc32c(uint32_t value, const unsigned char *p, size_t n)
+
+cdef enum:
+    HEAD = 36
+    HEAD_BODY = 32
+
+
+def crc32c(const unsigned char[::1] data, unsigned long long value=0):
+    """CRC32C of ``data``, continuing from ``value`` (0 to start)."""
+    if value > 0xFFFFFFFF:
+        raise ValueError(f"value: {value} is not a u32 CRC; allowed: 0..4294967295; example: 0")
+    cdef size_t n = data.shape[0]
+    cdef const unsigned char *p = &data[0] if n else NULL
+    cdef uint32_t out
+    with nogil:
+        out = engram_crc32c(<uint32_t>value, p, n)
+    return out
+
+
+cdef inline void _put(char *dst, const void *src, size_t n) noexcept nogil:
+    memcpy(dst, src, n)
+
+
+def encode_record(int rtype, int flags, object lsn, object timestamp_ns, payload):
+    """One WAL record: the 36-byte header followed by ``payload``."""
+    cdef const unsigned char[::1] body = payload
+    cdef size_t length = body.shape[0]
+    _check_encode_args(rtype, flags, lsn, timestamp_ns, length)
+    cdef uint32_t magic = RECORD_MAGIC
+    cdef uint8_t version = RECORD_VERSION
+    cdef uint8_t rt = rtype
+    cdef uint16_t fl = flags
+    cdef uint64_t l = lsn
+    cdef int64_t ts = timestamp_ns
+    cdef uint32_t plen = length
+    cdef uint32_t pcrc = engram_crc32c(0, &body[0] if length else NULL, length)
+    out = PyBytes_FromStringAndSize(NULL, HEAD + length)
+    cdef char *o = PyBytes_AS_STRING(out)
+    _put(o, &magic, 4)
+    _put(o + 4, &version, 1)
+    _put(o + 5, &rt, 1)
+    _put(o + 6, &fl, 2)
+    _put(o + 8, &l, 8)
+    _put(o + 16, &ts, 8)
+    _put(o + 24, &plen, 4)
+    _put(o + 28, &pcrc, 4)
+    cdef uint32_t hcrc = engram_crc32c(0, <const unsigned char *>o, HEAD_BODY)
+    _put(o + 32, &hcrc, 4)
+    if length:
+        memcpy(o + HEAD, &body[0], length)
+    return out
+
+
+def decode_record(buf, Py_ssize_t offset=0):
+    """Decode the record at ``offset``: ``(rtype, flags, lsn, timestamp_ns, payload, next_offset)``."""
+    cdef const unsigned char[::1] view = buf
+    cdef Py_ssize_t size = view.shape[0]
+    if offset < 0 or offset > size:
+        raise ValueError(f"offset: {offset} outside the buffer; allowed: 0..{size}; example: 0")
+    if size - offset < HEAD:
+        raise RecordTruncatedError(offset, f"{size - offset} bytes left, a header needs {HEADER_BYTES}")
+    cdef const unsigned char *p = &view[offset]
+    cdef uint32_t magic, plen, pcrc, hcrc
+    cdef uint8_t version, rt
+    cdef uint16_t fl
+    cdef uint64_t l
+    cdef int64_t ts
+    memcpy(&magic, p, 4)
+    memcpy(&version, p + 4, 1)
+    memcpy(&rt, p + 5, 1)
+    memcpy(&fl, p + 6, 2)
+    memcpy(&l, p + 8, 8)
+    memcpy(&ts, p + 16, 8)
+    memcpy(&plen, p + 24, 4)
+    memcpy(&pcrc, p + 28, 4)
+    memcpy(&hcrc, p + 32, 4)
+    if engram_crc32c(0, p, HEAD_BODY) != hcrc:
+        raise RecordChecksumError(offset, "header checksum mismatch")
+    if magic != RECORD_MAGIC:
+        raise RecordChecksumError(offset, f"bad magic 0x{magic:08x}")
+    if version != RECORD_VERSION:
+        raise RecordChecksumError(offset, f"unknown record format version {version}")
+    if plen > PAYLOAD_BYTES_MAX:
+        raise RecordChecksumError(offset, f"payload length {plen} over the limit")
+    cdef Py_ssize_t start = offset + HEAD
+    cdef Py_ssize_t end = start + plen
+    if end > size:
+        raise RecordTruncatedError(offset, f"payload needs {plen} bytes, {size - start} left")
+    if engram_crc32c(0, p + HEAD, plen) != pcrc:
+        raise RecordChecksumError(offset, "payload checksum mismatch")
+    payload = PyBytes_FromStringAndSize(<const char *>(p + HEAD), plen)
+    return rt, fl, l, ts, payload, end
