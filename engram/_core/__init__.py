@@ -29,18 +29,28 @@ __all__ = [
     "encode_record",
     "decode_record",
     "topk_cosine",
+    "cosine_scores",
+    "select_topk",
     "topk_cosine_batch",
     "row_inv_norms",
     "query_inv_norm",
 ]
 
 if os.environ.get("ENGRAM_PURE") == "1":
-    from engram._core._ref import crc32c, decode_record, encode_record, topk_cosine, topk_cosine_batch
+    from engram._core._ref import (
+        cosine_scores,
+        crc32c,
+        decode_record,
+        encode_record,
+        select_topk,
+        topk_cosine,
+        topk_cosine_batch,
+    )
 
     IMPL = "python"
 else:
     try:
-        from engram._core._topk import topk_cosine, topk_cosine_batch
+        from engram._core._topk import cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(

@@ -171,6 +171,36 @@ def _select(scores: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.nda
     return candidates[order], values[order]
 
 
+def cosine_scores(matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Scores of every row against every query, float32 of shape (b, n).
+
+    Score of row i for query q: ``lane_dot(matrix[i], q) * inv_norms[i] * query_inv_norm(q)``
+    in float32, the dot product accumulated in ``DOT_LANES`` lanes in a fixed order.
+    """
+    _check_topk_args(matrix, inv_norms, queries, 0, None)
+    out = np.empty((queries.shape[0], matrix.shape[0]), np.float32)
+    for j, q in enumerate(queries):
+        out[j] = _lane_dots(matrix, q) * inv_norms * query_inv_norm(q)
+    return out
+
+
+def select_topk(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best entries of a float32 score vector, ties at the k-th score included.
+
+    Returns ``(indices int64, scores float32)`` ordered by score descending, then
+    index ascending; every entry whose score equals the k-th best is included, so
+    a result may hold more than ``k`` rows (the caller breaks those ties by its own
+    key). Entries where ``mask`` is False are never returned.
+    """
+    if scores.dtype != np.float32 or scores.ndim != 1:
+        raise ValueError("scores: must be a 1-d float32 array; example: np.zeros(10, np.float32)")
+    if k < 0:
+        raise ValueError(f"k: {k} is negative; allowed: k >= 0; example: 10")
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != scores.shape):
+        raise ValueError(f"mask: must be bool of shape {scores.shape} or None; example: np.ones(n, bool)")
+    return _select(scores, k, mask)
+
+
 def topk_cosine_batch(
     matrix: np.ndarray,
     inv_norms: np.ndarray,
@@ -178,20 +208,10 @@ def topk_cosine_batch(
     k: int,
     mask: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each row of ``queries``, the rows of ``matrix`` with the ``k`` best cosines.
-
-    Score of row i: ``lane_dot(matrix[i], q) * inv_norms[i] * query_inv_norm(q)`` in
-    float32. Each result is ``(indices int64, scores float32)`` ordered by score
-    descending, then index ascending; every row whose score equals the k-th best is
-    included, so a result may hold more than ``k`` rows (the caller breaks those ties
-    by its own key). Rows where ``mask`` is False are never returned.
-    """
+    """For each row of ``queries``, ``select_topk(cosine_scores(...)[j], k, mask)``."""
     _check_topk_args(matrix, inv_norms, queries, k, mask)
-    results = []
-    for q in queries:
-        scores = _lane_dots(matrix, q) * inv_norms * query_inv_norm(q)
-        results.append(_select(scores.astype(np.float32), k, mask))
-    return results
+    scores = cosine_scores(matrix, inv_norms, queries)
+    return [select_topk(row, k, mask) for row in scores]
 
 
 def topk_cosine(

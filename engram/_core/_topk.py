@@ -83,6 +83,25 @@ def _select(scores: np.ndarray, k: int, mask: np.ndarray, use_mask: bool) -> tup
 _EMPTY_MASK = np.zeros(0, np.bool_)
 
 
+def cosine_scores(matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """See ``engram._core._ref.cosine_scores``: same contract, same bits, compiled."""
+    _check_topk_args(matrix, inv_norms, queries, 0, None)
+    q_inv = np.array([query_inv_norm(q) for q in queries], np.float32)
+    return scores_batch(matrix, inv_norms, np.ascontiguousarray(queries), q_inv)
+
+
+def select_topk(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """See ``engram._core._ref.select_topk``: same contract, compiled."""
+    if scores.dtype != np.float32 or scores.ndim != 1:
+        raise ValueError("scores: must be a 1-d float32 array; example: np.zeros(10, np.float32)")
+    if k < 0:
+        raise ValueError(f"k: {k} is negative; allowed: k >= 0; example: 10")
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != scores.shape):
+        raise ValueError(f"mask: must be bool of shape {scores.shape} or None; example: np.ones(n, bool)")
+    use_mask = mask is not None
+    return _select(scores, k, mask if use_mask else _EMPTY_MASK, use_mask)
+
+
 def topk_cosine_batch(
     matrix: np.ndarray,
     inv_norms: np.ndarray,
@@ -92,14 +111,8 @@ def topk_cosine_batch(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """See ``engram._core._ref.topk_cosine_batch``: same contract, compiled."""
     _check_topk_args(matrix, inv_norms, queries, k, mask)
-    q_inv = np.array([query_inv_norm(q) for q in queries], np.float32)
-    if matrix.shape[0] == 0:
-        return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(queries.shape[0])]
-    queries = np.ascontiguousarray(queries)
-    scores = scores_batch(matrix, inv_norms, queries, q_inv)
-    use_mask = mask is not None
-    mask_arr = mask if use_mask else _EMPTY_MASK
-    return [_select(scores[j], k, mask_arr, use_mask) for j in range(queries.shape[0])]
+    scores = cosine_scores(matrix, inv_norms, queries)
+    return [select_topk(row, k, mask) for row in scores]
 
 
 def topk_cosine(
