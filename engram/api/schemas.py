@@ -1,0 +1,578 @@
+"""Request validation and response shapes of the HTTP API.
+
+Validation happens here, at the boundary, before anything reaches the engine: every
+field is checked for type, range and length, and a failure raises ``ApiError`` naming
+the field, what is allowed and a correct example. Malformed JSON and values of the wrong
+kind are 400/422 the way the original Engram (axum) answered: 400 for bytes that are not
+JSON or a value out of range, 422 for a body of the wrong structure (missing field, wrong
+type). Responses are plain dicts shaped like the original's JSON.
+
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import ApiError
+
+__all__ = [
+    "SPACE_ID_RE", "CONTENT_BYTES_MAX", "EMBEDDING_DIM_DEFAULT", "parse_json", "parse_remember",
+    "parse_episode", "parse_recall_params", "parse_list_params", "confidence_json", "memory_json",
+    "hit_json", "iso", "check_space_id",
+]
+
+SPACE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,63}$")
+MEMORY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+CONTENT_BYTES_MAX = 100 * 1024
+EMBEDDING_DIM_DEFAULT = 768
+TAGS_COUNT_MAX = 64
+TAG_CHARS_MAX = 128
+TEXT_FIELD_CHARS_MAX = 4096
+MEMORY_TYPES = ("semantic", "episodic", "procedural", "working")
+DECAY_KINDS = ("exponential", "power_law", "two_component", "hybrid", "none")
+RECALL_MODES = ("similarity", "spreading", "hybrid")
+MAX_RESULTS_MAX = 1000
+LIST_LIMIT_MAX = 1000
+
+EXAMPLE_EMBEDDING = "[0.12, -0.03, ...] (768 finite numbers)"
+EXAMPLE_TIME = '"2024-05-01T09:30:00Z"'
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _reject_constant(name: str) -> Any:
+    raise ApiError(
+        400,
+        f"the body contains {name}, which is not a number JSON allows",
+        field="body",
+        allowed="finite numbers only (no NaN, Infinity)",
+        example='{"content": "...", "confidence": 0.9}',
+    )
+
+
+def parse_json(raw: bytes, *, what: str = "body") -> Any:
+    """Decode JSON; NaN and Infinity literals are refused (400)."""
+    if not raw.strip():
+        raise ApiError(
+            400, f"the {what} is empty; a JSON object is required", field=what,
+            allowed="a JSON object", example='{"content": "The mitochondria is the powerhouse of the cell"}',
+        )
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except ApiError:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        where = ""
+        if isinstance(exc, json.JSONDecodeError):
+            where = f" at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        raise ApiError(
+            400, f"the {what} is not valid JSON{where}", field=what,
+            allowed="a UTF-8 JSON document", example='{"content": "The mitochondria is the powerhouse of the cell"}',
+        ) from None
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# ----------------------------------------------------------------------------- fields
+
+
+def _structure(field: str, problem: str, allowed: str, example: str) -> ApiError:
+    return ApiError(422, f"{field}: {problem}", field=field, allowed=allowed, example=example)
+
+
+def _value(field: str, problem: str, allowed: str, example: str) -> ApiError:
+    return ApiError(400, f"{field}: {problem}", field=field, allowed=allowed, example=example)
+
+
+def require_object(body: Any, field: str = "body", example: str = '{"content": "..."}') -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise _structure(field, f"expected a JSON object, got {_kind(body)}", "a JSON object", example)
+    return body
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def get_str(
+    obj: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False, chars_max: int = TEXT_FIELD_CHARS_MAX,
+    example: str = '"text"', allow_empty: bool = False,
+) -> str | None:
+    name = prefix + key
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise _structure(name, "is required", "a string", example)
+        return None
+    if not isinstance(v, str):
+        raise _structure(name, f"expected a string, got {_kind(v)}", "a string", example)
+    if not allow_empty and v == "":
+        raise _value(name, "is empty", "a non-empty string", example)
+    if len(v) > chars_max:
+        raise _value(name, f"is {len(v)} characters long", f"at most {chars_max} characters", example)
+    if "\x00" in v:
+        raise _value(name, "contains a NUL character", "text without NUL characters", example)
+    return v
+
+
+def get_number(
+    obj: Mapping[str, Any], key: str, *, prefix: str = "", lo: float, hi: float, default: float | None = None,
+    example: str = "0.9",
+) -> float | None:
+    name = prefix + key
+    v = obj.get(key)
+    if v is None:
+        return default
+    # The original also accepted the JSON form {"value": x} for confidences.
+    if isinstance(v, dict) and "value" in v:
+        v = v["value"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _structure(name, f"expected a number, got {_kind(v)}", f"a number in [{lo}, {hi}]", example)
+    f = float(v)
+    if not math.isfinite(f) or not lo <= f <= hi:
+        raise _value(name, f"{v!r} is out of range", f"a number in [{lo}, {hi}]", example)
+    return f
+
+
+def get_str_list(
+    obj: Mapping[str, Any], key: str, *, prefix: str = "", count_max: int = TAGS_COUNT_MAX, example: str = '["biology"]'
+) -> tuple[str, ...]:
+    name = prefix + key
+    v = obj.get(key)
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        raise _structure(name, f"expected an array of strings, got {_kind(v)}", "an array of strings", example)
+    if len(v) > count_max:
+        raise _value(name, f"has {len(v)} items", f"at most {count_max} strings", example)
+    out = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str):
+            raise _structure(f"{name}[{i}]", f"expected a string, got {_kind(item)}", "a string", example)
+        if not item or len(item) > TAG_CHARS_MAX or "\x00" in item:
+            raise _value(f"{name}[{i}]", "is empty, too long or contains NUL", f"1..{TAG_CHARS_MAX} characters", example)
+        out.append(item)
+    return tuple(out)
+
+
+def get_enum(obj: Mapping[str, Any], key: str, allowed: Iterable[str], *, prefix: str = "", default: str | None = None) -> str | None:
+    name = prefix + key
+    allowed = tuple(allowed)
+    v = obj.get(key)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise _structure(name, f"expected a string, got {_kind(v)}", "one of " + ", ".join(allowed), f'"{allowed[0]}"')
+    norm = v.strip().lower()
+    if norm not in allowed:
+        raise _value(name, f"{v!r} is not allowed", "one of " + ", ".join(allowed), f'"{allowed[0]}"')
+    return norm
+
+
+def parse_time(v: Any, name: str) -> datetime:
+    if not isinstance(v, str):
+        raise _structure(name, f"expected an RFC 3339 time string, got {_kind(v)}", "an RFC 3339 time", EXAMPLE_TIME)
+    try:
+        t = datetime.fromisoformat(v.strip())
+    except ValueError:
+        raise _value(name, f"{v!r} is not an RFC 3339 time", "an RFC 3339 time such as 2024-05-01T09:30:00Z", EXAMPLE_TIME) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise _value(name, f"{v!r} is out of range", "a time between years 1 and 9999", EXAMPLE_TIME) from None
+
+
+def get_time(obj: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> datetime | None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise _structure(prefix + key, "is required", "an RFC 3339 time", EXAMPLE_TIME)
+        return None
+    return parse_time(v, prefix + key)
+
+
+def to_embedding(v: Any, name: str, dim: int) -> np.ndarray:
+    """A JSON array (or raw little-endian float32 bytes, from msgpack) as float32 (dim,)."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        raw = bytes(v)
+        if len(raw) != 4 * dim:
+            raise _value(name, f"has {len(raw) // 4} float32 values ({len(raw)} bytes); expected {dim}",
+                         f"{dim} little-endian float32 values ({4 * dim} bytes)", EXAMPLE_EMBEDDING)
+        arr = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    else:
+        if not isinstance(v, list):
+            raise _structure(name, f"expected an array of {dim} numbers, got {_kind(v)}", f"an array of {dim} finite numbers", EXAMPLE_EMBEDDING)
+        if len(v) != dim:
+            raise _value(name, f"has {len(v)} values; expected {dim}", f"an array of exactly {dim} finite numbers", EXAMPLE_EMBEDDING)
+        types = set(map(type, v))
+        if not types <= {int, float}:
+            bad = next(i for i, x in enumerate(v) if type(x) not in (int, float))
+            raise _structure(f"{name}[{bad}]", f"expected a number, got {_kind(v[bad])}", "a finite number", "0.12")
+        try:
+            arr = np.array(v, dtype=np.float64)
+        except OverflowError:
+            raise _value(name, "contains an integer too large for float32", "finite float32 numbers", "0.12") from None
+        if np.any(np.abs(arr) > 3.0e38):
+            bad = int(np.argmax(np.abs(arr) > 3.0e38))
+            raise _value(f"{name}[{bad}]", "is too large for float32", "finite float32 numbers", "0.12")
+        arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argmax(~np.isfinite(arr)))
+        raise _value(f"{name}[{bad}]", "is NaN or infinite", "finite numbers", "0.12")
+    if not np.any(arr):
+        raise _value(name, "is all zeros, which has no direction for cosine similarity", "a non-zero vector", EXAMPLE_EMBEDDING)
+    return arr
+
+
+def check_space_id(space: Any, field: str) -> str:
+    if not isinstance(space, str) or not SPACE_ID_RE.match(space):
+        raise ApiError(
+            400, f"{field}: {space!r} is not a valid memory space id", field=field,
+            allowed="3-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit",
+            example='"agent-1"',
+        )
+    return space
+
+
+def get_memory_id(obj: Mapping[str, Any], key: str = "id", *, prefix: str = "") -> str | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    name = prefix + key
+    if not isinstance(v, str):
+        raise _structure(name, f"expected a string, got {_kind(v)}", "a string id", '"mem_7f3a"')
+    if not MEMORY_ID_RE.match(v):
+        raise _value(name, f"{v!r} is not a valid memory id", "1-128 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'", '"mem_7f3a"')
+    return v
+
+
+# ----------------------------------------------------------------------------- requests
+
+REMEMBER_KEYS = {
+    "id", "content", "embedding", "confidence", "tags", "memory_type", "timestamp", "when", "observed_at",
+    "memory_space_id", "memory_space", "location", "decay", "decay_function", "decay_rate",
+}
+
+REMEMBER_EXAMPLE = '{"content": "The mitochondria is the powerhouse of the cell", "confidence": 0.95}'
+
+
+def parse_remember(body: Any, *, dim: int, prefix: str = "") -> dict[str, Any]:
+    """A remember request as keyword arguments of ``Space.remember`` (plus ``content``)."""
+    obj = require_object(body, prefix.rstrip(".") or "body", REMEMBER_EXAMPLE)
+    content = get_str(obj, "content", prefix=prefix, required=True, chars_max=CONTENT_BYTES_MAX,
+                      example='"The mitochondria is the powerhouse of the cell"')
+    assert content is not None
+    if len(content.encode("utf-8", "surrogatepass")) > CONTENT_BYTES_MAX:
+        raise _value(prefix + "content", "is larger than 100 KB", "at most 102400 bytes of UTF-8", '"a short fact"')
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _value(prefix + "content", "contains lone surrogates", "valid Unicode text", '"a short fact"') from None
+    kw: dict[str, Any] = {"content": content}
+    emb = obj.get("embedding")
+    if emb is not None:
+        kw["embedding"] = to_embedding(emb, prefix + "embedding", dim)
+    kw["confidence"] = get_number(obj, "confidence", prefix=prefix, lo=0.0, hi=1.0, default=0.7, example="0.9")
+    mid = get_memory_id(obj, prefix=prefix)
+    if mid is not None:
+        kw["id"] = mid
+    kw["tags"] = get_str_list(obj, "tags", prefix=prefix)
+    kw["memory_type"] = get_enum(obj, "memory_type", MEMORY_TYPES, prefix=prefix, default="semantic")
+    when = None
+    for key in ("timestamp", "observed_at", "when"):
+        if obj.get(key) is not None:
+            when = get_time(obj, key, prefix=prefix)
+            break
+    if when is not None:
+        kw["when"] = when
+    loc = get_str(obj, "location", prefix=prefix, example='"lab"')
+    if loc is not None:
+        kw["location"] = loc
+    decay = get_enum(obj, "decay", DECAY_KINDS, prefix=prefix) or get_enum(obj, "decay_function", DECAY_KINDS, prefix=prefix)
+    if decay is not None:
+        kw["decay"] = decay
+    return kw
+
+
+EPISODE_EXAMPLE = '{"when": "2024-05-01T09:30:00Z", "what": "Met Ana in the lab", "where_location": "lab", "who": ["ana"]}'
+
+
+def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
+    """An episode request as keyword arguments of ``Space.remember_episode``."""
+    obj = require_object(body, "body", EPISODE_EXAMPLE)
+    what = get_str(obj, "what", required=True, chars_max=CONTENT_BYTES_MAX, example='"Met Ana in the lab"')
+    assert what is not None
+    if len(what.encode("utf-8", "surrogatepass")) > CONTENT_BYTES_MAX:
+        raise _value("what", "is larger than 100 KB", "at most 102400 bytes of UTF-8", '"Met Ana in the lab"')
+    try:
+        what.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _value("what", "contains lone surrogates", "valid Unicode text", '"Met Ana"') from None
+    when = get_time(obj, "when", required=True)
+    kw: dict[str, Any] = {"what": what, "when": when}
+    where = get_str(obj, "where_location", example='"lab"') or get_str(obj, "where", example='"lab"')
+    if where is not None:
+        kw["where"] = where
+    who = get_str_list(obj, "who", example='["ana", "ben"]')
+    if who:
+        kw["who"] = who
+    for key in ("why", "how"):
+        v = get_str(obj, key, example='"to review results"')
+        if v is not None:
+            kw[key] = v
+    emb = obj.get("embedding")
+    if emb is not None:
+        kw["embedding"] = to_embedding(emb, "embedding", dim)
+    for key, lo, hi in (("importance", 0.0, 1.0), ("emotional_valence", -1.0, 1.0), ("confidence", 0.0, 1.0)):
+        v = get_number(obj, key, lo=lo, hi=hi, example="0.6")
+        if v is not None:
+            kw[key] = v
+    mid = get_memory_id(obj)
+    if mid is not None:
+        kw["id"] = mid
+    meta = obj.get("metadata")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise _structure("metadata", f"expected an object, got {_kind(meta)}", "an object of string keys to strings, numbers or booleans", '{"project": "x"}')
+        if len(meta) > 64:
+            raise _value("metadata", f"has {len(meta)} keys", "at most 64 keys", '{"project": "x"}')
+        clean: dict[str, Any] = {}
+        for k, v in meta.items():
+            if len(k) > TAG_CHARS_MAX or "\x00" in k:
+                raise _value(f"metadata.{k[:32]}", "key is too long or contains NUL", f"keys of at most {TAG_CHARS_MAX} characters", '{"project": "x"}')
+            if v is not None and not isinstance(v, (str, int, float, bool)):
+                raise _structure(f"metadata.{k}", f"expected a string, number or boolean, got {_kind(v)}", "a scalar value", '"x"')
+            if isinstance(v, str) and (len(v) > TEXT_FIELD_CHARS_MAX or "\x00" in v):
+                raise _value(f"metadata.{k}", "is too long or contains NUL", f"at most {TEXT_FIELD_CHARS_MAX} characters", '"x"')
+            if isinstance(v, float) and not math.isfinite(v):
+                raise _value(f"metadata.{k}", "is not finite", "a finite number", "1.5")
+            clean[k] = v
+        kw["metadata"] = clean
+    return kw
+
+
+# ----------------------------------------------------------------------------- query strings
+
+
+def _param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise _value(key, f"{raw!r} is not an integer", f"an integer in [{lo}, {hi}]", f"{key}={default}") from None
+    if not lo <= v <= hi:
+        raise _value(key, f"{v} is out of range", f"an integer in [{lo}, {hi}]", f"{key}={default}")
+    return v
+
+
+def _param_float(params: Mapping[str, str], key: str, *, lo: float, hi: float, default: float | None) -> float | None:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise _value(key, f"{raw!r} is not a number", f"a number in [{lo}, {hi}]", f"{key}=0.5") from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise _value(key, f"{raw} is out of range", f"a number in [{lo}, {hi}]", f"{key}=0.5")
+    return v
+
+
+def param_bool(params: Mapping[str, str], key: str, default: bool = False) -> bool:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise _value(key, f"{raw!r} is not a boolean", "true or false", f"{key}=true")
+
+
+def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_default: float | None = None) -> dict[str, Any]:
+    """Recall/query parameters (query string or JSON body) as a validated dict.
+
+    Keys: text, embedding, k, threshold (None means the per-cue default), after, before,
+    location, memory_types, mode.
+    """
+    def s(key: str) -> str | None:
+        v = params.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            if key in ("embedding",):
+                return v  # type: ignore[return-value]
+            v = json.dumps(v) if not isinstance(v, (int, float)) or isinstance(v, bool) else str(v)
+        return v
+
+    text = s("query") or s("q") or s("content") or s("text")
+    if text is not None:
+        if len(text) > TEXT_FIELD_CHARS_MAX:
+            raise _value("query", f"is {len(text)} characters long", f"at most {TEXT_FIELD_CHARS_MAX} characters", "query=mitochondria")
+        if "\x00" in text:
+            raise _value("query", "contains a NUL character", "plain text", "query=mitochondria")
+        if not text.strip():
+            text = None
+    emb_raw = params.get("embedding")
+    embedding = None
+    if emb_raw is not None and emb_raw != "":
+        if isinstance(emb_raw, str):
+            try:
+                emb_val = json.loads(emb_raw, parse_constant=lambda n: float("nan"))
+            except ValueError:
+                raise _value("embedding", "is not a JSON array", f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
+        else:
+            emb_val = emb_raw
+        embedding = to_embedding(emb_val, "embedding", dim)
+    str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
+                  for k, v in params.items() if isinstance(v, (str, int, float, bool))}
+    k = _param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
+                   default=_param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
+    threshold = _param_float(str_params, "threshold", lo=0.0, hi=1.0, default=None)
+    if threshold is None:
+        threshold = _param_float(str_params, "confidence_threshold", lo=0.0, hi=1.0, default=threshold_default)
+    mode = str_params.get("mode") or "similarity"
+    mode = mode.strip().lower()
+    if mode not in RECALL_MODES:
+        raise _value("mode", f"{mode!r} is not allowed", "similarity, spreading or hybrid", "mode=similarity")
+    after = parse_time(str_params["from_time"], "from_time") if str_params.get("from_time") else None
+    before = parse_time(str_params["to_time"], "to_time") if str_params.get("to_time") else None
+    if after is not None and before is not None and after > before:
+        raise _value("from_time", "is after to_time", "from_time <= to_time", "from_time=2024-01-01T00:00:00Z&to_time=2024-12-31T00:00:00Z")
+    location = str_params.get("location") or None
+    if location is not None and (len(location) > TEXT_FIELD_CHARS_MAX or "\x00" in location):
+        raise _value("location", "is too long or contains NUL", "a short place name", "location=lab")
+    mtypes = None
+    raw_types = str_params.get("memory_type") or str_params.get("memory_types")
+    if raw_types:
+        mtypes = tuple(t.strip().lower() for t in raw_types.split(",") if t.strip())
+        for t in mtypes:
+            if t not in MEMORY_TYPES:
+                raise _value("memory_type", f"{t!r} is not allowed", "comma-separated of " + ", ".join(MEMORY_TYPES), "memory_type=episodic")
+    if text is None and embedding is None and after is None and before is None and location is None and mtypes is None:
+        raise _value("query", "no cue was given", "at least one of query (text), embedding, from_time, to_time, location",
+                     "/api/v1/memories/recall?query=mitochondria")
+    return {"text": text, "embedding": embedding, "k": k, "threshold": threshold, "after": after,
+            "before": before, "location": location, "memory_types": mtypes, "mode": mode}
+
+
+def parse_list_params(params: Mapping[str, str]) -> tuple[int, int, bool]:
+    offset = _param_int(params, "offset", lo=0, hi=2**62, default=0)
+    limit = _param_int(params, "limit", lo=1, hi=LIST_LIMIT_MAX, default=100)
+    return offset, limit, param_bool(params, "include_embeddings")
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+def iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def category(value: float) -> str:
+    if value > 0.7:
+        return "High"
+    if value > 0.4:
+        return "Medium"
+    return "Low"
+
+
+def confidence_json(value: float, reasoning: str) -> dict[str, Any]:
+    v = min(1.0, max(0.0, float(value)))
+    return {"value": v, "category": category(v), "reasoning": reasoning}
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def memory_json(m: Any, *, include_embedding: bool = False) -> dict[str, Any]:
+    """A stored memory as the original's JSON (confidence in its {value,category,reasoning} form)."""
+    out: dict[str, Any] = {
+        "id": m.id,
+        "content": m.content,
+        "confidence": confidence_json(m.confidence, "stored confidence"),
+        "created_at": iso(m.created_at),
+        "observed_at": iso(m.created_at),
+        "last_access": iso(getattr(m, "last_access", None)),
+        "access_count": int(getattr(m, "access_count", 0) or 0),
+        "tags": list(getattr(m, "tags", ()) or ()),
+        "memory_type": getattr(m, "memory_type", "semantic"),
+        "decay_function": getattr(m, "decay", None),
+        "location": getattr(m, "location", None),
+        "has_embedding": getattr(m, "embedding", None) is not None,
+    }
+    if out["memory_type"] == "episodic":
+        out["what"] = m.content
+        out["when"] = iso(m.created_at)
+        out["where_location"] = getattr(m, "location", None)
+        out["who"] = list(getattr(m, "who", ()) or ())
+        out["why"] = getattr(m, "why", None)
+        out["how"] = getattr(m, "how", None)
+        out["importance"] = _f(getattr(m, "importance", None))
+        out["emotional_valence"] = _f(getattr(m, "emotional_valence", None))
+    sources = getattr(m, "sources", ()) or ()
+    if sources:
+        out["sources"] = list(sources)
+    meta = getattr(m, "metadata", None)
+    if meta:
+        out["metadata"] = {str(k): v for k, v in meta.items()}
+    if include_embedding:
+        emb = getattr(m, "embedding", None)
+        out["embedding"] = None if emb is None else [float(x) for x in np.asarray(emb, dtype=np.float32).tolist()]
+    return out
+
+
+def hit_json(hit: Any, *, retrieval_path: str, activation: float | None = None) -> dict[str, Any]:
+    m = hit.memory
+    conf = float(hit.confidence)
+    return {
+        "id": hit.id,
+        "content": m.content,
+        "confidence": confidence_json(conf, "stored confidence x retention x match"),
+        "activation_level": min(1.0, max(0.0, float(activation if activation is not None else hit.retention))),
+        "similarity_score": min(1.0, max(0.0, float(hit.score))),
+        "retrieval_path": retrieval_path,
+        "observed_at": iso(m.created_at),
+        "last_access": iso(getattr(m, "last_access", None)),
+        "tags": list(getattr(m, "tags", ()) or ()),
+        "memory_type": getattr(m, "memory_type", "semantic"),
+        "location": getattr(m, "location", None),
+    }
