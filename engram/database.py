@@ -1,0 +1,178 @@
+"""A data directory of memory spaces: ``engram.open(path)``.
+
+Layout: ``<data>/LOCK`` (one process at a time), and one directory per space,
+``<data>/<space_id>/`` with ``space.json`` (its settings and creation time), its
+checkpoint and its ``wal/`` segments. Spaces open lazily on first use and are
+created by their first ``db.space(id)`` call.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from engram.errors import ClosedError, ValidationError
+from engram.memory import validate as check
+from engram.memory.space import Space, SpaceConfig
+from engram.memory.types import datetime_to_ns, ns_to_datetime
+from engram.storage.lock import DirectoryLock
+
+SPACE_FILE = "space.json"
+Clock = Callable[[], "datetime | float | int"]
+
+
+def _clock_ns(clock: Clock | None) -> Callable[[], int]:
+    """The engine reads time through this: an injected clock (datetime or epoch seconds) or the wall clock."""
+    if clock is None:
+        return time.time_ns
+
+    def now_ns() -> int:
+        value = clock()
+        if isinstance(value, datetime):
+            return datetime_to_ns(value)
+        return int(round(float(value) * 1_000_000_000))
+
+    return now_ns
+
+
+class Database:
+    """An open data directory. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = DirectoryLock(self.path)
+        self._lock_file.acquire()
+        self._now_ns = _clock_ns(clock)
+        self._salvage = salvage
+        self._defaults = defaults
+        SpaceConfig(**defaults)  # validate the defaults now, not at first use
+        self._spaces: dict[str, Space] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def now_ns(self) -> int:
+        return self._now_ns()
+
+    def space(self, space_id: str, **config: Any) -> Space:
+        """The space named ``space_id``, created on first use.
+
+        ``config`` (see SpaceConfig) applies at creation and is stored; given again
+        for an existing space it updates the stored settings, except ``dimension``
+        which cannot change once set. Raises ValidationError.
+        """
+        check.space_id(space_id)
+        with self._guard:
+            if self._closed:
+                raise ClosedError("the database is closed; open it again with engram.open(path)")
+            space = self._spaces.get(space_id)
+            if space is not None:
+                if config and any(getattr(space.config, k, object()) != v for k, v in config.items()):
+                    raise ValidationError(
+                        "config", f"space {space_id!r} is already open with other settings",
+                        "the same settings, or none, while it is open", f"db.space({space_id!r})",
+                    )
+                return space
+            directory = self.path / space_id
+            stored = self._read_space_file(directory)
+            settings = dict(self._defaults)
+            if stored is not None:
+                settings.update(stored["config"])
+                if "dimension" in config and config["dimension"] != stored["config"]["dimension"]:
+                    raise ValidationError(
+                        "dimension", f"space {space_id!r} stores {stored['config']['dimension']}-dimension embeddings",
+                        f"{stored['config']['dimension']}", f"db.space({space_id!r})",
+                    )
+            settings.update(config)
+            space_config = SpaceConfig(**settings)
+            created_ns = stored["created_ns"] if stored is not None else self._now_ns()
+            if stored is None or stored["config"] != space_config.to_json():
+                directory.mkdir(parents=True, exist_ok=True)
+                self._write_space_file(directory, {"id": space_id, "created_ns": created_ns, "config": space_config.to_json()})
+            space = Space(space_id, directory, space_config, self._now_ns)
+            space._open(self._salvage)
+            space.created_ns = created_ns
+            self._spaces[space_id] = space
+            return space
+
+    def spaces(self) -> list[str]:
+        """Ids of every space in the directory, sorted."""
+        found = {p.parent.name for p in self.path.glob(f"*/{SPACE_FILE}")}
+        with self._guard:
+            found.update(self._spaces)
+        return sorted(found)
+
+    def space_info(self, space_id: str) -> dict[str, Any]:
+        check.space_id(space_id)
+        space = self.space(space_id)
+        return {
+            "id": space_id,
+            "path": str(space.directory),
+            "created_at": ns_to_datetime(space.created_ns),
+            "dimension": space.config.dimension,
+            "memories": len(space),
+        }
+
+    def checkpoint(self) -> None:
+        """Checkpoint every open space."""
+        with self._guard:
+            spaces = list(self._spaces.values())
+        for space in spaces:
+            space.checkpoint()
+
+    def close(self) -> None:
+        """Flush every space's WAL, close it and release the directory lock."""
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+            spaces = list(self._spaces.values())
+        try:
+            for space in spaces:
+                space.close()
+        finally:
+            self._lock_file.release()
+
+    @staticmethod
+    def _read_space_file(directory: Path) -> dict[str, Any] | None:
+        path = directory / SPACE_FILE
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    @staticmethod
+    def _write_space_file(directory: Path, body: dict[str, Any]) -> None:
+        temp = directory / (SPACE_FILE + ".tmp")
+        with builtins.open(temp, "w") as handle:
+            json.dump(body, handle, sort_keys=True, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, directory / SPACE_FILE)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def open(path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> Database:  # noqa: A001
+    """Open (or create) a data directory.
+
+    ``clock``: a callable returning a datetime or epoch seconds (tests drive time
+    with it). ``salvage``: on a corrupt record, keep what is valid before it instead
+    of raising CorruptionError. ``defaults``: SpaceConfig settings for new spaces.
+    Raises SpaceLockedError if another process has the directory open.
+    """
+    return Database(path, clock=clock, salvage=salvage, **defaults)

@@ -1,0 +1,1 @@
+"""The engine: model types, spaces, recall, spreading, decay, dedup, consolidation."""

@@ -1,0 +1,106 @@
+"""The engine's WAL record types and the msgpack payload of each.
+
+These payloads are what the log stores, what replication will ship and what a
+checkpoint's metadata holds, so their encoding is explicit: short keys, an
+embedding as raw little-endian float32 bytes, times as integer nanoseconds.
+A record states an outcome (a dedup's ``replaces``, an eviction's reason), never
+a decision to re-take on replay, so replaying a log always rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+REMEMBER = 1
+FORGET = 2
+ASSOCIATE = 3
+TOUCH = 4
+
+
+@dataclass(slots=True)
+class Item:
+    """The engine's mutable record of one memory (callers get frozen ``Memory`` copies)."""
+
+    id: str
+    content: str
+    confidence: float
+    created_ns: int
+    last_access_ns: int
+    access_count: int = 0
+    tags: tuple[str, ...] = ()
+    memory_type: str = "semantic"
+    location: str | None = None
+    who: tuple[str, ...] = ()
+    why: str | None = None
+    how: str | None = None
+    importance: float | None = None
+    valence: float | None = None
+    decay: str | None = None  # None: the space's default
+    sources: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    row: int = -1  # row in the embedding matrix, -1 for a text-only memory
+
+
+def item_fields(item: Item) -> list[Any]:
+    """The item as a list (checkpoint metadata), without its row and embedding."""
+    return [
+        item.id, item.content, item.confidence, item.created_ns, item.last_access_ns, item.access_count,
+        list(item.tags), item.memory_type, item.location, list(item.who), item.why, item.how,
+        item.importance, item.valence, item.decay, list(item.sources), item.metadata,
+    ]
+
+
+def item_from_fields(values: list[Any]) -> Item:
+    (mid, content, confidence, created, last, count, tags, mtype, location, who, why, how,
+     importance, valence, decay, sources, metadata) = values
+    return Item(mid, content, confidence, created, last, count, tuple(tags), mtype, location, tuple(who),
+                why, how, importance, valence, decay, tuple(sources), metadata)
+
+
+def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | None) -> bytes:
+    body = {
+        "f": item_fields(item),
+        "e": None if embedding is None else embedding.astype("<f4").tobytes(),
+        "r": replaces,
+    }
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode_remember(payload: bytes, dimension: int) -> tuple[Item, np.ndarray | None, str | None]:
+    body = msgpack.unpackb(payload, raw=False)
+    item = item_from_fields(body["f"])
+    raw = body["e"]
+    embedding = None if raw is None else np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if embedding is not None and embedding.shape[0] != dimension:
+        raise ValueError(f"record embedding has {embedding.shape[0]} dimensions, space has {dimension}")
+    return item, embedding, body["r"]
+
+
+def encode_forget(memory_id: str, reason: str) -> bytes:
+    return msgpack.packb({"id": memory_id, "why": reason}, use_bin_type=True)
+
+
+def decode_forget(payload: bytes) -> tuple[str, str]:
+    body = msgpack.unpackb(payload, raw=False)
+    return body["id"], body["why"]
+
+
+def encode_associate(a: str, b: str, weight: float) -> bytes:
+    return msgpack.packb({"a": a, "b": b, "w": weight}, use_bin_type=True)
+
+
+def decode_associate(payload: bytes) -> tuple[str, str, float]:
+    body = msgpack.unpackb(payload, raw=False)
+    return body["a"], body["b"], body["w"]
+
+
+def encode_touch(touches: list[tuple[str, int]]) -> bytes:
+    return msgpack.packb([[mid, at] for mid, at in touches], use_bin_type=True)
+
+
+def decode_touch(payload: bytes) -> list[tuple[str, int]]:
+    return [(mid, at) for mid, at in msgpack.unpackb(payload, raw=False)]

@@ -1,0 +1,877 @@
+"""A memory space: the engine's state for one tenant, made durable by its WAL.
+
+State: a contiguous float32 matrix of embeddings (one row per embedded memory,
+grown by doubling, deleted rows tombstoned and compacted copy-on-write), an id
+map of ``Item`` records, a text index, an association graph and a dedup index.
+
+Writes: validate everything first (a rejected call changes nothing), then under
+the space lock apply each change to memory and append its WAL record, so LSN
+order is the order of effects; then, outside the lock, wait for the group commit
+that makes the LSN durable. A write is visible to concurrent readers slightly
+before it is acknowledged; it is acknowledged only once durable.
+
+Reads: take a consistent view of the arrays under the lock (cheap: references and
+the row count), then scan without it; the matrix is never modified below the
+view's row count except for tombstones, and compaction builds new arrays.
+
+Ordering rules (determinism): recall orders equal scores by ascending id;
+filter-only recall orders by time descending, then id; listing by time, then id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from engram import _core
+from engram.errors import ClosedError, CorruptionError, EngramError, UnknownIdError, ValidationError
+from engram.memory import decay as decay_mod
+from engram.memory import records as rec
+from engram.memory import validate as check
+from engram.memory.dedup import DedupIndex
+from engram.memory.graph import AssociationGraph
+from engram.memory.records import Item
+from engram.memory.text import TextIndex
+from engram.memory.types import Hit, Memory, ns_to_datetime
+from engram.storage import snapshot
+from engram.storage.wal import RecoveryReport, WriteAheadLog
+
+DIMENSION_DEFAULT = 768
+K_MAX = 10_000
+HOPS_MAX = 16
+_COMPACT_MIN_ROWS = 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpaceConfig:
+    """Settings of one space, stored in its ``space.json``.
+
+    dimension: embedding length; fixed once the space holds an embedding.
+    durability: "sync" (acknowledged means fsync'd; group commit shares fsyncs) or
+        "async" (fsync every ``flush_interval_ms``: faster, loses the last interval
+        on a power failure; must be asked for by name).
+    decay: default decay function of the space's memories (per memory overridable).
+    dedup_threshold: cosine at or above which storing a memory keeps only the
+        higher-confidence one of the two; None turns dedup off. Episodes never dedup.
+    capacity: most memories the space holds; at capacity the lowest-activation one
+        (confidence x retention now, ties by id) is evicted. None: unbounded.
+    segment_bytes_max: WAL segment size before rotation.
+    checkpoint_wal_bytes: WAL bytes since the last checkpoint that trigger one on write.
+    """
+
+    dimension: int = DIMENSION_DEFAULT
+    durability: str = "sync"
+    decay: str = "power_law"
+    dedup_threshold: float | None = 0.95
+    capacity: int | None = None
+    flush_interval_ms: int = 50
+    segment_bytes_max: int = 64 * 1024 * 1024
+    checkpoint_wal_bytes: int = 512 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        check.positive_int(self.dimension, "dimension", "768", maximum=65536)
+        if self.durability not in ("sync", "async"):
+            raise ValidationError("durability", f"{self.durability!r} is not a durability mode", "'sync' or 'async'", "'sync'")
+        check.decay_function(self.decay)
+        if self.dedup_threshold is not None:
+            check.unit_float(self.dedup_threshold, "dedup_threshold", "0.95")
+        if self.capacity is not None:
+            check.positive_int(self.capacity, "capacity", "100000")
+        check.positive_int(self.flush_interval_ms, "flush_interval_ms", "50", maximum=60_000)
+        if self.segment_bytes_max < 4096:
+            raise ValidationError("segment_bytes_max", "is below 4096", "an integer >= 4096", "67108864")
+        check.positive_int(self.checkpoint_wal_bytes, "checkpoint_wal_bytes", "536870912")
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a reader needs of the matrix, taken under the lock in O(1)."""
+
+    n: int
+    matrix: np.ndarray
+    inv_norms: np.ndarray
+    alive: np.ndarray
+    created: np.ndarray
+    episodic: np.ndarray
+    row_ids: list[str]
+
+
+class Space:
+    """One memory space. Thread-safe. Obtain it from ``Database.space``."""
+
+    def __init__(self, space_id: str, directory: Path, config: SpaceConfig, now_ns: Callable[[], int]) -> None:
+        self.id = space_id
+        self.directory = Path(directory)
+        self.config = config
+        self._now_ns = now_ns
+        self._lock = threading.RLock()
+        self._checkpoint_lock = threading.Lock()
+        self._items: dict[str, Item] = {}
+        self._text = TextIndex()
+        self._graph = AssociationGraph()
+        self._dedup = DedupIndex(config.dimension)
+        d = config.dimension
+        self._n = 0
+        self._dead = 0
+        self._matrix = np.zeros((0, d), np.float32)
+        self._inv_norms = np.zeros(0, np.float32)
+        self._alive = np.zeros(0, np.bool_)
+        self._created = np.zeros(0, np.int64)
+        self._episodic = np.zeros(0, np.bool_)
+        self._row_ids: list[str] = []
+        self._pending_touches: dict[str, int] = {}
+        self._failed: BaseException | None = None
+        self._closed = False
+        self.evicted = 0
+        self.deduplicated = 0
+        self.recovery = RecoveryReport()
+        self._checkpoint_lsn = 0
+        self._wal_bytes_at_checkpoint = 0
+        self._wal = WriteAheadLog(
+            self.directory / "wal",
+            segment_bytes_max=config.segment_bytes_max,
+            durability=config.durability,
+            flush_interval_ms=config.flush_interval_ms,
+        )
+
+    # ------------------------------------------------------------------
+    # opening
+
+    def _open(self, salvage: bool) -> None:
+        latest = snapshot.latest(self.directory)
+        after = 0
+        if latest is not None:
+            snap = snapshot.read(latest)
+            self._load_snapshot(snap)
+            after = snap.lsn
+            self._checkpoint_lsn = snap.lsn
+        records, report = self._wal.recover(after, salvage)
+        for record in records:
+            try:
+                self._apply_record(record.rtype, record.payload)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CorruptionError(str(self._wal.directory), record.lsn, f"record {record.lsn} does not decode: {exc}") from None
+        self.recovery = report
+        self._wal_bytes_at_checkpoint = 0
+
+    def _apply_record(self, rtype: int, payload: bytes) -> None:
+        if rtype == rec.REMEMBER:
+            item, embedding, replaces = rec.decode_remember(payload, self.config.dimension)
+            keys = None if embedding is None else self._dedup.keys_for(embedding.reshape(1, -1))[0]
+            self._apply_remember(item, embedding, keys, replaces)
+        elif rtype == rec.FORGET:
+            memory_id, _reason = rec.decode_forget(payload)
+            self._apply_forget(memory_id)
+        elif rtype == rec.ASSOCIATE:
+            a, b, weight = rec.decode_associate(payload)
+            if a in self._items and b in self._items:
+                self._graph.associate(a, b, weight)
+        elif rtype == rec.TOUCH:
+            for memory_id, at in rec.decode_touch(payload):
+                item = self._items.get(memory_id)
+                if item is not None:
+                    item.access_count += 1
+                    item.last_access_ns = max(item.last_access_ns, at)
+        else:
+            raise ValueError(f"unknown record type {rtype}")
+
+    # ------------------------------------------------------------------
+    # state changes (the caller holds the lock)
+
+    def _apply_remember(self, item: Item, embedding: np.ndarray | None, keys: np.ndarray | None, replaces: str | None) -> None:
+        if replaces is not None and replaces != item.id:
+            self._apply_forget(replaces)
+        old = self._items.get(item.id)
+        if old is not None:
+            self._drop_row(old)
+            self._text.remove(old.id)
+        if embedding is not None:
+            item.row = self._append_row(item, embedding)
+            assert keys is not None
+            self._dedup.add(item.id, keys)
+        else:
+            item.row = -1
+        self._items[item.id] = item
+        self._text.add(item.id, item.content)
+
+    def _apply_forget(self, memory_id: str) -> bool:
+        item = self._items.pop(memory_id, None)
+        if item is None:
+            return False
+        self._drop_row(item)
+        self._text.remove(memory_id)
+        self._graph.remove_node(memory_id)
+        self._pending_touches.pop(memory_id, None)
+        return True
+
+    def _drop_row(self, item: Item) -> None:
+        if item.row >= 0:
+            self._alive[item.row] = False
+            self._dead += 1
+            self._dedup.remove(item.id)
+            item.row = -1
+
+    def _append_row(self, item: Item, embedding: np.ndarray) -> int:
+        if self._n == self._matrix.shape[0]:
+            self._grow(max(1024, 2 * self._matrix.shape[0]))
+        row = self._n
+        self._matrix[row] = embedding
+        self._inv_norms[row] = _core.row_inv_norms(embedding.reshape(1, -1))[0]
+        self._alive[row] = True
+        self._created[row] = item.created_ns
+        self._episodic[row] = item.memory_type == "episodic"
+        self._row_ids.append(item.id)
+        self._n += 1
+        return row
+
+    def _grow(self, capacity: int) -> None:
+        # New arrays, old ones left intact: a reader holding a view keeps valid data.
+        n = self._n
+        d = self.config.dimension
+        matrix = np.zeros((capacity, d), np.float32)
+        matrix[:n] = self._matrix[:n]
+        self._matrix = matrix
+        self._inv_norms = _resized(self._inv_norms, n, capacity)
+        self._alive = _resized(self._alive, n, capacity)
+        self._created = _resized(self._created, n, capacity)
+        self._episodic = _resized(self._episodic, n, capacity)
+        self._row_ids = list(self._row_ids)
+
+    def _compact_if_sparse(self) -> None:
+        if self._n < _COMPACT_MIN_ROWS or self._dead * 4 < self._n:
+            return
+        keep = np.nonzero(self._alive[: self._n])[0]
+        capacity = max(1024, 2 * len(keep))
+        d = self.config.dimension
+        matrix = np.zeros((capacity, d), np.float32)
+        matrix[: len(keep)] = self._matrix[keep]
+        row_ids = [self._row_ids[r] for r in keep]
+        self._inv_norms = _resized(self._inv_norms[keep], len(keep), capacity)
+        self._alive = _resized(self._alive[keep], len(keep), capacity)
+        self._created = _resized(self._created[keep], len(keep), capacity)
+        self._episodic = _resized(self._episodic[keep], len(keep), capacity)
+        self._matrix = matrix
+        self._row_ids = row_ids
+        for row, memory_id in enumerate(row_ids):
+            self._items[memory_id].row = row
+        self._n = len(keep)
+        self._dead = 0
+
+    def _view(self) -> _View:
+        with self._lock:
+            self._check_open()
+            n = self._n
+            return _View(n, self._matrix, self._inv_norms, self._alive[:n].copy(), self._created, self._episodic, self._row_ids)
+
+    # ------------------------------------------------------------------
+    # writing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"space {self.id!r} is closed; open the database again with engram.open(path)")
+        if self._failed is not None:
+            raise EngramError(f"space {self.id!r} stopped after a storage failure ({self._failed}); reopen the database")
+
+    def _commit(self, build: Callable[[], tuple[list[tuple[int, bytes]], Any]]) -> Any:
+        """Run ``build`` under the lock, log its entries, wait until durable, return its result.
+
+        ``build`` applies its changes to memory and returns (WAL entries, result).
+        """
+        with self._lock:
+            self._check_open()
+            entries, result = build()
+            if not entries:
+                return result
+            if self._pending_touches:
+                entries.insert(0, (rec.TOUCH, rec.encode_touch(sorted(self._pending_touches.items()))))
+                self._pending_touches.clear()
+            try:
+                lsn = self._wal.append(entries, self._now_ns())
+            except BaseException as exc:
+                # Memory already holds changes the log does not: refuse further use.
+                self._failed = exc
+                raise
+            self._compact_if_sparse()
+            need_checkpoint = self._wal.bytes_written - self._wal_bytes_at_checkpoint > self.config.checkpoint_wal_bytes
+        self._wal.wait_durable(lsn)
+        if need_checkpoint:
+            self.checkpoint()
+        return result
+
+    def _prepare(
+        self,
+        content: Any,
+        *,
+        embedding: Any,
+        confidence: Any,
+        when: Any,
+        id: Any,
+        tags: Any,
+        location: Any,
+        memory_type: Any,
+        decay: Any,
+        who: Any = (),
+        why: Any = None,
+        how: Any = None,
+        importance: Any = None,
+        valence: Any = None,
+        metadata: Any = None,
+        sources: Any = (),
+        field_prefix: str = "",
+    ) -> tuple[Item, np.ndarray | None]:
+        text = check.content(content, field_prefix + ("what" if memory_type == "episodic" else "content"))
+        mtype = check.memory_type(memory_type)
+        vector = None if embedding is None else check.embedding(embedding, self.config.dimension, field_prefix + "embedding")
+        conf = check.unit_float(confidence, field_prefix + "confidence")
+        now = self._now_ns()
+        created = now if when is None else check.when(when, field_prefix + "when")
+        memory_id = _new_id(mtype) if id is None else check.memory_id(id, field_prefix + "id")
+        fn = None if decay is None else check.decay_function(decay, field_prefix + "decay")
+        who_tuple = check.tags(who, field_prefix + "who")
+        if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(k, str) for k in metadata)):
+            raise ValidationError(field_prefix + "metadata", "expected a dict with string keys", "a JSON-like dict", "{'source': 'chat'}")
+        item = Item(
+            id=memory_id,
+            content=text,
+            confidence=conf,
+            created_ns=created,
+            last_access_ns=created,
+            tags=check.tags(tags, field_prefix + "tags"),
+            memory_type=mtype,
+            location=check.short_text(location, field_prefix + ("where" if mtype == "episodic" else "location"), "'lab'"),
+            who=who_tuple,
+            why=check.short_text(why, field_prefix + "why", "'to test the hypothesis'"),
+            how=check.short_text(how, field_prefix + "how", "'by microscope'"),
+            importance=None if importance is None else check.unit_float(importance, field_prefix + "importance", "0.6"),
+            valence=None if valence is None else check.signed_unit_float(valence, field_prefix + "emotional_valence"),
+            decay=fn,
+            sources=tuple(sources),
+            metadata=dict(metadata or {}),
+        )
+        return item, vector
+
+    def remember(
+        self,
+        content: str,
+        *,
+        embedding: Any = None,
+        confidence: float = 0.7,
+        when: datetime | None = None,
+        id: str | None = None,
+        tags: Iterable[str] = (),
+        location: str | None = None,
+        memory_type: str = "semantic",
+        decay: str | None = None,
+    ) -> str:
+        """Store a memory; return its id (an existing id if dedup kept the older one).
+
+        Raises ValidationError (nothing written) for a bad value, ClosedError after close.
+        """
+        prepared = self._prepare(
+            content, embedding=embedding, confidence=confidence, when=when, id=id, tags=tags,
+            location=location, memory_type=memory_type, decay=decay,
+        )
+        return self._store([prepared])[0]
+
+    def remember_episode(
+        self,
+        what: str,
+        *,
+        when: datetime,
+        where: str | None = None,
+        who: Iterable[str] = (),
+        why: str | None = None,
+        how: str | None = None,
+        embedding: Any = None,
+        importance: float | None = None,
+        emotional_valence: float | None = None,
+        confidence: float | None = None,
+        id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        decay: str | None = None,
+    ) -> str:
+        """Store an episode (never deduplicated); ``importance`` is its encoding confidence."""
+        if when is None:
+            raise ValidationError("when", "is required for an episode", "a datetime", "datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)")
+        if confidence is None:
+            confidence = importance if importance is not None else 0.7
+        prepared = self._prepare(
+            what, embedding=embedding, confidence=confidence, when=when, id=id, tags=(), location=where,
+            memory_type="episodic", decay=decay, who=who, why=why, how=how, importance=importance,
+            valence=emotional_valence, metadata=metadata,
+        )
+        return self._store([prepared])[0]
+
+    def remember_many(self, items: Sequence[dict[str, Any]]) -> list[str]:
+        """Store many memories with one WAL write and one fsync; all or nothing on bad input.
+
+        Each dict holds ``remember``'s keyword arguments plus ``content`` (or an
+        episode's: ``what``, ``when``, ``where``... with ``memory_type="episodic"``).
+        """
+        if isinstance(items, (str, bytes, dict)) or not isinstance(items, Sequence):
+            raise ValidationError("items", "expected a list of dicts", "a list of dicts with remember()'s arguments", "[{'content': 'a', 'embedding': [...]}]")
+        prepared = []
+        allowed = {"content", "what", "embedding", "confidence", "when", "id", "tags", "location", "where",
+                   "memory_type", "decay", "who", "why", "how", "importance", "emotional_valence", "metadata"}
+        for index, raw in enumerate(items):
+            prefix = f"items[{index}]."
+            if not isinstance(raw, dict):
+                raise ValidationError(f"items[{index}]", "expected a dict", "a dict with remember()'s arguments", "{'content': 'a'}")
+            unknown = sorted(set(raw) - allowed)
+            if unknown:
+                raise ValidationError(prefix + unknown[0], "is not a known field", ", ".join(sorted(allowed)), "{'content': 'a'}")
+            mtype = raw.get("memory_type", "semantic")
+            importance = raw.get("importance")
+            confidence = raw.get("confidence", importance if importance is not None else 0.7)
+            prepared.append(self._prepare(
+                raw.get("what", raw.get("content")), embedding=raw.get("embedding"), confidence=confidence,
+                when=raw.get("when"), id=raw.get("id"), tags=raw.get("tags", ()),
+                location=raw.get("where", raw.get("location")), memory_type=mtype, decay=raw.get("decay"),
+                who=raw.get("who", ()), why=raw.get("why"), how=raw.get("how"), importance=importance,
+                valence=raw.get("emotional_valence"), metadata=raw.get("metadata"), field_prefix=prefix,
+            ))
+        if not prepared:
+            return []
+        return self._store(prepared)
+
+    def _store(self, prepared: list[tuple[Item, np.ndarray | None]]) -> list[str]:
+        vectors = [v for _, v in prepared if v is not None]
+        all_keys = self._dedup.keys_for(np.stack(vectors)) if vectors else None
+
+        def build() -> tuple[list[tuple[int, bytes]], list[str]]:
+            entries: list[tuple[int, bytes]] = []
+            ids: list[str] = []
+            key_index = 0
+            for item, vector in prepared:
+                keys = None
+                if vector is not None:
+                    keys = all_keys[key_index]
+                    key_index += 1
+                kept = self._dedup_decision(item, vector, keys)
+                if kept is not None and kept[0] == "existing":
+                    self.deduplicated += 1
+                    ids.append(kept[1])
+                    continue
+                replaces = kept[1] if kept is not None else None
+                if replaces is not None:
+                    self.deduplicated += 1
+                entries.extend(self._evict_for(item))
+                self._apply_remember(item, vector, keys, replaces)
+                entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
+                ids.append(item.id)
+            return entries, ids
+
+        return self._commit(build)
+
+    def _dedup_decision(self, item: Item, vector: np.ndarray | None, keys: np.ndarray | None) -> tuple[str, str] | None:
+        """("existing", id) to keep a stored duplicate, ("replace", id) to supersede it, or None."""
+        threshold = self.config.dedup_threshold
+        if threshold is None or vector is None or item.memory_type == "episodic" or item.id in self._items:
+            return None
+        candidates = [c for c in self._dedup.candidates(keys) if self._items[c].memory_type != "episodic"]
+        if not candidates:
+            return None
+        rows = np.array([self._items[c].row for c in candidates], np.int64)
+        scores = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows], vector.reshape(1, -1))[0]
+        best = -1
+        for position in range(len(candidates)):  # candidates are sorted: ties go to the smaller id
+            if scores[position] >= threshold and (best < 0 or scores[position] > scores[best]):
+                best = position
+        if best < 0:
+            return None
+        existing = self._items[candidates[best]]
+        if existing.confidence >= item.confidence:
+            return ("existing", existing.id)
+        return ("replace", existing.id)
+
+    def _evict_for(self, item: Item) -> list[tuple[int, bytes]]:
+        capacity = self.config.capacity
+        if capacity is None or item.id in self._items or len(self._items) < capacity:
+            return []
+        now = self._now_ns()
+        victim = min(self._items.values(), key=lambda it: (self._activation(it, now), it.id))
+        self._apply_forget(victim.id)
+        self.evicted += 1
+        _log_eviction(self.id, victim.id)
+        return [(rec.FORGET, rec.encode_forget(victim.id, "evicted"))]
+
+    def forget(self, memory_id: str) -> bool:
+        """Delete a memory for real (a WAL tombstone); True if it existed."""
+        check.memory_id(memory_id)
+
+        def build() -> tuple[list[tuple[int, bytes]], bool]:
+            if not self._apply_forget(memory_id):
+                return [], False
+            return [(rec.FORGET, rec.encode_forget(memory_id, "forget"))], True
+
+        return bool(self._commit(build))
+
+    def associate(self, a: str, b: str, weight: float = 0.5) -> None:
+        """Link two memories (undirected) with a weight in (0, 1]. Raises UnknownIdError."""
+        check.memory_id(a, "a")
+        check.memory_id(b, "b")
+        w = check.unit_float(weight, "weight", "0.9")
+        if w == 0.0:
+            raise ValidationError("weight", "0 would be no association", "a number in (0, 1]", "0.9")
+        if a == b:
+            raise ValidationError("b", "a memory cannot be associated with itself", "an id different from a", "sp.associate(id1, id2)")
+
+        def build() -> tuple[list[tuple[int, bytes]], None]:
+            for name, memory_id in (("a", a), ("b", b)):
+                if memory_id not in self._items:
+                    raise UnknownIdError(name, memory_id, self.id)
+            self._graph.associate(a, b, w)
+            return [(rec.ASSOCIATE, rec.encode_associate(a, b, w))], None
+
+        self._commit(build)
+
+    # ------------------------------------------------------------------
+    # reading
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, memory_id: object) -> bool:
+        return memory_id in self._items
+
+    def get(self, memory_id: str) -> Memory | None:
+        check.memory_id(memory_id)
+        with self._lock:
+            self._check_open()
+            item = self._items.get(memory_id)
+            return None if item is None else self._memory(item)
+
+    def _memory(self, item: Item) -> Memory:
+        embedding = None if item.row < 0 else self._matrix[item.row].copy()
+        return Memory(
+            id=item.id, content=item.content, embedding=embedding, confidence=item.confidence,
+            created_at=ns_to_datetime(item.created_ns), last_access=ns_to_datetime(item.last_access_ns),
+            access_count=item.access_count, tags=item.tags, memory_type=item.memory_type, location=item.location,
+            who=item.who, why=item.why, how=item.how, importance=item.importance, emotional_valence=item.valence,
+            decay=item.decay or self.config.decay, sources=item.sources, metadata=dict(item.metadata),
+        )
+
+    def _retention(self, item: Item, now: int) -> float:
+        return decay_mod.retention(item.decay or self.config.decay, now - item.last_access_ns, item.access_count)
+
+    def _activation(self, item: Item, now: int) -> float:
+        return item.confidence * self._retention(item, now)
+
+    def list(self, offset: int = 0, limit: int = 100) -> list[Memory]:
+        """Memories ordered by time, then id."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValidationError("offset", f"{offset!r} is not allowed", "an integer >= 0", "0")
+        check.positive_int(limit, "limit", "100", maximum=K_MAX)
+        with self._lock:
+            self._check_open()
+            ordered = sorted(self._items.values(), key=lambda it: (it.created_ns, it.id))
+            return [self._memory(item) for item in ordered[offset : offset + limit]]
+
+    def recall(
+        self,
+        *,
+        embedding: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        threshold: float = 0.0,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        location: str | None = None,
+        memory_types: Iterable[str] | None = None,
+    ) -> list[Hit]:
+        """Recall by embedding (exact cosine), by text, by filters, or any mix.
+
+        Score: cosine clamped at 0 for an embedding cue; the lexical score for a
+        text cue; their mean when both are given; 1.0 for filters alone. Filters
+        (``after`` <= time < ``before``, ``location`` case-insensitively, types)
+        combine with any cue. A hit's confidence is stored confidence x retention
+        at read time x score. Hits below ``threshold`` (on score) are dropped.
+        Raises ValidationError.
+        """
+        return self.recall_many([dict(embedding=embedding, text=text, k=k, threshold=threshold, after=after,
+                                      before=before, location=location, memory_types=memory_types)])[0]
+
+    def recall_many(self, queries: Sequence[dict[str, Any]]) -> list[list[Hit]]:
+        """Answer several recalls; their embedding cues share one pass over the matrix."""
+        parsed = [self._parse_query(q, i if len(queries) > 1 else None) for i, q in enumerate(queries)]
+        view = self._view()
+        scores = None
+        with_vectors = [p for p in parsed if p.vector is not None]
+        if with_vectors and view.n:
+            queries_matrix = np.stack([p.vector for p in with_vectors])
+            scores = _core.cosine_scores(view.matrix[: view.n], view.inv_norms[: view.n], queries_matrix)
+        now = self._now_ns()
+        results = []
+        vector_index = 0
+        for query in parsed:
+            row_scores = None
+            if query.vector is not None:
+                row_scores = scores[vector_index] if scores is not None else np.zeros(0, np.float32)
+                vector_index += 1
+            results.append(self._rank(query, view, row_scores, now))
+        self._touch([hit.id for hits in results for hit in hits], now)
+        return results
+
+    def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
+        prefix = "" if index is None else f"queries[{index}]."
+        allowed = {"embedding", "text", "k", "threshold", "after", "before", "location", "memory_types"}
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ValidationError(prefix + unknown[0], "is not a recall argument", ", ".join(sorted(allowed)), "{'text': 'cell', 'k': 5}")
+        vector = None if raw.get("embedding") is None else check.embedding(raw["embedding"], self.config.dimension, prefix + "embedding")
+        text = raw.get("text")
+        if text is not None:
+            if not isinstance(text, str) or not text.strip():
+                raise ValidationError(prefix + "text", "expected a non-empty string", "a string with at least one word", "'mitochondria'")
+            check.content(text, prefix + "text")
+        k = check.positive_int(raw.get("k", 10), prefix + "k", "10", maximum=K_MAX)
+        threshold = check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5")
+        after = None if raw.get("after") is None else check.when(raw["after"], prefix + "after")
+        before = None if raw.get("before") is None else check.when(raw["before"], prefix + "before")
+        location = check.short_text(raw.get("location"), prefix + "location", "'lab'")
+        types = raw.get("memory_types")
+        if types is not None:
+            if isinstance(types, str):
+                types = [types]
+            types = frozenset(check.memory_type(t) for t in types)
+        return _Query(vector, text, k, threshold, after, before, None if location is None else location.casefold(), types)
+
+    def _matches(self, item: Item, query: "_Query") -> bool:
+        if query.after is not None and item.created_ns < query.after:
+            return False
+        if query.before is not None and item.created_ns >= query.before:
+            return False
+        if query.location is not None and (item.location is None or item.location.casefold() != query.location):
+            return False
+        if query.types is not None and item.memory_type not in query.types:
+            return False
+        return True
+
+    def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int) -> list[Hit]:
+        candidates: dict[str, float] = {}
+        if row_scores is not None and view.n:
+            mask = view.alive.copy()
+            if query.after is not None:
+                mask &= view.created[: view.n] >= query.after
+            if query.before is not None:
+                mask &= view.created[: view.n] < query.before
+            # With a text cue too, take a wider cosine shortlist so the blend can reorder it.
+            k_wide = query.k if query.text is None else min(view.n, 4 * query.k + 16)
+            extra_filters = query.location is not None or query.types is not None
+            if extra_filters:
+                k_wide = view.n  # location and type are checked per item below
+            rows, values = _core.select_topk(row_scores, k_wide, mask)
+            for row, value in zip(rows.tolist(), values.tolist()):
+                candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
+        text_scores = self._text.scores(query.text) if query.text is not None else None
+        hits: list[tuple[float, str, Item]] = []
+        if query.vector is None and text_scores is None:
+            for item in list(self._items.values()):
+                if self._matches(item, query):
+                    hits.append((1.0, item.id, item))
+            hits.sort(key=lambda h: (-h[2].created_ns, h[1]))
+        else:
+            ids = set(candidates) if text_scores is None else set(candidates) | set(text_scores)
+            for memory_id in ids:
+                item = self._items.get(memory_id)
+                if item is None or not self._matches(item, query):
+                    continue
+                if query.vector is not None and text_scores is not None:
+                    cosine = candidates.get(memory_id)
+                    if cosine is None:
+                        cosine = self._cosine_of(item, query.vector)
+                    score = (cosine + text_scores.get(memory_id, 0.0)) / 2.0
+                elif query.vector is not None:
+                    score = candidates[memory_id]
+                else:
+                    score = text_scores[memory_id]
+                hits.append((score, memory_id, item))
+            hits.sort(key=lambda h: (-h[0], h[1]))
+        out = []
+        for score, memory_id, item in hits:
+            if score < query.threshold:
+                continue
+            retention = self._retention(item, now)
+            confidence = min(1.0, max(0.0, item.confidence * retention * score))
+            out.append(Hit(memory_id, score, confidence, retention, self._memory(item)))
+            if len(out) == query.k:
+                break
+        return out
+
+    def _cosine_of(self, item: Item, vector: np.ndarray) -> float:
+        if item.row < 0:
+            return 0.0
+        row = np.ascontiguousarray(self._matrix[item.row : item.row + 1])
+        value = float(_core.cosine_scores(row, self._inv_norms[item.row : item.row + 1], vector.reshape(1, -1))[0, 0])
+        return max(0.0, min(1.0, value))
+
+    def _touch(self, ids: list[str], now: int) -> None:
+        """Count a retrieval: persisted with the next write, checkpoint or close (not fsync'd on its own)."""
+        if not ids:
+            return
+        with self._lock:
+            for memory_id in ids:
+                item = self._items.get(memory_id)
+                if item is not None:
+                    item.access_count += 1
+                    item.last_access_ns = max(item.last_access_ns, now)
+                    self._pending_touches[memory_id] = item.last_access_ns
+
+    def spread(self, seeds: Iterable[str], max_hops: int = 4, decay: float = 0.7, threshold: float | None = None) -> dict[str, float]:
+        """Spreading activation from ``seeds`` (activation 1.0); see engram.memory.graph."""
+        if isinstance(seeds, str):
+            seeds = [seeds]
+        seed_list = [check.memory_id(s, "seeds") for s in seeds]
+        hops = check.positive_int(max_hops, "max_hops", "4", maximum=HOPS_MAX)
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= float(decay) <= 10.0:
+            raise ValidationError("decay", f"{decay!r} is not allowed", "a rate from 0 to 10 (e^(-rate x depth))", "0.7")
+        if threshold is not None:
+            threshold = check.unit_float(threshold, "threshold", "0.05")
+        with self._lock:
+            self._check_open()
+            for seed in seed_list:
+                if seed not in self._items:
+                    raise UnknownIdError("seeds", seed, self.id)
+            return self._graph.spread(seed_list, hops, float(decay), threshold)
+
+    def associations(self, memory_id: str) -> dict[str, float]:
+        with self._lock:
+            return self._graph.neighbours(memory_id)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            episodes = sum(1 for it in self._items.values() if it.memory_type == "episodic")
+            return {
+                "space": self.id,
+                "memories": len(self._items) - episodes,
+                "episodes": episodes,
+                "associations": len(self._graph),
+                "rows": self._n,
+                "dead_rows": self._dead,
+                "evicted": self.evicted,
+                "deduplicated": self.deduplicated,
+                "last_lsn": self._wal.last_lsn,
+                "checkpoint_lsn": self._checkpoint_lsn,
+                "wal_bytes": self._wal.size_bytes(),
+                "fsyncs": self._wal.fsync_count,
+                "torn_tail_bytes": self.recovery.torn_tail_bytes,
+                "durability": self.config.durability,
+            }
+
+    # ------------------------------------------------------------------
+    # checkpoints and closing
+
+    def checkpoint(self) -> int:
+        """Write a snapshot of the whole space and drop the WAL segments it covers; return its LSN."""
+        with self._checkpoint_lock:
+            with self._lock:
+                self._check_open()
+                if self._pending_touches:
+                    lsn = self._wal.append([(rec.TOUCH, rec.encode_touch(sorted(self._pending_touches.items())))], self._now_ns())
+                    self._pending_touches.clear()
+                lsn = self._wal.last_lsn
+                meta, embeddings = self._snapshot_state()
+                self._wal.rotate()
+                self._wal_bytes_at_checkpoint = self._wal.bytes_written
+            self._wal.sync()
+            if lsn == self._checkpoint_lsn and snapshot.latest(self.directory) is not None:
+                return lsn
+            path = snapshot.write(self.directory, lsn, meta, embeddings)
+            snapshot.remove_older(self.directory, path)
+            self._wal.drop_through(lsn)
+            self._checkpoint_lsn = lsn
+            return lsn
+
+    def _snapshot_state(self) -> tuple[dict[str, Any], np.ndarray]:
+        ordered = sorted(self._items.values(), key=lambda it: it.id)
+        embedded = [it for it in ordered if it.row >= 0]
+        rows = np.array([it.row for it in embedded], np.int64)
+        embeddings = self._matrix[rows] if len(rows) else np.zeros((0, self.config.dimension), np.float32)
+        keys = np.array([self._dedup._keys[it.id] for it in embedded], np.int64).reshape(len(embedded), -1)
+        meta = {
+            "version": 1,
+            "items": [rec.item_fields(it) for it in ordered],
+            "embedded": [it.id for it in embedded],
+            "dedup_keys": keys.astype("<i8").tobytes(),
+            "edges": [list(edge) for edge in self._graph.edges()],
+            "evicted": self.evicted,
+            "deduplicated": self.deduplicated,
+        }
+        return meta, embeddings
+
+    def _load_snapshot(self, snap: snapshot.Snapshot) -> None:
+        meta = snap.meta
+        items = [rec.item_from_fields(values) for values in meta["items"]]
+        by_id = {item.id: item for item in items}
+        embedded = meta["embedded"]
+        keys = np.frombuffer(meta["dedup_keys"], dtype="<i8").reshape(len(embedded), -1) if embedded else None
+        n = len(embedded)
+        self._grow(max(1024, 2 * n))
+        if n:
+            self._matrix[:n] = snap.embeddings
+            self._inv_norms[:n] = _core.row_inv_norms(snap.embeddings)
+            self._alive[:n] = True
+        for row, memory_id in enumerate(embedded):
+            item = by_id[memory_id]
+            item.row = row
+            self._created[row] = item.created_ns
+            self._episodic[row] = item.memory_type == "episodic"
+            self._dedup.add(memory_id, keys[row])
+        self._row_ids = list(embedded)
+        self._n = n
+        for item in items:
+            self._items[item.id] = item
+            self._text.add(item.id, item.content)
+        for a, b, weight in meta["edges"]:
+            self._graph.associate(a, b, weight)
+        self.evicted = meta.get("evicted", 0)
+        self.deduplicated = meta.get("deduplicated", 0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._pending_touches and self._failed is None:
+                self._wal.append([(rec.TOUCH, rec.encode_touch(sorted(self._pending_touches.items())))], self._now_ns())
+                self._pending_touches.clear()
+            self._closed = True
+        self._wal.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    vector: np.ndarray | None
+    text: str | None
+    k: int
+    threshold: float
+    after: int | None
+    before: int | None
+    location: str | None
+    types: frozenset[str] | None
+
+
+def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:
+    out = np.zeros(capacity, array.dtype)
+    out[:n] = array[:n]
+    return out
+
+
+def _new_id(memory_type: str) -> str:
+    # Time-ordered (ms) then random: ids sort roughly by creation, never collide in practice.
+    prefix = "ep" if memory_type == "episodic" else "mem"
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
+def _log_eviction(space_id: str, memory_id: str) -> None:
+    logging.getLogger("engram.space").info("space %s at capacity: evicted %s (lowest activation)", space_id, memory_id)

@@ -1,0 +1,141 @@
+"""Validation of every value a caller hands the engine.
+
+Each check raises ``ValidationError(field, problem, allowed, example)`` before
+anything is written, so a rejected call changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, Iterable
+
+import numpy as np
+
+from engram.errors import ValidationError
+from engram.memory.types import DECAY_FUNCTIONS, MEMORY_TYPES, datetime_to_ns
+
+SPACE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{2,63}$")
+MEMORY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+CONTENT_BYTES_MAX = 100 * 1024
+TAG_COUNT_MAX = 64
+TAG_CHARS_MAX = 128
+SHORT_TEXT_CHARS_MAX = 1024
+
+
+def space_id(value: Any) -> str:
+    if not isinstance(value, str) or not SPACE_ID_PATTERN.match(value):
+        raise ValidationError(
+            "space_id",
+            f"{value!r} is not a valid space id",
+            "3 to 64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit",
+            "'agent-1'",
+        )
+    return value
+
+
+def memory_id(value: Any, field: str = "id") -> str:
+    if not isinstance(value, str) or not MEMORY_ID_PATTERN.match(value):
+        raise ValidationError(
+            field,
+            f"{value!r} is not a valid memory id",
+            "1 to 128 characters of letters, digits, '_', '.', ':' and '-', starting with a letter or digit",
+            "'mem_7f3a'",
+        )
+    return value
+
+
+def content(value: Any, field: str = "content") -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field, f"expected a string, got {type(value).__name__}", "a UTF-8 string", "'The cell has a nucleus'")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > CONTENT_BYTES_MAX:
+        raise ValidationError(field, f"{size} bytes is too long", f"at most {CONTENT_BYTES_MAX} bytes of UTF-8", "'The cell has a nucleus'")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "contains lone surrogates", "valid Unicode text", "'The cell has a nucleus'") from None
+    return value
+
+
+def unit_float(value: Any, field: str, example: str = "0.9") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValidationError(field, f"expected a number, got {type(value).__name__}", "a number in [0, 1]", example)
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise ValidationError(field, f"{value!r} is outside [0, 1]", "a finite number in [0, 1]", example)
+    return number
+
+
+def signed_unit_float(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValidationError(field, f"expected a number, got {type(value).__name__}", "a number in [-1, 1]", "0.4")
+    number = float(value)
+    if not math.isfinite(number) or not -1.0 <= number <= 1.0:
+        raise ValidationError(field, f"{value!r} is outside [-1, 1]", "a finite number in [-1, 1]", "0.4")
+    return number
+
+
+def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarray:
+    """A float32 copy of ``value`` after checking length, finiteness and a non-zero norm."""
+    example = f"[0.1, 0.2, ...] ({dimension} numbers)"
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValidationError(field, f"expected a list of {dimension} numbers, got {type(value).__name__}", f"{dimension} finite numbers", example)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(field, "contains a value that is not a number", f"{dimension} finite numbers", example) from None
+    if array.ndim != 1 or array.shape[0] != dimension:
+        got = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        raise ValidationError(field, f"expected {dimension} dimensions, received {got}", f"exactly {dimension} finite numbers", example)
+    if not np.all(np.isfinite(array)):
+        raise ValidationError(field, "contains NaN or infinity", f"{dimension} finite numbers", example)
+    out = array.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise ValidationError(field, "has a value too large for float32", "finite numbers within +-3.4e38", example)
+    if not np.any(out):
+        raise ValidationError(field, "is the zero vector, which has no direction", "a vector with a non-zero norm", example)
+    return out
+
+
+def when(value: Any, field: str = "when") -> int:
+    if isinstance(value, datetime):
+        return datetime_to_ns(value)
+    raise ValidationError(field, f"expected a datetime, got {type(value).__name__}", "a datetime (naive means UTC)", "datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)")
+
+
+def tags(value: Any, field: str = "tags") -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationError(field, f"expected a list of strings, got {type(value).__name__}", f"at most {TAG_COUNT_MAX} strings", "['biology', 'cells']")
+    out = tuple(value)
+    if len(out) > TAG_COUNT_MAX or not all(isinstance(t, str) and 0 < len(t) <= TAG_CHARS_MAX for t in out):
+        raise ValidationError(field, "has too many tags or a tag that is not a short non-empty string", f"at most {TAG_COUNT_MAX} strings of 1 to {TAG_CHARS_MAX} characters", "['biology', 'cells']")
+    return out
+
+
+def short_text(value: Any, field: str, example: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > SHORT_TEXT_CHARS_MAX:
+        raise ValidationError(field, "expected a string", f"a string of at most {SHORT_TEXT_CHARS_MAX} characters, or None", example)
+    return value
+
+
+def memory_type(value: Any) -> str:
+    if value not in MEMORY_TYPES:
+        raise ValidationError("memory_type", f"{value!r} is not a memory type", " | ".join(MEMORY_TYPES), "'semantic'")
+    return value
+
+
+def decay_function(value: Any, field: str = "decay") -> str:
+    if value not in DECAY_FUNCTIONS:
+        raise ValidationError(field, f"{value!r} is not a decay function", " | ".join(DECAY_FUNCTIONS), "'power_law'")
+    return value
+
+
+def positive_int(value: Any, field: str, example: str, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (maximum is not None and value > maximum):
+        allowed = f"an integer from 1 to {maximum}" if maximum is not None else "an integer >= 1"
+        raise ValidationError(field, f"{value!r} is not allowed", allowed, example)
+    return int(value)

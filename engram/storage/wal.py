@@ -1,0 +1,323 @@
+"""Write-ahead log of one memory space: segments, group commit, recovery.
+
+A log is a directory of segment files named by the LSN of their first record
+(``00000000000000000001.wal``). Records are the kernel codec's (36-byte header
+with CRC32C of header and payload, then a msgpack payload). Appends go to the OS
+with one ``os.write`` per batch, under the caller's lock so that LSN order equals
+write order; durability is a separate step, ``wait_durable(lsn)``, done outside
+that lock so that concurrent writers share one ``fdatasync`` (group commit: the
+first waiter to find no sync running becomes the leader and syncs everything
+written so far; the others wait for it).
+
+Recovery reads every segment in order. In the last segment, a record that is cut
+short or fails its checksum with no valid record after it is a torn tail: it is
+truncated and counted. Anything else that fails is a ``CorruptionError`` naming
+file and offset, unless ``salvage`` asks to keep what is valid before it.
+
+It must not: decode payloads (the space does), or hold the sync lock during I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from engram import _core
+from engram.errors import ClosedError, CorruptionError
+
+SEGMENT_SUFFIX = ".wal"
+
+
+@dataclass(frozen=True, slots=True)
+class WalRecord:
+    rtype: int
+    flags: int
+    lsn: int
+    timestamp_ns: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What opening the log found: records replayed, torn bytes cut, salvage done."""
+
+    records: int = 0
+    last_lsn: int = 0
+    torn_tail_bytes: int = 0
+    torn_tail_segment: str | None = None
+    salvaged_from: str | None = None
+    salvaged_offset: int | None = None
+
+
+def _segment_name(first_lsn: int) -> str:
+    return f"{first_lsn:020d}{SEGMENT_SUFFIX}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WriteAheadLog:
+    """The log of one space. Thread-safe for ``wait_durable``; ``append`` needs the caller's lock."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes_max: int = 64 * 1024 * 1024,
+        durability: str = "sync",
+        flush_interval_ms: int = 50,
+    ) -> None:
+        assert durability in ("sync", "async")
+        assert segment_bytes_max >= 4096
+        assert flush_interval_ms >= 1
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes_max = segment_bytes_max
+        self.durability = durability
+        self.flush_interval_ms = flush_interval_ms
+        self._fd = -1
+        self._segment_path: Path | None = None
+        self._segment_bytes = 0
+        self._next_lsn = 1
+        self._written_lsn = 0
+        self._durable_lsn = 0
+        self._syncing = False
+        self._sync_cond = threading.Condition(threading.Lock())
+        self._closed = False
+        self._flusher: threading.Thread | None = None
+        self._flusher_stop = threading.Event()
+        self.fsync_count = 0
+        self.bytes_written = 0
+
+    # -- recovery ---------------------------------------------------------
+
+    def segments(self) -> list[tuple[int, Path]]:
+        """(first LSN, path) of every segment, in LSN order."""
+        out = []
+        for path in self.directory.iterdir():
+            if path.suffix == SEGMENT_SUFFIX and path.stem.isdigit():
+                out.append((int(path.stem), path))
+        out.sort()
+        return out
+
+    def recover(self, after_lsn: int = 0, salvage: bool = False) -> tuple[Iterator[WalRecord], RecoveryReport]:
+        """Replay records with LSN > ``after_lsn``, then open the log for appends.
+
+        Returns a generator of records, which must be consumed fully before the log
+        is used, and a report filled in as it runs. Raises CorruptionError.
+        """
+        report = RecoveryReport(last_lsn=after_lsn)
+        return self._replay(after_lsn, salvage, report), report
+
+    def _replay(self, after_lsn: int, salvage: bool, report: RecoveryReport) -> Iterator[WalRecord]:
+        segments = self.segments()
+        last_lsn = after_lsn
+        for position, (first_lsn, path) in enumerate(segments):
+            is_last = position == len(segments) - 1
+            data = path.read_bytes()
+            offset = 0
+            while offset < len(data):
+                try:
+                    rtype, flags, lsn, ts, payload, end = _core.decode_record(data, offset)
+                except _core.RecordError as exc:
+                    if is_last and not _valid_record_after(data, offset):
+                        # A torn tail: the process died while writing its last batch.
+                        report.torn_tail_bytes = len(data) - offset
+                        report.torn_tail_segment = path.name
+                        _truncate(path, offset)
+                        break
+                    if not salvage:
+                        raise CorruptionError(str(path), offset, exc.reason) from None
+                    report.salvaged_from = str(path)
+                    report.salvaged_offset = offset
+                    _truncate(path, offset)
+                    for _, later in segments[position + 1 :]:
+                        later.rename(later.with_suffix(".corrupt"))
+                    segments = segments[: position + 1]
+                    break
+                if lsn <= last_lsn and lsn > after_lsn:
+                    raise CorruptionError(str(path), offset, f"LSN {lsn} does not follow {last_lsn}")
+                if lsn > after_lsn:
+                    last_lsn = lsn
+                    report.records += 1
+                    yield WalRecord(rtype, flags, lsn, ts, payload)
+                offset = end
+            if report.salvaged_from is not None:
+                break
+        report.last_lsn = last_lsn
+        self._open_for_append(last_lsn)
+
+    def _open_for_append(self, last_lsn: int) -> None:
+        segments = self.segments()
+        self._next_lsn = last_lsn + 1
+        self._written_lsn = last_lsn
+        self._durable_lsn = last_lsn
+        if segments and segments[-1][1].stat().st_size < self.segment_bytes_max:
+            path = segments[-1][1]
+        else:
+            path = self.directory / _segment_name(self._next_lsn)
+        self._open_segment(path)
+        if self.durability == "async":
+            self._flusher = threading.Thread(target=self._serve_flusher, name=f"wal-flush:{self.directory}", daemon=True)
+            self._flusher.start()
+
+    def _open_segment(self, path: Path) -> None:
+        created = not path.exists()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment_path = path
+        self._segment_bytes = os.fstat(self._fd).st_size
+        if created:
+            _fsync_dir(self.directory)
+
+    # -- appends ----------------------------------------------------------
+
+    @property
+    def next_lsn(self) -> int:
+        return self._next_lsn
+
+    @property
+    def last_lsn(self) -> int:
+        return self._written_lsn
+
+    def append(self, entries: list[tuple[int, bytes]], timestamp_ns: int) -> int:
+        """Write records for ``entries`` ((rtype, payload) pairs) to the OS; return the last LSN.
+
+        The caller holds its own lock around this call and applies the records to
+        its state under the same lock, so LSN order is the order of effects.
+        """
+        if self._closed:
+            raise ClosedError("the write-ahead log is closed")
+        assert entries
+        lsn = self._next_lsn
+        chunks = []
+        for rtype, payload in entries:
+            chunks.append(_core.encode_record(rtype, 0, lsn, timestamp_ns, payload))
+            lsn += 1
+        data = b"".join(chunks)
+        if self._segment_bytes > 0 and self._segment_bytes + len(data) > self.segment_bytes_max:
+            self._rotate_locked()
+        written = 0
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(self._fd, view[written:])
+        self._segment_bytes += len(data)
+        self.bytes_written += len(data)
+        self._next_lsn = lsn
+        self._written_lsn = lsn - 1
+        return lsn - 1
+
+    def wait_durable(self, lsn: int) -> None:
+        """Return once every record up to ``lsn`` is on disk (a no-op in async mode)."""
+        if self.durability == "async":
+            return
+        self._sync_until(lsn)
+
+    def sync(self) -> None:
+        """Make everything written so far durable, whatever the durability mode."""
+        self._sync_until(self._written_lsn)
+
+    def _sync_until(self, lsn: int) -> None:
+        with self._sync_cond:
+            while self._durable_lsn < lsn:
+                if self._syncing:
+                    self._sync_cond.wait()
+                    continue
+                if self._closed:
+                    raise ClosedError("the write-ahead log is closed")
+                # Become the leader: everything written before this read is covered.
+                target = self._written_lsn
+                fd = self._fd
+                self._syncing = True
+                self._sync_cond.release()
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    self._sync_cond.acquire()
+                    self._syncing = False
+                    self._sync_cond.notify_all()
+                self.fsync_count += 1
+                if target > self._durable_lsn:
+                    self._durable_lsn = target
+
+    def rotate(self) -> None:
+        """Start a new segment (the caller holds its lock); used before a checkpoint."""
+        if self._segment_bytes > 0:
+            self._rotate_locked()
+
+    def _rotate_locked(self) -> None:
+        # The old segment must be durable before it is closed: wait out a running
+        # sync on it, then sync it ourselves.
+        with self._sync_cond:
+            while self._syncing:
+                self._sync_cond.wait()
+            os.fdatasync(self._fd)
+            self.fsync_count += 1
+            self._durable_lsn = self._written_lsn
+            os.close(self._fd)
+            self._open_segment(self.directory / _segment_name(self._next_lsn))
+            self._sync_cond.notify_all()
+
+    def drop_through(self, lsn: int) -> int:
+        """Delete segments whose records all have LSN <= ``lsn``; return how many."""
+        segments = self.segments()
+        dropped = 0
+        for (first, path), (next_first, _) in zip(segments, segments[1:]):
+            if next_first - 1 <= lsn and path != self._segment_path:
+                path.unlink()
+                dropped += 1
+        if dropped:
+            _fsync_dir(self.directory)
+        return dropped
+
+    def size_bytes(self) -> int:
+        return sum(path.stat().st_size for _, path in self.segments())
+
+    def _serve_flusher(self) -> None:
+        while not self._flusher_stop.wait(self.flush_interval_ms / 1000):
+            try:
+                self.sync()
+            except (ClosedError, OSError):
+                return
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._flusher_stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        if self._fd >= 0:
+            self.sync()
+            with self._sync_cond:
+                self._closed = True
+                os.close(self._fd)
+                self._fd = -1
+                self._sync_cond.notify_all()
+        self._closed = True
+
+
+def _valid_record_after(data: bytes, offset: int) -> bool:
+    """Whether any intact record starts after ``offset`` (then the damage is not a torn tail)."""
+    magic = (0x57524745).to_bytes(4, "little")
+    position = data.find(magic, offset + 1)
+    while position != -1:
+        try:
+            _core.decode_record(data, position)
+            return True
+        except _core.RecordError:
+            position = data.find(magic, position + 1)
+    return False
+
+
+def _truncate(path: Path, offset: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(offset)
+        handle.flush()
+        os.fsync(handle.fileno())
