@@ -36,6 +36,14 @@ if os.environ.get("ENGRAM_PURE") != "1":
                 extra_link_args=["-fopenmp"],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             ),
+            Extension(
+                "engram._core._linkage",
+                ["engram/_core/_linkage.pyx"],
+                include_dirs=["engram/_core", numpy.get_include()],
+                extra_compile_args=COMPILE_ARGS + ["-fopenmp"],
+                extra_link_args=["-fopenmp"],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            ),
         ],
         compiler_directives={"language_level": "3"},
     )

@@ -34,6 +34,8 @@ __all__ = [
     "topk_cosine_batch",
     "row_inv_norms",
     "query_inv_norm",
+    "linkage",
+    "cosine_distances",
 ]
 
 if os.environ.get("ENGRAM_PURE") == "1":
@@ -52,6 +54,7 @@ else:
     try:
         from engram._core._topk import cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
+        from engram._core._linkage import cosine_distances, linkage
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
             "engram's compiled kernels are not built: reinstall with `pip install .` "

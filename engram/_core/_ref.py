@@ -234,3 +234,209 @@ def row_inv_norms(matrix: np.ndarray) -> np.ndarray:
     out = np.zeros(matrix.shape[0], np.float64)
     np.divide(1.0, norms, out=out, where=norms > 0)
     return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Average-linkage clustering under cosine distance (compiled: _linkage.pyx, linkage.h)
+
+_LK_LANES = 8
+
+
+def _check_rows(field: str, rows: object, rows_min: int) -> np.ndarray:
+    """``rows`` as a C-contiguous 2-d float32 array, or a ValidationError."""
+    from engram.errors import ValidationError
+
+    example = "np.zeros((10, 768), np.float32)"
+    if not isinstance(rows, np.ndarray):
+        raise ValidationError(field, f"is a {type(rows).__name__}, not a numpy array", "a 2-d float32 array", example)
+    if rows.dtype != np.float32:
+        raise ValidationError(field, f"has dtype {rows.dtype}", "float32", f"{field}.astype(np.float32)")
+    if rows.ndim != 2:
+        raise ValidationError(field, f"has {rows.ndim} dimensions", "a 2-d array of shape (n, d)", example)
+    if rows.shape[0] < rows_min:
+        raise ValidationError(field, f"has {rows.shape[0]} rows", f"at least {rows_min} rows", example)
+    if rows.shape[1] < 1:
+        raise ValidationError(field, "has 0 columns", "at least 1 column", example)
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise ValidationError(field, f"row {bad} contains NaN or infinity", "finite values only", example)
+    return np.ascontiguousarray(rows)
+
+
+def _check_linkage_args(X: object, method: object) -> np.ndarray:
+    from engram.errors import ValidationError
+
+    if not isinstance(method, str) or method != "average":
+        raise ValidationError("method", f"{method!r} is not supported", "'average'", "linkage(X, method='average')")
+    return _check_rows("X", X, 2)
+
+
+def _check_cosine_args(A: object, B: object) -> tuple[np.ndarray, np.ndarray]:
+    from engram.errors import ValidationError
+
+    A = _check_rows("A", A, 0)
+    B = _check_rows("B", B, 0)
+    if A.shape[1] != B.shape[1]:
+        raise ValidationError(
+            "B", f"has {B.shape[1]} columns but A has {A.shape[1]}", "the same width as A", "np.zeros((3, A.shape[1]), np.float32)"
+        )
+    return A, B
+
+
+def _lk_dots(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """dot(A[i], B[i]) in float64 over the last axis (broadcasting), in the kernel's order.
+
+    Lane l (of 8) accumulates A[l]*B[l] + A[8+l]*B[8+l] + ... in increasing order, the
+    d % 8 tail elements are added to lanes 0.. in order, and the lanes are reduced by
+    the tree ((0+4)+(2+6)) + ((1+5)+(3+7)). Each product and sum is one IEEE
+    operation, so the bits equal linkage.h's on any machine.
+    """
+    d = A.shape[-1]
+    full = d - d % _LK_LANES
+    shape = np.broadcast_shapes(A.shape[:-1], B.shape[:-1])
+    acc = np.zeros(shape + (_LK_LANES,), np.float64)
+    for c in range(0, full, _LK_LANES):
+        acc += A[..., c : c + _LK_LANES] * B[..., c : c + _LK_LANES]
+    for t in range(full, d):
+        acc[..., t - full] += A[..., t] * B[..., t]
+    half = acc[..., :4] + acc[..., 4:]
+    quarter = half[..., :2] + half[..., 2:]
+    return quarter[..., 0] + quarter[..., 1]
+
+
+def _lk_dist(dot: np.ndarray, n2x: np.ndarray, n2y: np.ndarray) -> np.ndarray:
+    """clamp(1 - dot / sqrt(n2x * n2y), 0, 2); 1 where either row is all zeros."""
+    dot, n2x, n2y = np.broadcast_arrays(np.asarray(dot, np.float64), n2x, n2y)
+    sim = np.zeros(dot.shape, np.float64)
+    np.divide(dot, np.sqrt(n2x * n2y), out=sim, where=(n2x > 0.0) & (n2y > 0.0))
+    dist = 1.0 - sim
+    np.clip(dist, 0.0, 2.0, out=dist)
+    return dist
+
+
+def cosine_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Cosine distances of every row of A to every row of B: float64 (len(A), len(B)).
+
+    ``dist = clamp(1 - dot(a, b) / sqrt(dot(a, a) * dot(b, b)), 0, 2)`` with every dot
+    product in float64 in the fixed lane order of ``_lk_dots`` (no BLAS), and 1 when
+    either row is all zeros. The result is symmetric to the bit and the same on every
+    machine, thread count and build; ``linkage`` uses the same distances.
+
+    Raises ValidationError if A or B is not a 2-d float32 array with at least one
+    column, if their widths differ, or if either holds NaN or infinity.
+    """
+    A, B = _check_cosine_args(A, B)
+    A64 = A.astype(np.float64)
+    B64 = B.astype(np.float64)
+    out = np.empty((A.shape[0], B.shape[0]), np.float64)
+    if out.size == 0:
+        return out
+    n2a = _lk_dots(A64, A64)
+    n2b = _lk_dots(B64, B64)
+    for i in range(A.shape[0]):
+        out[i] = _lk_dist(_lk_dots(B64, A64[i]), n2a[i], n2b)
+    return out
+
+
+def linkage(X: np.ndarray, method: str = "average") -> np.ndarray:
+    """Average-linkage agglomerative clustering of the rows of X under cosine distance.
+
+    X is float32 (n, d), n >= 2, finite; the caller passes the rows in its canonical
+    order (the tie rule below refers to row numbers). Returns scipy's linkage matrix:
+    float64 (n - 1, 4), row s = [smaller id, larger id, distance, size], where points
+    are ids 0..n-1 and the cluster made at step s is id n + s.
+
+    Specification:
+
+    * Distances between points are those of ``cosine_distances`` (fixed-order float64,
+      zero rows at distance 1 from everything).
+    * Greedy rule with ties: at each step merge the pair of active clusters with the
+      smallest key (distance, smaller id, larger id). Duplicated rows therefore merge
+      in row order, and equal distances never depend on the thread count, the input
+      memory layout or the hash seed.
+    * Distances to a new cluster follow Lance-Williams for the average,
+      ``(size_a * d(a, k) + size_b * d(b, k)) / (size_a + size_b)`` in float64, which
+      equals the mean of the pairwise distances up to rounding.
+
+    On tie-free input this is the tree of ``scipy.cluster.hierarchy.linkage(X,
+    "average", "cosine")``, heights within 1e-9. Unlike scipy the rows come in merge
+    order, which is non-decreasing in height except where rounding makes a
+    Lance-Williams update one ulp smaller than the merge before it.
+
+    The algorithm (here and in linkage.h) is Muellner's "generic" one: each slot k
+    keeps its best partner among active slots j > k, kept exact after every merge, and
+    the new cluster takes the larger slot of the pair. This twin keeps a square matrix;
+    the kernel a condensed one.
+
+    Raises ValidationError if method is not "average" or X is not as described.
+    """
+    X = _check_linkage_args(X, method)
+    n = X.shape[0]
+    X64 = X.astype(np.float64)
+    n2 = _lk_dots(X64, X64)
+    D = np.zeros((n, n), np.float64)
+    for i in range(n - 1):
+        row = _lk_dist(_lk_dots(X64[i + 1 :], X64[i]), n2[i], n2[i + 1 :])
+        D[i, i + 1 :] = row
+        D[i + 1 :, i] = row
+    del X64
+
+    ids = np.arange(n, dtype=np.int64)
+    sizes = np.ones(n, np.int64)
+    active = np.ones(n, np.bool_)
+    nn = np.full(n, -1, np.int64)
+    nnd = np.zeros(n, np.float64)
+
+    def rescan(k: int) -> None:
+        # Best partner among active slots j > k: smallest distance, then smallest id
+        # (for a fixed k the same order as the full key, since ids are distinct).
+        later = np.flatnonzero(active[k + 1 :]) + (k + 1)
+        if later.size == 0:
+            nn[k] = -1
+            nnd[k] = 0.0
+            return
+        values = D[k, later]
+        best = values.min()
+        tied = later[values == best]
+        nn[k] = tied[np.argmin(ids[tied])]
+        nnd[k] = best
+
+    for k in range(n):
+        rescan(k)
+
+    Z = np.empty((n - 1, 4), np.float64)
+    for step in range(n - 1):
+        slots = np.flatnonzero(active & (nn >= 0))
+        partners = nn[slots]
+        lo = np.minimum(ids[slots], ids[partners])
+        hi = np.maximum(ids[slots], ids[partners])
+        first = np.lexsort((hi, lo, nnd[slots]))[0]
+        a = int(slots[first])
+        b = int(nn[a])
+        size_a = int(sizes[a])
+        size_b = int(sizes[b])
+        Z[step] = (lo[first], hi[first], nnd[a], size_a + size_b)
+
+        active[a] = False
+        ids[b] = n + step
+        sizes[b] = size_a + size_b
+        others = np.flatnonzero(active)
+        others = others[others != b]
+        fa, fb, fs = np.float64(size_a), np.float64(size_b), np.float64(size_a + size_b)
+        merged = (fa * D[others, a] + fb * D[others, b]) / fs
+        D[others, b] = merged
+        D[b, others] = merged
+
+        lower = others[others < b]
+        stale = (nn[lower] == a) | (nn[lower] == b)
+        fresh = lower[~stale]
+        to_b = D[fresh, b]
+        better = (to_b < nnd[fresh]) | ((to_b == nnd[fresh]) & (ids[b] < ids[nn[fresh]]))
+        nn[fresh[better]] = b
+        nnd[fresh[better]] = to_b[better]
+        for k in lower[stale]:
+            rescan(int(k))
+        rescan(b)
+        nn[a] = -1
+    return Z
