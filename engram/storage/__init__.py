@@ -1,0 +1,1 @@
+"""Storage: WAL segments with group commit, checkpoints, the directory lock."""
