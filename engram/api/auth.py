@@ -1,0 +1,193 @@
+"""API keys: creation, hashed storage in SQLite, verification and per-key rate limits.
+
+A key reads ``engram_key_<id>_<secret>``. It is printed once by ``engram key create``;
+the database (``<data>/keys.sqlite``) holds only its id, a random salt and
+scrypt(secret, salt), plus the spaces and permissions it grants and its rate. Checking a
+key costs one scrypt (tens of ms), so the server remembers a verified key by the SHA-256
+of the whole token for ``cache_ttl_s`` seconds; a revoked key stops working after that.
+
+Permissions: ``read`` (GET routes), ``write`` (remember, delete, create spaces),
+``admin`` (backup, key-free admin routes). Spaces: a list of ids, or ``*`` for all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KeyRecord", "KeyStore", "RateLimiter", "PERMISSIONS", "KEY_PREFIX"]
+
+KEY_PREFIX = "engram_key_"
+PERMISSIONS = ("read", "write", "admin")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    name: str
+    spaces: tuple[str, ...]  # ("*",) for every space
+    permissions: tuple[str, ...]
+    rate_per_s: float
+    created_at: float
+    revoked: bool
+
+    def allows_space(self, space_id: str) -> bool:
+        return "*" in self.spaces or space_id in self.spaces
+
+    def allows(self, permission: str) -> bool:
+        return permission in self.permissions or "admin" in self.permissions
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "name": self.name, "spaces": list(self.spaces), "permissions": list(self.permissions),
+                "rate_per_s": self.rate_per_s, "created_at": self.created_at, "revoked": self.revoked}
+
+
+def _hash(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, maxmem=64 * 1024 * 1024, **_SCRYPT)
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed token, else None."""
+    if not token.startswith(KEY_PREFIX):
+        return None
+    rest = token[len(KEY_PREFIX):]
+    key_id, sep, secret = rest.partition("_")
+    if not sep or len(key_id) != 12 or not secret or len(secret) > 128:
+        return None
+    if any(c not in "0123456789abcdef" for c in key_id):
+        return None
+    return key_id, secret
+
+
+class KeyStore:
+    """The SQLite table of keys. Each method opens its own short connection, so the CLI and
+    the server (in a worker thread) can use the same file at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=5.0)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, salt BLOB NOT NULL, "
+            "hash BLOB NOT NULL, spaces TEXT NOT NULL, permissions TEXT NOT NULL, rate_per_s REAL NOT NULL, "
+            "created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)"
+        )
+        return conn
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self, *, spaces: list[str], permissions: list[str], rate_per_s: float, name: str = "") -> tuple[KeyRecord, str]:
+        """Store a new key and return it with the full token, which is never stored.
+
+        Raises:
+            ValueError: an unknown permission, no space, or a rate <= 0.
+        """
+        perms = tuple(sorted(set(permissions)))
+        for p in perms:
+            if p not in PERMISSIONS:
+                raise ValueError(f"perm: {p!r} is not a permission; allowed: {', '.join(PERMISSIONS)}; example: --perm read,write")
+        if not perms:
+            raise ValueError("perm: at least one permission is needed; example: --perm read,write")
+        if not spaces:
+            raise ValueError("space: at least one space (or '*') is needed; example: --space agent-1")
+        if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
+            raise ValueError("rate: must be a positive number of requests per second; example: --rate 100")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        record = KeyRecord(key_id, name, tuple(spaces), perms, float(rate_per_s), time.time(), False)
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,0)",
+                (key_id, name, salt, _hash(secret, salt), json.dumps(list(spaces)), json.dumps(list(perms)),
+                 float(rate_per_s), record.created_at),
+            )
+        return record, f"{KEY_PREFIX}{key_id}_{secret}"
+
+    def list(self) -> list[KeyRecord]:
+        if not self.path.exists():
+            return []
+        with self._connect() as conn:
+            rows = conn.execute("SELECT id, name, spaces, permissions, rate_per_s, created_at, revoked FROM api_keys ORDER BY created_at, id").fetchall()
+        return [KeyRecord(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], bool(r[6])) for r in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        if not self.path.exists():
+            return False
+        with self._connect() as conn:
+            cur = conn.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
+            return cur.rowcount > 0
+
+    def verify(self, token: str) -> KeyRecord | None:
+        """The key's record if the token is valid and not revoked, else None. Blocking (scrypt)."""
+        parts = split_token(token)
+        if parts is None or not self.path.exists():
+            return None
+        key_id, secret = parts
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT id, name, salt, hash, spaces, permissions, rate_per_s, created_at, revoked FROM api_keys WHERE id = ?",
+                (key_id,),
+            ).fetchone()
+        if row is None or row[8]:
+            return None
+        if not hmac.compare_digest(_hash(secret, row[2]), row[3]):
+            return None
+        return KeyRecord(row[0], row[1], tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7], False)
+
+
+class VerifiedCache:
+    """Verified (and refused) tokens by SHA-256, for ``ttl_s`` seconds, at most ``count_max`` entries."""
+
+    def __init__(self, ttl_s: float = 10.0, count_max: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.count_max = count_max
+        self._entries: dict[bytes, tuple[float, KeyRecord | None]] = {}
+
+    @staticmethod
+    def digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, digest: bytes, now_s: float) -> tuple[bool, KeyRecord | None]:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < now_s:
+            return False, None
+        return True, entry[1]
+
+    def put(self, digest: bytes, record: KeyRecord | None, now_s: float) -> None:
+        if len(self._entries) >= self.count_max:
+            # Dropping everything is crude but bounded; a refill costs one scrypt per live key.
+            self._entries.clear()
+        self._entries[digest] = (now_s + self.ttl_s, record)
+
+
+class RateLimiter:
+    """Token buckets per key id: ``rate`` tokens per second, burst of one second's worth."""
+
+    def __init__(self, count_max: int = 100_000) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self.count_max = count_max
+
+    def take(self, key_id: str, rate_per_s: float, now_s: float) -> float:
+        """0.0 if the request may go ahead, else the seconds to wait before retrying."""
+        burst = max(1.0, rate_per_s)
+        tokens, last = self._buckets.get(key_id, (burst, now_s))
+        tokens = min(burst, tokens + (now_s - last) * rate_per_s)
+        if tokens >= 1.0:
+            if len(self._buckets) >= self.count_max and key_id not in self._buckets:
+                self._buckets.clear()
+            self._buckets[key_id] = (tokens - 1.0, now_s)
+            return 0.0
+        self._buckets[key_id] = (tokens, now_s)
+        return (1.0 - tokens) / rate_per_s

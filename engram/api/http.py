@@ -1,0 +1,693 @@
+"""The ASGI app: Engram's HTTP routes over a ``Service``.
+
+Routes and JSON shapes follow the original Engram (see the OpenAPI document at
+/api-docs/openapi.json). Each handler is wrapped by ``_endpoint``, which checks the API
+key (401/403/429), times the request for /metrics, and turns every exception into the
+error envelope: an ApiError or engine ValidationError is the client's 4xx, anything
+else a 500 whose details go to the log only. Handlers never block the loop: engine
+calls go through ``Service.run`` or the per-space recall batcher.
+
+Space selection on every request: the X-Memory-Space header, then ?space=, then the
+body's memory_space_id (or memory_space), then "default".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import msgpack
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from .. import errors as engine_errors
+from ..errors import ValidationError
+from . import schemas as S
+from .auth import KeyRecord
+from .errors import ApiError, error_bytes, from_engine_error
+from .events import SSEResponse
+from .service import Service
+
+__all__ = ["create_app", "VERSION"]
+
+log = logging.getLogger("engram.api")
+
+try:
+    from .. import __version__ as VERSION
+except ImportError:  # the package's __init__ is being rewritten
+    VERSION = "0.1.0"
+
+JSON = "application/json"
+Handler = Callable[[Request, "Ctx"], Awaitable[Response]]
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(S.dumps(obj), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(err: ApiError) -> Response:
+    return Response(error_bytes(err), status_code=err.status, media_type=JSON, headers=err.headers or None)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Ctx:
+    """What a handler knows about its caller."""
+
+    __slots__ = ("svc", "key", "request")
+
+    def __init__(self, svc: Service, key: KeyRecord | None, request: Request) -> None:
+        self.svc = svc
+        self.key = key
+        self.request = request
+
+    def space_id(self, body: Any = None) -> str:
+        headers = self.request.headers
+        raw = headers.get("x-memory-space")
+        if raw:
+            space = S.check_space_id(raw.strip(), "X-Memory-Space")
+        else:
+            q = self.request.query_params.get("space") or self.request.query_params.get("memory_space_id")
+            if q:
+                space = S.check_space_id(q, "space")
+            elif isinstance(body, dict) and (body.get("memory_space_id") is not None or body.get("memory_space") is not None):
+                key = "memory_space_id" if body.get("memory_space_id") is not None else "memory_space"
+                space = S.check_space_id(body[key], key)
+            else:
+                space = "default"
+        if self.key is not None and not self.key.allows_space(space):
+            raise ApiError(403, f"this API key may not use memory space {space!r}", field="X-Memory-Space",
+                           allowed=", ".join(self.key.spaces), example=f"X-Memory-Space: {self.key.spaces[0]}")
+        return space
+
+    async def body(self, limit: int | None = None) -> bytes:
+        limit = limit or self.svc.settings.body_bytes_max
+        cl = self.request.headers.get("content-length")
+        if cl is not None:
+            if not cl.strip().isdigit():
+                raise ApiError(400, "Content-Length is not a number", field="Content-Length", allowed="a byte count", example="Content-Length: 120")
+            if int(cl) > limit:
+                raise ApiError(413, f"the body is {int(cl)} bytes; at most {limit} are accepted here", field="body",
+                               allowed=f"at most {limit} bytes", example="split the load into bulk requests of a few MB")
+        chunks = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is larger than {limit} bytes", field="body", allowed=f"at most {limit} bytes",
+                               example="split the load into bulk requests of a few MB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def json_body(self) -> Any:
+        return S.parse_json(await self.body())
+
+
+def create_app(svc: Service) -> Starlette:
+    """The Starlette app serving ``svc``."""
+
+    def endpoint(route: str, permission: str | None) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+        def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+            async def handler(request: Request) -> Response:
+                t0 = time.perf_counter()
+                status = 500
+                try:
+                    key = None
+                    if permission is not None:
+                        key = await svc.authenticate(request.headers.get("authorization"))
+                        if key is not None and not key.allows(permission):
+                            raise ApiError(403, f"this API key lacks the '{permission}' permission",
+                                           field="Authorization", allowed=f"a key with {permission}",
+                                           example=f"engram key create --space default --perm {permission}")
+                    response = await fn(request, Ctx(svc, key, request))
+                    status = response.status_code
+                    return response
+                except ApiError as err:
+                    status = err.status
+                    return error_response(err)
+                except Exception as exc:  # noqa: BLE001 - the envelope, never a traceback, reaches the client
+                    err = from_engine_error(exc)
+                    if err.status >= 500:
+                        log.exception("error answering %s %s", request.method, route)
+                    status = err.status
+                    return error_response(err)
+                finally:
+                    svc.metrics.observe(route, request.method, status, time.perf_counter() - t0)
+
+            handler.__name__ = fn.__name__
+            return handler
+
+        return wrap
+
+    # ------------------------------------------------------------------ health
+
+    def health_doc() -> tuple[dict[str, Any], int]:
+        status = "unhealthy" if svc.shutting_down else "healthy"
+        return ({"status": status, "service": "engram", "version": VERSION, "timestamp": now_iso()},
+                503 if status == "unhealthy" else 200)
+
+    @endpoint("/health", None)
+    async def health(request: Request, ctx: Ctx) -> Response:
+        doc, code = health_doc()
+        return json_response(doc, code, {"Retry-After": "1"} if code == 503 else None)
+
+    @endpoint("/api/v1/system/health", "read")
+    async def system_health(request: Request, ctx: Ctx) -> Response:
+        await svc.refresh_known()
+        spaces = []
+        for space_id in svc.known_spaces():
+            if ctx.key is not None and not ctx.key.allows_space(space_id):
+                continue
+            sp = await svc.space(space_id, create=False)
+            st = await svc.run(sp.stats) if sp is not None else {}
+            count = int(st.get("memories", 0)) + int(st.get("episodes", 0))
+            capacity = getattr(getattr(sp, "config", None), "capacity", None)
+            spaces.append({
+                "space": space_id,
+                "memories": count,
+                "pressure": round(count / capacity, 4) if capacity else 0.0,
+                "wal_lag_ms": 0.0,
+                "consolidation_rate": 0.0,
+                "wal_bytes": int(st.get("wal_bytes", 0)),
+                "last_lsn": int(st.get("last_lsn", 0)),
+                "durability": st.get("durability", "sync"),
+            })
+        status = "unhealthy" if svc.shutting_down else "healthy"
+        checks = [
+            {"name": "storage", "status": status, "message": f"data directory {svc.settings.data_dir}"},
+            {"name": "engine_threads", "status": "healthy",
+             "message": f"{svc.limiter.borrowed_tokens} of {svc.limiter.total_tokens} worker threads busy"},
+            {"name": "auth", "status": "healthy", "message": "API keys required" if svc.auth_enabled else "API keys off (loopback)"},
+        ]
+        doc = {"status": status, "service": "engram", "version": VERSION, "timestamp": now_iso(),
+               "uptime_s": round(time.monotonic() - svc.started_monotonic_s, 3), "checks": checks, "spaces": spaces}
+        return json_response(doc, 503 if svc.shutting_down else 200)
+
+    @endpoint("/metrics", "read")
+    async def metrics(request: Request, ctx: Ctx) -> Response:
+        svc.metrics.sse_clients.set(svc.hub.subscriber_count)
+        body = await svc.run(svc.metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # ------------------------------------------------------------------ writes
+
+    def stored_doc(memory_id: str, space_id: str, confidence: float, observed: datetime | None, kind: str) -> dict[str, Any]:
+        stored = now_iso()
+        return {
+            "memory_id": memory_id,
+            "storage_confidence": S.confidence_json(confidence, f"{kind} written to the write-ahead log and fsync'd"),
+            "consolidation_state": "Recent",
+            "observed_at": S.iso(observed) if observed is not None else stored,
+            "stored_at": stored,
+            "memory_space_id": space_id,
+            "auto_links": [],
+            "system_message": f"{kind} stored",
+        }
+
+    @endpoint("/api/v1/memories/remember", "write")
+    async def remember(request: Request, ctx: Ctx) -> Response:
+        body = await ctx.json_body()
+        S.require_object(body, "body", S.REMEMBER_EXAMPLE)
+        space_id = ctx.space_id(body)
+        kw = S.parse_remember(body, dim=await svc.dimension_of(space_id))
+        async with svc.writing():
+            sp = await svc.space(space_id, create=True)
+            memory_id = await svc.run(lambda: sp.remember(**kw))
+        svc.metrics.remembered.labels(space_id).inc()
+        doc = stored_doc(memory_id, space_id, kw["confidence"], kw.get("when"), "Memory")
+        svc.hub.publish("memory_stored", space_id, {"memory_id": memory_id, "content": kw["content"][:200],
+                                                     "confidence": kw["confidence"], "memory_type": kw["memory_type"]})
+        return json_response(doc, 201)
+
+    @endpoint("/api/v1/episodes/remember", "write")
+    async def remember_episode(request: Request, ctx: Ctx) -> Response:
+        body = await ctx.json_body()
+        S.require_object(body, "body", S.EPISODE_EXAMPLE)
+        space_id = ctx.space_id(body)
+        kw = S.parse_episode(body, dim=await svc.dimension_of(space_id))
+        async with svc.writing():
+            sp = await svc.space(space_id, create=True)
+            memory_id = await svc.run(lambda: sp.remember_episode(**kw))
+        svc.metrics.remembered.labels(space_id).inc()
+        conf = kw.get("confidence", kw.get("importance", 0.7))
+        doc = stored_doc(memory_id, space_id, conf, kw["when"], "Episode")
+        svc.hub.publish("episode_stored", space_id, {"memory_id": memory_id, "what": kw["what"][:200], "when": S.iso(kw["when"])})
+        return json_response(doc, 201)
+
+    @endpoint("/api/v1/memories/bulk", "write")
+    async def bulk(request: Request, ctx: Ctx) -> Response:
+        space_id = ctx.space_id(None)
+        raw = await ctx.body(svc.settings.bulk_body_bytes_max)
+        ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        items = _decode_bulk(raw, ctype, svc.settings.bulk_items_max)
+        dim = await svc.dimension_of(space_id)
+        kws = []
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                for key in ("memory_space_id", "memory_space"):
+                    if item.get(key) is not None and item[key] != space_id:
+                        raise ApiError(400, f"items[{i}].{key}: {item[key]!r} differs from the request's space {space_id!r}",
+                                       field=f"items[{i}].{key}", allowed="the request's space (set it with X-Memory-Space or ?space=)",
+                                       example=f'"{space_id}"')
+            kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}]."))
+        if not kws:
+            return json_response({"memory_ids": [], "count": 0, "memory_space_id": space_id, "stored_at": now_iso()}, 201)
+        t0 = time.perf_counter()
+        async with svc.writing():
+            sp = await svc.space(space_id, create=True)
+            ids = await svc.run(sp.remember_many, kws)
+        elapsed = time.perf_counter() - t0
+        svc.metrics.remembered.labels(space_id).inc(len(ids))
+        svc.hub.publish("memories_bulk_stored", space_id, {"count": len(ids), "memory_ids": ids[:100]})
+        return json_response({"memory_ids": ids, "count": len(ids), "memory_space_id": space_id, "stored_at": now_iso(),
+                              "engine_seconds": round(elapsed, 6)}, 201)
+
+    @endpoint("/api/v1/memories/{memory_id}", "write")
+    async def delete_memory(request: Request, ctx: Ctx) -> Response:
+        memory_id = request.path_params["memory_id"]
+        space_id = ctx.space_id(None)
+        sp = await svc.space(space_id, create=False)
+        if sp is None or not S.MEMORY_ID_RE.match(memory_id):
+            raise _not_found(memory_id, space_id)
+        async with svc.writing():
+            existed = await svc.run(sp.forget, memory_id)
+        if not existed:
+            raise _not_found(memory_id, space_id)
+        svc.hub.publish("memory_deleted", space_id, {"memory_id": memory_id})
+        return json_response({"memory_id": memory_id, "deleted": True, "memory_space_id": space_id, "deleted_at": now_iso()})
+
+    # ------------------------------------------------------------------ reads
+
+    async def run_recall(ctx: Ctx, params: Any, *, threshold_default: float | None = None) -> tuple[str, dict[str, Any], list[Any], Any]:
+        space_id = ctx.space_id(params if isinstance(params, dict) else None)
+        q = S.parse_recall_params(params, dim=await svc.dimension_of(space_id), threshold_default=threshold_default)
+        threshold = q["threshold"]
+        if threshold is None:
+            # The original's default threshold 0.5 is a cosine; a lexical match has its own scale.
+            threshold = 0.5 if q["embedding"] is not None and q["text"] is None else 0.0
+        engine_q = {"embedding": q["embedding"], "text": q["text"], "k": q["k"], "threshold": threshold,
+                    "after": q["after"], "before": q["before"], "location": q["location"],
+                    "memory_types": q["memory_types"]}
+        sp = await svc.space(space_id, create=False)
+        if sp is None:
+            return space_id, q, [], None
+        hits = await svc.batcher(space_id, sp).recall(engine_q)
+        svc.metrics.recalls.labels(space_id).inc()
+        q["threshold"] = threshold
+        return space_id, q, hits, sp
+
+    async def spread_hits(sp: Any, hits: list[Any], k: int) -> list[dict[str, Any]]:
+        if sp is None or not hits:
+            return []
+        seeds = [h.id for h in hits[: min(5, len(hits))]]
+        direct = {h.id for h in hits}
+
+        def work() -> list[tuple[str, float, Any]]:
+            try:
+                act = sp.spread(seeds, max_hops=4, decay=0.7)
+            except engine_errors.UnknownIdError:
+                return []  # a seed was forgotten between the scan and now
+            ranked = sorted(((a, i) for i, a in act.items() if i not in direct), key=lambda t: (-t[0], t[1]))[:k]
+            return [(i, a, sp.get(i)) for a, i in ranked]
+
+        out = []
+        for memory_id, activation, m in await svc.run(work):
+            if m is None:
+                continue
+            conf = min(1.0, max(0.0, m.confidence * activation))
+            out.append({
+                "id": memory_id, "content": m.content,
+                "confidence": S.confidence_json(conf, "stored confidence x spreading activation"),
+                "activation_level": min(1.0, max(0.0, activation)), "similarity_score": 0.0,
+                "retrieval_path": "spreading_activation", "observed_at": S.iso(m.created_at),
+                "last_access": S.iso(m.last_access), "tags": list(m.tags), "memory_type": m.memory_type,
+                "location": m.location,
+            })
+        return out
+
+    def query_analysis(q: dict[str, Any], space_id: str) -> dict[str, Any]:
+        cues = [name for name, present in (("semantic", q["text"] is not None), ("embedding", q["embedding"] is not None),
+                                           ("temporal", q["after"] is not None or q["before"] is not None),
+                                           ("context", q["location"] is not None)) if present]
+        understood = f"searching for: {q['text']}" if q["text"] else ("embedding similarity" if q["embedding"] is not None else "filtered listing")
+        return {
+            "understood_as": understood,
+            "search_strategy": {"similarity": "exact cosine and lexical match", "spreading": "match then spreading activation",
+                                "hybrid": "match then spreading activation"}[q["mode"]],
+            "cue_types": cues,
+            "mode": q["mode"],
+            "threshold": q["threshold"],
+            "max_results": q["k"],
+            "filters": {"from_time": S.iso(q["after"]), "to_time": S.iso(q["before"]), "location": q["location"],
+                        "memory_types": list(q["memory_types"]) if q["memory_types"] else None},
+            "memory_space_id": space_id,
+        }
+
+    async def recall_doc(ctx: Ctx, params: Any) -> Response:
+        space_id, q, hits, sp = await run_recall(ctx, params)
+        vivid, associated = [], []
+        for h in hits:
+            item = S.hit_json(h, retrieval_path="direct_match")
+            (vivid if h.confidence > 0.7 else associated).append(item)
+        if q["mode"] in ("spreading", "hybrid"):
+            associated.extend(await spread_hits(sp, hits, q["k"]))
+        top = [h.confidence for h in hits[:3]]
+        rc = sum(top) / len(top) if top else 0.0
+        doc = {
+            "memories": {"vivid": vivid, "associated": associated, "reconstructed": []},
+            "recall_confidence": S.confidence_json(rc, f"mean confidence of the top {len(top)} direct matches" if top else "nothing matched"),
+            "query_analysis": query_analysis(q, space_id),
+            "total": len(vivid) + len(associated),
+        }
+        return json_response(doc)
+
+    @endpoint("/api/v1/memories/recall", "read")
+    async def recall_get(request: Request, ctx: Ctx) -> Response:
+        return await recall_doc(ctx, request.query_params)
+
+    @endpoint("/api/v1/memories/recall", "read")
+    async def recall_post(request: Request, ctx: Ctx) -> Response:
+        body = S.require_object(await ctx.json_body(), "body", '{"query": "mitochondria", "max_results": 5}')
+        return await recall_doc(ctx, body)
+
+    @endpoint("/api/v1/query/probabilistic", "read")
+    async def probabilistic(request: Request, ctx: Ctx) -> Response:
+        params = request.query_params
+        include_evidence = S.param_bool(params, "include_evidence")
+        include_uncertainty = S.param_bool(params, "include_uncertainty")
+        space_id, q, hits, sp = await run_recall(ctx, params)
+        items = [S.hit_json(h, retrieval_path="direct_match") for h in hits]
+        confs = [h.confidence for h in hits]
+        n = len(confs)
+        point = sum(confs) / n if n else 0.0
+        if n > 1:
+            var = sum((c - point) ** 2 for c in confs) / (n - 1)
+            half = 1.96 * math.sqrt(var / n)
+        else:
+            half = 0.5 if n == 0 else 0.25
+        lower, upper = max(0.0, point - half), min(1.0, point + half)
+        doc: dict[str, Any] = {
+            "memories": items,
+            "confidence_interval": {"lower": lower, "upper": upper, "point": point, "width": upper - lower},
+            "query_analysis": query_analysis(q, space_id),
+        }
+        if include_evidence:
+            doc["evidence_chain"] = [{"memory_id": h.id, "source": "direct_match", "match_score": float(h.score),
+                                      "retention": float(h.retention), "stored_confidence": float(h.memory.confidence),
+                                      "contribution": float(h.confidence)} for h in hits]
+        if include_uncertainty:
+            mean_ret = sum(h.retention for h in hits) / n if n else 0.0
+            mean_score = sum(h.score for h in hits) / n if n else 0.0
+            doc["uncertainty_sources"] = [
+                {"source": "decay", "impact": round(1.0 - mean_ret, 6), "explanation": "memories fade since their last access"},
+                {"source": "match", "impact": round(1.0 - mean_score, 6), "explanation": "how far the cue is from the memories"},
+                {"source": "sample_size", "impact": round(1.0 / (1 + n), 6), "explanation": "few matches give a wide interval"},
+            ]
+        return json_response(doc)
+
+    @endpoint("/api/v1/memories/search", "read")
+    async def search(request: Request, ctx: Ctx) -> Response:
+        params = request.query_params
+        text = params.get("query") or params.get("q")
+        if not text or not text.strip():
+            raise ApiError(400, "query: is required", field="query", allowed="words to look for", example="/api/v1/memories/search?query=mitochondria")
+        merged = {"query": text, "max_results": params.get("limit") or params.get("max_results") or "10"}
+        if params.get("threshold"):
+            merged["threshold"] = params["threshold"]
+        _, q, hits, _ = await run_recall(ctx, merged)
+        return json_response({"memories": [S.hit_json(h, retrieval_path="lexical_match") for h in hits], "total": len(hits)})
+
+    @endpoint("/api/v1/memories", "read")
+    async def list_memories(request: Request, ctx: Ctx) -> Response:
+        offset, limit, include_embeddings = S.parse_list_params(request.query_params)
+        space_id = ctx.space_id(None)
+        sp = await svc.space(space_id, create=False)
+        if sp is None:
+            memories, total = [], 0
+        else:
+            memories, total = await svc.run(lambda: (sp.list(offset, limit), len(sp)))
+        docs = [S.memory_json(m, include_embedding=include_embeddings) for m in memories]
+        return json_response({"memories": docs, "count": total, "memory_space_id": space_id,
+                              "pagination": {"offset": offset, "limit": limit, "returned": len(docs)}})
+
+    @endpoint("/api/v1/memories/{memory_id}", "read")
+    async def get_memory(request: Request, ctx: Ctx) -> Response:
+        memory_id = request.path_params["memory_id"]
+        space_id = ctx.space_id(None)
+        include_embedding = S.param_bool(request.query_params, "include_embeddings") or S.param_bool(request.query_params, "include_embedding")
+        sp = await svc.space(space_id, create=False)
+        if sp is None or not S.MEMORY_ID_RE.match(memory_id):
+            raise _not_found(memory_id, space_id)
+        m = await svc.run(sp.get, memory_id)
+        if m is None:
+            raise _not_found(memory_id, space_id)
+        return json_response(S.memory_json(m, include_embedding=include_embedding))
+
+    async def get_or_delete(request: Request) -> Response:
+        if request.method == "DELETE":
+            return await delete_memory(request)
+        return await get_memory(request)
+
+    async def memories_root(request: Request) -> Response:
+        if request.method == "POST":
+            return await remember(request)
+        return await list_memories(request)
+
+    async def recall_route(request: Request) -> Response:
+        if request.method == "POST":
+            return await recall_post(request)
+        return await recall_get(request)
+
+    # ------------------------------------------------------------------ spaces
+
+    async def space_doc(space_id: str) -> dict[str, Any]:
+        info = await svc.run(svc.db.space_info, space_id)
+        return {"id": space_id, "persistence_root": info["path"], "created_at": S.iso(info["created_at"]),
+                "memories": int(info["memories"]), "dimension": int(info["dimension"])}
+
+    @endpoint("/api/v1/spaces", "read")
+    async def list_spaces(request: Request, ctx: Ctx) -> Response:
+        await svc.refresh_known()
+        out = []
+        for space_id in svc.known_spaces():
+            if ctx.key is not None and not ctx.key.allows_space(space_id):
+                continue
+            await svc.space(space_id, create=False)
+            out.append(await space_doc(space_id))
+        return json_response({"spaces": out, "count": len(out)})
+
+    @endpoint("/api/v1/spaces", "write")
+    async def create_space(request: Request, ctx: Ctx) -> Response:
+        body = S.require_object(await ctx.json_body(), "body", '{"id": "agent-1"}')
+        raw = body.get("id", body.get("space_id", body.get("name")))
+        if raw is None:
+            raise ApiError(422, "id: is required", field="id", allowed="a space id", example='{"id": "agent-1"}')
+        space_id = S.check_space_id(raw, "id")
+        if ctx.key is not None and not ctx.key.allows_space(space_id):
+            raise ApiError(403, f"this API key may not use memory space {space_id!r}", field="id",
+                           allowed=", ".join(ctx.key.spaces), example=f'{{"id": "{ctx.key.spaces[0]}"}}')
+        existed = svc.space_exists(space_id)
+        async with svc.writing():
+            await svc.space(space_id, create=True)
+        doc = await space_doc(space_id)
+        if not existed:
+            svc.hub.publish("space_created", space_id, {"id": space_id})
+        return json_response(doc, 200 if existed else 201)
+
+    async def spaces_route(request: Request) -> Response:
+        if request.method == "POST":
+            return await create_space(request)
+        return await list_spaces(request)
+
+    # ------------------------------------------------------------------ consolidation (placeholder)
+
+    @endpoint("/api/v1/consolidations", "read")
+    async def consolidations(request: Request, ctx: Ctx) -> Response:
+        space_id = ctx.space_id(None)
+        raw = request.query_params.get("max_episodes")
+        if raw:
+            try:
+                if not 1 <= int(raw) <= 100_000:
+                    raise ValueError
+            except ValueError:
+                raise ApiError(400, f"max_episodes: {raw!r} is not allowed", field="max_episodes",
+                               allowed="an integer from 1 to 100000", example="max_episodes=500") from None
+        return json_response({
+            "generated_at": now_iso(),
+            "memory_space_id": space_id,
+            "beliefs": [],
+            "stats": {"total_replays": 0, "successful_consolidations": 0, "failed_consolidations": 0,
+                      "average_replay_speed": 0.0, "total_patterns_extracted": 0, "avg_ripple_frequency": 0.0,
+                      "avg_ripple_duration": 0.0, "last_replay_timestamp": None},
+        })
+
+    @endpoint("/api/v1/consolidations/{belief_id}", "read")
+    async def consolidation(request: Request, ctx: Ctx) -> Response:
+        belief_id = request.path_params["belief_id"]
+        space_id = ctx.space_id(None)
+        raise ApiError(404, f"no consolidated belief {belief_id!r} in space {space_id!r}", code="CONSOLIDATION_NOT_FOUND",
+                       field="belief_id", allowed="an id listed by GET /api/v1/consolidations", example="/api/v1/consolidations")
+
+    # ------------------------------------------------------------------ streams
+
+    async def sse(ctx: Ctx, space_id: str | None, topic: str) -> Response:
+        sub = svc.hub.subscribe(space_id if topic == "memories" else "\x00consolidation")
+        if sub is None:
+            raise ApiError(503, "too many event streams are open", code="SERVER_BUSY", headers={"Retry-After": "5"})
+        hello = {"topic": topic, "memory_space_id": space_id, "server_time": now_iso()}
+        return SSEResponse(svc.hub.stream(sub, hello=hello))  # type: ignore[return-value]
+
+    @endpoint("/api/v1/stream/memories", "read")
+    async def stream_memories(request: Request, ctx: Ctx) -> Response:
+        return await sse(ctx, ctx.space_id(None), "memories")
+
+    @endpoint("/api/v1/stream/consolidation", "read")
+    async def stream_consolidation(request: Request, ctx: Ctx) -> Response:
+        return await sse(ctx, ctx.space_id(None), "consolidation")
+
+    # ------------------------------------------------------------------ admin
+
+    @endpoint("/api/v1/admin/backup", "admin")
+    async def admin_backup(request: Request, ctx: Ctx) -> Response:
+        body = S.require_object(await ctx.json_body(), "body", '{"target": "/backups/engram-1"}')
+        target = S.get_str(body, "target", required=True, example='"/backups/engram-1"')
+        assert target is not None
+        if not Path(target).is_absolute():
+            raise ApiError(400, "target: must be an absolute path on the server", field="target",
+                           allowed="an absolute directory path", example='{"target": "/backups/engram-1"}')
+        result = await svc.backup(Path(target))
+        return json_response(result, 201)
+
+    @endpoint("/api/v1/admin/checkpoint", "admin")
+    async def admin_checkpoint(request: Request, ctx: Ctx) -> Response:
+        t0 = time.perf_counter()
+        await svc.run(svc.db.checkpoint)
+        return json_response({"checkpointed": True, "duration_s": round(time.perf_counter() - t0, 6)})
+
+    @endpoint("/api/v1/admin/status", "read")
+    async def admin_status(request: Request, ctx: Ctx) -> Response:
+        import os
+        return json_response({"pid": os.getpid(), "data_dir": str(Path(svc.settings.data_dir).resolve()),
+                              "version": VERSION, "auth": svc.auth_enabled, "spaces": svc.known_spaces(),
+                              "uptime_s": round(time.monotonic() - svc.started_monotonic_s, 3),
+                              "started_at": S.iso(svc.started_at)})
+
+    # ------------------------------------------------------------------ docs
+
+    from .openapi import DOCS_HTML, openapi_document
+
+    spec_bytes = S.dumps(openapi_document(VERSION))
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(spec_bytes, media_type=JSON)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/health/alive", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/api/v1/system/health", system_health, methods=["GET"]),
+        Route("/api/v1/memories/remember", remember, methods=["POST"]),
+        Route("/api/v1/memories/bulk", bulk, methods=["POST"]),
+        Route("/api/v1/episodes/remember", remember_episode, methods=["POST"]),
+        Route("/api/v1/memories/recall", recall_route, methods=["GET", "POST"]),
+        Route("/api/v1/memories/search", search, methods=["GET"]),
+        Route("/api/v1/query/probabilistic", probabilistic, methods=["GET"]),
+        Route("/api/v1/memories", memories_root, methods=["GET", "POST"]),
+        Route("/api/v1/memories/{memory_id}", get_or_delete, methods=["GET", "DELETE"]),
+        Route("/api/v1/spaces", spaces_route, methods=["GET", "POST"]),
+        Route("/api/v1/spaces/create", create_space, methods=["POST"]),
+        Route("/api/v1/consolidations", consolidations, methods=["GET"]),
+        Route("/api/v1/consolidations/{belief_id}", consolidation, methods=["GET"]),
+        Route("/api/v1/stream/memories", stream_memories, methods=["GET"]),
+        Route("/api/v1/stream/consolidation", stream_consolidation, methods=["GET"]),
+        Route("/api/v1/admin/backup", admin_backup, methods=["POST"]),
+        Route("/api/v1/admin/checkpoint", admin_checkpoint, methods=["POST"]),
+        Route("/api/v1/admin/status", admin_status, methods=["GET"]),
+        Route("/api-docs/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            err = ApiError(404, f"no route {request.method} {request.url.path}", code="NOT_FOUND", field="path",
+                           allowed="a path listed in /api-docs/openapi.json", example="/api/v1/memories/recall?query=cell")
+        elif exc.status_code == 405:
+            err = ApiError(405, f"{request.method} is not allowed on {request.url.path}", field="method",
+                           allowed=exc.headers.get("Allow", "") if exc.headers else "", example="see /docs",
+                           headers=dict(exc.headers or {}))
+        else:
+            err = ApiError(exc.status_code if 400 <= exc.status_code <= 599 else 400, str(exc.detail))
+        svc.metrics.observe("unmatched", request.method, err.status, 0.0)
+        return error_response(err)
+
+    async def any_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(ApiError(500, "internal error; the server log has the details"))
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error})
+
+
+def _not_found(memory_id: str, space_id: str) -> ApiError:
+    return ApiError(404, f"no memory with id {memory_id!r} in space {space_id!r}", field="memory_id",
+                    allowed="an id returned by remember, in the same memory space",
+                    example="GET /api/v1/memories?limit=10 lists stored ids")
+
+
+def _decode_bulk(raw: bytes, ctype: str, items_max: int) -> list[Any]:
+    """Bulk bodies: msgpack (an array of maps, or maps back to back) or JSON lines
+    (a JSON array is accepted too). Raises ApiError 400/413/415."""
+    example = '{"content": "a fact", "embedding": [...768 numbers...], "confidence": 0.9} (one per line)'
+    if ctype in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack"):
+        try:
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(raw) + 1)
+            unpacker.feed(raw)
+            objs = []
+            for obj in unpacker:
+                objs.append(obj)
+                if len(objs) > items_max:
+                    break
+        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"the body is not valid msgpack ({type(exc).__name__})", field="body",
+                           allowed="msgpack maps (or one array of maps) with remember's fields", example=example) from None
+        items = objs[0] if len(objs) == 1 and isinstance(objs[0], list) else objs
+    elif ctype in ("", "application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines",
+                   "application/json", "text/plain", "application/ndjson", "application/json-seq"):
+        stripped = raw.lstrip()
+        if stripped.startswith(b"["):
+            items = S.parse_json(raw)
+        else:
+            lines = [line for line in raw.split(b"\n") if line.strip()]
+            if len(lines) > items_max:
+                raise ApiError(413, f"the body holds more than {items_max} memories", field="body",
+                               allowed=f"at most {items_max} memories per request", example="split the file into chunks")
+            items = []
+            for n, line in enumerate(lines):
+                try:
+                    items.append(S.parse_json(line, what=f"line {n + 1}"))
+                except ApiError as err:
+                    err.field = f"line {n + 1}"
+                    raise
+    else:
+        raise ApiError(415, f"Content-Type {ctype!r} is not accepted here", field="Content-Type",
+                       allowed="application/x-ndjson (JSON lines) or application/msgpack",
+                       example="Content-Type: application/x-ndjson")
+    if not isinstance(items, list):
+        raise ApiError(422, "the body must hold memories: JSON lines, a JSON array, or msgpack maps", field="body",
+                       allowed="a sequence of objects", example=example)
+    if len(items) > items_max:
+        raise ApiError(413, f"the body holds {len(items)} memories; at most {items_max} per request", field="body",
+                       allowed=f"at most {items_max} memories", example="split the file into chunks")
+    return items

@@ -1,0 +1,258 @@
+"""The server's state over one open Database: spaces, threads, batchers, keys, events.
+
+Every blocking engine call goes through ``run`` (a worker thread bounded by one
+CapacityLimiter), so the trio loop never waits on an fsync or a scan. Spaces are
+opened lazily, once, under a per-space lock. Reads of a space that does not exist
+answer as empty and create nothing; the first write creates it.
+
+Writes pass through ``writing()``: a backup closes that gate, waits for writes in
+flight to finish, checkpoints and copies the files, then opens it again; this is what
+makes ``engram backup create`` a consistent snapshot while the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+import trio
+
+from ..config import Settings
+from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache
+from .batching import RecallBatcher
+from .errors import ApiError
+from .events import EventHub
+from .metrics import Metrics
+from .schemas import EMBEDDING_DIM_DEFAULT
+
+__all__ = ["Service"]
+
+log = logging.getLogger("engram.api")
+T = TypeVar("T")
+
+# Files of the data directory that a backup must not copy: the process lock and pid file.
+_BACKUP_SKIP = {"LOCK", "engram.pid"}
+
+
+class Service:
+    def __init__(self, db: Any, settings: Settings, nursery: trio.Nursery) -> None:
+        self.db = db
+        self.settings = settings
+        self.nursery = nursery
+        self.limiter = trio.CapacityLimiter(settings.engine_threads_max)
+        self.started_monotonic_s = time.monotonic()
+        self.started_at = datetime.now(timezone.utc)
+        self._spaces: dict[str, Any] = {}
+        self._space_locks: dict[str, trio.Lock] = {}
+        self._known: set[str] = set(db.spaces())
+        self._dimensions: dict[str, int] = {}
+        self._batchers: dict[str, RecallBatcher] = {}
+        self.hub = EventHub()
+        self.metrics = Metrics(self._space_stats)
+        self.keys = KeyStore(settings.keys_path)
+        self.key_cache = VerifiedCache()
+        self.rates = RateLimiter()
+        self.auth_enabled = settings.auth_enabled
+        self.shutting_down = False
+        self._writers = 0
+        self._writers_idle = trio.Event()
+        self._writers_idle.set()
+        self._gate_open = trio.Event()
+        self._gate_open.set()
+        self._backup_lock = trio.Lock()
+
+    # ------------------------------------------------------------------ threads
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    # ------------------------------------------------------------------ spaces
+
+    def space_exists(self, space_id: str) -> bool:
+        return space_id in self._known
+
+    def known_spaces(self) -> list[str]:
+        return sorted(self._known)
+
+    async def refresh_known(self) -> None:
+        self._known.update(await self.run(self.db.spaces))
+
+    async def space(self, space_id: str, *, create: bool) -> Any | None:
+        """The open Space, or None if it does not exist and ``create`` is false."""
+        sp = self._spaces.get(space_id)
+        if sp is not None:
+            return sp
+        if not create and space_id not in self._known:
+            return None
+        lock = self._space_locks.setdefault(space_id, trio.Lock())
+        async with lock:
+            sp = self._spaces.get(space_id)
+            if sp is not None:
+                return sp
+            config: dict[str, Any] = {}
+            if space_id not in self._known and self.settings.durability != "sync":
+                config["durability"] = self.settings.durability
+            sp = await self.run(lambda: self.db.space(space_id, **config))
+            self._spaces[space_id] = sp
+            self._known.add(space_id)
+            self._dimensions[space_id] = int(getattr(getattr(sp, "config", None), "dimension", EMBEDDING_DIM_DEFAULT))
+            return sp
+
+    def dimension(self, space_id: str) -> int:
+        return self._dimensions.get(space_id, EMBEDDING_DIM_DEFAULT)
+
+    async def dimension_of(self, space_id: str) -> int:
+        if space_id in self._dimensions or space_id not in self._known:
+            return self.dimension(space_id)
+        await self.space(space_id, create=False)
+        return self.dimension(space_id)
+
+    def batcher(self, space_id: str, sp: Any) -> RecallBatcher:
+        b = self._batchers.get(space_id)
+        if b is None:
+            b = RecallBatcher(
+                sp,
+                limiter=self.limiter,
+                batch_count_max=self.settings.recall_batch_count_max,
+                queue_count_max=self.settings.recall_queue_count_max,
+                on_batch=self.metrics.recall_batch.observe,
+            )
+            self._batchers[space_id] = b
+            self.nursery.start_soon(b.serve_batches, name=f"serve_recall_batches[{space_id}]")
+        return b
+
+    def _space_stats(self) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for space_id, sp in sorted(self._spaces.items()):
+            try:
+                out.append((space_id, sp.stats()))
+            except Exception:  # noqa: BLE001 - a closed space has no stats; skip it in a scrape
+                continue
+        return out
+
+    # ------------------------------------------------------------------ write gate
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        while not self._gate_open.is_set():
+            await self._gate_open.wait()
+        if self.shutting_down:
+            raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
+        self._writers += 1
+        self._writers_idle = trio.Event() if self._writers == 1 else self._writers_idle
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0:
+                self._writers_idle.set()
+
+    async def backup(self, target: Path) -> dict[str, Any]:
+        """Checkpoint and copy the data directory into ``target`` (created; must be empty)."""
+        async with self._backup_lock:
+            target = Path(target)
+            if target.exists() and any(target.iterdir()):
+                raise ApiError(409, f"target: {target} is not empty", code="BACKUP_TARGET_NOT_EMPTY", field="target",
+                               allowed="a path that does not exist or an empty directory", example='{"target": "/backups/engram-2024-05-01"}')
+            data = Path(self.settings.data_dir).resolve()
+            if target.resolve() == data or data in target.resolve().parents:
+                raise ApiError(400, "target: must be outside the data directory", field="target",
+                               allowed="a path outside the data directory", example='{"target": "/backups/engram-1"}')
+            self._gate_open = trio.Event()
+            try:
+                await self._writers_idle.wait()
+                t0 = time.monotonic()
+                stats = await self.run(self._checkpoint_and_copy, target)
+                stats["duration_s"] = round(time.monotonic() - t0, 3)
+                return stats
+            finally:
+                self._gate_open.set()
+
+    def _checkpoint_and_copy(self, target: Path) -> dict[str, Any]:
+        self.db.checkpoint()
+        source = Path(self.settings.data_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        files = 0
+        size = 0
+        spaces = []
+        for entry in sorted(source.iterdir()):
+            if entry.name in _BACKUP_SKIP or entry.name.endswith((".tmp", "-journal", "-wal", "-shm")):
+                continue
+            if entry.is_dir():
+                if not (entry / "space.json").exists():
+                    continue
+                spaces.append(entry.name)
+                for root, _dirs, names in os.walk(entry):
+                    rel = Path(root).relative_to(source)
+                    (target / rel).mkdir(parents=True, exist_ok=True)
+                    for name in sorted(names):
+                        if name.endswith(".tmp"):
+                            continue
+                        shutil.copy2(Path(root) / name, target / rel / name)
+                        files += 1
+                        size += (Path(root) / name).stat().st_size
+            elif entry.name == "keys.sqlite":
+                # The SQLite backup API copies a consistent image even if a CLI writes now.
+                with contextlib.closing(sqlite3.connect(entry)) as src, contextlib.closing(sqlite3.connect(target / entry.name)) as dst:
+                    src.backup(dst)
+                files += 1
+                size += (target / entry.name).stat().st_size
+        _fsync_tree(target)
+        return {"target": str(target), "spaces": spaces, "files": files, "bytes": size,
+                "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+
+    # ------------------------------------------------------------------ auth
+
+    async def authenticate(self, authorization: str | None) -> KeyRecord | None:
+        """The caller's key (None when auth is off). Raises ApiError 401 or 429."""
+        if not self.auth_enabled:
+            return None
+        if not authorization:
+            self.metrics.auth_failures.labels("missing").inc()
+            raise ApiError(401, "this server requires an API key", headers={"WWW-Authenticate": 'Bearer realm="engram"'})
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            self.metrics.auth_failures.labels("malformed").inc()
+            raise ApiError(401, "the Authorization header must read 'Bearer <key>'", field="Authorization",
+                           allowed="Bearer engram_key_<id>_<secret>", example="Authorization: Bearer engram_key_0123456789ab_...",
+                           headers={"WWW-Authenticate": 'Bearer realm="engram"'})
+        now = time.monotonic()
+        digest = VerifiedCache.digest(token)
+        hit, record = self.key_cache.get(digest, now)
+        if not hit:
+            record = await self.run(self.keys.verify, token)
+            self.key_cache.put(digest, record, now)
+        if record is None:
+            self.metrics.auth_failures.labels("invalid").inc()
+            raise ApiError(401, "the API key is not valid (unknown, revoked or mistyped)",
+                           headers={"WWW-Authenticate": 'Bearer realm="engram", error="invalid_token"'})
+        wait_s = self.rates.take(record.id, record.rate_per_s, now)
+        if wait_s > 0:
+            self.metrics.auth_failures.labels("rate").inc()
+            retry = str(max(1, int(wait_s + 0.999)))
+            raise ApiError(429, f"API key {record.id} is above its rate of {record.rate_per_s:g} requests/s",
+                           headers={"Retry-After": retry})
+        return record
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            fd = os.open(Path(dirpath) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,653 @@
+"""The ``engram`` command.
+
+Settings come from flags, then ENGRAM_* variables, then the TOML file given with
+``--config`` (or ENGRAM_CONFIG), then defaults; ``engram config show`` prints each value
+and where it came from, and ``engram config show --table`` the documented table.
+
+Commands that touch memories speak HTTP to the running server (found through the pid
+file in the data directory, or --url). With no server running they serve the data
+directory themselves for the length of the command, so results are the same either way.
+Long work shows a progress bar on a terminal and plain lines otherwise; ``--json``
+prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from .config import SETTINGS_TABLE, Settings, SettingsError, load_settings
+
+__all__ = ["main"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    root = ctx.find_root().params
+    merged = {"data_dir": root.get("data"), "url": root.get("url"), "api_key": root.get("api_key")}
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        settings, _ = load_settings(merged, config_path=root.get("config"))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    return settings
+
+
+def _emit(obj: Any, as_json: bool, text: Callable[[Any], str] | str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    elif callable(text):
+        click.echo(text(obj))
+    elif text is not None:
+        click.echo(text)
+    else:
+        click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Progress:
+    """A click progress bar on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, total: int | None, label: str) -> None:
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._last_s = 0.0
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> "_Progress":
+        if self.tty:
+            self._bar = click.progressbar(length=self.total or 0, label=self.label, file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+        return self
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last_s >= 2.0:
+            self._last_s = now
+            of = f"/{self.total}" if self.total else ""
+            click.echo(f"{self.label}: {self.done}{of}", err=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        elapsed = time.monotonic() - self._t0
+        if exc[0] is None:
+            click.echo(f"{self.label}: {self.done} done in {elapsed:.1f}s", err=True)
+
+
+def _client(ctx: click.Context, space: str | None = None) -> Any:
+    from .api.client import connect
+
+    return connect(_settings(ctx), space=space)
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    from .api.client import ClientError
+
+    try:
+        return fn()
+    except ClientError as exc:
+        _fail(str(exc))
+
+
+# ----------------------------------------------------------------------------- root
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(dir_okay=False), default=None, help="TOML settings file (ENGRAM_CONFIG).")
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Data directory (ENGRAM_DATA_DIR; ./engram-data).")
+@click.option("--url", default=None, help="Server URL for client commands (ENGRAM_URL; default from the pid file).")
+@click.option("--api-key", default=None, help="API key for client commands (ENGRAM_API_KEY).")
+@click.version_option(package_name="engram", prog_name="engram")
+def main(config: str | None, data: str | None, url: str | None, api_key: str | None) -> None:
+    """Engram: a cognitive memory database. Start with 'engram serve'."""
+
+
+# ----------------------------------------------------------------------------- server
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Data directory (ENGRAM_DATA_DIR).")
+@click.option("--host", default=None, help="Bind address (ENGRAM_HOST; 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (ENGRAM_PORT; 7432; 0 picks a free one).")
+@click.option("--insecure", is_flag=True, default=False, help="Serve without API keys even on a non-loopback address.")
+@click.option("--require-auth", is_flag=True, default=False, help="Require API keys even on loopback.")
+@click.option("--durability", type=click.Choice(["sync", "async"]), default=None, help="Durability of new spaces.")
+@click.option("--log-level", default=None, help="debug, info, warning, error.")
+@click.option("--access-log", is_flag=True, default=None, help="Log every request.")
+@click.pass_context
+def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int | None, insecure: bool, require_auth: bool,
+          durability: str | None, log_level: str | None, access_log: bool | None) -> None:
+    """Serve the HTTP API (127.0.0.1:7432, data in ./engram-data) until SIGTERM/SIGINT."""
+    if insecure and require_auth:
+        raise click.UsageError("--insecure and --require-auth contradict each other")
+    auth = "off" if insecure else ("required" if require_auth else None)
+    settings = _settings(ctx, data_dir=data_dir, host=host, port=port, auth=auth, durability=durability,
+                         log_level=log_level, access_log=access_log)
+    from .api.server import run_server
+
+    sys.exit(run_server(settings))
+
+
+@main.command()
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait for a clean exit.")
+@click.pass_context
+def stop(ctx: click.Context, timeout_s: float) -> None:
+    """Stop the server of the data directory (SIGTERM to the pid in its pid file)."""
+    from .api.server import read_pid_file
+
+    settings = _settings(ctx)
+    doc = read_pid_file(settings.pid_path)
+    if doc is None:
+        _fail(f"no pid file at {settings.pid_path}: no server is running for this data directory")
+    pid = int(doc["pid"])  # type: ignore[index]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        settings.pid_path.unlink(missing_ok=True)
+        _fail(f"process {pid} is not running; removed the stale pid file")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            click.echo(f"stopped engram (pid {pid})")
+            return
+        time.sleep(0.05)
+    _fail(f"process {pid} did not exit within {timeout_s:g}s")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Is a server running for this data directory, and how are its spaces?"""
+    from .api.client import ApiClient, ClientError, server_url
+    from .api.server import read_pid_file
+
+    settings = _settings(ctx)
+    url = server_url(settings)
+    doc: dict[str, Any] = {"running": False, "url": url, "data_dir": str(Path(settings.data_dir).resolve())}
+    pid_doc = read_pid_file(settings.pid_path)
+    if pid_doc:
+        doc["pid"] = pid_doc["pid"]
+    if url:
+        client = ApiClient(url, api_key=settings.api_key)
+        try:
+            t0 = time.perf_counter()
+            health = client.get("/health", timeout=3.0)
+            doc["latency_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+            doc["running"] = True
+            doc["health"] = health
+            try:
+                doc["system"] = client.get("/api/v1/system/health", timeout=10.0)
+            except ClientError as exc:
+                doc["system_error"] = str(exc)
+        except ClientError as exc:
+            doc["error"] = str(exc)
+        finally:
+            client.close()
+
+    def text(d: dict[str, Any]) -> str:
+        if not d["running"]:
+            return f"engram: not running (data {d['data_dir']})" + (f"; {d['error']}" if d.get("error") else "")
+        lines = [f"engram: {d['health']['status']} at {d['url']} (pid {d.get('pid', '?')}, version {d['health']['version']}, "
+                 f"{d['latency_ms']} ms)", f"data: {d['data_dir']}"]
+        for sp in d.get("system", {}).get("spaces", []):
+            lines.append(f"  space {sp['space']}: {sp['memories']} memories, WAL {sp.get('wal_bytes', 0)} bytes")
+        return "\n".join(lines)
+
+    _emit(doc, as_json, text)
+    sys.exit(0 if doc["running"] else 3)
+
+
+# ----------------------------------------------------------------------------- memories
+
+
+@main.group()
+def memory() -> None:
+    """Create, read, search, list and delete memories."""
+
+
+def _space_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--space", default=None, help="Memory space (default: 'default').")(f)
+
+
+def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+
+
+@memory.command("create")
+@click.argument("content")
+@click.option("--confidence", type=float, default=None)
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--type", "memory_type", type=click.Choice(["semantic", "episodic", "procedural", "working"]), default=None)
+@click.option("--embedding", "embedding_json", default=None, help="JSON array, or @FILE holding one.")
+@click.option("--id", "memory_id", default=None)
+@_space_option
+@_json_option
+@click.pass_context
+def memory_create(ctx: click.Context, content: str, confidence: float | None, tags: tuple[str, ...], memory_type: str | None,
+                  embedding_json: str | None, memory_id: str | None, space: str | None, as_json: bool) -> None:
+    """Store CONTENT as a memory."""
+    body: dict[str, Any] = {"content": content}
+    if confidence is not None:
+        body["confidence"] = confidence
+    if tags:
+        body["tags"] = list(tags)
+    if memory_type:
+        body["memory_type"] = memory_type
+    if memory_id:
+        body["id"] = memory_id
+    if embedding_json:
+        raw = Path(embedding_json[1:]).read_text() if embedding_json.startswith("@") else embedding_json
+        try:
+            body["embedding"] = json.loads(raw)
+        except ValueError:
+            raise click.BadParameter("not a JSON array", param_hint="--embedding") from None
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.post("/api/v1/memories/remember", json=body))
+    _emit(doc, as_json, lambda d: d["memory_id"])
+
+
+@memory.command("get")
+@click.argument("memory_id")
+@click.option("--embedding", "with_embedding", is_flag=True, help="Include the embedding.")
+@_space_option
+@_json_option
+@click.pass_context
+def memory_get(ctx: click.Context, memory_id: str, with_embedding: bool, space: str | None, as_json: bool) -> None:
+    """Show one memory."""
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.get(f"/api/v1/memories/{memory_id}", params={"include_embeddings": str(with_embedding).lower()}))
+    _emit(doc, as_json, lambda d: f"{d['id']}  [{d['memory_type']}, confidence {d['confidence']['value']:.2f}, "
+                                  f"{d['observed_at']}]\n{d['content']}")
+
+
+@memory.command("search")
+@click.argument("query")
+@click.option("--limit", type=int, default=10, show_default=True)
+@_space_option
+@_json_option
+@click.pass_context
+def memory_search(ctx: click.Context, query: str, limit: int, space: str | None, as_json: bool) -> None:
+    """Find memories whose text matches QUERY."""
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.get("/api/v1/memories/search", params={"query": query, "limit": limit}))
+
+    def text(d: dict[str, Any]) -> str:
+        if not d["memories"]:
+            return "no match"
+        return "\n".join(f"{m['similarity_score']:.3f}  {m['id']}  {m['content'][:100]}" for m in d["memories"])
+
+    _emit(doc, as_json, text)
+
+
+@memory.command("list")
+@click.option("--offset", type=int, default=0)
+@click.option("--limit", type=int, default=100)
+@_space_option
+@_json_option
+@click.pass_context
+def memory_list(ctx: click.Context, offset: int, limit: int, space: str | None, as_json: bool) -> None:
+    """List memories by time."""
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.get("/api/v1/memories", params={"offset": offset, "limit": limit}))
+    _emit(doc, as_json, lambda d: "\n".join(f"{m['observed_at']}  {m['id']}  {m['content'][:100]}" for m in d["memories"])
+          + f"\n({d['pagination']['returned']} of {d['count']})")
+
+
+@memory.command("delete")
+@click.argument("memory_id")
+@_space_option
+@_json_option
+@click.pass_context
+def memory_delete(ctx: click.Context, memory_id: str, space: str | None, as_json: bool) -> None:
+    """Forget a memory (a tombstone in the WAL)."""
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.delete(f"/api/v1/memories/{memory_id}"))
+    _emit(doc, as_json, f"deleted {memory_id}")
+
+
+# ----------------------------------------------------------------------------- spaces
+
+
+@main.group()
+def space() -> None:
+    """Create and list memory spaces."""
+
+
+@space.command("create")
+@click.argument("space_id")
+@_json_option
+@click.pass_context
+def space_create(ctx: click.Context, space_id: str, as_json: bool) -> None:
+    """Create SPACE_ID."""
+    with _client(ctx) as c:
+        doc = _call(lambda: c.post("/api/v1/spaces", json={"id": space_id}))
+    _emit(doc, as_json, lambda d: f"space {d['id']} at {d['persistence_root']}")
+
+
+@space.command("list")
+@_json_option
+@click.pass_context
+def space_list(ctx: click.Context, as_json: bool) -> None:
+    """List memory spaces."""
+    with _client(ctx) as c:
+        doc = _call(lambda: c.get("/api/v1/spaces"))
+    _emit(doc, as_json, lambda d: "\n".join(f"{s['id']}\t{s['memories']} memories\tcreated {s['created_at']}" for s in d["spaces"]) or "no spaces")
+
+
+# ----------------------------------------------------------------------------- import / export
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return n
+
+
+def _chunks(path: Path, batch: int) -> Iterator[tuple[int, bytes]]:
+    lines: list[bytes] = []
+    start = 1
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                if not lines:
+                    start = number
+                lines.append(line.rstrip(b"\r\n"))
+            if len(lines) >= batch:
+                yield start, b"\n".join(lines)
+                lines = []
+    if lines:
+        yield start, b"\n".join(lines)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--batch", type=int, default=2000, show_default=True, help="Memories per bulk request (one fsync each).")
+@_space_option
+@_json_option
+@click.pass_context
+def import_(ctx: click.Context, file: str, batch: int, space: str | None, as_json: bool) -> None:
+    """Load FILE.jsonl (one remember request per line) through the bulk endpoint."""
+    from .api.client import ClientError
+
+    path = Path(file)
+    total = _count_lines(path)
+    stored = 0
+    t0 = time.monotonic()
+    with _client(ctx, space) as c, _Progress(total, "import") as progress:
+        for start, chunk in _chunks(path, max(1, batch)):
+            try:
+                doc = c.post("/api/v1/memories/bulk", content=chunk, headers={"Content-Type": "application/x-ndjson"})
+            except ClientError as exc:
+                detail = ""
+                if isinstance(exc.body, dict):
+                    detail = f" (field {exc.body.get('error', {}).get('field')}, counted from line {start})"
+                _fail(f"import stopped after {stored} memories: {exc}{detail}")
+            stored += doc["count"]
+            progress.advance(chunk.count(b"\n") + 1)
+    elapsed = time.monotonic() - t0
+    _emit({"imported": stored, "seconds": round(elapsed, 3), "file": str(path)}, as_json,
+          f"imported {stored} memories in {elapsed:.1f}s")
+
+
+@main.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="File to write (default stdout).")
+@click.option("--page", type=int, default=1000, show_default=True)
+@_space_option
+@click.pass_context
+def export(ctx: click.Context, output: str | None, page: int, space: str | None) -> None:
+    """Write every memory of a space as JSON lines that 'engram import' reads back."""
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    n = 0
+    try:
+        with _client(ctx, space) as c:
+            first = _call(lambda: c.get("/api/v1/memories", params={"offset": 0, "limit": 1}))
+            with _Progress(first["count"], "export") as progress:
+                offset = 0
+                while True:
+                    doc = _call(lambda: c.get("/api/v1/memories", params={"offset": offset, "limit": page, "include_embeddings": "true"}))
+                    for m in doc["memories"]:
+                        out.write(json.dumps(_importable(m), ensure_ascii=False) + "\n")
+                    n += len(doc["memories"])
+                    progress.advance(len(doc["memories"]))
+                    if doc["pagination"]["returned"] < page:
+                        break
+                    offset += page
+    finally:
+        if output:
+            out.close()
+
+
+def _importable(m: dict[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": m["id"], "content": m["content"], "confidence": m["confidence"]["value"],
+                           "timestamp": m["observed_at"], "memory_type": m["memory_type"], "tags": m.get("tags", [])}
+    if m.get("embedding") is not None:
+        doc["embedding"] = m["embedding"]
+    if m.get("location"):
+        doc["location"] = m["location"]
+    if m.get("decay_function"):
+        doc["decay"] = m["decay_function"]
+    return doc
+
+
+# ----------------------------------------------------------------------------- backup / restore
+
+
+@main.group()
+def backup() -> None:
+    """Consistent copies of the data directory."""
+
+
+@backup.command("create")
+@click.argument("target", type=click.Path(file_okay=False))
+@_json_option
+@click.pass_context
+def backup_create(ctx: click.Context, target: str, as_json: bool) -> None:
+    """Copy the data directory into TARGET (absent or empty), consistent even while serving."""
+    dest = Path(target).resolve()
+    with _client(ctx) as c:
+        doc = _call(lambda: c.post("/api/v1/admin/backup", json={"target": str(dest)}, timeout=3600.0))
+    _emit(doc, as_json, lambda d: f"backup of {len(d['spaces'])} spaces ({d['files']} files, {d['bytes']} bytes) in {d['target']}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace a non-empty data directory.")
+@_json_option
+@click.pass_context
+def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
+    """Restore a backup SOURCE into the data directory (the server must be stopped)."""
+    import engram
+
+    settings = _settings(ctx)
+    target = Path(settings.data_dir)
+    src = Path(source)
+    if not any((p / "space.json").exists() for p in src.iterdir() if p.is_dir()) and not (src / "keys.sqlite").exists():
+        _fail(f"{src} does not look like an engram backup (no <space>/space.json inside)")
+    existing = [p for p in target.iterdir() if p.name not in ("LOCK",)] if target.exists() else []
+    if existing and not force:
+        _fail(f"{target} is not empty ({len(existing)} entries); pass --force to replace it", 2)
+    try:
+        lock_db = engram.open(target)  # holds the directory lock while we replace its contents
+    except engram.SpaceLockedError as exc:
+        _fail(f"{exc}; stop the server first ('engram stop')", 2)
+    files = [p for p in src.rglob("*") if p.is_file()]
+    try:
+        for p in existing:
+            if p.name in ("LOCK", "engram.pid"):
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        with _Progress(len(files), "restore") as progress:
+            for f in files:
+                rel = f.relative_to(src)
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target / rel)
+                progress.advance(1)
+    finally:
+        lock_db.close()
+    # Prove it opens: replay every space once.
+    with engram.open(target) as db:
+        counts = {s: db.space_info(s)["memories"] for s in db.spaces()}
+    _emit({"restored": str(target), "spaces": counts}, as_json,
+          f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}")
+
+
+# ----------------------------------------------------------------------------- config and keys
+
+
+@main.group()
+def config() -> None:
+    """Inspect settings."""
+
+
+@config.command("show")
+@click.option("--table", is_flag=True, help="Print the documented table of every setting.")
+@_json_option
+@click.pass_context
+def config_show(ctx: click.Context, table: bool, as_json: bool) -> None:
+    """Each setting's value and where it came from (flag, env, file, default)."""
+    root = ctx.find_root().params
+    if table:
+        rows = [{"name": n, "env": e, "default": d, "effect": doc} for n, e, d, doc in SETTINGS_TABLE]
+        _emit(rows, as_json, lambda rs: "\n".join(f"{r['name']:<24} {r['env']:<32} {r['default']:<18} {r['effect']}" for r in rs))
+        return
+    try:
+        settings, sources = load_settings({"data_dir": root.get("data"), "url": root.get("url"), "api_key": root.get("api_key")},
+                                          config_path=root.get("config"))
+    except SettingsError as exc:
+        _fail(str(exc))
+    doc = {}
+    for name, _env, _default, _doc in SETTINGS_TABLE:
+        value = getattr(settings, name)
+        if name == "api_key" and value:
+            value = value[:20] + "…"
+        doc[name] = {"value": str(value) if isinstance(value, Path) else value, "source": sources[name]}
+    _emit(doc, as_json, lambda d: "\n".join(f"{k:<24} {v['value']!s:<32} ({v['source']})" for k, v in d.items()))
+
+
+@main.group()
+def key() -> None:
+    """API keys (stored hashed in <data>/keys.sqlite)."""
+
+
+@key.command("create")
+@click.option("--space", "spaces", multiple=True, required=True, help="Space the key may use (repeatable, or comma-separated; '*' for all).")
+@click.option("--perm", default="read,write", show_default=True, help="Comma-separated: read, write, admin.")
+@click.option("--rate", type=float, default=None, help="Requests per second (default: key_rate_per_s).")
+@click.option("--name", default="", help="A label for the key.")
+@_json_option
+@click.pass_context
+def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: float | None, name: str, as_json: bool) -> None:
+    """Create a key; it is printed once and only its hash is kept."""
+    from .api.auth import KeyStore
+    from .api.schemas import SPACE_ID_RE
+
+    settings = _settings(ctx)
+    space_list = [s.strip() for item in spaces for s in item.split(",") if s.strip()]
+    for s in space_list:
+        if s != "*" and not SPACE_ID_RE.match(s):
+            raise click.BadParameter(f"{s!r} is not a space id (3-64 of a-z, 0-9, _ and -) or '*'", param_hint="--space")
+    perms = [p.strip() for p in perm.split(",") if p.strip()]
+    try:
+        record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,
+                                                            rate_per_s=rate or settings.key_rate_per_s, name=name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    doc = record.as_json() | {"key": token}
+    _emit(doc, as_json, lambda d: f"{d['key']}\n(key {d['id']}: spaces {','.join(d['spaces'])}; "
+                                  f"permissions {','.join(d['permissions'])}; {d['rate_per_s']:g} requests/s. "
+                                  f"Shown once: store it now.)")
+
+
+@key.command("list")
+@_json_option
+@click.pass_context
+def key_list(ctx: click.Context, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from .api.auth import KeyStore
+
+    rows = [r.as_json() for r in KeyStore(_settings(ctx).keys_path).list()]
+    _emit(rows, as_json, lambda rs: "\n".join(
+        f"{r['id']}  {','.join(r['spaces']):<20} {','.join(r['permissions']):<18} {r['rate_per_s']:g}/s"
+        f"{'  REVOKED' if r['revoked'] else ''}  {r['name']}" for r in rs) or "no keys")
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def key_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key (servers stop accepting it within 10 s)."""
+    from .api.auth import KeyStore
+
+    if not KeyStore(_settings(ctx).keys_path).revoke(key_id):
+        _fail(f"no key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@main.group()
+def bench() -> None:
+    """Load generators."""
+
+
+@bench.command("http")
+@click.option("--clients", type=int, default=16, show_default=True, help="Concurrent keep-alive connections.")
+@click.option("--duration", default="30s", show_default=True, help="How long each phase runs (e.g. 10s, 1m).")
+@click.option("--mix", default="remember:recall=1:4", show_default=True, help="Operation mix, e.g. remember:recall=1:4, recall, health.")
+@click.option("--preload", type=int, default=10_000, show_default=True, help="Memories stored (bulk) before the measured phase.")
+@click.option("--space", default="bench", show_default=True)
+@click.option("--dimension", type=int, default=768, show_default=True)
+@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also measure GET /health with the same client.")
+@click.option("--processes", type=int, default=1, show_default=True, help="Client processes (each runs clients/processes connections).")
+@_json_option
+@click.pass_context
+def bench_http(ctx: click.Context, clients: int, duration: str, mix: str, preload: int, space: str, dimension: int,
+               baseline: bool, processes: int, as_json: bool) -> None:
+    """Measure throughput and P50/P95/P99 of a running server (--url or the pid file)."""
+    from .api.client import server_url
+    from .bench.http import run_bench
+
+    settings = _settings(ctx)
+    url = server_url(settings) or settings.client_url()
+    try:
+        report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
+                           dimension=dimension, baseline=baseline, processes=processes, api_key=settings.api_key,
+                           log=lambda s: click.echo(s, err=True))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _emit(report, as_json, lambda r: r["text"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
