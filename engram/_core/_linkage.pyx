@@ -66,14 +66,8 @@ def _pdist(const double[:, ::1] X, const double[::1] n2):
     return D
 
 
-def linkage(X, method="average"):
-    """See ``engram._core._ref.linkage``: same contract, same bits, compiled."""
-    X = _check_linkage_args(X, method)
-    cdef int64_t n = X.shape[0]
-    X64 = np.ascontiguousarray(X, dtype=np.float64)
-    n2 = _norms(X64)
-    D = _pdist(X64, n2)
-    del X64
+def _cluster(D, int64_t n):
+    """Runs the merges over the condensed matrix D (overwritten); returns Z."""
     Z = np.empty((n - 1, 4), np.float64)
     work = np.empty((6, n + 1), np.int64)
     nnd = np.empty(n, np.float64)
@@ -85,6 +79,15 @@ def linkage(X, method="average"):
         engram_lk_cluster(&Dv[0], n, &Zv[0, 0], &w[0, 0], &w[1, 0], &w[2, 0], &w[3, 0], &nndv[0],
                           &w[4, 0], &w[5, 0])
     return Z
+
+
+def linkage(X, method="average"):
+    """See ``engram._core._ref.linkage``: same contract, same bits, compiled."""
+    X = _check_linkage_args(X, method)
+    X64 = np.ascontiguousarray(X, dtype=np.float64)
+    D = _pdist(X64, _norms(X64))
+    del X64
+    return _cluster(D, X.shape[0])
 
 
 def cosine_distances(A, B):
