@@ -171,16 +171,28 @@ def _select(scores: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.nda
     return candidates[order], values[order]
 
 
-def cosine_scores(matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def _query_inv_norms(queries: np.ndarray, query_inv_norms: np.ndarray | None) -> np.ndarray:
+    if query_inv_norms is None:
+        return row_inv_norms(queries)
+    if query_inv_norms.dtype != np.float32 or query_inv_norms.shape != (queries.shape[0],):
+        raise ValueError(f"query_inv_norms: must be float32 of shape ({queries.shape[0]},) or None; example: None")
+    return query_inv_norms
+
+
+def cosine_scores(
+    matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray | None = None
+) -> np.ndarray:
     """Scores of every row against every query, float32 of shape (b, n).
 
-    Score of row i for query q: ``lane_dot(matrix[i], q) * inv_norms[i] * query_inv_norm(q)``
-    in float32, the dot product accumulated in ``DOT_LANES`` lanes in a fixed order.
+    Score of row i for query j: ``lane_dot(matrix[i], queries[j]) * inv_norms[i] *
+    query_inv_norms[j]`` in float32, the dot product accumulated in ``DOT_LANES``
+    lanes in a fixed order. ``query_inv_norms`` defaults to ``row_inv_norms(queries)``.
     """
     _check_topk_args(matrix, inv_norms, queries, 0, None)
+    q_inv = _query_inv_norms(queries, query_inv_norms)
     out = np.empty((queries.shape[0], matrix.shape[0]), np.float32)
     for j, q in enumerate(queries):
-        out[j] = _lane_dots(matrix, q) * inv_norms * query_inv_norm(q)
+        out[j] = _lane_dots(matrix, q) * inv_norms * q_inv[j]
     return out
 
 

@@ -7,7 +7,6 @@ computed by one thread in one order, so the thread count never changes a bit.
 
 import numpy as np
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -17,9 +16,15 @@ cdef extern from "scan.h" nogil:
                              int64_t n_total, int64_t d, const float *Q, const float *q_inv, int64_t b,
                              float *out)
 
+from cython.parallel cimport prange
+cimport openmp
+
 # 64 rows of 768 float32 are 192 KiB: a block stays in L2 while every query of a
 # batch is scored against it.
 DEF ROW_BLOCK = 64
+# Below this many multiply-adds one thread does the job: waking a thread team
+# costs tens of microseconds, and milliseconds when the other core is busy.
+DEF PARALLEL_WORK_MIN = 4194304
 
 
 def scores_batch(const float[:, ::1] matrix, const float[::1] inv_norms,
@@ -39,7 +44,10 @@ def scores_batch(const float[:, ::1] matrix, const float[::1] inv_norms,
     cdef const float *qp = &queries[0, 0]
     cdef const float *qi = &q_inv[0]
     cdef float *op = &out_view[0, 0]
-    for blk in prange(blocks, nogil=True, schedule="static"):
+    cdef int threads = 1
+    if n * b * d >= PARALLEL_WORK_MIN:
+        threads = openmp.omp_get_max_threads()
+    for blk in prange(blocks, nogil=True, schedule="static", num_threads=threads):
         start = blk * ROW_BLOCK
         stop = start + ROW_BLOCK
         if stop > n:

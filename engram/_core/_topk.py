@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from engram._core._scan import scores_batch
-from engram._core._ref import _check_topk_args, query_inv_norm
+from engram._core._ref import _check_topk_args, _query_inv_norms
 
 @nb.njit(cache=True, fastmath=False, boundscheck=False)
 def _select(scores: np.ndarray, k: int, mask: np.ndarray, use_mask: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +83,12 @@ def _select(scores: np.ndarray, k: int, mask: np.ndarray, use_mask: bool) -> tup
 _EMPTY_MASK = np.zeros(0, np.bool_)
 
 
-def cosine_scores(matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def cosine_scores(
+    matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray | None = None
+) -> np.ndarray:
     """See ``engram._core._ref.cosine_scores``: same contract, same bits, compiled."""
     _check_topk_args(matrix, inv_norms, queries, 0, None)
-    q_inv = np.array([query_inv_norm(q) for q in queries], np.float32)
+    q_inv = _query_inv_norms(queries, query_inv_norms)
     return scores_batch(matrix, inv_norms, np.ascontiguousarray(queries), q_inv)
 
 

@@ -17,6 +17,8 @@ makes the same dedup decision for the same state. Candidates are returned sorted
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from engram import _core
@@ -30,23 +32,32 @@ class DedupIndex:
     def __init__(self, dimension: int) -> None:
         rng = np.random.Generator(np.random.PCG64(_SEED))
         self._planes = np.ascontiguousarray(rng.standard_normal((TABLES * BITS, dimension)).astype(np.float32))
-        self._plane_inv = np.ones(TABLES * BITS, np.float32)
+        self._plane_inv = np.ones(TABLES * BITS, np.float32)  # only signs matter: skip norms
         self._weights = (1 << np.arange(BITS, dtype=np.int64)).astype(np.int64)
         self._buckets: dict[int, list[str]] = {}
         self._keys: dict[str, tuple[int, ...]] = {}
 
     def keys_for(self, embeddings: np.ndarray) -> np.ndarray:
         """Bucket keys, int64 of shape (b, TABLES), for float32 embeddings (b, d)."""
-        signs = _core.cosine_scores(self._planes, self._plane_inv, np.ascontiguousarray(embeddings, np.float32)) > 0
+        # Embeddings as the matrix and planes as the queries: the kernel then scores
+        # four planes per pass over an embedding, which keeps its adders busy.
+        vectors = np.ascontiguousarray(embeddings, np.float32)
+        ones = np.ones(vectors.shape[0], np.float32)
+        signs = _core.cosine_scores(vectors, ones, self._planes, self._plane_inv).T > 0
         bits = signs.reshape(embeddings.shape[0], TABLES, BITS).astype(np.int64)
         tables = np.arange(TABLES, dtype=np.int64) << BITS
         return bits @ self._weights + tables
 
-    def add(self, memory_id: str, keys: np.ndarray) -> None:
-        key_tuple = tuple(int(k) for k in keys)
+    def add(self, memory_id: str, keys: Sequence[int]) -> None:
+        key_tuple = tuple(keys)
         self._keys[memory_id] = key_tuple
+        buckets = self._buckets
         for key in key_tuple:
-            self._buckets.setdefault(key, []).append(memory_id)
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [memory_id]
+            else:
+                bucket.append(memory_id)
 
     def remove(self, memory_id: str) -> None:
         for key in self._keys.pop(memory_id, ()):
@@ -55,10 +66,11 @@ class DedupIndex:
             if not bucket:
                 del self._buckets[key]
 
-    def candidates(self, keys: np.ndarray) -> list[str]:
+    def candidates(self, keys: Sequence[int]) -> list[str]:
         found: set[str] = set()
+        buckets = self._buckets
         for key in keys:
-            bucket = self._buckets.get(int(key))
+            bucket = buckets.get(key)
             if bucket:
                 found.update(bucket)
         return sorted(found)

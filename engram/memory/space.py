@@ -168,7 +168,7 @@ class Space:
     def _apply_record(self, rtype: int, payload: bytes) -> None:
         if rtype == rec.REMEMBER:
             item, embedding, replaces = rec.decode_remember(payload, self.config.dimension)
-            keys = None if embedding is None else self._dedup.keys_for(embedding.reshape(1, -1))[0]
+            keys = None if embedding is None else self._dedup.keys_for(embedding.reshape(1, -1))[0].tolist()
             self._apply_remember(item, embedding, keys, replaces)
         elif rtype == rec.FORGET:
             memory_id, _reason = rec.decode_forget(payload)
@@ -189,7 +189,9 @@ class Space:
     # ------------------------------------------------------------------
     # state changes (the caller holds the lock)
 
-    def _apply_remember(self, item: Item, embedding: np.ndarray | None, keys: np.ndarray | None, replaces: str | None) -> None:
+    def _apply_remember(
+        self, item: Item, embedding: np.ndarray | None, keys: list[int] | None, replaces: str | None, inv_norm: float | None = None
+    ) -> None:
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
         old = self._items.get(item.id)
@@ -197,7 +199,7 @@ class Space:
             self._drop_row(old)
             self._text.remove(old.id)
         if embedding is not None:
-            item.row = self._append_row(item, embedding)
+            item.row = self._append_row(item, embedding, inv_norm)
             assert keys is not None
             self._dedup.add(item.id, keys)
         else:
@@ -222,12 +224,14 @@ class Space:
             self._dedup.remove(item.id)
             item.row = -1
 
-    def _append_row(self, item: Item, embedding: np.ndarray) -> int:
+    def _append_row(self, item: Item, embedding: np.ndarray, inv_norm: float | None) -> int:
         if self._n == self._matrix.shape[0]:
             self._grow(max(1024, 2 * self._matrix.shape[0]))
         row = self._n
         self._matrix[row] = embedding
-        self._inv_norms[row] = _core.row_inv_norms(embedding.reshape(1, -1))[0]
+        if inv_norm is None:
+            inv_norm = _core.row_inv_norms(embedding.reshape(1, -1))[0]
+        self._inv_norms[row] = inv_norm
         self._alive[row] = True
         self._created[row] = item.created_ns
         self._episodic[row] = item.memory_type == "episodic"
@@ -447,7 +451,12 @@ class Space:
 
     def _store(self, prepared: list[tuple[Item, np.ndarray | None]]) -> list[str]:
         vectors = [v for _, v in prepared if v is not None]
-        all_keys = self._dedup.keys_for(np.stack(vectors)) if vectors else None
+        all_keys: list[list[int]] = []
+        all_inv: list[float] = []
+        if vectors:
+            stacked = np.stack(vectors)
+            all_keys = self._dedup.keys_for(stacked).tolist()
+            all_inv = _core.row_inv_norms(stacked).tolist()
 
         def build() -> tuple[list[tuple[int, bytes]], list[str]]:
             entries: list[tuple[int, bytes]] = []
@@ -455,10 +464,12 @@ class Space:
             key_index = 0
             for item, vector in prepared:
                 keys = None
+                inv_norm = None
                 if vector is not None:
                     keys = all_keys[key_index]
+                    inv_norm = all_inv[key_index]
                     key_index += 1
-                kept = self._dedup_decision(item, vector, keys)
+                kept = self._dedup_decision(item, vector, keys, inv_norm)
                 if kept is not None and kept[0] == "existing":
                     self.deduplicated += 1
                     ids.append(kept[1])
@@ -467,23 +478,30 @@ class Space:
                 if replaces is not None:
                     self.deduplicated += 1
                 entries.extend(self._evict_for(item))
-                self._apply_remember(item, vector, keys, replaces)
+                self._apply_remember(item, vector, keys, replaces, inv_norm)
                 entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
                 ids.append(item.id)
             return entries, ids
 
         return self._commit(build)
 
-    def _dedup_decision(self, item: Item, vector: np.ndarray | None, keys: np.ndarray | None) -> tuple[str, str] | None:
+    def _dedup_decision(
+        self, item: Item, vector: np.ndarray | None, keys: list[int] | None, inv_norm: float | None
+    ) -> tuple[str, str] | None:
         """("existing", id) to keep a stored duplicate, ("replace", id) to supersede it, or None."""
         threshold = self.config.dedup_threshold
         if threshold is None or vector is None or item.memory_type == "episodic" or item.id in self._items:
             return None
-        candidates = [c for c in self._dedup.candidates(keys) if self._items[c].memory_type != "episodic"]
+        assert keys is not None and inv_norm is not None
+        items = self._items
+        candidates = [c for c in self._dedup.candidates(keys) if items[c].memory_type != "episodic"]
         if not candidates:
             return None
-        rows = np.array([self._items[c].row for c in candidates], np.int64)
-        scores = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows], vector.reshape(1, -1))[0]
+        rows = np.array([items[c].row for c in candidates], np.int64)
+        scores = _core.cosine_scores(
+            np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows], vector.reshape(1, -1),
+            np.array([inv_norm], np.float32),
+        )[0]
         best = -1
         for position in range(len(candidates)):  # candidates are sorted: ties go to the smaller id
             if scores[position] >= threshold and (best < 0 or scores[position] > scores[best]):
@@ -827,7 +845,7 @@ class Space:
             item.row = row
             self._created[row] = item.created_ns
             self._episodic[row] = item.memory_type == "episodic"
-            self._dedup.add(memory_id, keys[row])
+            self._dedup.add(memory_id, keys[row].tolist())
         self._row_ids = list(embedded)
         self._n = n
         for item in items:

@@ -80,6 +80,13 @@ def signed_unit_float(value: Any, field: str) -> float:
 def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarray:
     """A float32 copy of ``value`` after checking length, finiteness and a non-zero norm."""
     example = f"[0.1, 0.2, ...] ({dimension} numbers)"
+    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (dimension,):
+        # Fast path for the common case: one pass for finiteness, one for non-zero.
+        if not np.isfinite(value).all():
+            raise ValidationError(field, "contains NaN or infinity", f"{dimension} finite numbers", example)
+        if not value.any():
+            raise ValidationError(field, "is the zero vector, which has no direction", "a vector with a non-zero norm", example)
+        return value.copy()
     if isinstance(value, (str, bytes)) or value is None:
         raise ValidationError(field, f"expected a list of {dimension} numbers, got {type(value).__name__}", f"{dimension} finite numbers", example)
     try:

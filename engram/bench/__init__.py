@@ -1,0 +1,1 @@
+"""Benchmarks and load generators: `python -m engram.bench.core`, `engram bench http`."""

@@ -1,0 +1,228 @@
+"""Single-node core benchmarks, each a ratio against a baseline measured in the same run.
+
+    python -m engram.bench.core [--n 100000] [--writers 32] [--seconds 3] [--json]
+
+- recall: exact top-10 over n x d against the memory-bandwidth floor (NumPy
+  reading the matrix once, ``np.max``) and against NumPy ``M @ q`` + argpartition.
+- group commit: durable ``remember`` from W threads against a raw loop of one
+  ``write`` of W records + ``fdatasync`` (the same batch size, the same disk),
+  and against SQLite (WAL mode, synchronous=FULL) with W threads.
+- lone durable remember: latency percentiles against a raw 4 KB append + fdatasync.
+- reopen: time to open a space of n memories from its checkpoint.
+Machines here are noisy: read the ratios, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import engram
+from engram import _core
+
+RECORD_BYTES = 3400  # a 768-d float32 embedding plus a short content, as a WAL record
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    array = np.array(samples_s) * 1e3
+    return {
+        "p50_ms": float(np.percentile(array, 50)),
+        "p95_ms": float(np.percentile(array, 95)),
+        "p99_ms": float(np.percentile(array, 99)),
+        "count": int(array.size),
+    }
+
+
+def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bench_recall(n: int, d: int = 768, repeat: int = 30) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((n, d), dtype=np.float32)
+    inv = _core.row_inv_norms(matrix)
+    query = rng.standard_normal(d, dtype=np.float32)
+    _core.topk_cosine(matrix, inv, query, 10)  # warm up (JIT, page faults)
+    floor = _timed(lambda: np.max(matrix), repeat)
+    ours = _timed(lambda: _core.topk_cosine(matrix, inv, query, 10), repeat)
+    numpy_scan = _timed(lambda: np.argpartition(matrix @ query, -10)[-10:], repeat)
+    batch = rng.standard_normal((16, d), dtype=np.float32)
+    batched = _timed(lambda: _core.topk_cosine_batch(matrix, inv, batch, 10), max(3, repeat // 5))
+    result = {
+        "n": n,
+        "impl": _core.IMPL,
+        "ours": percentiles(ours),
+        "bandwidth_floor": percentiles(floor),
+        "numpy_matmul_argpartition": percentiles(numpy_scan),
+        "batch16_per_query_p50_ms": float(np.median(batched)) * 1e3 / 16,
+    }
+    result["ratio_to_floor_p50"] = result["ours"]["p50_ms"] / result["bandwidth_floor"]["p50_ms"]
+    result["speedup_vs_numpy_p50"] = result["numpy_matmul_argpartition"]["p50_ms"] / result["ours"]["p50_ms"]
+    result["batch16_speedup_per_query"] = result["ours"]["p50_ms"] / result["batch16_per_query_p50_ms"]
+    return result
+
+
+def _raw_group_fsync(directory: Path, batch: int, seconds: float) -> float:
+    path = directory / "raw.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    payload = os.urandom(RECORD_BYTES) * batch
+    count = 0
+    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() < deadline:
+            os.write(fd, payload)
+            os.fdatasync(fd)
+            count += batch
+    finally:
+        os.close(fd)
+    return count / (time.perf_counter() - start)
+
+
+def _run_threads(writers: int, seconds: float, body: Callable[[int, Callable[[], bool]], int]) -> float:
+    stop_at = time.perf_counter() + seconds
+    counts = [0] * writers
+    barrier = threading.Barrier(writers + 1)
+
+    def run(w: int) -> None:
+        barrier.wait()
+        counts[w] = body(w, lambda: time.perf_counter() < stop_at)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def _vectors(count: int, d: int = 768) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((count, d), dtype=np.float32)
+
+
+def bench_group_commit(directory: Path, writers: int, seconds: float, dedup: bool) -> dict[str, Any]:
+    vectors = _vectors(4096)
+    raw = _raw_group_fsync(directory, writers, seconds)
+    with engram.open(directory / f"engram-{dedup}") as db:
+        sp = db.space("bench", dedup_threshold=0.95 if dedup else None)
+
+        def engram_writer(w: int, going: Callable[[], bool]) -> int:
+            i = 0
+            while going():
+                sp.remember(f"writer {w} memory {i}", embedding=vectors[(w * 131 + i) % 4096], confidence=0.8)
+                i += 1
+            return i
+
+        ours = _run_threads(writers, seconds, engram_writer)
+        fsyncs = sp.stats()["fsyncs"]
+    db_path = directory / f"sqlite-{dedup}.db"
+    setup = sqlite3.connect(db_path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE memories (id INTEGER PRIMARY KEY, content TEXT, embedding BLOB)")
+    setup.commit()
+    setup.close()
+
+    def sqlite_writer(w: int, going: Callable[[], bool]) -> int:
+        conn = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        i = 0
+        while going():
+            conn.execute("INSERT INTO memories (content, embedding) VALUES (?, ?)",
+                         (f"writer {w} memory {i}", vectors[(w * 131 + i) % 4096].tobytes()))
+            i += 1
+        conn.close()
+        return i
+
+    sqlite_rate = _run_threads(writers, seconds, sqlite_writer)
+    return {
+        "writers": writers,
+        "dedup": dedup,
+        "engram_per_s": ours,
+        "raw_fdatasync_same_batch_per_s": raw,
+        "sqlite_wal_full_per_s": sqlite_rate,
+        "ratio_to_raw": ours / raw,
+        "ratio_to_sqlite": ours / sqlite_rate,
+        "engram_fsyncs": fsyncs,
+    }
+
+
+def bench_lone_remember(directory: Path, count: int) -> dict[str, Any]:
+    vectors = _vectors(count)
+    fd = os.open(directory / "raw4k.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    block = os.urandom(4096)
+
+    def raw_once() -> None:
+        os.write(fd, block)
+        os.fdatasync(fd)
+
+    raw = _timed(raw_once, count)
+    os.close(fd)
+    with engram.open(directory / "lone") as db:
+        sp = db.space("bench")
+        i = iter(range(count))
+        ours = _timed(lambda: sp.remember("a lone memory", embedding=vectors[next(i)], confidence=0.8), count)
+    result = {"engram": percentiles(ours), "raw_4k_fdatasync": percentiles(raw)}
+    result["p99_ratio"] = result["engram"]["p99_ms"] / result["raw_4k_fdatasync"]["p99_ms"]
+    return result
+
+
+def bench_reopen(directory: Path, n: int) -> dict[str, Any]:
+    vectors = _vectors(n)
+    path = directory / "reopen"
+    with engram.open(path) as db:
+        sp = db.space("bench", dedup_threshold=None, durability="async")
+        for start in range(0, n, 1000):
+            sp.remember_many([{"content": f"memory number {i} about topic {i % 97}", "embedding": vectors[i]}
+                              for i in range(start, min(n, start + 1000))])
+        sp.checkpoint()
+    start = time.perf_counter()
+    with engram.open(path) as db:
+        count = len(db.space("bench"))
+        elapsed = time.perf_counter() - start
+    assert count == n
+    return {"n": n, "reopen_s": elapsed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="rows for recall and reopen")
+    parser.add_argument("--writers", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--lone", type=int, default=2000, help="lone remembers to time")
+    parser.add_argument("--only", choices=["recall", "group", "lone", "reopen"], action="append")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    chosen = set(args.only or ["recall", "group", "lone", "reopen"])
+    results: dict[str, Any] = {"impl": _core.IMPL}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("ENGRAM_BENCH_DIR")) as tmp:
+        directory = Path(tmp)
+        if "recall" in chosen:
+            results["recall"] = bench_recall(args.n)
+        if "group" in chosen:
+            results["group_commit"] = bench_group_commit(directory, args.writers, args.seconds, dedup=True)
+            results["group_commit_no_dedup"] = bench_group_commit(directory, args.writers, args.seconds, dedup=False)
+        if "lone" in chosen:
+            results["lone_remember"] = bench_lone_remember(directory, args.lone)
+        if "reopen" in chosen:
+            results["reopen"] = bench_reopen(directory, args.n)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
