@@ -72,6 +72,13 @@ class Ctx:
 
     def space_id(self, body: Any = None) -> str:
         headers = self.request.headers
+        body_space = None
+        if isinstance(body, dict):
+            # A space named anywhere must be valid, even where a header overrides it.
+            for key in ("memory_space_id", "memory_space"):
+                if body.get(key) is not None:
+                    body_space = S.check_space_id(body[key], key)
+                    break
         raw = headers.get("x-memory-space")
         if raw:
             space = S.check_space_id(raw.strip(), "X-Memory-Space")
@@ -79,9 +86,8 @@ class Ctx:
             q = self.request.query_params.get("space") or self.request.query_params.get("memory_space_id")
             if q:
                 space = S.check_space_id(q, "space")
-            elif isinstance(body, dict) and (body.get("memory_space_id") is not None or body.get("memory_space") is not None):
-                key = "memory_space_id" if body.get("memory_space_id") is not None else "memory_space"
-                space = S.check_space_id(body[key], key)
+            elif body_space is not None:
+                space = body_space
             else:
                 space = "default"
         if self.key is not None and not self.key.allows_space(space):
@@ -91,21 +97,29 @@ class Ctx:
 
     async def body(self, limit: int | None = None) -> bytes:
         limit = limit or self.svc.settings.body_bytes_max
+        # Past the limit, read and drop up to this many bytes before answering 413, so
+        # that a client still sending its body reads our answer instead of a reset.
+        drain_bytes_max = max(4 * limit, 16 * 1024 * 1024)
+        too_large = ApiError(413, f"the body is larger than {limit} bytes", field="body", allowed=f"at most {limit} bytes",
+                             example="send large loads to POST /api/v1/memories/bulk in chunks of a few MB")
         cl = self.request.headers.get("content-length")
         if cl is not None:
             if not cl.strip().isdigit():
                 raise ApiError(400, "Content-Length is not a number", field="Content-Length", allowed="a byte count", example="Content-Length: 120")
-            if int(cl) > limit:
-                raise ApiError(413, f"the body is {int(cl)} bytes; at most {limit} are accepted here", field="body",
-                               allowed=f"at most {limit} bytes", example="split the load into bulk requests of a few MB")
+            if int(cl) > drain_bytes_max:
+                raise too_large
         chunks = []
         size = 0
         async for chunk in self.request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"the body is larger than {limit} bytes", field="body", allowed=f"at most {limit} bytes",
-                               example="split the load into bulk requests of a few MB")
+                chunks.clear()
+                if size > drain_bytes_max:
+                    raise too_large
+                continue
             chunks.append(chunk)
+        if size > limit:
+            raise too_large
         return b"".join(chunks)
 
     async def json_body(self) -> Any:
@@ -655,10 +669,15 @@ def _decode_bulk(raw: bytes, ctype: str, items_max: int) -> list[Any]:
             unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(raw) + 1)
             unpacker.feed(raw)
             objs = []
+            complete_at = 0
             for obj in unpacker:
                 objs.append(obj)
+                complete_at = unpacker.tell()
                 if len(objs) > items_max:
                     break
+            else:
+                if complete_at != len(raw):
+                    raise ValueError("truncated")
         except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"the body is not valid msgpack ({type(exc).__name__})", field="body",
                            allowed="msgpack maps (or one array of maps) with remember's fields", example=example) from None
