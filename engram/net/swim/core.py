@@ -612,11 +612,20 @@ class Membership:
             return
         existing = self._suspicions.get(suspect.node)
         if existing is not None:
+            if suspect.incarnation > member.incarnation:
+                # Keep precedence exact (memberlist only confirms here): the suspicion now
+                # stands at the newer incarnation, so an older refutation cannot clear it.
+                member.incarnation = suspect.incarnation
+                self._broadcasts.queue(suspect.node, codec.encode_message(suspect))
             if existing.confirm(suspect.from_node):
                 self._broadcasts.queue(suspect.node, codec.encode_message(suspect))
                 self._schedule(existing.deadline_ms(), "suspicion", suspect.node)
             return
         if member.state != NodeState.ALIVE:
+            if suspect.incarnation > member.incarnation and member.state != NodeState.SUSPECT:
+                # Dead stays dead, but at the newer incarnation: an alive rumour older than
+                # this accusation must not bring the member back.
+                member.incarnation = suspect.incarnation
             return
         if suspect.node == self.name:
             self.suspicion_log.append((now_ms, self.name, suspect.from_node, "we were suspected; refuting"))
@@ -646,6 +655,7 @@ class Membership:
             return
         self._cancel_suspicion(dead.node)
         if member.state in (NodeState.DEAD, NodeState.LEFT):
+            member.incarnation = max(member.incarnation, dead.incarnation)
             return
         if dead.node == self.name and not self._leaving:
             self._refute(dead.incarnation, now_ms, f"declared dead by {dead.from_node}")

@@ -6,7 +6,11 @@ raise. A rumour about a member is applied when it is newer:
 - a higher incarnation always wins (that is how a member refutes);
 - at the same incarnation, left/dead > suspect > alive: a suspicion overrides alive, a
   death overrides both, and an alive rumour at an incarnation already seen is ignored;
-- nothing but a higher-incarnation alive brings a dead or left member back.
+- nothing but a higher-incarnation alive brings a dead or left member back; a newer
+  accusation of a dead member only raises the incarnation it is dead at.
+
+Put together: the key ``(incarnation, rank)`` of our view of a member never decreases,
+which is what makes replays and reordering harmless (tests/test_swim_core.py).
 
 ``supersedes`` states the rule once; the core applies it with memberlist's side effects
 (suspicion timers, refutation, broadcasts).
@@ -31,11 +35,7 @@ def state_name(state: NodeState) -> str:
 
 def supersedes(new_state: NodeState, new_incarnation: int, old_state: NodeState, old_incarnation: int) -> bool:
     """Whether a rumour (new_state, new_incarnation) replaces what we hold."""
-    if old_state in (NodeState.DEAD, NodeState.LEFT):
-        return new_state == NodeState.ALIVE and new_incarnation > old_incarnation
-    if new_incarnation != old_incarnation:
-        return new_incarnation > old_incarnation
-    return STATE_RANK[new_state] > STATE_RANK[old_state]
+    return (new_incarnation, STATE_RANK[new_state]) > (old_incarnation, STATE_RANK[old_state])
 
 
 @dataclass(slots=True)
