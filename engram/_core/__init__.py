@@ -48,6 +48,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
         topk_cosine,
         topk_cosine_batch,
     )
+    from engram._core._ref import cosine_distances, linkage
 
     IMPL = "python"
 else:
