@@ -255,7 +255,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "operationId": "streamMemories", "summary": "Server-sent events: memory_stored, episode_stored, memory_deleted, memories_bulk_stored",
             "tags": ["streams"], "parameters": SPACE_PARAMS,
             "x-streaming": True,
-            "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {}}}},
                           **_errors(400, 503, *AUTH_ERRS)}}},
         "/api/v1/admin/backup": {"post": {
             "operationId": "backup", "summary": "Consistent snapshot of the data directory into a server path", "tags": ["admin"],

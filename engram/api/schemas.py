@@ -43,6 +43,8 @@ LIST_LIMIT_MAX = 1000
 
 EXAMPLE_EMBEDDING = "[0.12, -0.03, ...] (768 finite numbers)"
 EXAMPLE_TIME = '"2024-05-01T09:30:00Z"'
+TIME_MIN = datetime(1678, 1, 1, tzinfo=timezone.utc)
+TIME_MAX = datetime(2261, 12, 31, tzinfo=timezone.utc)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -201,9 +203,13 @@ def parse_time(v: Any, name: str) -> datetime:
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
     try:
-        return t.astimezone(timezone.utc)
+        t = t.astimezone(timezone.utc)
     except (OverflowError, ValueError):
-        raise _value(name, f"{v!r} is out of range", "a time between years 1 and 9999", EXAMPLE_TIME) from None
+        t = None
+    # The engine keeps times as int64 nanoseconds since 1970: years 1678 to 2261.
+    if t is None or not TIME_MIN <= t <= TIME_MAX:
+        raise _value(name, f"{v!r} is out of range", "a time from 1678-01-01 to 2261-12-31 (UTC)", EXAMPLE_TIME)
+    return t
 
 
 def get_time(obj: Mapping[str, Any], key: str, *, prefix: str = "", required: bool = False) -> datetime | None:
