@@ -1,23 +1,27 @@
-"""Near-duplicate candidates for dedup on store: random-hyperplane LSH.
+"""Near-duplicate candidates for dedup on store: random-hyperplane LSH over matrix rows.
 
 An exact scan per stored memory would cost a full pass over the matrix (about
 9 ms at 100k rows), which would cap durable inserts near 100/s. Instead each
-embedding gets ``TABLES`` signatures of ``BITS`` sign bits against fixed random
-hyperplanes; memories sharing a bucket in any table are candidates, and the
-caller checks candidates with the exact cosine. Two vectors at cosine 0.95 (18
-degrees apart) agree on a bit with probability 0.9, so they share a bucket in at
-least one of 24 tables of 14 bits with probability 1 - (1 - 0.9**14)**24 = 0.998;
-at cosine 0.98 the miss rate is below 1e-5. A random pair collides in a table
-with probability 2**-14, about 150 candidates per query at 100k memories.
+embedding gets ``TABLES`` keys of ``BITS`` sign bits against fixed random
+hyperplanes; rows sharing a key in any table are candidates, and the caller
+checks candidates with the exact cosine. Two vectors at cosine 0.95 (18 degrees
+apart) agree on a bit with probability 0.9, so they share a key in at least one
+of 24 tables of 14 bits with probability 1 - (1 - 0.9**14)**24 = 0.998; at
+cosine 0.98 the miss rate is below 1e-5. A random pair collides in a table with
+probability 2**-14: about 150 candidates per query at 100k rows.
+
+Layout: a sorted base (all keys of the rows present when it was built, searched
+with ``searchsorted``: rebuilding it is one argsort, which keeps reopening fast)
+plus a small dict of rows added since. Rows that died are filtered out by the
+caller's ``alive`` array, so removal costs nothing; the base is rebuilt when the
+matrix is compacted and rows are renumbered.
 
 Determinism: the hyperplanes come from a fixed seed and the signs from the
-fixed-order cosine kernel, so every node and process builds the same buckets and
-makes the same dedup decision for the same state. Candidates are returned sorted.
+fixed-order cosine kernel, so every node and process computes the same keys and
+makes the same dedup decision for the same state. Candidates are sorted rows.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import numpy as np
 
@@ -26,6 +30,7 @@ from engram import _core
 TABLES = 24
 BITS = 14
 _SEED = 0x5EED_DEDB
+_DELTA_ROWS_MAX = 65536
 
 
 class DedupIndex:
@@ -34,43 +39,61 @@ class DedupIndex:
         self._planes = np.ascontiguousarray(rng.standard_normal((TABLES * BITS, dimension)).astype(np.float32))
         self._plane_inv = np.ones(TABLES * BITS, np.float32)  # only signs matter: skip norms
         self._weights = (1 << np.arange(BITS, dtype=np.int64)).astype(np.int64)
-        self._buckets: dict[int, list[str]] = {}
-        self._keys: dict[str, tuple[int, ...]] = {}
+        self._tables = np.arange(TABLES, dtype=np.int64) << BITS
+        self._base_keys = [np.zeros(0, np.uint16) for _ in range(TABLES)]
+        self._base_rows = [np.zeros(0, np.int64) for _ in range(TABLES)]
+        self._delta: dict[int, list[int]] = {}
+        self._delta_rows = 0
 
     def keys_for(self, embeddings: np.ndarray) -> np.ndarray:
-        """Bucket keys, int64 of shape (b, TABLES), for float32 embeddings (b, d)."""
+        """Keys, int64 of shape (b, TABLES), for float32 embeddings (b, d); table t's keys lie in [t << BITS, (t+1) << BITS)."""
         # Embeddings as the matrix and planes as the queries: the kernel then scores
         # four planes per pass over an embedding, which keeps its adders busy.
         vectors = np.ascontiguousarray(embeddings, np.float32)
         ones = np.ones(vectors.shape[0], np.float32)
         signs = _core.cosine_scores(vectors, ones, self._planes, self._plane_inv).T > 0
-        bits = signs.reshape(embeddings.shape[0], TABLES, BITS).astype(np.int64)
-        tables = np.arange(TABLES, dtype=np.int64) << BITS
-        return bits @ self._weights + tables
+        bits = signs.reshape(vectors.shape[0], TABLES, BITS).astype(np.int64)
+        return bits @ self._weights + self._tables
 
-    def add(self, memory_id: str, keys: Sequence[int]) -> None:
-        key_tuple = tuple(keys)
-        self._keys[memory_id] = key_tuple
-        buckets = self._buckets
-        for key in key_tuple:
-            bucket = buckets.get(key)
-            if bucket is None:
-                buckets[key] = [memory_id]
-            else:
-                bucket.append(memory_id)
+    def rebuild(self, keys: np.ndarray) -> None:
+        """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES); forget everything else."""
+        for table in range(TABLES):
+            # 14-bit keys as uint16: NumPy sorts them with a radix sort, in linear time.
+            local = (keys[:, table] - (table << BITS)).astype(np.uint16)
+            order = np.argsort(local, kind="stable")
+            self._base_keys[table] = local[order]
+            self._base_rows[table] = order.astype(np.int64)
+        self._delta = {}
+        self._delta_rows = 0
 
-    def remove(self, memory_id: str) -> None:
-        for key in self._keys.pop(memory_id, ()):
-            bucket = self._buckets[key]
-            bucket.remove(memory_id)
-            if not bucket:
-                del self._buckets[key]
-
-    def candidates(self, keys: Sequence[int]) -> list[str]:
-        found: set[str] = set()
-        buckets = self._buckets
+    def add(self, row: int, keys: list[int]) -> None:
+        delta = self._delta
         for key in keys:
-            bucket = buckets.get(key)
+            bucket = delta.get(key)
+            if bucket is None:
+                delta[key] = [row]
+            else:
+                bucket.append(row)
+        self._delta_rows += 1
+
+    def needs_rebuild(self) -> bool:
+        return self._delta_rows > _DELTA_ROWS_MAX
+
+    def candidates(self, keys: list[int]) -> np.ndarray:
+        """Rows sharing at least one key, sorted, without duplicates (dead rows included)."""
+        parts = []
+        for table, key in enumerate(keys):
+            base = self._base_keys[table]
+            local = key - (table << BITS)
+            lo = int(np.searchsorted(base, local, side="left"))
+            hi = int(np.searchsorted(base, local, side="right"))
+            if hi > lo:
+                parts.append(self._base_rows[table][lo:hi])
+        delta = self._delta
+        for key in keys:
+            bucket = delta.get(key)
             if bucket:
-                found.update(bucket)
-        return sorted(found)
+                parts.append(np.asarray(bucket, np.int64))
+        if not parts:
+            return np.zeros(0, np.int64)
+        return np.unique(np.concatenate(parts))

@@ -20,6 +20,7 @@ filter-only recall orders by time descending, then id; listing by time, then id.
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import threading
@@ -36,6 +37,7 @@ from engram.errors import ClosedError, CorruptionError, EngramError, UnknownIdEr
 from engram.memory import decay as decay_mod
 from engram.memory import records as rec
 from engram.memory import validate as check
+from engram.memory.dedup import TABLES as DEDUP_TABLES
 from engram.memory.dedup import DedupIndex
 from engram.memory.graph import AssociationGraph
 from engram.memory.records import Item
@@ -118,7 +120,7 @@ class Space:
         self._lock = threading.RLock()
         self._checkpoint_lock = threading.Lock()
         self._items: dict[str, Item] = {}
-        self._text = TextIndex()
+        self._text: TextIndex | None = None  # built on first text query (see _text_index)
         self._graph = AssociationGraph()
         self._dedup = DedupIndex(config.dimension)
         d = config.dimension
@@ -130,6 +132,7 @@ class Space:
         self._created = np.zeros(0, np.int64)
         self._episodic = np.zeros(0, np.bool_)
         self._row_ids: list[str] = []
+        self._lsh_keys = np.zeros((0, DEDUP_TABLES), np.int64)
         self._pending_touches: dict[str, int] = {}
         self._failed: BaseException | None = None
         self._closed = False
@@ -149,6 +152,15 @@ class Space:
     # opening
 
     def _open(self, salvage: bool) -> None:
+        enabled = gc.isenabled()
+        gc.disable()  # 100k new Items are not cyclic; rescanning them would triple the load time
+        try:
+            self._load(salvage)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _load(self, salvage: bool) -> None:
         latest = snapshot.latest(self.directory)
         after = 0
         if latest is not None:
@@ -197,22 +209,24 @@ class Space:
         old = self._items.get(item.id)
         if old is not None:
             self._drop_row(old)
-            self._text.remove(old.id)
+            if self._text is not None:
+                self._text.remove(old.id)
         if embedding is not None:
-            item.row = self._append_row(item, embedding, inv_norm)
             assert keys is not None
-            self._dedup.add(item.id, keys)
+            item.row = self._append_row(item, embedding, inv_norm, keys)
         else:
             item.row = -1
         self._items[item.id] = item
-        self._text.add(item.id, item.content)
+        if self._text is not None:
+            self._text.add(item.id, item.content)
 
     def _apply_forget(self, memory_id: str) -> bool:
         item = self._items.pop(memory_id, None)
         if item is None:
             return False
         self._drop_row(item)
-        self._text.remove(memory_id)
+        if self._text is not None:
+            self._text.remove(memory_id)
         self._graph.remove_node(memory_id)
         self._pending_touches.pop(memory_id, None)
         return True
@@ -221,10 +235,9 @@ class Space:
         if item.row >= 0:
             self._alive[item.row] = False
             self._dead += 1
-            self._dedup.remove(item.id)
             item.row = -1
 
-    def _append_row(self, item: Item, embedding: np.ndarray, inv_norm: float | None) -> int:
+    def _append_row(self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: list[int]) -> int:
         if self._n == self._matrix.shape[0]:
             self._grow(max(1024, 2 * self._matrix.shape[0]))
         row = self._n
@@ -235,8 +248,12 @@ class Space:
         self._alive[row] = True
         self._created[row] = item.created_ns
         self._episodic[row] = item.memory_type == "episodic"
+        self._lsh_keys[row] = keys
         self._row_ids.append(item.id)
         self._n += 1
+        self._dedup.add(row, keys)
+        if self._dedup.needs_rebuild():
+            self._dedup.rebuild(self._lsh_keys[: self._n])
         return row
 
     def _grow(self, capacity: int) -> None:
@@ -250,6 +267,9 @@ class Space:
         self._alive = _resized(self._alive, n, capacity)
         self._created = _resized(self._created, n, capacity)
         self._episodic = _resized(self._episodic, n, capacity)
+        keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
+        keys[:n] = self._lsh_keys[:n]
+        self._lsh_keys = keys
         self._row_ids = list(self._row_ids)
 
     def _compact_if_sparse(self) -> None:
@@ -265,12 +285,26 @@ class Space:
         self._alive = _resized(self._alive[keep], len(keep), capacity)
         self._created = _resized(self._created[keep], len(keep), capacity)
         self._episodic = _resized(self._episodic[keep], len(keep), capacity)
+        keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
+        keys[: len(keep)] = self._lsh_keys[keep]
+        self._lsh_keys = keys
+        self._dedup.rebuild(keys[: len(keep)])
         self._matrix = matrix
         self._row_ids = row_ids
         for row, memory_id in enumerate(row_ids):
             self._items[memory_id].row = row
         self._n = len(keep)
         self._dead = 0
+
+    def _text_index(self) -> TextIndex:
+        """The text index, built from every item on first use (reopening stays fast)."""
+        with self._lock:
+            if self._text is None:
+                index = TextIndex()
+                for item in self._items.values():
+                    index.add(item.id, item.content)
+                self._text = index
+            return self._text
 
     def _view(self) -> _View:
         with self._lock:
@@ -493,11 +527,14 @@ class Space:
         if threshold is None or vector is None or item.memory_type == "episodic" or item.id in self._items:
             return None
         assert keys is not None and inv_norm is not None
-        items = self._items
-        candidates = [c for c in self._dedup.candidates(keys) if items[c].memory_type != "episodic"]
-        if not candidates:
+        rows = self._dedup.candidates(keys)
+        rows = rows[self._alive[rows] & ~self._episodic[rows]]
+        if rows.size == 0:
             return None
-        rows = np.array([items[c].row for c in candidates], np.int64)
+        candidates = [self._row_ids[r] for r in rows.tolist()]
+        order = sorted(range(len(candidates)), key=candidates.__getitem__)
+        candidates = [candidates[i] for i in order]
+        rows = rows[np.array(order, np.int64)]
         scores = _core.cosine_scores(
             np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows], vector.reshape(1, -1),
             np.array([inv_norm], np.float32),
@@ -692,7 +729,7 @@ class Space:
             rows, values = _core.select_topk(row_scores, k_wide, mask)
             for row, value in zip(rows.tolist(), values.tolist()):
                 candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
-        text_scores = self._text.scores(query.text) if query.text is not None else None
+        text_scores = self._text_index().scores(query.text) if query.text is not None else None
         hits: list[tuple[float, str, Item]] = []
         if query.vector is None and text_scores is None:
             for item in list(self._items.values()):
@@ -816,12 +853,16 @@ class Space:
         embedded = [it for it in ordered if it.row >= 0]
         rows = np.array([it.row for it in embedded], np.int64)
         embeddings = self._matrix[rows] if len(rows) else np.zeros((0, self.config.dimension), np.float32)
-        keys = np.array([self._dedup._keys[it.id] for it in embedded], np.int64).reshape(len(embedded), -1)
+        keys = self._lsh_keys[rows] if len(rows) else np.zeros((0, DEDUP_TABLES), np.int64)
+        inv_norms = self._inv_norms[rows] if len(rows) else np.zeros(0, np.float32)
         meta = {
             "version": 1,
             "items": [rec.item_fields(it) for it in ordered],
             "embedded": [it.id for it in embedded],
             "dedup_keys": keys.astype("<i8").tobytes(),
+            "inv_norms": inv_norms.astype("<f4").tobytes(),
+            "created": (self._created[rows] if len(rows) else np.zeros(0, np.int64)).astype("<i8").tobytes(),
+            "episodic": (self._episodic[rows] if len(rows) else np.zeros(0, np.bool_)).tobytes(),
             "edges": [list(edge) for edge in self._graph.edges()],
             "evicted": self.evicted,
             "deduplicated": self.deduplicated,
@@ -835,22 +876,21 @@ class Space:
         embedded = meta["embedded"]
         keys = np.frombuffer(meta["dedup_keys"], dtype="<i8").reshape(len(embedded), -1) if embedded else None
         n = len(embedded)
-        self._grow(max(1024, 2 * n))
+        self._grow(max(1024, n + n // 4))
         if n:
             self._matrix[:n] = snap.embeddings
-            self._inv_norms[:n] = _core.row_inv_norms(snap.embeddings)
+            self._inv_norms[:n] = np.frombuffer(meta["inv_norms"], dtype="<f4")
             self._alive[:n] = True
+            self._lsh_keys[:n] = keys
+            self._created[:n] = np.frombuffer(meta["created"], dtype="<i8")
+            self._episodic[:n] = np.frombuffer(meta["episodic"], dtype=np.bool_)
         for row, memory_id in enumerate(embedded):
-            item = by_id[memory_id]
-            item.row = row
-            self._created[row] = item.created_ns
-            self._episodic[row] = item.memory_type == "episodic"
-            self._dedup.add(memory_id, keys[row].tolist())
+            by_id[memory_id].row = row
+        self._dedup.rebuild(self._lsh_keys[:n])
         self._row_ids = list(embedded)
         self._n = n
         for item in items:
             self._items[item.id] = item
-            self._text.add(item.id, item.content)
         for a, b, weight in meta["edges"]:
             self._graph.associate(a, b, weight)
         self.evicted = meta.get("evicted", 0)

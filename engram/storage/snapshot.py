@@ -12,6 +12,9 @@ gone, so silently skipping it would lose data).
 
 from __future__ import annotations
 
+import builtins
+import gc
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -74,10 +77,13 @@ def latest(directory: Path) -> Path | None:
 
 def read(path: Path) -> Snapshot:
     """Load and verify a checkpoint. Raises CorruptionError."""
-    data = path.read_bytes()
+    with builtins.open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        # A read-only map, not a read: the embeddings are copied once, into the matrix.
+        data = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) if size else b""
     if len(data) < _HEAD_BYTES:
         raise CorruptionError(str(path), 0, "checkpoint shorter than its header")
-    head = data[: _HEAD.size]
+    head = bytes(data[: _HEAD.size])
     if _core.crc32c(head) != int.from_bytes(data[_HEAD.size : _HEAD_BYTES], "little"):
         raise CorruptionError(str(path), 0, "checkpoint header checksum mismatch")
     magic, lsn, rows, dimension, meta_len, emb_len, meta_crc, emb_crc = _HEAD.unpack(head)
@@ -93,9 +99,22 @@ def read(path: Path) -> Snapshot:
         raise CorruptionError(str(path), meta_start, "checkpoint metadata checksum mismatch")
     if _crc(emb_bytes) != emb_crc:
         raise CorruptionError(str(path), emb_start, "checkpoint embeddings checksum mismatch")
-    meta = msgpack.unpackb(meta_bytes, raw=False, strict_map_key=False)
-    embeddings = np.frombuffer(emb_bytes, dtype=np.float32).reshape(rows, dimension).copy()
+    meta = _unpack_without_gc(meta_bytes)
+    # A view into the file's bytes, not a copy: the caller copies rows into its matrix.
+    embeddings = np.frombuffer(emb_bytes, dtype=np.float32).reshape(rows, dimension)
     return Snapshot(lsn, meta, embeddings)
+
+
+def _unpack_without_gc(raw: memoryview) -> dict[str, Any]:
+    # Unpacking creates millions of containers; the cyclic GC would rescan them
+    # many times over (0.5 s instead of 0.1 s at 100k memories). None are cyclic.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def remove_older(directory: Path, keep: Path) -> None:
