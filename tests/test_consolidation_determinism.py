@@ -81,6 +81,10 @@ def test_one_signature_for_1000_insertion_orders() -> None:
     for _ in range(1000):
         signatures.add(signature(consolidate(*shuffled(ids, X, whens, rnd), **kwargs)))
     assert signatures == {expected}
+    # And where the pattern-merging step runs.
+    ids, X, whens = merge_fixture()
+    expected = signature(consolidate(ids, X, whens))
+    assert {signature(consolidate(*shuffled(ids, X, whens, rnd))) for _ in range(200)} == {expected}
 
 
 CHILD = r"""
