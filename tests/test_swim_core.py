@@ -146,7 +146,7 @@ def test_refutes_accusations_about_itself(accusation: str) -> None:
     node.receive(("10.0.0.2", 7946), _alive("peer", 0), 0)
     cls = m.Suspect if accusation == "suspect" else m.Dead
     node.receive(("10.0.0.2", 7946), codec.encode_message(cls(7, "me", "peer")), 1)
-    assert node.incarnation == 8
+    assert node.incarnation == 8  # above the accusation at 7
     assert node.member("me").state == NodeState.ALIVE  # type: ignore[union-attr]
     assert node.metrics.refutes == 1 and node.awareness.score == 1
     assert node.suspicion_log or accusation == "dead"
@@ -241,5 +241,5 @@ def test_leave_broadcasts_dead_from_self() -> None:
     assert not node.leave_done
     outputs = _run_until(node, 500)
     found = [x for _, o in outputs if isinstance(o, Datagram) for x in codec.decode_packet(o.data)]
-    assert m.Dead(0, "me", "me") in found
+    assert m.Dead(1, "me", "me") in found
     assert node.leave_done

@@ -186,8 +186,9 @@ class Membership:
         self.joined = False
         # Members seen failing (not leaving), kept past reaping for reconnect attempts.
         self._failed: dict[str, Member] = {}
+        # memberlist starts at incarnation 1 and ignores a new member announced at 0.
         me = Member(self.name, config.advertise_addr, config.advertise_port, config.meta, config.vsn,
-                    0, NodeState.ALIVE, now_ms)
+                    1, NodeState.ALIVE, now_ms)
         self._members[self.name] = me
         self._queue_alive(me)
         # Stagger the periodic work so a cluster started at once does not beat in step.
