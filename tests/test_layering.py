@@ -50,4 +50,4 @@ def test_engine_does_not_import_net() -> None:
 
 def test_the_scan_sees_the_cores() -> None:
     # Guard against a vacuous pass: the swim core must be found and parsed.
-    assert "engram.net.swim.codec" in _imports(ROOT / "net" / "swim" / "core.py")
+    assert "engram.net.swim.config" in _imports(ROOT / "net" / "swim" / "core.py")
