@@ -108,6 +108,21 @@ def cosine_distances(A, B):
     cdef const double[::1] n2av = n2a
     cdef const double[::1] n2bv = n2b
     cdef double[:, ::1] ov = out
-    with nogil:
-        engram_lk_cdist_rows(&Av[0, 0], &n2av[0], &Bv[0, 0], &n2bv[0], m, d, 0, k, &ov[0, 0])
+    cdef const double *ap = &Av[0, 0]
+    cdef const double *bp = &Bv[0, 0]
+    cdef const double *n2ap = &n2av[0]
+    cdef const double *n2bp = &n2bv[0]
+    cdef double *op = &ov[0, 0]
+    cdef int64_t blocks = (k + 7) // 8
+    cdef int64_t blk, start, stop
+    if k * m * d < 1 << 20:  # too small to pay for waking threads
+        with nogil:
+            engram_lk_cdist_rows(ap, n2ap, bp, n2bp, m, d, 0, k, op)
+        return out
+    for blk in prange(blocks, nogil=True, schedule="static"):
+        start = blk * 8
+        stop = start + 8
+        if stop > k:
+            stop = k
+        engram_lk_cdist_rows(ap, n2ap, bp, n2bp, m, d, start, stop, op)
     return out

@@ -145,12 +145,33 @@ static void engram_lk_pdist_panel(const double *X, const double *n2, int64_t n, 
     }
 }
 
-/* Rectangular distances: out[i * m + j] = dist(A[i], B[j]) for rows i in [start, stop). */
+/* Rectangular distances: out[i * m + j] = dist(A[i], B[j]) for rows i in [start, stop).
+ * Four rows of B at a time give four independent chains (same lanes and order as
+ * engram_lk_dot). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void engram_lk_cdist_rows(const double *A, const double *n2a, const double *B, const double *n2b,
                                  int64_t m, int64_t d, int64_t start, int64_t stop, double *out) {
+    const int64_t full = d - d % 8;
     for (int64_t i = start; i < stop; i++) {
-        for (int64_t j = 0; j < m; j++) {
-            out[i * m + j] = engram_lk_dist(engram_lk_dot(A + i * d, B + j * d, d), n2a[i], n2b[j]);
+        const double *x = A + i * d;
+        int64_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+            const double *y0 = B + (j + 0) * d, *y1 = B + (j + 1) * d, *y2 = B + (j + 2) * d, *y3 = B + (j + 3) * d;
+            engram_v8d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int64_t c = 0; c < full; c += 8) {
+                engram_v8d r = engram_lk_load(x + c);
+                a0 += r * engram_lk_load(y0 + c);
+                a1 += r * engram_lk_load(y1 + c);
+                a2 += r * engram_lk_load(y2 + c);
+                a3 += r * engram_lk_load(y3 + c);
+            }
+            out[i * m + j + 0] = engram_lk_dist(engram_lk_finish(a0, x, y0, full, d), n2a[i], n2b[j + 0]);
+            out[i * m + j + 1] = engram_lk_dist(engram_lk_finish(a1, x, y1, full, d), n2a[i], n2b[j + 1]);
+            out[i * m + j + 2] = engram_lk_dist(engram_lk_finish(a2, x, y2, full, d), n2a[i], n2b[j + 2]);
+            out[i * m + j + 3] = engram_lk_dist(engram_lk_finish(a3, x, y3, full, d), n2a[i], n2b[j + 3]);
+        }
+        for (; j < m; j++) {
+            out[i * m + j] = engram_lk_dist(engram_lk_dot(x, B + j * d, d), n2a[i], n2b[j]);
         }
     }
 }
