@@ -78,6 +78,10 @@ class Settings:
             "raise throughput and the latency of each batch."
         ),
     )
+    remember_batch_count_max: int = field(
+        default=256,
+        metadata=_doc("Most concurrent remembers on one space written as one WAL batch (one thread hop, one fsync)."),
+    )
     recall_queue_count_max: int = field(
         default=4096,
         metadata=_doc("Recalls waiting for a scan on one space before new ones get 503 with Retry-After."),
@@ -116,7 +120,7 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port: {self.port} is out of range; allowed: 0..65535; example: port = 7432")
         for name in ("body_bytes_max", "bulk_body_bytes_max", "bulk_items_max", "engine_threads_max",
-                     "recall_batch_count_max", "recall_queue_count_max"):
+                     "recall_batch_count_max", "remember_batch_count_max", "recall_queue_count_max"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1; example: {name} = {getattr(Settings, name, 1)}")
         if self.key_rate_per_s <= 0:

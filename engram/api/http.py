@@ -235,7 +235,7 @@ def create_app(svc: Service) -> Starlette:
         kw = S.parse_remember(body, dim=await svc.dimension_of(space_id))
         async with svc.writing():
             sp = await svc.space(space_id, create=True)
-            memory_id = await svc.run(lambda: sp.remember(**kw))
+            memory_id = await svc.write_batcher(space_id, sp).submit(kw)
         svc.metrics.remembered.labels(space_id).inc()
         doc = stored_doc(memory_id, space_id, kw["confidence"], kw.get("when"), "Memory")
         svc.hub.publish("memory_stored", space_id, {"memory_id": memory_id, "content": kw["content"][:200],

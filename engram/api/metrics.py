@@ -41,6 +41,8 @@ class Metrics:
         self.recalls = Counter("engram_recalls", "Recall queries answered", ["space"], registry=r)
         self.recall_batch = Histogram("engram_recall_batch_size", "Recalls answered by one shared scan",
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.remember_batch = Histogram("engram_remember_batch_size", "Remembers stored by one WAL batch",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
         self.sse_clients = Gauge("engram_sse_subscribers", "Open server-sent-event streams", registry=r)
         self.auth_failures = Counter("engram_auth_failures", "Requests refused by API key checks", ["reason"], registry=r)
         r.register(_SpaceCollector(space_stats))

@@ -121,8 +121,7 @@ async def serve(
                     on_ready(url, stop_from_any_thread)
             # hypercorn returned: no connection is open and no request in flight. The
             # recall collectors (and the signal task) are all that is left.
-            for b in list(svc._batchers.values()):
-                b.close()
+            svc.close_batchers()
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

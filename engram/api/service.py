@@ -26,7 +26,7 @@ import trio
 
 from ..config import Settings
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache
-from .batching import RecallBatcher
+from .batching import RecallBatcher, RememberBatcher
 from .errors import ApiError
 from .events import EventHub
 from .metrics import Metrics
@@ -54,6 +54,7 @@ class Service:
         self._known: set[str] = set(db.spaces())
         self._dimensions: dict[str, int] = {}
         self._batchers: dict[str, RecallBatcher] = {}
+        self._write_batchers: dict[str, RememberBatcher] = {}
         self.hub = EventHub()
         self.metrics = Metrics(self._space_stats)
         self.keys = KeyStore(settings.keys_path)
@@ -127,6 +128,24 @@ class Service:
             self._batchers[space_id] = b
             self.nursery.start_soon(b.serve_batches, name=f"serve_recall_batches[{space_id}]")
         return b
+
+    def write_batcher(self, space_id: str, sp: Any) -> RememberBatcher:
+        b = self._write_batchers.get(space_id)
+        if b is None:
+            b = RememberBatcher(
+                sp,
+                limiter=self.limiter,
+                batch_count_max=self.settings.remember_batch_count_max,
+                queue_count_max=self.settings.recall_queue_count_max,
+                on_batch=self.metrics.remember_batch.observe,
+            )
+            self._write_batchers[space_id] = b
+            self.nursery.start_soon(b.serve_batches, name=f"serve_remember_batches[{space_id}]")
+        return b
+
+    def close_batchers(self) -> None:
+        for b in list(self._batchers.values()) + list(self._write_batchers.values()):
+            b.close()
 
     def _space_stats(self) -> list[tuple[str, dict[str, Any]]]:
         out = []

@@ -1,1 +1,1 @@
-"""Benchmarks and load generators: `python -m engram.bench.core`, `engram bench http`."""
+"""Load generators: ``engram bench http`` (see ``engram.bench.http``)."""

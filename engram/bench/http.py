@@ -1,0 +1,334 @@
+"""``engram bench http``: an HTTP load generator that is not the bottleneck.
+
+Each client is one keep-alive TCP connection driven by a trio task with pre-encoded
+request bytes and a minimal HTTP/1.1 response reader (status line, Content-Length),
+so a client costs a few microseconds of CPU per request, far less than the server
+spends answering it. Requests follow a fixed weighted round-robin over the mix
+(remember:recall=1:4 sends R, r, r, r, r, R, ...), offset per client.
+
+Every figure is measured in the same run: with ``--baseline`` (default) the same
+clients first hammer GET /health for the same duration, and the report gives the
+mixed load's throughput as a ratio of that. ``--clients 1,16`` runs each phase at
+each client count (recall scaling from 1 to 16 clients in one run).
+
+Remember bodies come from a pool of distinct random unit vectors (4 decimals); once
+the pool is used up they repeat, and the server's dedup then answers them with the
+existing id (still a durable 201).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import trio
+
+__all__ = ["run_bench", "parse_duration", "parse_mix"]
+
+OPS = ("remember", "recall", "health", "search", "bulk")
+
+
+def parse_duration(text: str) -> float:
+    t = text.strip().lower()
+    try:
+        if t.endswith("ms"):
+            return float(t[:-2]) / 1000
+        if t.endswith("s"):
+            return float(t[:-1])
+        if t.endswith("m"):
+            return float(t[:-1]) * 60
+        return float(t)
+    except ValueError:
+        raise ValueError(f"--duration: {text!r} is not a duration; example: 30s, 500ms, 2m") from None
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    """'remember:recall=1:4' -> {'remember': 1, 'recall': 4}; 'recall' -> {'recall': 1}."""
+    names, _, weights = text.partition("=")
+    ops = [n.strip() for n in names.split(":") if n.strip()]
+    ws = [w.strip() for w in weights.split(":")] if weights else ["1"] * len(ops)
+    if not ops or len(ws) != len(ops):
+        raise ValueError(f"--mix: {text!r} is not a mix; example: remember:recall=1:4")
+    mix = {}
+    for op, w in zip(ops, ws):
+        if op not in OPS:
+            raise ValueError(f"--mix: unknown operation {op!r}; allowed: {', '.join(OPS)}")
+        try:
+            mix[op] = int(w)
+        except ValueError:
+            raise ValueError(f"--mix: weight {w!r} is not an integer; example: remember:recall=1:4") from None
+        if mix[op] < 0:
+            raise ValueError("--mix: weights must be >= 0")
+    if sum(mix.values()) == 0:
+        raise ValueError("--mix: at least one weight must be > 0")
+    return mix
+
+
+@dataclass
+class OpStats:
+    latencies_ns: list[int] = field(default_factory=list)
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+def _request(method: str, target: str, host: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class _Conn:
+    """One keep-alive connection with a tiny response reader."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def roundtrip(self, request: bytes) -> int:
+        await self.stream.send_all(request)
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buf += chunk
+        head = bytes(self.buf[:end]).decode("latin-1")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+                break
+        need = end + 4 + length
+        while len(self.buf) < need:
+            chunk = await self.stream.receive_some(max(65536, need - len(self.buf)))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buf += chunk
+        del self.buf[:need]
+        return status
+
+
+def _unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
+def _vec_json(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.4f}" for x in v.tolist()) + "]"
+
+
+def _build_requests(mix: dict[str, int], host: str, space: str, dim: int, api_key: str, pool: int, seed: int) -> dict[str, list[bytes]]:
+    headers = {"X-Memory-Space": space}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    out: dict[str, list[bytes]] = {}
+    if mix.get("remember"):
+        vs = _unit_vectors(pool, dim, seed)
+        out["remember"] = [
+            _request("POST", "/api/v1/memories/remember", host, {**headers, "Content-Type": "application/json"},
+                     ('{"content":"bench memory %d %d","confidence":0.8,"embedding":%s}' % (seed, i, _vec_json(v))).encode())
+            for i, v in enumerate(vs)]
+    if mix.get("recall"):
+        vs = _unit_vectors(min(pool, 512), dim, seed + 1)
+        out["recall"] = [
+            _request("GET", "/api/v1/memories/recall?max_results=10&threshold=0&embedding=" + urllib.parse.quote(_vec_json(v), safe=""),
+                     host, headers) for v in vs]
+    if mix.get("search"):
+        words = ["bench", "memory", "cell", "river", "engram", "lab"]
+        out["search"] = [_request("GET", f"/api/v1/memories/search?query={w}&limit=10", host, headers) for w in words]
+    if mix.get("health"):
+        out["health"] = [_request("GET", "/health", host, headers)]
+    if mix.get("bulk"):
+        import msgpack
+
+        vs = _unit_vectors(max(1, pool // 10) * 10, dim, seed + 2)
+        bodies = []
+        for b in range(0, len(vs), 100):
+            items = [{"content": f"bulk bench {seed} {b + i}", "embedding": v.astype("<f4").tobytes()} for i, v in enumerate(vs[b:b + 100])]
+            bodies.append(_request("POST", "/api/v1/memories/bulk", host, {**headers, "Content-Type": "application/msgpack"}, msgpack.packb(items)))
+        out["bulk"] = bodies
+    return out
+
+
+def _schedule(mix: dict[str, int]) -> list[str]:
+    # Smooth weighted round-robin: remember:recall=1:4 -> recall, recall, remember, recall, recall
+    total = sum(mix.values())
+    current = {op: 0 for op in mix}
+    order = []
+    for _ in range(total):
+        for op, w in mix.items():
+            current[op] += w
+        best = max(current, key=lambda op: (current[op], op))
+        current[best] -= total
+        order.append(best)
+    return order
+
+
+async def _phase(host: str, port: int, clients: int, duration_s: float, mix: dict[str, int], requests: dict[str, list[bytes]]) -> tuple[dict[str, OpStats], float, int]:
+    stats = {op: OpStats() for op in mix if mix[op]}
+    order = _schedule({k: v for k, v in mix.items() if v})
+    conn_errors = 0
+    deadline = 0.0
+
+    async def client(index: int) -> None:
+        nonlocal conn_errors
+        conn: _Conn | None = None
+        step = index
+        counters = {op: index * 7919 for op in stats}
+        while trio.current_time() < deadline:
+            op = order[step % len(order)]
+            step += 1
+            pool = requests[op]
+            req = pool[counters[op] % len(pool)]
+            counters[op] += 1
+            try:
+                if conn is None:
+                    conn = _Conn(await trio.open_tcp_stream(host, port))
+                t0 = time.perf_counter_ns()
+                status = await conn.roundtrip(req)
+                t1 = time.perf_counter_ns()
+            except (OSError, ConnectionError, trio.BrokenResourceError, ValueError):
+                conn_errors += 1
+                stats[op].errors += 1
+                conn = None
+                await trio.sleep(0.01)
+                continue
+            s = stats[op]
+            s.statuses[status] = s.statuses.get(status, 0) + 1
+            if 200 <= status < 300:
+                s.latencies_ns.append(t1 - t0)
+            else:
+                s.errors += 1
+        if conn is not None:
+            await conn.stream.aclose()
+
+    t_start = time.perf_counter()
+    deadline = trio.current_time() + duration_s
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client, i)
+    elapsed = time.perf_counter() - t_start
+    return stats, elapsed, conn_errors
+
+
+def _pct(sorted_ns: list[int], q: float) -> float:
+    if not sorted_ns:
+        return float("nan")
+    i = min(len(sorted_ns) - 1, max(0, math.ceil(q * len(sorted_ns)) - 1))
+    return sorted_ns[i] / 1e6
+
+
+def _summarise(name: str, clients: int, stats: dict[str, OpStats], elapsed_s: float) -> dict[str, Any]:
+    all_ns: list[int] = []
+    per_op = {}
+    for op, s in stats.items():
+        lat = sorted(s.latencies_ns)
+        all_ns.extend(lat)
+        per_op[op] = {"ok": len(lat), "errors": s.errors, "statuses": {str(k): v for k, v in sorted(s.statuses.items())},
+                      "throughput_per_s": round(len(lat) / elapsed_s, 1),
+                      "p50_ms": round(_pct(lat, 0.50), 3), "p95_ms": round(_pct(lat, 0.95), 3), "p99_ms": round(_pct(lat, 0.99), 3)}
+    all_ns.sort()
+    return {"phase": name, "clients": clients, "seconds": round(elapsed_s, 3), "ok": len(all_ns),
+            "errors": sum(s.errors for s in stats.values()), "throughput_per_s": round(len(all_ns) / elapsed_s, 1),
+            "p50_ms": round(_pct(all_ns, 0.50), 3), "p95_ms": round(_pct(all_ns, 0.95), 3), "p99_ms": round(_pct(all_ns, 0.99), 3),
+            "ops": per_op}
+
+
+def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable[[str], None]) -> int:
+    import httpx
+    import msgpack
+
+    headers = {"X-Memory-Space": space}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    with httpx.Client(base_url=url, headers=headers, timeout=300.0) as c:
+        have = c.get("/api/v1/memories", params={"limit": 1}).json().get("count", 0)
+        if have >= n:
+            log(f"preload: space {space!r} already holds {have} memories")
+            return int(have)
+        need = n - have
+        t0 = time.perf_counter()
+        done = 0
+        batch = 5000
+        while done < need:
+            k = min(batch, need - done)
+            vs = _unit_vectors(k, dim, seed=have + done + 1_000_003)
+            items = [{"content": f"preloaded memory {have + done + i} about topic {(have + done + i) % 97}",
+                      "embedding": v.astype("<f4").tobytes(), "confidence": 0.8} for i, v in enumerate(vs)]
+            r = c.post("/api/v1/memories/bulk", content=msgpack.packb(items), headers={"Content-Type": "application/msgpack"})
+            if r.status_code != 201:
+                raise RuntimeError(f"preload failed: HTTP {r.status_code} {r.text[:300]}")
+            done += k
+        elapsed = time.perf_counter() - t0
+        log(f"preload: {need} memories in {elapsed:.2f}s ({need / elapsed:,.0f}/s, msgpack bulk, durable)")
+        return int(have + need)
+
+
+def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload: int, space: str, dimension: int,
+              baseline: bool, processes: int = 1, api_key: str = "", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark against ``url``; returns the report (``text`` holds the table)."""
+    duration_s = parse_duration(duration)
+    mix_weights = parse_mix(mix)
+    client_counts = [int(x) for x in str(clients).split(",") if x.strip()]
+    if not client_counts or min(client_counts) < 1:
+        raise ValueError("--clients: give a positive count or a comma-separated list, e.g. 16 or 1,16")
+    parsed = urllib.parse.urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    host_header = f"{host}:{port}"
+    stored = _preload(url, space, preload, dimension, api_key, log) if preload > 0 else 0
+    pool = 4000 if mix_weights.get("remember") else 512
+    requests = _build_requests(mix_weights, host_header, space, dimension, api_key, pool, seed=int(time.time()) % 100000)
+    health_req = {"health": [_request("GET", "/health", host_header, {"Authorization": f"Bearer {api_key}"} if api_key else {})]}
+    results = []
+    for n in client_counts:
+        if baseline:
+            log(f"phase health x{n} for {duration_s:g}s")
+            st, el, _ = trio.run(_phase, host, port, n, duration_s, {"health": 1}, health_req)
+            results.append(_summarise("health", n, st, el))
+        log(f"phase {mix} x{n} for {duration_s:g}s")
+        st, el, _ = trio.run(_phase, host, port, n, duration_s, mix_weights, requests)
+        results.append(_summarise(mix, n, st, el))
+    lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, {duration_s:g}s per phase",
+             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"]
+    for r in results:
+        lines.append(f"{r['phase']:<28}{r['clients']:>8}{r['ok']:>9}{r['errors']:>6}{r['throughput_per_s']:>10.1f}"
+                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+        if len(r["ops"]) > 1:
+            for op, o in r["ops"].items():
+                lines.append(f"  {op:<26}{'':>8}{o['ok']:>9}{o['errors']:>6}{o['throughput_per_s']:>10.1f}"
+                             f"{o['p50_ms']:>9.2f}{o['p95_ms']:>9.2f}{o['p99_ms']:>9.2f}")
+    ratios = {}
+    if baseline:
+        for n in client_counts:
+            h = next(r for r in results if r["phase"] == "health" and r["clients"] == n)
+            m = next(r for r in results if r["phase"] == mix and r["clients"] == n)
+            if h["throughput_per_s"]:
+                ratios[f"{mix} / health at {n} clients"] = round(m["throughput_per_s"] / h["throughput_per_s"], 3)
+    if len(client_counts) > 1:
+        lo, hi = min(client_counts), max(client_counts)
+        a = next(r for r in results if r["phase"] == mix and r["clients"] == lo)
+        b = next(r for r in results if r["phase"] == mix and r["clients"] == hi)
+        if a["throughput_per_s"]:
+            ratios[f"{mix} throughput {hi} clients / {lo} client(s)"] = round(b["throughput_per_s"] / a["throughput_per_s"], 3)
+    for k, v in ratios.items():
+        lines.append(f"ratio {k}: {v}")
+    return {"url": url, "space": space, "preloaded": stored, "duration_s": duration_s, "results": results, "ratios": ratios,
+            "text": "\n".join(lines)}
+
+
+def main_json(argv: list[str]) -> None:  # pragma: no cover - convenience for python -m
+    print(json.dumps(run_bench(url=argv[0], clients=16, duration="10s", mix="remember:recall=1:4", preload=10000,
+                               space="bench", dimension=768, baseline=True), indent=2))
