@@ -34,6 +34,7 @@ import numpy as np
 
 from engram import _core
 from engram.errors import ClosedError, CorruptionError, EngramError, UnknownIdError, ValidationError
+from engram.memory import consolidation
 from engram.memory import decay as decay_mod
 from engram.memory import records as rec
 from engram.memory import validate as check
@@ -42,6 +43,7 @@ from engram.memory.dedup import DedupIndex
 from engram.memory.graph import AssociationGraph
 from engram.memory.records import Item
 from engram.memory.text import TextIndex
+from engram.memory.consolidation import Pattern
 from engram.memory.types import Hit, Memory, ns_to_datetime
 from engram.storage import snapshot
 from engram.storage.wal import RecoveryReport, WriteAheadLog
@@ -138,6 +140,7 @@ class Space:
         self._closed = False
         self.evicted = 0
         self.deduplicated = 0
+        self.last_consolidation: dict[str, Any] | None = None
         self.recovery = RecoveryReport()
         self._checkpoint_lsn = 0
         self._wal_bytes_at_checkpoint = 0
@@ -524,7 +527,7 @@ class Space:
     ) -> tuple[str, str] | None:
         """("existing", id) to keep a stored duplicate, ("replace", id) to supersede it, or None."""
         threshold = self.config.dedup_threshold
-        if threshold is None or vector is None or item.memory_type == "episodic" or item.id in self._items:
+        if threshold is None or vector is None or item.memory_type == "episodic" or item.id in self._items or item.sources:
             return None
         assert keys is not None and inv_norm is not None
         rows = self._dedup.candidates(keys)
@@ -823,6 +826,79 @@ class Space:
                 "torn_tail_bytes": self.recovery.torn_tail_bytes,
                 "durability": self.config.durability,
             }
+
+    # ------------------------------------------------------------------
+    # consolidation
+
+    def consolidate(self, max_episodes: int = 5000) -> list[Pattern]:
+        """Distil recurring episodes into semantic patterns and store them; return the patterns.
+
+        Clusters the newest ``max_episodes`` embedded episodes (see
+        engram.memory.consolidation for the exact, deterministic rules) on a snapshot
+        taken under the lock, so writers are blocked only while it is copied. Each
+        pattern is stored as a semantic memory whose id is the pattern id, whose
+        ``sources`` cite its episodes and whose confidence is its strength; patterns
+        of an earlier run that no longer appear are forgotten (reason "superseded").
+        Running it again on unchanged episodes writes nothing.
+        """
+        limit = check.positive_int(max_episodes, "max_episodes", "5000", maximum=1_000_000)
+        started = time.perf_counter()
+        with self._lock:
+            self._check_open()
+            episodes = [it for it in self._items.values() if it.memory_type == "episodic" and it.row >= 0]
+            ids = [it.id for it in episodes]
+            whens = [it.created_ns for it in episodes]
+            rows = np.array([it.row for it in episodes], np.int64)
+            matrix = self._matrix[rows] if len(rows) else np.zeros((0, self.config.dimension), np.float32)
+            previews = {it.id: it.content for it in episodes}
+        patterns = consolidation.consolidate(ids, matrix, whens, max_episodes=limit) if len(ids) else []
+
+        def build() -> tuple[list[tuple[int, bytes]], int]:
+            entries: list[tuple[int, bytes]] = []
+            wanted = {p.id for p in patterns}
+            for old in sorted(it.id for it in self._items.values() if it.metadata.get("kind") == "pattern"):
+                if old not in wanted:
+                    self._apply_forget(old)
+                    entries.append((rec.FORGET, rec.encode_forget(old, "superseded")))
+            for pattern in patterns:
+                existing = self._items.get(pattern.id)
+                if existing is not None and existing.row >= 0 and existing.sources == pattern.source_ids and \
+                        self._matrix[existing.row].tobytes() == pattern.embedding.tobytes():
+                    continue
+                first = previews.get(pattern.source_ids[0], "")
+                item = Item(
+                    id=pattern.id,
+                    content=f"Pattern of {len(pattern.source_ids)} episodes: {first[:200]}",
+                    confidence=min(1.0, max(0.0, float(pattern.strength))),
+                    created_ns=pattern.last_seen_ns,
+                    last_access_ns=pattern.last_seen_ns,
+                    memory_type="semantic",
+                    sources=pattern.source_ids,
+                    metadata={"kind": "pattern", "strength": float(pattern.strength),
+                              "first_seen_ns": pattern.first_seen_ns, "last_seen_ns": pattern.last_seen_ns},
+                )
+                vector = np.ascontiguousarray(pattern.embedding, np.float32)
+                keys = self._dedup.keys_for(vector.reshape(1, -1))[0].tolist()
+                self._apply_remember(item, vector, keys, None)
+                entries.append((rec.REMEMBER, rec.encode_remember(item, vector, None)))
+            return entries, len(entries)
+
+        written = self._commit(build)
+        self.last_consolidation = {
+            "generated_ns": self._now_ns(),
+            "episodes": len(ids),
+            "patterns": len(patterns),
+            "records_written": written,
+            "duration_s": time.perf_counter() - started,
+        }
+        return patterns
+
+    def patterns(self) -> list[Memory]:
+        """Stored consolidation patterns, sorted by id."""
+        with self._lock:
+            self._check_open()
+            found = sorted((it for it in self._items.values() if it.metadata.get("kind") == "pattern"), key=lambda it: it.id)
+            return [self._memory(it) for it in found]
 
     # ------------------------------------------------------------------
     # checkpoints and closing
