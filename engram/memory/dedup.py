@@ -40,8 +40,10 @@ class DedupIndex:
         self._plane_inv = np.ones(TABLES * BITS, np.float32)  # only signs matter: skip norms
         self._weights = (1 << np.arange(BITS, dtype=np.int64)).astype(np.int64)
         self._tables = np.arange(TABLES, dtype=np.int64) << BITS
-        self._base_keys = [np.zeros(0, np.uint16) for _ in range(TABLES)]
-        self._base_rows = [np.zeros(0, np.int64) for _ in range(TABLES)]
+        # Keys of table t lie in [t << BITS, (t + 1) << BITS): the tables' sorted key
+        # arrays concatenated in table order form one sorted array, searched at once.
+        self._base_keys = np.zeros(0, np.int64)
+        self._base_rows = np.zeros(0, np.int64)
         self._delta: dict[int, list[int]] = {}
         self._delta_rows = 0
 
@@ -57,12 +59,16 @@ class DedupIndex:
 
     def rebuild(self, keys: np.ndarray) -> None:
         """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES); forget everything else."""
+        key_parts = []
+        row_parts = []
         for table in range(TABLES):
             # 14-bit keys as uint16: NumPy sorts them with a radix sort, in linear time.
             local = (keys[:, table] - (table << BITS)).astype(np.uint16)
             order = np.argsort(local, kind="stable")
-            self._base_keys[table] = local[order]
-            self._base_rows[table] = order.astype(np.int64)
+            key_parts.append(local[order].astype(np.int64) + (table << BITS))
+            row_parts.append(order.astype(np.int64))
+        self._base_keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
+        self._base_rows = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
         self._delta = {}
         self._delta_rows = 0
 
@@ -82,13 +88,12 @@ class DedupIndex:
     def candidates(self, keys: list[int]) -> np.ndarray:
         """Rows sharing at least one key, sorted, without duplicates (dead rows included)."""
         parts = []
-        for table, key in enumerate(keys):
-            base = self._base_keys[table]
-            local = key - (table << BITS)
-            lo = int(np.searchsorted(base, local, side="left"))
-            hi = int(np.searchsorted(base, local, side="right"))
-            if hi > lo:
-                parts.append(self._base_rows[table][lo:hi])
+        if self._base_keys.size:
+            query = np.asarray(keys, np.int64)
+            lo = self._base_keys.searchsorted(query, side="left")
+            hi = self._base_keys.searchsorted(query, side="right")
+            rows = self._base_rows
+            parts = [rows[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a]
         delta = self._delta
         for key in keys:
             bucket = delta.get(key)
