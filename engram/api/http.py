@@ -63,12 +63,19 @@ def now_iso() -> str:
 class Ctx:
     """What a handler knows about its caller."""
 
-    __slots__ = ("svc", "key", "request")
+    __slots__ = ("svc", "key", "request", "_params")
 
     def __init__(self, svc: Service, key: KeyRecord | None, request: Request) -> None:
         self.svc = svc
         self.key = key
         self.request = request
+        self._params: dict[str, str] | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        if self._params is None:
+            self._params = S.query_dict(self.request.scope.get("query_string", b""))
+        return self._params
 
     def space_id(self, body: Any = None) -> str:
         headers = self.request.headers
@@ -83,7 +90,8 @@ class Ctx:
         if raw:
             space = S.check_space_id(raw.strip(), "X-Memory-Space")
         else:
-            q = self.request.query_params.get("space") or self.request.query_params.get("memory_space_id")
+            params = self.params
+            q = params.get("space") or params.get("memory_space_id")
             if q:
                 space = S.check_space_id(q, "space")
             elif body_space is not None:
@@ -386,7 +394,7 @@ def create_app(svc: Service) -> Starlette:
 
     @endpoint("/api/v1/memories/recall", "read")
     async def recall_get(request: Request, ctx: Ctx) -> Response:
-        return await recall_doc(ctx, request.query_params)
+        return await recall_doc(ctx, ctx.params)
 
     @endpoint("/api/v1/memories/recall", "read")
     async def recall_post(request: Request, ctx: Ctx) -> Response:
@@ -395,7 +403,7 @@ def create_app(svc: Service) -> Starlette:
 
     @endpoint("/api/v1/query/probabilistic", "read")
     async def probabilistic(request: Request, ctx: Ctx) -> Response:
-        params = request.query_params
+        params = ctx.params
         include_evidence = S.param_bool(params, "include_evidence")
         include_uncertainty = S.param_bool(params, "include_uncertainty")
         space_id, q, hits, sp = await run_recall(ctx, params)

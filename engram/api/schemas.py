@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import urllib.parse
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -405,6 +406,35 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- query strings
+
+_PERCENT_FAST = ((b"%2C", b","), (b"%2c", b","), (b"%5B", b"["), (b"%5b", b"["), (b"%5D", b"]"), (b"%5d", b"]"),
+                 (b"%20", b" "), (b"%3A", b":"), (b"%3a", b":"), (b"%2B", b"+"), (b"%2b", b"+"))
+
+
+def query_dict(query_string: bytes) -> dict[str, str]:
+    """The query string as {name: last value}, like Starlette's QueryParams.get, but
+    decoding the common escapes of an embedding (%2C, %5B, %5D) with bytes.replace:
+    urllib's unquote costs ~0.3 ms on a 768-number array; this a few microseconds."""
+    out: dict[str, str] = {}
+    if not query_string:
+        return out
+    for part in query_string.split(b"&"):
+        if not part:
+            continue
+        key, _, value = part.partition(b"=")
+        key = key.replace(b"+", b" ")
+        value = value.replace(b"+", b" ")
+        if b"%" in value:
+            for old, new in _PERCENT_FAST:
+                if old in value:
+                    value = value.replace(old, new)
+            if b"%" in value:
+                value = urllib.parse.unquote_to_bytes(value)
+        if b"%" in key:
+            key = urllib.parse.unquote_to_bytes(key)
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return out
+
 
 
 def _param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
