@@ -428,7 +428,8 @@ class Simulation:
                 if not node.up:
                     self._record(7, payload, 0, b"")
                     node.generation += 1
-                    self._crashes.pop(node.name, None)
+                    if node.name in self._crashes:
+                        self._finish_crash(node.name, self._crashes.pop(node.name))
                     self._start(node)
             elif kind == "stall":
                 index, stall_ms = payload
@@ -442,15 +443,18 @@ class Simulation:
                 self._record(10, 0, 0, b"")
                 return
 
-    def _measure_crashes(self) -> None:
+    def _finish_crash(self, victim: str, crash_ms: int) -> None:
         up = {n.name for n in self.nodes if n.up}
+        live = [name for name in self._knew[victim] if name in up]
+        seen = self._seen_dead.get(victim, {})
+        times = [seen[name] - crash_ms for name in live if name in seen]
+        first = min(times) if times else None
+        last = max(times) if len(times) == len(live) else None
+        self.result.detections.append((victim, crash_ms, first, last))
+
+    def _measure_crashes(self) -> None:
         for victim, crash_ms in sorted(self._crashes.items()):
-            live = [name for name in self._knew[victim] if name in up]
-            seen = self._seen_dead.get(victim, {})
-            times = [seen[name] - crash_ms for name in live if name in seen]
-            first = min(times) if times else None
-            last = max(times) if len(times) == len(live) else None
-            self.result.detections.append((victim, crash_ms, first, last))
+            self._finish_crash(victim, crash_ms)
         for name, started in sorted(self._join_started.items()):
             known = self._join_known[name]
             others = [n.name for n in self.nodes if n.up and n.name != name]
