@@ -133,7 +133,7 @@ def _check_args(
     min_cluster_size: Any,
     merge_similarity: Any,
 ) -> tuple[list[str], np.ndarray, list[int]]:
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, np.ndarray)):
         raise ValidationError("ids", f"is a {type(ids).__name__}", "a sequence of episode id strings", "['ep-1', 'ep-2']")
     id_list = list(ids)
     for position, value in enumerate(id_list):
