@@ -130,6 +130,9 @@ def test_linkage_compiled_equals_twin_at_full_width() -> None:
     X[77] = 0.0
     assert same_bits(impl.linkage(X), _ref.linkage(X))
     assert same_bits(impl.cosine_distances(X[:9], X), _ref.cosine_distances(X[:9], X))
+    # Large enough (> 16M multiply-adds) for the compiled kernel's parallel path.
+    B = np.vstack([X, X, X])
+    assert same_bits(impl.cosine_distances(X[:40], B), _ref.cosine_distances(X[:40], B))
 
 
 @pytest.mark.parametrize("n,d,seed", [(2, 5, 0), (3, 2, 1), (17, 3, 2), (120, 768, 3), (257, 40, 4)])

@@ -115,11 +115,13 @@ def cosine_distances(A, B):
     cdef double *op = &ov[0, 0]
     cdef int64_t blocks = (k + 7) // 8
     cdef int64_t blk, start, stop
-    if k * m * d < 1 << 20:  # too small to pay for waking threads
+    # Below ~16M multiply-adds (a few ms) one thread is faster than waking a second
+    # one that may be busy; dynamic chunks keep a stalled thread from holding the rest.
+    if k * m * d < 1 << 24:
         with nogil:
             engram_lk_cdist_rows(ap, n2ap, bp, n2bp, m, d, 0, k, op)
         return out
-    for blk in prange(blocks, nogil=True, schedule="static"):
+    for blk in prange(blocks, nogil=True, schedule="dynamic"):
         start = blk * 8
         stop = start + 8
         if stop > k:
