@@ -10,9 +10,10 @@ of 24 tables of 14 bits with probability 1 - (1 - 0.9**14)**24 = 0.998; at
 cosine 0.98 the miss rate is below 1e-5. A random pair collides in a table with
 probability 2**-14: about 150 candidates per query at 100k rows.
 
-Layout: a sorted base (all keys of the rows present when it was built, searched
-with ``searchsorted``: rebuilding it is one argsort, which keeps reopening fast)
-plus a small dict of rows added since. Rows that died are filtered out by the
+Layout: the caller keeps every row's keys in an (n, TABLES) array. The index is
+a sorted base over the first rows (searched with one ``searchsorted``; rebuilding
+it is a radix sort per table, which keeps reopening fast) plus a dict of
+buckets for the rows added since. Rows that died are filtered out by the
 caller's ``alive`` array, so removal costs nothing; the base is rebuilt when the
 matrix is compacted and rows are renumbered.
 
@@ -30,7 +31,9 @@ from engram import _core
 TABLES = 24
 BITS = 14
 _SEED = 0x5EED_DEDB
-_DELTA_ROWS_MAX = 65536
+# Rows past the sorted base live in a dict of buckets; re-sorting 100k rows every
+# 16384 stores costs about a microsecond per store and bounds the dict's size.
+DELTA_ROWS_MAX = 16384
 
 
 class DedupIndex:
@@ -44,8 +47,8 @@ class DedupIndex:
         # arrays concatenated in table order form one sorted array, searched at once.
         self._base_keys = np.zeros(0, np.int64)
         self._base_rows = np.zeros(0, np.int64)
+        self._base_n = 0
         self._delta: dict[int, list[int]] = {}
-        self._delta_rows = 0
 
     def keys_for(self, embeddings: np.ndarray) -> np.ndarray:
         """Keys, int64 of shape (b, TABLES), for float32 embeddings (b, d); table t's keys lie in [t << BITS, (t+1) << BITS)."""
@@ -58,7 +61,8 @@ class DedupIndex:
         return bits @ self._weights + self._tables
 
     def rebuild(self, keys: np.ndarray) -> None:
-        """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES); forget everything else."""
+        """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES) in the sorted base."""
+        n = keys.shape[0]
         key_parts = []
         row_parts = []
         for table in range(TABLES):
@@ -67,12 +71,13 @@ class DedupIndex:
             order = np.argsort(local, kind="stable")
             key_parts.append(local[order].astype(np.int64) + (table << BITS))
             row_parts.append(order.astype(np.int64))
-        self._base_keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
-        self._base_rows = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
+        self._base_keys = np.concatenate(key_parts) if n else np.zeros(0, np.int64)
+        self._base_rows = np.concatenate(row_parts) if n else np.zeros(0, np.int64)
+        self._base_n = n
         self._delta = {}
-        self._delta_rows = 0
 
     def add(self, row: int, keys: list[int]) -> None:
+        """Index a row appended after the base (the base is re-sorted every DELTA_ROWS_MAX rows)."""
         delta = self._delta
         for key in keys:
             bucket = delta.get(key)
@@ -80,16 +85,16 @@ class DedupIndex:
                 delta[key] = [row]
             else:
                 bucket.append(row)
-        self._delta_rows += 1
 
-    def needs_rebuild(self) -> bool:
-        return self._delta_rows > _DELTA_ROWS_MAX
+    def needs_rebuild(self, n: int) -> bool:
+        """Whether the rows past the base (scanned linearly) have grown enough to re-sort."""
+        return n - self._base_n > DELTA_ROWS_MAX
 
     def candidates(self, keys: list[int]) -> np.ndarray:
         """Rows sharing at least one key, sorted, without duplicates (dead rows included)."""
+        query = np.asarray(keys, np.int64)
         parts = []
         if self._base_keys.size:
-            query = np.asarray(keys, np.int64)
             lo = self._base_keys.searchsorted(query, side="left")
             hi = self._base_keys.searchsorted(query, side="right")
             rows = self._base_rows

@@ -255,7 +255,7 @@ class Space:
         self._row_ids.append(item.id)
         self._n += 1
         self._dedup.add(row, keys)
-        if self._dedup.needs_rebuild():
+        if self._dedup.needs_rebuild(self._n):
             self._dedup.rebuild(self._lsh_keys[: self._n])
         return row
 
