@@ -167,11 +167,17 @@ def stop(ctx: click.Context, timeout_s: float) -> None:
     except ProcessLookupError:
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not running; removed the stale pid file")
+    import psutil
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        # Done when the process is gone (or a zombie awaiting its parent), or when
+        # the server removed its pid file, the last thing a clean shutdown does.
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            gone = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            gone = True
+        if gone or not settings.pid_path.exists():
             click.echo(f"stopped engram (pid {pid})")
             return
         time.sleep(0.05)
