@@ -295,3 +295,21 @@ def test_bad_input_is_a_validation_error(args: tuple, kwargs: dict, field: str) 
     with pytest.raises(ValidationError) as caught:
         consolidate(*args, **kwargs)
     assert caught.value.field == field
+
+
+@pytest.mark.kernel
+def test_compiled_and_twin_agree_on_768_dimensions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engram import _core
+    from engram._core import _ref
+
+    rng = np.random.default_rng(21)
+    centers = rng.standard_normal((25, 768))
+    X = (centers[rng.integers(0, 25, 500)] + 0.45 * rng.standard_normal((500, 768))).astype(np.float32)
+    X[100:103] = X[7]  # exact duplicates
+    ids = [f"ep-{i:04d}" for i in rng.permutation(500)]
+    whens = rng.integers(0, 50, 500).tolist()  # many equal times
+    expected = consolidate(ids, X, whens, max_episodes=480)
+    assert len(expected) >= 10
+    monkeypatch.setattr(_core, "linkage", _ref.linkage)
+    monkeypatch.setattr(_core, "cosine_distances", _ref.cosine_distances)
+    assert signature(consolidate(ids, X, whens, max_episodes=480)) == signature(expected)
