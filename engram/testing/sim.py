@@ -421,7 +421,7 @@ class Simulation:
                     self._crashes[node.name] = at_ms
                     self._seen_dead[node.name] = {}
                     # Detection is measured over the nodes that knew the victim alive.
-                    self._knew[node.name] = [n.name for n in nodes if n.up and n.core is not None and (
+                    self._knew[node.name] = [(n.name, n.generation) for n in nodes if n.up and n.core is not None and (
                         (m := n.core.member(node.name)) is not None and m.state != NodeState.DEAD)]
             elif kind == "restart":
                 node = nodes[payload]
@@ -444,8 +444,9 @@ class Simulation:
                 return
 
     def _finish_crash(self, victim: str, crash_ms: int) -> None:
-        up = {n.name for n in self.nodes if n.up}
-        live = [name for name in self._knew[victim] if name in up]
+        # A node that itself crashed and restarted since has forgotten the victim.
+        up = {(n.name, n.generation) for n in self.nodes if n.up}
+        live = [name for name, generation in self._knew[victim] if (name, generation) in up]
         seen = self._seen_dead.get(victim, {})
         times = [seen[name] - crash_ms for name in live if name in seen]
         first = min(times) if times else None
@@ -586,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     for kind, detail in result.failures:
         print(f"FAILED ({kind}, exit {EXIT_CODES[kind]}) seed={options.seed}: {detail}")
-        print(f"reproduce: python -m engram.testing.sim --seed {options.seed}")
+        print("reproduce: python -m engram.testing.sim " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"event-log sha256: {result.digest}", flush=True)
     return result.exit_code
 
