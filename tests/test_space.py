@@ -265,3 +265,43 @@ def test_closed_database_refuses_use(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(engram.ClosedError):
         sp.remember("x")
+
+
+def test_location_filter_finds_matches_beyond_the_first_shortlist(db) -> None:
+    sp = db.space("agent-1", dedup_threshold=None)
+    q = vec(1)
+    # 300 close memories elsewhere, then 3 weaker ones in the lab.
+    for i in range(300):
+        sp.remember(f"near {i}", embedding=q + 0.5 * vec(100 + i), location="home", id=f"h{i:03d}")
+    for i in range(3):
+        sp.remember(f"lab {i}", embedding=vec(900 + i), location="lab", id=f"l{i}")
+    assert {h.id for h in sp.recall(embedding=q, location="lab", k=3)} == {"l0", "l1", "l2"}
+
+
+def test_concurrent_readers_see_consistent_memories_during_compaction(db) -> None:
+    import threading
+
+    sp = db.space("agent-1", dedup_threshold=None)
+    vectors = {f"m{i:04d}": vec(i) for i in range(3000)}
+    sp.remember_many([{"content": mid, "embedding": v, "id": mid} for mid, v in vectors.items()])
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for hit in sp.recall(embedding=vec(7), k=20):
+                if hit.memory.embedding.tobytes() != vectors[hit.id].tobytes():
+                    errors.append(hit.id)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for mid in list(vectors)[:2000]:  # forces at least one compaction
+        if mid != "m0007":
+            sp.forget(mid)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sp.stats()["dead_rows"] < 2000  # compaction ran
+    assert sp.recall(embedding=vec(7), k=1)[0].id == "m0007"

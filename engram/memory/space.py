@@ -672,13 +672,17 @@ class Space:
         now = self._now_ns()
         results = []
         vector_index = 0
-        for query in parsed:
-            row_scores = None
-            if query.vector is not None:
-                row_scores = scores[vector_index] if scores is not None else np.zeros(0, np.float32)
-                vector_index += 1
-            results.append(self._rank(query, view, row_scores, now))
-        self._touch([hit.id for hits in results for hit in hits], now)
+        # The scan above ran without the lock; ranking and building hits read the
+        # item map, the text index and rows, which writers change: hold the lock.
+        with self._lock:
+            self._check_open()
+            for query in parsed:
+                row_scores = None
+                if query.vector is not None:
+                    row_scores = scores[vector_index] if scores is not None else np.zeros(0, np.float32)
+                    vector_index += 1
+                results.append(self._rank(query, view, row_scores, now))
+            self._touch([hit.id for hits in results for hit in hits], now)
         return results
 
     def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
@@ -727,11 +731,19 @@ class Space:
             # With a text cue too, take a wider cosine shortlist so the blend can reorder it.
             k_wide = query.k if query.text is None else min(view.n, 4 * query.k + 16)
             extra_filters = query.location is not None or query.types is not None
-            if extra_filters:
-                k_wide = view.n  # location and type are checked per item below
-            rows, values = _core.select_topk(row_scores, k_wide, mask)
-            for row, value in zip(rows.tolist(), values.tolist()):
-                candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
+            while True:
+                rows, values = _core.select_topk(row_scores, k_wide, mask)
+                candidates = {}
+                for row, value in zip(rows.tolist(), values.tolist()):
+                    candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
+                # Location and type are checked per item: widen the shortlist until
+                # enough candidates pass them, or every row has been considered.
+                if not extra_filters or k_wide >= view.n:
+                    break
+                passing = sum(1 for mid in candidates if (it := self._items.get(mid)) is not None and self._matches(it, query))
+                if passing >= query.k:
+                    break
+                k_wide = min(view.n, 4 * k_wide)
         text_scores = self._text_index().scores(query.text) if query.text is not None else None
         hits: list[tuple[float, str, Item]] = []
         if query.vector is None and text_scores is None:
