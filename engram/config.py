@@ -90,6 +90,10 @@ class Settings:
         default=1000.0,
         metadata=_doc("Default request rate allowed to a new API key (token bucket, burst of one second)."),
     )
+    key_cache_ttl_s: float = field(
+        default=10.0,
+        metadata=_doc("How long a verified API key is trusted without re-reading keys.sqlite; a revoked key works this long."),
+    )
     durability: str = field(
         default="sync",
         metadata=_doc("Durability of spaces this server creates: 'sync' (fsync before 201) or 'async'."),

@@ -58,7 +58,7 @@ class Service:
         self.hub = EventHub()
         self.metrics = Metrics(self._space_stats)
         self.keys = KeyStore(settings.keys_path)
-        self.key_cache = VerifiedCache()
+        self.key_cache = VerifiedCache(ttl_s=settings.key_cache_ttl_s)
         self.rates = RateLimiter()
         self.auth_enabled = settings.auth_enabled
         self.shutting_down = False
