@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, List, Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class _View:
     alive: np.ndarray
     created: np.ndarray
     episodic: np.ndarray
-    row_ids: list[str]
+    row_ids: List[str]
 
 
 class Space:
@@ -133,7 +133,7 @@ class Space:
         self._alive = np.zeros(0, np.bool_)
         self._created = np.zeros(0, np.int64)
         self._episodic = np.zeros(0, np.bool_)
-        self._row_ids: list[str] = []
+        self._row_ids: List[str] = []
         self._lsh_keys = np.zeros((0, DEDUP_TABLES), np.int64)
         self._pending_touches: dict[str, int] = {}
         self._failed: BaseException | None = None
@@ -141,6 +141,7 @@ class Space:
         self.evicted = 0
         self.deduplicated = 0
         self.last_consolidation: dict[str, Any] | None = None
+        self.created_ns = 0  # set by Database from space.json
         self.recovery = RecoveryReport()
         self._checkpoint_lsn = 0
         self._wal_bytes_at_checkpoint = 0
@@ -205,7 +206,7 @@ class Space:
     # state changes (the caller holds the lock)
 
     def _apply_remember(
-        self, item: Item, embedding: np.ndarray | None, keys: list[int] | None, replaces: str | None, inv_norm: float | None = None
+        self, item: Item, embedding: np.ndarray | None, keys: List[int] | None, replaces: str | None, inv_norm: float | None = None
     ) -> None:
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
@@ -240,7 +241,7 @@ class Space:
             self._dead += 1
             item.row = -1
 
-    def _append_row(self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: list[int]) -> int:
+    def _append_row(self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: List[int]) -> int:
         if self._n == self._matrix.shape[0]:
             self._grow(max(1024, 2 * self._matrix.shape[0]))
         row = self._n
@@ -324,7 +325,7 @@ class Space:
         if self._failed is not None:
             raise EngramError(f"space {self.id!r} stopped after a storage failure ({self._failed}); reopen the database")
 
-    def _commit(self, build: Callable[[], tuple[list[tuple[int, bytes]], Any]]) -> Any:
+    def _commit(self, build: Callable[[], tuple[List[tuple[int, bytes]], Any]]) -> Any:
         """Run ``build`` under the lock, log its entries, wait until durable, return its result.
 
         ``build`` applies its changes to memory and returns (WAL entries, result).
@@ -454,7 +455,7 @@ class Space:
         )
         return self._store([prepared])[0]
 
-    def remember_many(self, items: Sequence[dict[str, Any]]) -> list[str]:
+    def remember_many(self, items: Sequence[dict[str, Any]]) -> List[str]:
         """Store many memories with one WAL write and one fsync; all or nothing on bad input.
 
         Each dict holds ``remember``'s keyword arguments plus ``content`` (or an
@@ -486,18 +487,18 @@ class Space:
             return []
         return self._store(prepared)
 
-    def _store(self, prepared: list[tuple[Item, np.ndarray | None]]) -> list[str]:
+    def _store(self, prepared: List[tuple[Item, np.ndarray | None]]) -> List[str]:
         vectors = [v for _, v in prepared if v is not None]
-        all_keys: list[list[int]] = []
-        all_inv: list[float] = []
+        all_keys: List[list[int]] = []
+        all_inv: List[float] = []
         if vectors:
             stacked = np.stack(vectors)
             all_keys = self._dedup.keys_for(stacked).tolist()
             all_inv = _core.row_inv_norms(stacked).tolist()
 
-        def build() -> tuple[list[tuple[int, bytes]], list[str]]:
-            entries: list[tuple[int, bytes]] = []
-            ids: list[str] = []
+        def build() -> tuple[List[tuple[int, bytes]], List[str]]:
+            entries: List[tuple[int, bytes]] = []
+            ids: List[str] = []
             key_index = 0
             for item, vector in prepared:
                 keys = None
@@ -523,7 +524,7 @@ class Space:
         return self._commit(build)
 
     def _dedup_decision(
-        self, item: Item, vector: np.ndarray | None, keys: list[int] | None, inv_norm: float | None
+        self, item: Item, vector: np.ndarray | None, keys: List[int] | None, inv_norm: float | None
     ) -> tuple[str, str] | None:
         """("existing", id) to keep a stored duplicate, ("replace", id) to supersede it, or None."""
         threshold = self.config.dedup_threshold
@@ -553,7 +554,7 @@ class Space:
             return ("existing", existing.id)
         return ("replace", existing.id)
 
-    def _evict_for(self, item: Item) -> list[tuple[int, bytes]]:
+    def _evict_for(self, item: Item) -> List[tuple[int, bytes]]:
         capacity = self.config.capacity
         if capacity is None or item.id in self._items or len(self._items) < capacity:
             return []
@@ -568,7 +569,7 @@ class Space:
         """Delete a memory for real (a WAL tombstone); True if it existed."""
         check.memory_id(memory_id)
 
-        def build() -> tuple[list[tuple[int, bytes]], bool]:
+        def build() -> tuple[List[tuple[int, bytes]], bool]:
             if not self._apply_forget(memory_id):
                 return [], False
             return [(rec.FORGET, rec.encode_forget(memory_id, "forget"))], True
@@ -585,7 +586,7 @@ class Space:
         if a == b:
             raise ValidationError("b", "a memory cannot be associated with itself", "an id different from a", "sp.associate(id1, id2)")
 
-        def build() -> tuple[list[tuple[int, bytes]], None]:
+        def build() -> tuple[List[tuple[int, bytes]], None]:
             for name, memory_id in (("a", a), ("b", b)):
                 if memory_id not in self._items:
                     raise UnknownIdError(name, memory_id, self.id)
@@ -626,7 +627,7 @@ class Space:
     def _activation(self, item: Item, now: int) -> float:
         return item.confidence * self._retention(item, now)
 
-    def list(self, offset: int = 0, limit: int = 100) -> list[Memory]:
+    def list(self, offset: int = 0, limit: int = 100) -> List[Memory]:
         """Memories ordered by time, then id."""
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValidationError("offset", f"{offset!r} is not allowed", "an integer >= 0", "0")
@@ -647,7 +648,7 @@ class Space:
         before: datetime | None = None,
         location: str | None = None,
         memory_types: Iterable[str] | None = None,
-    ) -> list[Hit]:
+    ) -> List[Hit]:
         """Recall by embedding (exact cosine), by text, by filters, or any mix.
 
         Score: cosine clamped at 0 for an embedding cue; the lexical score for a
@@ -660,7 +661,7 @@ class Space:
         return self.recall_many([dict(embedding=embedding, text=text, k=k, threshold=threshold, after=after,
                                       before=before, location=location, memory_types=memory_types)])[0]
 
-    def recall_many(self, queries: Sequence[dict[str, Any]]) -> list[list[Hit]]:
+    def recall_many(self, queries: Sequence[dict[str, Any]]) -> List[List[Hit]]:
         """Answer several recalls; their embedding cues share one pass over the matrix."""
         parsed = [self._parse_query(q, i if len(queries) > 1 else None) for i, q in enumerate(queries)]
         view = self._view()
@@ -720,7 +721,7 @@ class Space:
             return False
         return True
 
-    def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int) -> list[Hit]:
+    def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int) -> List[Hit]:
         candidates: dict[str, float] = {}
         if row_scores is not None and view.n:
             mask = view.alive.copy()
@@ -745,7 +746,7 @@ class Space:
                     break
                 k_wide = min(view.n, 4 * k_wide)
         text_scores = self._text_index().scores(query.text) if query.text is not None else None
-        hits: list[tuple[float, str, Item]] = []
+        hits: List[tuple[float, str, Item]] = []
         if query.vector is None and text_scores is None:
             for item in list(self._items.values()):
                 if self._matches(item, query):
@@ -786,7 +787,7 @@ class Space:
         value = float(_core.cosine_scores(row, self._inv_norms[item.row : item.row + 1], vector.reshape(1, -1))[0, 0])
         return max(0.0, min(1.0, value))
 
-    def _touch(self, ids: list[str], now: int) -> None:
+    def _touch(self, ids: List[str], now: int) -> None:
         """Count a retrieval: persisted with the next write, checkpoint or close (not fsync'd on its own)."""
         if not ids:
             return
@@ -842,7 +843,7 @@ class Space:
     # ------------------------------------------------------------------
     # consolidation
 
-    def consolidate(self, max_episodes: int = 5000) -> list[Pattern]:
+    def consolidate(self, max_episodes: int = 5000) -> List[Pattern]:
         """Distil recurring episodes into semantic patterns and store them; return the patterns.
 
         Clusters the newest ``max_episodes`` embedded episodes (see
@@ -865,8 +866,8 @@ class Space:
             previews = {it.id: it.content for it in episodes}
         patterns = consolidation.consolidate(ids, matrix, whens, max_episodes=limit) if len(ids) else []
 
-        def build() -> tuple[list[tuple[int, bytes]], int]:
-            entries: list[tuple[int, bytes]] = []
+        def build() -> tuple[List[tuple[int, bytes]], int]:
+            entries: List[tuple[int, bytes]] = []
             wanted = {p.id for p in patterns}
             for old in sorted(it.id for it in self._items.values() if it.metadata.get("kind") == "pattern"):
                 if old not in wanted:
@@ -905,7 +906,7 @@ class Space:
         }
         return patterns
 
-    def patterns(self) -> list[Memory]:
+    def patterns(self) -> List[Memory]:
         """Stored consolidation patterns, sorted by id."""
         with self._lock:
             self._check_open()
