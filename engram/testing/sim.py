@@ -180,7 +180,8 @@ class Simulation:
         self._join_known: dict[str, dict[str, int]] = {}
         self._mute_until_ms: dict[str, int] = {}
         self._sides: dict[str, int] = {}
-        self._knew: dict[str, list[str]] = {}
+        self._knew: dict[str, list[tuple[str, int]]] = {}
+        self._join_audience: dict[str, list[str]] = {}
 
     # --- event queue ------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class Simulation:
                 if node.index >= o.nodes:
                     self._join_started[node.name] = self.now_ms
                     self._join_known[node.name] = {}
+                    self._join_audience[node.name] = [n.name for n in self.nodes if n.up and n is not node]
                     if o.join_rumour_lost:
                         self._mute_until_ms[seed_node.name] = self.now_ms + 2000 * (
                             1 if o.preset != "test_min" else 0) + 200
@@ -458,7 +460,9 @@ class Simulation:
             self._finish_crash(victim, crash_ms)
         for name, started in sorted(self._join_started.items()):
             known = self._join_known[name]
-            others = [n.name for n in self.nodes if n.up and n.name != name]
+            # Those up when it joined and still up (later joiners learn it by their own join).
+            up = {n.name for n in self.nodes if n.up}
+            others = [n for n in self._join_audience[name] if n in up]
             if all(o in known for o in others):
                 self.result.join_spread_ms.append(max((known[o] for o in others), default=started) - started)
             else:
