@@ -628,18 +628,17 @@ def bench() -> None:
 
 
 @bench.command("http")
-@click.option("--clients", type=int, default=16, show_default=True, help="Concurrent keep-alive connections.")
+@click.option("--clients", default="16", show_default=True, help="Concurrent keep-alive connections, or a list (1,16) to run each.")
 @click.option("--duration", default="30s", show_default=True, help="How long each phase runs (e.g. 10s, 1m).")
 @click.option("--mix", default="remember:recall=1:4", show_default=True, help="Operation mix, e.g. remember:recall=1:4, recall, health.")
 @click.option("--preload", type=int, default=10_000, show_default=True, help="Memories stored (bulk) before the measured phase.")
 @click.option("--space", default="bench", show_default=True)
 @click.option("--dimension", type=int, default=768, show_default=True)
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also measure GET /health with the same client.")
-@click.option("--processes", type=int, default=1, show_default=True, help="Client processes (each runs clients/processes connections).")
 @_json_option
 @click.pass_context
-def bench_http(ctx: click.Context, clients: int, duration: str, mix: str, preload: int, space: str, dimension: int,
-               baseline: bool, processes: int, as_json: bool) -> None:
+def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preload: int, space: str, dimension: int,
+               baseline: bool, as_json: bool) -> None:
     """Measure throughput and P50/P95/P99 of a running server (--url or the pid file)."""
     from .api.client import server_url
     from .bench.http import run_bench
@@ -648,7 +647,7 @@ def bench_http(ctx: click.Context, clients: int, duration: str, mix: str, preloa
     url = server_url(settings) or settings.client_url()
     try:
         report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
-                           dimension=dimension, baseline=baseline, processes=processes, api_key=settings.api_key,
+                           dimension=dimension, baseline=baseline, api_key=settings.api_key,
                            log=lambda s: click.echo(s, err=True))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -278,7 +278,7 @@ def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable
 
 
 def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload: int, space: str, dimension: int,
-              baseline: bool, processes: int = 1, api_key: str = "", log: Callable[[str], None] = print) -> dict[str, Any]:
+              baseline: bool, api_key: str = "", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark against ``url``; returns the report (``text`` holds the table)."""
     duration_s = parse_duration(duration)
     mix_weights = parse_mix(mix)
