@@ -14,13 +14,14 @@ from engram.errors import (
     EngramError,
     InternalError,
     LocalProtocolError,
+    ReconsolidationWindowError,
     RemoteProtocolError,
     SpaceLockedError,
     UnknownIdError,
     ValidationError,
 )
 from engram.memory.space import Space, SpaceConfig
-from engram.memory.types import Hit, Memory
+from engram.memory.types import Hit, Memory, MemoryVersion
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "SpaceConfig",
     "Memory",
     "Hit",
+    "MemoryVersion",
+    "ReconsolidationWindowError",
     "EngramError",
     "ValidationError",
     "UnknownIdError",

@@ -19,6 +19,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "InternalError",
+    "ReconsolidationWindowError",
 ]
 
 
@@ -90,3 +91,22 @@ class RemoteProtocolError(EngramError):
 
 class InternalError(EngramError):
     """An invariant of our own broke: a bug to report."""
+
+
+class ReconsolidationWindowError(EngramError):
+    """A memory was changed outside its reconsolidation window; nothing was written.
+
+    ``reason`` says why; ``opens_at`` (an aware datetime, or None when the window
+    never opens) says when it could open.
+    """
+
+    def __init__(self, memory_id: str, reason: str, opens_at: "object | None") -> None:
+        self.memory_id = memory_id
+        self.reason = reason
+        self.opens_at = opens_at
+        when = f"; the window opens at {opens_at.isoformat()}" if opens_at is not None else ""  # type: ignore[attr-defined]
+        super().__init__(
+            f"memory {memory_id!r} is not reconsolidable now: {reason}{when}; allowed: a memory 24 h to 365 days old, "
+            f"changed 1 h to 6 h after it was recalled; example: sp.recall(embedding=v) then, 2 h later, "
+            f"sp.reconsolidate(id, confidence=0.9)"
+        )

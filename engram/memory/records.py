@@ -19,6 +19,7 @@ REMEMBER = 1
 FORGET = 2
 ASSOCIATE = 3
 TOUCH = 4
+RECONSOLIDATE = 5
 
 
 @dataclass(slots=True)
@@ -43,6 +44,7 @@ class Item:
     sources: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     row: int = -1  # row in the embedding matrix, -1 for a text-only memory
+    stability: float = 1.0  # spacing effect: decay sees elapsed time / stability (cognition.spacing)
 
 
 def item_fields(item: Item) -> list[Any]:
@@ -50,15 +52,17 @@ def item_fields(item: Item) -> list[Any]:
     return [
         item.id, item.content, item.confidence, item.created_ns, item.last_access_ns, item.access_count,
         list(item.tags), item.memory_type, item.location, list(item.who), item.why, item.how,
-        item.importance, item.valence, item.decay, list(item.sources), item.metadata,
+        item.importance, item.valence, item.decay, list(item.sources), item.metadata, item.stability,
     ]
 
 
 def item_from_fields(values: list[Any]) -> Item:
+    # 17 fields before stability existed (older logs and checkpoints), 18 since.
     (mid, content, confidence, created, last, count, tags, mtype, location, who, why, how,
-     importance, valence, decay, sources, metadata) = values
+     importance, valence, decay, sources, metadata) = values[:17]
+    stability = float(values[17]) if len(values) > 17 else 1.0
     return Item(mid, content, confidence, created, last, count, tuple(tags), mtype, location, tuple(who),
-                why, how, importance, valence, decay, tuple(sources), metadata)
+                why, how, importance, valence, decay, tuple(sources), metadata, stability=stability)
 
 
 def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | None) -> bytes:
@@ -98,9 +102,41 @@ def decode_associate(payload: bytes) -> tuple[str, str, float]:
     return body["a"], body["b"], body["w"]
 
 
-def encode_touch(touches: list[tuple[str, int]]) -> bytes:
-    return msgpack.packb([[mid, at] for mid, at in touches], use_bin_type=True)
+def encode_touch(touches: list[tuple[str, int, int, float]]) -> bytes:
+    """Retrievals as outcomes: (id, last access ns, access count, stability) after them."""
+    return msgpack.packb([[mid, at, count, stability] for mid, at, count, stability in touches], use_bin_type=True)
 
 
-def decode_touch(payload: bytes) -> list[tuple[str, int]]:
-    return [(mid, at) for mid, at in msgpack.unpackb(payload, raw=False)]
+def decode_touch(payload: bytes) -> list[tuple[str, int, int | None, float | None]]:
+    """Entries of 4 (outcomes) or of 2 (older logs: one more access at that time; count and stability None)."""
+    out: list[tuple[str, int, int | None, float | None]] = []
+    for entry in msgpack.unpackb(payload, raw=False):
+        if len(entry) == 2:
+            out.append((entry[0], entry[1], None, None))
+        else:
+            out.append((entry[0], entry[1], int(entry[2]), float(entry[3])))
+    return out
+
+
+def encode_reconsolidate(at_ns: int, plasticity: float, item: Item, embedding: np.ndarray | None,
+                         previous: Item, previous_embedding: np.ndarray | None) -> bytes:
+    """A reconsolidation's outcome: the new version and the one it replaces (kept in history)."""
+    body = {
+        "at": at_ns,
+        "p": plasticity,
+        "f": item_fields(item),
+        "e": None if embedding is None else embedding.astype("<f4").tobytes(),
+        "pf": item_fields(previous),
+        "pe": None if previous_embedding is None else previous_embedding.astype("<f4").tobytes(),
+    }
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode_reconsolidate(payload: bytes, dimension: int) -> tuple[int, float, Item, np.ndarray | None, list[Any], bytes | None]:
+    body = msgpack.unpackb(payload, raw=False)
+    item = item_from_fields(body["f"])
+    raw = body["e"]
+    embedding = None if raw is None else np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if embedding is not None and embedding.shape[0] != dimension:
+        raise ValueError(f"record embedding has {embedding.shape[0]} dimensions, space has {dimension}")
+    return int(body["at"]), float(body["p"]), item, embedding, body["pf"], body["pe"]

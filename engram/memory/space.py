@@ -20,6 +20,7 @@ filter-only recall orders by time descending, then id; listing by time, then id.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import secrets
@@ -33,8 +34,14 @@ from typing import Any, Callable, Iterable, List, Sequence
 import numpy as np
 
 from engram import _core
-from engram.errors import ClosedError, CorruptionError, EngramError, UnknownIdError, ValidationError
+from engram.errors import ClosedError, CorruptionError, EngramError, ReconsolidationWindowError, UnknownIdError, ValidationError
 from engram.memory import consolidation
+from engram.memory.cognition import EFFECTS, NS_PER_HOUR
+from engram.memory.cognition import fan as fan_mod
+from engram.memory.cognition import interference as interference_mod
+from engram.memory.cognition import priming as priming_mod
+from engram.memory.cognition import reconsolidation as reconsolidation_mod
+from engram.memory.cognition import spacing as spacing_mod
 from engram.memory import decay as decay_mod
 from engram.memory import records as rec
 from engram.memory import validate as check
@@ -44,7 +51,7 @@ from engram.memory.graph import AssociationGraph
 from engram.memory.records import Item
 from engram.memory.text import TextIndex
 from engram.memory.consolidation import Pattern
-from engram.memory.types import Hit, Memory, ns_to_datetime
+from engram.memory.types import Hit, Memory, MemoryVersion, ns_to_datetime
 from engram.storage import snapshot
 from engram.storage.wal import RecoveryReport, WriteAheadLog
 
@@ -52,6 +59,13 @@ DIMENSION_DEFAULT = 768
 K_MAX = 10_000
 HOPS_MAX = 16
 _COMPACT_MIN_ROWS = 1024
+RECALL_MODES = ("similarity", "spreading", "hybrid")
+# Spreading during recall (modes "spreading" and "hybrid"): the reference defaults.
+RECALL_SPREAD_HOPS = 4
+RECALL_SPREAD_RATE = 0.7
+# Hybrid ranking: a weighted blend, each term in [0, 1] (see Space.recall).
+HYBRID_WEIGHTS = {"similarity": 0.5, "activation": 0.2, "confidence": 0.2, "recency": 0.1}
+HYBRID_RECENCY_HALF_LIFE_NS = 24 * NS_PER_HOUR
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -69,6 +83,11 @@ class SpaceConfig:
         (confidence x retention now, ties by id) is evicted. None: unbounded.
     segment_bytes_max: WAL segment size before rotation.
     checkpoint_wal_bytes: WAL bytes since the last checkpoint that trigger one on write.
+    effects: the cognitive effects that shape recall (engram.memory.cognition), any
+        of "priming", "fan", "interference", "reconsolidation", "spacing"; all by
+        default, () for plain similarity, confidence and decay.
+    fan_divisor: how the fan effect divides activation: "fan" (by the number of
+        associations, Anderson's rule) or "sqrt" (by its square root, milder).
     """
 
     dimension: int = DIMENSION_DEFAULT
@@ -79,8 +98,19 @@ class SpaceConfig:
     flush_interval_ms: int = 50
     segment_bytes_max: int = 64 * 1024 * 1024
     checkpoint_wal_bytes: int = 512 * 1024 * 1024
+    effects: tuple[str, ...] = EFFECTS
+    fan_divisor: str = "fan"
 
     def __post_init__(self) -> None:
+        if isinstance(self.effects, str) or not isinstance(self.effects, (tuple, list, frozenset, set)):
+            raise ValidationError("effects", f"{self.effects!r} is not a list of effect names", ", ".join(EFFECTS), "('priming', 'spacing')")
+        for name in self.effects:
+            if name not in EFFECTS:
+                raise ValidationError("effects", f"{name!r} is not an effect", ", ".join(EFFECTS), "('priming', 'spacing')")
+        # Canonical order, so that a stored list and a given tuple compare equal.
+        object.__setattr__(self, "effects", tuple(e for e in EFFECTS if e in self.effects))
+        if self.fan_divisor not in fan_mod.DIVISORS:
+            raise ValidationError("fan_divisor", f"{self.fan_divisor!r} is not allowed", "'fan' or 'sqrt'", "'fan'")
         check.positive_int(self.dimension, "dimension", "768", maximum=65536)
         if self.durability not in ("sync", "async"):
             raise ValidationError("durability", f"{self.durability!r} is not a durability mode", "'sync' or 'async'", "'sync'")
@@ -95,7 +125,13 @@ class SpaceConfig:
         check.positive_int(self.checkpoint_wal_bytes, "checkpoint_wal_bytes", "536870912")
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["effects"] = list(self.effects)
+        return out
+
+    def has(self, effect: str) -> bool:
+        assert effect in EFFECTS
+        return effect in self.effects
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +171,10 @@ class Space:
         self._episodic = np.zeros(0, np.bool_)
         self._row_ids: List[str] = []
         self._lsh_keys = np.zeros((0, DEDUP_TABLES), np.int64)
-        self._pending_touches: dict[str, int] = {}
+        self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
+        self._priming = priming_mod.PrimingState()
+        self._interference: dict[str, tuple[float, float]] = {}  # cache, dropped on every change of the stored set
+        self._history: dict[str, List[tuple[int, float, List[Any], bytes | None]]] = {}
         self._failed: BaseException | None = None
         self._closed = False
         self.evicted = 0
@@ -194,11 +233,21 @@ class Space:
             if a in self._items and b in self._items:
                 self._graph.associate(a, b, weight)
         elif rtype == rec.TOUCH:
-            for memory_id, at in rec.decode_touch(payload):
+            for memory_id, at, count, stability in rec.decode_touch(payload):
                 item = self._items.get(memory_id)
-                if item is not None:
+                if item is None:
+                    continue
+                if count is None:
                     item.access_count += 1
                     item.last_access_ns = max(item.last_access_ns, at)
+                else:
+                    item.access_count = count
+                    item.last_access_ns = at
+                    assert stability is not None
+                    item.stability = stability
+        elif rtype == rec.RECONSOLIDATE:
+            at, plasticity, item, embedding, previous, previous_embedding = rec.decode_reconsolidate(payload, self.config.dimension)
+            self._apply_reconsolidate(at, plasticity, item, embedding, previous, previous_embedding)
         else:
             raise ValueError(f"unknown record type {rtype}")
 
@@ -210,6 +259,7 @@ class Space:
     ) -> None:
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
+        self._interference.clear()
         old = self._items.get(item.id)
         if old is not None:
             self._drop_row(old)
@@ -233,6 +283,8 @@ class Space:
             self._text.remove(memory_id)
         self._graph.remove_node(memory_id)
         self._pending_touches.pop(memory_id, None)
+        self._history.pop(memory_id, None)
+        self._interference.clear()
         return True
 
     def _drop_row(self, item: Item) -> None:
@@ -319,6 +371,17 @@ class Space:
     # ------------------------------------------------------------------
     # writing
 
+    def _touch_entry(self) -> tuple[int, bytes]:
+        """The TOUCH record of the retrievals since the last write: their outcomes, so replay
+        sets the same access counts, times and stabilities (caller holds the lock)."""
+        touches = []
+        for memory_id in sorted(self._pending_touches):
+            item = self._items.get(memory_id)
+            if item is not None:
+                touches.append((memory_id, item.last_access_ns, item.access_count, item.stability))
+        self._pending_touches.clear()
+        return (rec.TOUCH, rec.encode_touch(touches))
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"space {self.id!r} is closed; open the database again with engram.open(path)")
@@ -336,8 +399,7 @@ class Space:
             if not entries:
                 return result
             if self._pending_touches:
-                entries.insert(0, (rec.TOUCH, rec.encode_touch(sorted(self._pending_touches.items()))))
-                self._pending_touches.clear()
+                entries.insert(0, self._touch_entry())
             try:
                 lsn = self._wal.append(entries, self._now_ns())
             except BaseException as exc:
@@ -622,7 +684,10 @@ class Space:
         )
 
     def _retention(self, item: Item, now: int) -> float:
-        return decay_mod.retention(item.decay or self.config.decay, now - item.last_access_ns, item.access_count)
+        elapsed = now - item.last_access_ns
+        if item.stability != 1.0 and self.config.has("spacing"):
+            elapsed = spacing_mod.stretched_elapsed_ns(elapsed, item.stability)
+        return decay_mod.retention(item.decay or self.config.decay, elapsed, item.access_count)
 
     def _activation(self, item: Item, now: int) -> float:
         return item.confidence * self._retention(item, now)
@@ -648,6 +713,7 @@ class Space:
         before: datetime | None = None,
         location: str | None = None,
         memory_types: Iterable[str] | None = None,
+        mode: str = "similarity",
     ) -> List[Hit]:
         """Recall by embedding (exact cosine), by text, by filters, or any mix.
 
@@ -656,19 +722,45 @@ class Space:
         (``after`` <= time < ``before``, ``location`` case-insensitively, types)
         combine with any cue. A hit's confidence is stored confidence x retention
         at read time x score. Hits below ``threshold`` (on score) are dropped.
-        Raises ValidationError.
+
+        ``mode``:
+        - "similarity": the best matches by score (the default).
+        - "spreading": the ``k`` best matches seed spreading activation (their
+          score as starting activation) through associations, divided by each
+          node's fan (engram.memory.cognition.fan); hits are the nodes reached,
+          ranked by activation, which is also their ``score``; confidence is
+          stored x retention x activation.
+        - "hybrid": matches from a wider shortlist and the nodes spreading reaches,
+          ranked by 0.5 x similarity + 0.2 x activation + 0.2 x (stored confidence x
+          retention) + 0.1 x recency, recency = 0.5 ** (age / 24 h); that blend is
+          the ``score``; confidence is stored x retention x max(similarity, activation).
+        Then every hit's confidence is multiplied by the space's cognitive effects
+        (priming, interference; spacing acts through retention, the fan through
+        activation), each listed in ``Hit.effects``. Raises ValidationError.
         """
         return self.recall_many([dict(embedding=embedding, text=text, k=k, threshold=threshold, after=after,
-                                      before=before, location=location, memory_types=memory_types)])[0]
+                                      before=before, location=location, memory_types=memory_types, mode=mode)])[0]
 
     def recall_many(self, queries: Sequence[dict[str, Any]]) -> List[List[Hit]]:
-        """Answer several recalls; their embedding cues share one pass over the matrix."""
+        """Answer several recalls; their embedding cues share one pass over the matrix.
+
+        The same pass finds the neighbours of memories recalled earlier (semantic
+        priming, see engram.memory.cognition.priming).
+        """
         parsed = [self._parse_query(q, i if len(queries) > 1 else None) for i, q in enumerate(queries)]
-        view = self._view()
+        priming = self.config.has("priming")
+        sources: List[tuple[str, int, int]] = []
+        with self._lock:
+            view = self._view()
+            if priming:
+                for memory_id, t0 in self._priming.take_pending():
+                    item = self._items.get(memory_id)
+                    if item is not None and 0 <= item.row < view.n:
+                        sources.append((memory_id, t0, item.row))
         scores = None
         with_vectors = [p for p in parsed if p.vector is not None]
-        if with_vectors and view.n:
-            queries_matrix = np.stack([p.vector for p in with_vectors])
+        if (with_vectors or sources) and view.n:
+            queries_matrix = np.stack([p.vector for p in with_vectors] + [view.matrix[row] for _, _, row in sources])
             scores = _core.cosine_scores(view.matrix[: view.n], view.inv_norms[: view.n], queries_matrix)
         now = self._now_ns()
         results = []
@@ -677,18 +769,37 @@ class Space:
         # item map, the text index and rows, which writers change: hold the lock.
         with self._lock:
             self._check_open()
+            if sources and scores is not None:
+                self._prime_from(sources, scores[len(with_vectors):], view)
             for query in parsed:
                 row_scores = None
                 if query.vector is not None:
                     row_scores = scores[vector_index] if scores is not None else np.zeros(0, np.float32)
                     vector_index += 1
-                results.append(self._rank(query, view, row_scores, now))
+                hits = self._rank(query, view, row_scores, now)
+                results.append(hits)
+                if priming and hits:
+                    top = self._items.get(hits[0].id)
+                    if top is not None:
+                        self._priming.recalled(top.id, now, top.row >= 0)
             self._touch([hit.id for hits in results for hit in hits], now)
         return results
 
+    def _prime_from(self, sources: List[tuple[str, int, int]], rows_scores: np.ndarray, view: _View) -> None:
+        """Semantic priming, hop 1: each recalled memory primes its 10 nearest neighbours (cosine >= 0.6)."""
+        for (memory_id, t0, row), row_scores in zip(sources, rows_scores):
+            mask = view.alive.copy()
+            mask[row] = False
+            rows, values = _core.select_topk(np.ascontiguousarray(row_scores), min(priming_mod.NEIGHBOURS_MAX, view.n), mask)
+            targets = []
+            for r, value in zip(rows.tolist(), values.tolist()):
+                if value >= priming_mod.SEMANTIC_COSINE_MIN and len(targets) < priming_mod.NEIGHBOURS_MAX:
+                    targets.append((view.row_ids[r], float(value)))
+            self._priming.prime_neighbours(t0, targets)
+
     def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
         prefix = "" if index is None else f"queries[{index}]."
-        allowed = {"embedding", "text", "k", "threshold", "after", "before", "location", "memory_types"}
+        allowed = {"embedding", "text", "k", "threshold", "after", "before", "location", "memory_types", "mode"}
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise ValidationError(prefix + unknown[0], "is not a recall argument", ", ".join(sorted(allowed)), "{'text': 'cell', 'k': 5}")
@@ -708,7 +819,10 @@ class Space:
             if isinstance(types, str):
                 types = [types]
             types = frozenset(check.memory_type(t) for t in types)
-        return _Query(vector, text, k, threshold, after, before, None if location is None else location.casefold(), types)
+        mode = raw.get("mode", "similarity")
+        if mode not in RECALL_MODES:
+            raise ValidationError(prefix + "mode", f"{mode!r} is not a recall mode", "'similarity', 'spreading' or 'hybrid'", "'hybrid'")
+        return _Query(vector, text, k, threshold, after, before, None if location is None else location.casefold(), types, mode)
 
     def _matches(self, item: Item, query: "_Query") -> bool:
         if query.after is not None and item.created_ns < query.after:
@@ -730,7 +844,8 @@ class Space:
             if query.before is not None:
                 mask &= view.created[: view.n] < query.before
             # With a text cue too, take a wider cosine shortlist so the blend can reorder it.
-            k_wide = query.k if query.text is None else min(view.n, 4 * query.k + 16)
+            # Hybrid ranking re-orders a wider shortlist too.
+            k_wide = query.k if query.text is None and query.mode != "hybrid" else min(view.n, 4 * query.k + 16)
             extra_filters = query.location is not None or query.types is not None
             while True:
                 rows, values = _core.select_topk(row_scores, k_wide, mask)
@@ -769,16 +884,234 @@ class Space:
                     score = text_scores[memory_id]
                 hits.append((score, memory_id, item))
             hits.sort(key=lambda h: (-h[0], h[1]))
-        out = []
-        for score, memory_id, item in hits:
-            if score < query.threshold:
+        return self._finish(query, hits, now)
+
+    def _finish(self, query: "_Query", ranked: List[tuple[float, str, Item]], now: int) -> List[Hit]:
+        """Apply the recall mode to the ranked matches, then the cognitive effects (caller holds the lock)."""
+        filter_only = query.vector is None and query.text is None
+        first_path = "filter" if filter_only else "similarity"
+        matched: List[tuple[float, str, Item]] = []
+        for entry in ranked:
+            if entry[0] >= query.threshold:
+                matched.append(entry)
+                if query.mode == "similarity" and len(matched) == query.k:
+                    break
+        # chosen: (base score for confidence, reported score, id, item, path, activation, fan factor)
+        chosen: List[tuple[float, float, str, Item, str, float | None, float]] = []
+        if query.mode == "similarity":
+            for score, memory_id, item in matched:
+                chosen.append((score, score, memory_id, item, first_path, None, 1.0))
+            return self._with_effects(chosen, now)
+        seeds = {memory_id: score for score, memory_id, _ in matched[: query.k]}
+        use_fan = self.config.has("fan")
+        kind = self.config.fan_divisor if use_fan else "none"
+        activation, depth = fan_mod.spread(self._graph, seeds, RECALL_SPREAD_HOPS, RECALL_SPREAD_RATE, kind)
+        plain: dict[str, float] = {}
+        if use_fan and len(activation) > len(seeds):
+            plain, _ = fan_mod.spread(self._graph, seeds, RECALL_SPREAD_HOPS, RECALL_SPREAD_RATE, "none")
+
+        def fan_factor(memory_id: str) -> float:
+            if depth.get(memory_id, 0) == 0 or memory_id not in plain or plain[memory_id] <= 0.0:
+                return 1.0
+            return min(1.0, activation[memory_id] / plain[memory_id])
+
+        if query.mode == "spreading":
+            reached = []
+            for memory_id, value in activation.items():
+                item = self._items.get(memory_id)
+                if item is None or not self._matches(item, query):
+                    continue
+                path = first_path if depth[memory_id] == 0 else "spreading"
+                reached.append((value, memory_id, item, path))
+            reached.sort(key=lambda r: (-r[0], r[1]))
+            for value, memory_id, item, path in reached[: query.k]:
+                chosen.append((value, value, memory_id, item, path, value, fan_factor(memory_id)))
+            return self._with_effects(chosen, now)
+        assert query.mode == "hybrid"
+        similarity = {memory_id: score for score, memory_id, _ in matched}
+        blended = []
+        for memory_id in sorted(set(similarity) | set(activation)):
+            item = self._items.get(memory_id)
+            if item is None or not self._matches(item, query):
                 continue
+            sim = similarity.get(memory_id)
+            if sim is None:
+                sim = self._cosine_of(item, query.vector) if query.vector is not None else 0.0
+            act = activation.get(memory_id, 0.0)
+            recency = 0.5 ** (max(0, now - item.created_ns) / HYBRID_RECENCY_HALF_LIFE_NS)
+            blend = (HYBRID_WEIGHTS["similarity"] * sim + HYBRID_WEIGHTS["activation"] * act
+                     + HYBRID_WEIGHTS["confidence"] * item.confidence * self._retention(item, now)
+                     + HYBRID_WEIGHTS["recency"] * recency)
+            spread_reached = depth.get(memory_id, 0) > 0
+            if memory_id in similarity:
+                path = "similarity+spreading" if spread_reached else first_path
+            else:
+                path = "spreading"
+            blended.append((min(1.0, blend), memory_id, item, path, max(sim, act), act if memory_id in activation else None))
+        blended.sort(key=lambda b: (-b[0], b[1]))
+        for blend, memory_id, item, path, base, act_value in blended[: query.k]:
+            chosen.append((base, blend, memory_id, item, path, act_value, fan_factor(memory_id)))
+        return self._with_effects(chosen, now)
+
+    def _with_effects(self, chosen: List[tuple[float, float, str, Item, str, float | None, float]], now: int) -> List[Hit]:
+        """Hits with every enabled effect applied and listed (caller holds the lock)."""
+        config = self.config
+        hop2 = np.zeros(len(chosen))
+        if config.has("priming") and chosen:
+            self._priming.prune(now)
+            hop2 = self._hop2(chosen, now)
+        out = []
+        for index, (base, score, memory_id, item, path, activation, fan_factor) in enumerate(chosen):
+            effects: List[tuple[str, float]] = []
             retention = self._retention(item, now)
-            confidence = min(1.0, max(0.0, item.confidence * retention * score))
-            out.append(Hit(memory_id, score, confidence, retention, self._memory(item)))
-            if len(out) == query.k:
-                break
+            if item.stability != 1.0 and config.has("spacing"):
+                unspaced = decay_mod.retention(item.decay or config.decay, now - item.last_access_ns, item.access_count)
+                if retention != unspaced:
+                    effects.append(("spacing", retention / unspaced))
+            confidence = item.confidence * retention * base
+            if fan_factor != 1.0:
+                effects.append(("fan", fan_factor))  # already inside the activation used as base
+            if config.has("priming"):
+                factor = self._priming.factor(memory_id, now, item.access_count, float(hop2[index]))
+                if factor != 1.0:
+                    effects.append(("priming", factor))
+                    confidence *= factor
+            if config.has("interference") and item.row >= 0:
+                proactive, retroactive = self._interference_of(item)
+                if proactive != 1.0:
+                    effects.append(("proactive_interference", proactive))
+                    confidence *= proactive
+                if retroactive != 1.0:
+                    effects.append(("retroactive_interference", retroactive))
+                    confidence *= retroactive
+            confidence = min(1.0, max(0.0, confidence))
+            estimate = fan_mod.estimated_retrieval_ms(self._graph.fan(memory_id)) if config.has("fan") else None
+            out.append(Hit(memory_id, score, confidence, retention, self._memory(item), path, tuple(effects), activation, estimate))
         return out
+
+    def _hop2(self, chosen: List[tuple[float, float, str, Item, str, float | None, float]], now: int) -> np.ndarray:
+        """Semantic priming, hop 2, for the chosen hits (see cognition.priming)."""
+        active = [(t, v) for t, v in self._priming.active_hop1(now) if (it := self._items.get(t)) is not None and it.row >= 0]
+        if not active:
+            return np.zeros(len(chosen))
+        rows = np.array([self._items[t].row for t, _ in active], np.int64)
+        hop1 = self._matrix[rows].astype(np.float64) * self._inv_norms[rows, None]
+        hit_rows = [c[3].row for c in chosen]
+        hits = np.zeros((len(chosen), self.config.dimension))
+        for i, row in enumerate(hit_rows):
+            if row >= 0:
+                hits[i] = self._matrix[row].astype(np.float64) * self._inv_norms[row]
+        same = np.array([[c[2] == t for t, _ in active] for c in chosen], np.bool_)
+        return priming_mod.hop2_boosts(hits, hop1, np.array([v for _, v in active]), same)
+
+    def _interference_of(self, item: Item) -> tuple[float, float]:
+        """(proactive, retroactive) factors of an embedded memory, cached until the stored set changes."""
+        cached = self._interference.get(item.id)
+        if cached is not None:
+            return cached
+        n = self._n
+        created = self._created[:n]
+        c = item.created_ns
+        mask = self._alive[:n] & (created >= c - interference_mod.WINDOW_BEFORE_NS) & (created <= c + interference_mod.WINDOW_AFTER_NS)
+        mask[item.row] = False
+        rows = np.nonzero(mask)[0]
+        if rows.size == 0:
+            result = (1.0, 1.0)
+        else:
+            sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
+                                       np.ascontiguousarray(self._matrix[item.row : item.row + 1]))[0]
+            result = interference_mod.factors(c, created[rows], sims)
+        self._interference[item.id] = result
+        return result
+
+    # ------------------------------------------------------------------
+    # reconsolidation
+
+    def reconsolidate(
+        self,
+        memory_id: str,
+        *,
+        content: str | None = None,
+        embedding: Any = None,
+        confidence: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> Memory:
+        """Change a memory inside its reconsolidation window; return the new version.
+
+        The memory must have been recalled 1 h to 6 h ago and be 24 h to 365 days
+        old (engram.memory.cognition.reconsolidation). ``confidence`` and
+        ``embedding`` move towards the given values by the plasticity at this moment
+        (an inverted U over the window, at most 0.5); ``content`` and ``tags`` are
+        replaced. The previous version is kept (see ``history``). One WAL record.
+        Raises ValidationError (bad value, or the effect is off in this space),
+        UnknownIdError, ReconsolidationWindowError (outside the window: says why and
+        when it opens).
+        """
+        check.memory_id(memory_id)
+        if not self.config.has("reconsolidation"):
+            raise ValidationError("effects", "reconsolidation is switched off in this space", "a space whose effects include 'reconsolidation'",
+                                  f"db.space({self.id!r}, effects=('reconsolidation', ...))")
+        text = None if content is None else check.content(content)
+        vector = None if embedding is None else check.embedding(embedding, self.config.dimension)
+        target = None if confidence is None else check.unit_float(confidence, "confidence", "0.9")
+        new_tags = None if tags is None else check.tags(tags, "tags")
+        if text is None and vector is None and target is None and new_tags is None:
+            raise ValidationError("reconsolidate", "nothing to change", "at least one of content, embedding, confidence, tags",
+                                  "sp.reconsolidate(id, confidence=0.9)")
+
+        def build() -> tuple[List[tuple[int, bytes]], Memory]:
+            item = self._items.get(memory_id)
+            if item is None:
+                raise UnknownIdError("id", memory_id, self.id)
+            now = self._now_ns()
+            last_recall = item.last_access_ns if item.access_count > 0 else None
+            window = reconsolidation_mod.window(now, item.created_ns, last_recall)
+            if not window.open:
+                raise ReconsolidationWindowError(memory_id, window.reason, None if window.opens_ns is None else ns_to_datetime(window.opens_ns))
+            p = window.plasticity
+            previous_embedding = None if item.row < 0 else self._matrix[item.row].copy()
+            new_embedding = previous_embedding
+            if vector is not None:
+                if previous_embedding is None:
+                    new_embedding = vector  # nothing to blend from: the given vector as is
+                else:
+                    new_embedding = (previous_embedding + np.float32(p) * (vector - previous_embedding)).astype(np.float32)
+            new = dataclasses.replace(
+                item,
+                content=item.content if text is None else text,
+                confidence=item.confidence if target is None else min(1.0, max(0.0, reconsolidation_mod.blend(item.confidence, target, p))),
+                tags=item.tags if new_tags is None else new_tags,
+                metadata=dict(item.metadata),
+                row=-1,
+            )
+            payload = rec.encode_reconsolidate(now, p, new, new_embedding, item, previous_embedding)
+            previous_fields = rec.item_fields(item)
+            self._apply_reconsolidate(now, p, new, new_embedding, previous_fields,
+                                      None if previous_embedding is None else previous_embedding.astype("<f4").tobytes())
+            return [(rec.RECONSOLIDATE, payload)], self._memory(self._items[memory_id])
+
+        return self._commit(build)  # type: ignore[no-any-return]
+
+    def _apply_reconsolidate(self, at: int, plasticity: float, item: Item, embedding: np.ndarray | None,
+                             previous_fields: List[Any], previous_embedding: bytes | None) -> None:
+        history = self._history.get(item.id, [])
+        keys = None if embedding is None else self._dedup.keys_for(embedding.reshape(1, -1))[0].tolist()
+        self._apply_remember(item, embedding, keys, None)
+        history.append((at, plasticity, list(previous_fields), previous_embedding))
+        self._history[item.id] = history
+
+    def history(self, memory_id: str) -> List[MemoryVersion]:
+        """Earlier versions of a memory replaced by reconsolidation, oldest first."""
+        check.memory_id(memory_id)
+        with self._lock:
+            self._check_open()
+            out = []
+            for at, plasticity, fields, raw in self._history.get(memory_id, []):
+                item = rec.item_from_fields(fields)
+                memory = self._memory(item)
+                embedding = None if raw is None else np.frombuffer(raw, dtype="<f4").astype(np.float32)
+                out.append(MemoryVersion(ns_to_datetime(at), plasticity, dataclasses.replace(memory, embedding=embedding)))
+            return out
 
     def _cosine_of(self, item: Item, vector: np.ndarray) -> float:
         if item.row < 0:
@@ -791,13 +1124,16 @@ class Space:
         """Count a retrieval: persisted with the next write, checkpoint or close (not fsync'd on its own)."""
         if not ids:
             return
+        spacing = self.config.has("spacing")
         with self._lock:
             for memory_id in ids:
                 item = self._items.get(memory_id)
                 if item is not None:
+                    if spacing:
+                        item.stability = spacing_mod.after_recall(item.stability, self._retention(item, now))
                     item.access_count += 1
                     item.last_access_ns = max(item.last_access_ns, now)
-                    self._pending_touches[memory_id] = item.last_access_ns
+                    self._pending_touches[memory_id] = None
 
     def spread(self, seeds: Iterable[str], max_hops: int = 4, decay: float = 0.7, threshold: float | None = None) -> dict[str, float]:
         """Spreading activation from ``seeds`` (activation 1.0); see engram.memory.graph."""
@@ -922,8 +1258,7 @@ class Space:
             with self._lock:
                 self._check_open()
                 if self._pending_touches:
-                    lsn = self._wal.append([(rec.TOUCH, rec.encode_touch(sorted(self._pending_touches.items())))], self._now_ns())
-                    self._pending_touches.clear()
+                    lsn = self._wal.append([self._touch_entry()], self._now_ns())
                 lsn = self._wal.last_lsn
                 meta, embeddings = self._snapshot_state()
                 self._wal.rotate()
@@ -955,6 +1290,7 @@ class Space:
             "edges": [list(edge) for edge in self._graph.edges()],
             "evicted": self.evicted,
             "deduplicated": self.deduplicated,
+            "history": {mid: [list(v) for v in self._history[mid]] for mid in sorted(self._history)},
         }
         return meta, embeddings
 
@@ -984,14 +1320,15 @@ class Space:
             self._graph.associate(a, b, weight)
         self.evicted = meta.get("evicted", 0)
         self.deduplicated = meta.get("deduplicated", 0)
+        for memory_id, versions in meta.get("history", {}).items():
+            self._history[memory_id] = [(int(at), float(p), fields, emb) for at, p, fields, emb in versions]
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             if self._pending_touches and self._failed is None:
-                self._wal.append([(rec.TOUCH, rec.encode_touch(sorted(self._pending_touches.items())))], self._now_ns())
-                self._pending_touches.clear()
+                self._wal.append([self._touch_entry()], self._now_ns())
             self._closed = True
         self._wal.close()
 
@@ -1006,6 +1343,7 @@ class _Query:
     before: int | None
     location: str | None
     types: frozenset[str] | None
+    mode: str = "similarity"
 
 
 def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:

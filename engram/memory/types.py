@@ -69,11 +69,31 @@ class Hit:
 
     ``score`` is the match score in [0, 1] (cosine clamped at 0, lexical score, or 1
     for a filter-only recall); ``retention`` the decay factor at read time;
-    ``confidence`` = stored confidence x retention x score, always in [0, 1].
+    ``confidence`` = stored confidence x retention x score, always in [0, 1], then
+    multiplied by each cognitive effect's factor listed in ``effects`` as
+    (name, factor) pairs (for instance ("priming", 1.08), ("proactive_interference", 0.9)).
+    ``retrieval_path`` says how the hit was reached: "similarity", "spreading",
+    "similarity+spreading" or "filter"; ``activation`` is its spreading activation
+    (modes "spreading" and "hybrid"); ``estimated_retrieval_ms`` is the fan effect's
+    estimate (1150 + 70 x (associations - 1)) when that effect is on.
     """
 
     id: str
     score: float
     confidence: float
     retention: float
+    memory: Memory
+    retrieval_path: str = "similarity"
+    effects: tuple[tuple[str, float], ...] = ()
+    activation: float | None = None
+    estimated_retrieval_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryVersion:
+    """An earlier version of a memory, replaced by a reconsolidation at ``replaced_at``
+    with the given ``plasticity``."""
+
+    replaced_at: datetime
+    plasticity: float
     memory: Memory
