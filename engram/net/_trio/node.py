@@ -33,11 +33,14 @@ import trio
 
 from engram.errors import ValidationError
 from engram.net._trio.clock import now_ms
+from engram.net._trio.discovery import resolve_srv_seeds
+from engram.net.dns import DnsError
 from engram.net.swim import codec
 from engram.net.swim.config import SwimConfig
 from engram.net.swim.core import Datagram, Membership, StreamRequest
 from engram.net.swim.errors import WireError
 from engram.net.swim.keyring import decode_key
+from engram.net.swim.partition import PartitionDetector, PartitionState, Penalty
 from engram.net.swim.tags import decode_tags, encode_tags, engram_tags
 
 __all__ = ["MembershipConfig", "MembershipHandle", "serve_membership", "parse_host_port", "main"]
@@ -86,6 +89,11 @@ class MembershipConfig:
     advertise: str = ""
     # host:port of members to join; names are resolved, retried with backoff.
     seeds: tuple[str, ...] = ()
+    # An SRV name (e.g. _engram._udp.example.com) whose records list more seeds; looked up
+    # again on every join attempt, so a new DNS record is picked up while retrying.
+    seeds_srv: str = ""
+    # host[:port] of the DNS server for seeds_srv; empty: the first of /etc/resolv.conf.
+    dns_server: str = ""
     # Base64 AES key as `serf keygen` prints; empty: no encryption.
     encrypt: str = ""
     http_addr: str = ""
@@ -93,8 +101,16 @@ class MembershipConfig:
     role: str = "engram"
     # Timing preset: "lan" (memberlist DefaultLANConfig) or "local".
     preset: str = "lan"
-    # Seconds to wait for our leave rumour to go out before stopping.
+    # Milliseconds to wait for our leave rumour to go out before stopping.
     leave_timeout_ms: int = 5000
+    # Partition detection: below this reachable fraction (alive+1)/(tracked+1) the node is
+    # partitioned. Higher catches smaller splits but flags more ordinary failures.
+    partition_threshold: float = 0.5
+    # How often the detector looks at the member list; detection takes up to this long
+    # after the suspicions have turned into deaths.
+    partition_check_ms: int = 2000
+    # How long the fraction must stay above the threshold before healing becomes connected.
+    partition_healing_ms: int = 10_000
     swim_overrides: dict[str, Any] = field(default_factory=dict)
 
     def swim_config(self) -> SwimConfig:
@@ -103,9 +119,13 @@ class MembershipConfig:
         if advertise_host in ("0.0.0.0", "::", ""):
             raise ValidationError("advertise", f"binding {self.bind} gives no address peers can reach",
                                   "bind a concrete address, or set advertise", "--bind 10.0.0.5:7946")
-        preset = {"lan": SwimConfig.lan, "local": SwimConfig.local, "wan": SwimConfig.wan}.get(self.preset)
+        preset = {"lan": SwimConfig.lan, "local": SwimConfig.local, "wan": SwimConfig.wan,
+                  "test_min": SwimConfig.test_min}.get(self.preset)
         if preset is None:
-            raise ValidationError("preset", f"{self.preset!r}", "lan, local or wan", "lan")
+            raise ValidationError("preset", f"{self.preset!r}", "lan, local, wan or test_min", "lan")
+        PartitionDetector(threshold=self.partition_threshold, healing_window_ms=self.partition_healing_ms)
+        if self.partition_check_ms <= 0:
+            raise ValidationError("partition_check_ms", f"{self.partition_check_ms}", "milliseconds > 0", "2000")
         keys = (decode_key(self.encrypt),) if self.encrypt else ()
         meta = encode_tags(engram_tags(http_addr=self.http_addr, data_addr=self.data_addr, role=self.role))
         return preset(node_name=self.node_name, advertise_host=advertise_host, advertise_port=advertise_port,
@@ -121,6 +141,29 @@ class MembershipHandle:
         self._nursery = nursery
         self.dropped_datagrams = 0
         self.send_errors = 0
+        self.partition = PartitionDetector(threshold=config.partition_threshold,
+                                           healing_window_ms=config.partition_healing_ms)
+        # (at_ms, state) for each change of partition state, newest last, bounded.
+        self.partition_log: list[tuple[int, str]] = []
+
+    def check_partition(self, now_ms: int) -> PartitionState:
+        """Feed the detector the current member counts (the runtime calls this every
+        ``partition_check_ms``); returns the state."""
+        before = self.partition.state
+        reachable, tracked = self.core.reachability()
+        state = self.partition.update(reachable, tracked, now_ms)
+        if state != before:
+            log.warning("partition state %s -> %s (%d of %d other members reachable)",
+                        before.value, state.value, reachable, tracked)
+            self.partition_log.append((now_ms, state.value))
+            del self.partition_log[:-32]
+        return state
+
+    def penalty(self) -> Penalty:
+        """The confidence multiplier (and reason) for results that depend on other nodes:
+        1.0 when connected; 0.9 while healing; ``1 - 0.5 x (1 - r / threshold)`` (floor
+        0.5) while partitioned, r being the reachable fraction. Constant time."""
+        return self.partition.penalty()
 
     def members(self) -> list[dict[str, Any]]:
         """The /cluster/nodes list: id, swim_address, api_address, state, incarnation, tags."""
@@ -145,12 +188,18 @@ class MembershipHandle:
         counts = {"alive": 0, "suspect": 0, "dead": 0, "left": 0}
         for member in self.members():
             counts[member["state"]] += 1
-        reachable = counts["alive"] + counts["suspect"]
-        tracked = reachable + counts["dead"]
+        penalty = self.partition.penalty()
         return {
             "node_id": self.core.name,
             "members": counts,
-            "reachable_fraction": reachable / tracked if tracked else 1.0,
+            "partition": {
+                "state": self.partition.state.value,
+                "reachable_fraction": round(self.partition.reachable_fraction, 4),
+                "threshold": self.partition.threshold,
+                "changes": [{"at_ms": at, "state": state} for at, state in self.partition_log[-8:]],
+            },
+            "confidence_penalty": {"factor": round(penalty.factor, 4), "reason": penalty.reason},
+            "reachable_fraction": round(self.partition.reachable_fraction, 4),
             "awareness_score": self.core.awareness.score,
             "incarnation": self.core.incarnation,
             "joined": self.core.joined,
@@ -276,13 +325,24 @@ class _Runtime:
                 self.core.metrics.decode_errors += isinstance(exc, WireError)
                 log.debug("inbound stream failed: %s", exc)
 
+    async def serve_partition_check(self) -> None:
+        while True:
+            await trio.sleep(self.config.partition_check_ms / 1000)
+            self.handle.check_partition(now_ms())
+
     async def serve_join(self, seeds: tuple[str, ...]) -> None:
         """Push/pull with the seeds until one answers, backing off with jitter."""
         backoff_ms = _JOIN_BACKOFF_MS_MIN
         rng = random.Random()
-        while seeds and not self.core.joined:
+        while (seeds or self.config.seeds_srv) and not self.core.joined:
             addresses = []
-            for seed in seeds:
+            found = list(seeds)
+            if self.config.seeds_srv:
+                try:
+                    found += await resolve_srv_seeds(self.config.seeds_srv, server=self.config.dns_server)
+                except (DnsError, OSError) as exc:
+                    log.warning("cannot look up seeds %s: %s", self.config.seeds_srv, exc)
+            for seed in found:
                 host, port = parse_host_port(seed)
                 try:
                     infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM,
@@ -302,14 +362,23 @@ async def serve_membership(config: MembershipConfig, *, task_status: Any = trio.
     """Run membership until cancelled or ``handle.leave()``; ``task_status.started(handle)``
     once both sockets are bound. Raises ValidationError for a bad config, OSError if the
     port is taken."""
-    swim = config.swim_config()
     bind_host, bind_port = parse_host_port(config.bind)
-    family = stdlib_socket.AF_INET6 if ":" in bind_host else stdlib_socket.AF_INET
-    udp = trio.socket.socket(family, stdlib_socket.SOCK_DGRAM)
+    if bind_port != 0:
+        swim = config.swim_config()
     listeners = await trio.open_tcp_listeners(bind_port, host=bind_host)
     if bind_port == 0:
+        # Port 0 (tests): the OS picks the TCP port and UDP binds the same number.
         bind_port = listeners[0].socket.getsockname()[1]
-        swim = swim.replace(advertise_port=bind_port)
+        host_text = f"[{bind_host}]" if ":" in bind_host else bind_host
+        config = dataclasses.replace(config, bind=f"{host_text}:{bind_port}")
+        try:
+            swim = config.swim_config()
+        except ValidationError:
+            for listener in listeners:
+                await listener.aclose()
+            raise
+    family = stdlib_socket.AF_INET6 if ":" in bind_host else stdlib_socket.AF_INET
+    udp = trio.socket.socket(family, stdlib_socket.SOCK_DGRAM)
     await udp.bind((bind_host, bind_port))
     with udp:
         async with trio.open_nursery() as nursery:
@@ -319,6 +388,7 @@ async def serve_membership(config: MembershipConfig, *, task_status: Any = trio.
             nursery.start_soon(runtime.serve_timer)
             nursery.start_soon(trio.serve_listeners, runtime.handle_connection, listeners)
             nursery.start_soon(runtime.serve_join, config.seeds)
+            nursery.start_soon(runtime.serve_partition_check)
             runtime.flush()
             task_status.started(runtime.handle)
 
@@ -357,11 +427,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="0.0.0.0:7946", help="HOST[:PORT] for UDP and TCP gossip")
     parser.add_argument("--advertise", default="", help="HOST[:PORT] peers should use, if not the bind address")
     parser.add_argument("--seeds", default="", help="comma-separated HOST:PORT of members to join")
+    parser.add_argument("--seeds-srv", default="", help="DNS SRV name listing seeds, e.g. _engram._udp.example.com")
+    parser.add_argument("--dns-server", default="", help="HOST[:PORT] of the DNS server for --seeds-srv")
     parser.add_argument("--encrypt", default="", help="base64 key as `serf keygen` prints")
+    parser.add_argument("--partition-threshold", type=float, default=0.5)
+    parser.add_argument("--partition-check-ms", type=int, default=2000)
+    parser.add_argument("--partition-healing-ms", type=int, default=10_000)
+    parser.add_argument("--reconnect-interval-ms", type=int, default=None,
+                        help="how often to try a failed member again (heals partitions); preset default")
     parser.add_argument("--http-addr", default="")
     parser.add_argument("--data-addr", default="")
     parser.add_argument("--role", default="engram")
-    parser.add_argument("--preset", default="lan", choices=["lan", "local", "wan"])
+    parser.add_argument("--preset", default="lan", choices=["lan", "local", "wan", "test_min"])
     parser.add_argument("--status-file", default=None, help="write members/health JSON here periodically")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
@@ -370,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = tuple(s for s in args.seeds.split(",") if s.strip())
     config = MembershipConfig(node_name=args.node_name, bind=args.bind, advertise=args.advertise, seeds=seeds,
                               encrypt=args.encrypt, http_addr=args.http_addr, data_addr=args.data_addr,
-                              role=args.role, preset=args.preset)
+                              role=args.role, preset=args.preset, seeds_srv=args.seeds_srv,
+                              dns_server=args.dns_server, partition_threshold=args.partition_threshold,
+                              partition_check_ms=args.partition_check_ms,
+                              partition_healing_ms=args.partition_healing_ms,
+                              swim_overrides=({} if args.reconnect_interval_ms is None
+                                              else {"reconnect_interval_ms": args.reconnect_interval_ms}))
     try:
         config.swim_config()
     except ValidationError as exc:

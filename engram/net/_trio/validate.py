@@ -31,6 +31,16 @@ def validate_membership(config: MembershipConfig, *, resolve: bool = True) -> li
                             "allowed: a concrete address; example: --advertise 10.0.0.5")
     except ValidationError as exc:
         problems.append(str(exc))
+    if config.seeds_srv:
+        labels = config.seeds_srv.rstrip(".").split(".")
+        if len(labels) < 3 or not labels[0].startswith("_") or not labels[1].startswith("_") or not all(labels):
+            problems.append(f"seeds_srv: {config.seeds_srv!r} is not an SRV name; allowed: _service._proto.domain; "
+                            "example: _engram._udp.example.com")
+    if config.dns_server:
+        try:
+            parse_host_port(config.dns_server, 53)
+        except ValidationError as exc:
+            problems.append(f"dns_server: {exc}")
     own: tuple[str, int] | None = None
     for seed in config.seeds:
         if seed.strip().lower().startswith("consul"):

@@ -55,7 +55,7 @@ from engram.net.swim.messages import (
 from engram.net.swim.state import Member, state_name
 from engram.net.swim.suspicion import Suspicion, suspicion_timeout_min_ms
 
-__all__ = ["Membership", "Datagram", "StreamRequest", "MemberChange", "Metrics", "Address"]
+__all__ = ["Membership", "Datagram", "StreamRequest", "MemberChange", "Metrics", "Address", "SUSPICION_KINDS"]
 
 Address = tuple[str, int]
 _CRC_BYTES = 5
@@ -147,6 +147,19 @@ class _Stream:
     target: Address = field(default=("", 0))
 
 
+# Why a suspicion started, as a closed set (metric labels): our own probe failed, a gossip
+# rumour, a push/pull listing the member as dead, or someone suspected us.
+SUSPICION_KINDS = ("probe_failed", "rumour", "push_pull", "suspected_us")
+
+
+def _suspicion_kind(reason: str) -> str:
+    if reason == "rumour":
+        return "rumour"
+    if reason.startswith("push/pull"):
+        return "push_pull"
+    return "probe_failed"
+
+
 def _host(addr: bytes) -> str | None:
     if len(addr) in (4, 16):
         return str(ipaddress.ip_address(addr))
@@ -173,6 +186,10 @@ class Membership:
         self.metrics = Metrics()
         # Who suspected whom and why, newest last: (at_ms, node, from, reason).
         self.suspicion_log: deque[tuple[int, str, str, str]] = deque(maxlen=config.suspicion_log_count_max)
+        # Suspicions counted by (suspect, suspected_by, kind) for metrics; kind is one of
+        # SUSPICION_KINDS. At most suspicion_log_count_max distinct pairs are kept so label
+        # cardinality stays bounded; later new pairs count under ("_other", "_other", kind).
+        self.suspicion_counts: dict[tuple[str, str, str], int] = {}
         self._seq_no = 0
         self._token = 0
         self._timers: list[tuple[int, int, str, Any]] = []
@@ -341,6 +358,25 @@ class Membership:
     def members(self) -> list[Member]:
         """Every member we know, ourselves included, sorted by name."""
         return [self._members[name] for name in sorted(self._members)]
+
+    def reachability(self) -> tuple[int, int]:
+        """(reachable, tracked) other members, for the partition detector.
+
+        Reachable: alive or suspect (a suspect may still answer). Tracked: those plus every
+        member we saw fail and still try to reconnect to, including failed members already
+        reaped from the member list, so that a partition does not look healed merely
+        because the far side was forgotten. Members that left are not counted.
+        """
+        reachable = 0
+        tracked = 0
+        for name, member in self._members.items():
+            if name == self.name or member.state == NodeState.LEFT:
+                continue
+            tracked += 1
+            reachable += member.state in (NodeState.ALIVE, NodeState.SUSPECT)
+        tracked += sum(1 for name in self._failed if name not in self._members)
+        assert 0 <= reachable <= tracked
+        return reachable, tracked
 
     def member(self, name: str) -> Member | None:
         return self._members.get(name)
@@ -630,9 +666,11 @@ class Membership:
             return
         if suspect.node == self.name:
             self.suspicion_log.append((now_ms, self.name, suspect.from_node, "we were suspected; refuting"))
+            self._count_suspicion(self.name, suspect.from_node, "suspected_us")
             self._refute(suspect.incarnation, now_ms, f"suspected by {suspect.from_node}")
             return
         self.metrics.suspicions += 1
+        self._count_suspicion(suspect.node, suspect.from_node, _suspicion_kind(reason))
         self._broadcasts.queue(suspect.node, codec.encode_message(suspect))
         member.incarnation = suspect.incarnation
         member.state = NodeState.SUSPECT
@@ -674,6 +712,14 @@ class Membership:
         else:
             self._failed.pop(dead.node, None)
         self._event(member, now_ms, reason or ("left" if member.state == NodeState.LEFT else "dead"))
+
+    def _count_suspicion(self, node: str, by: str, kind: str) -> None:
+        assert kind in SUSPICION_KINDS
+        key = (node, by, kind)
+        counts = self.suspicion_counts
+        if key not in counts and len(counts) >= self.config.suspicion_log_count_max:
+            key = ("_other", "_other", kind)
+        counts[key] = counts.get(key, 0) + 1
 
     def _refute(self, accused_incarnation: int, now_ms: int, why: str) -> None:
         me = self._members[self.name]
