@@ -1179,7 +1179,7 @@ class Space:
     # ------------------------------------------------------------------
     # consolidation
 
-    def consolidate(self, max_episodes: int = 5000) -> List[Pattern]:
+    def consolidate(self, max_episodes: int = 5000, should_stop: Callable[[], bool] | None = None) -> List[Pattern]:
         """Distil recurring episodes into semantic patterns and store them; return the patterns.
 
         Clusters the newest ``max_episodes`` embedded episodes (see
@@ -1188,7 +1188,9 @@ class Space:
         pattern is stored as a semantic memory whose id is the pattern id, whose
         ``sources`` cite its episodes and whose confidence is its strength; patterns
         of an earlier run that no longer appear are forgotten (reason "superseded").
-        Running it again on unchanged episodes writes nothing.
+        Running it again on unchanged episodes writes nothing. ``should_stop`` is
+        asked after clustering: if it answers True nothing is written and
+        ConsolidationCancelled is raised (the scheduler's cancellation point).
         """
         limit = check.positive_int(max_episodes, "max_episodes", "5000", maximum=1_000_000)
         started = time.perf_counter()
@@ -1201,6 +1203,8 @@ class Space:
             matrix = self._matrix[rows] if len(rows) else np.zeros((0, self.config.dimension), np.float32)
             previews = {it.id: it.content for it in episodes}
         patterns = consolidation.consolidate(ids, matrix, whens, max_episodes=limit) if len(ids) else []
+        if should_stop is not None and should_stop():
+            raise ConsolidationCancelled(f"consolidation of space {self.id!r} was cancelled before writing")
 
         def build() -> tuple[List[tuple[int, bytes]], int]:
             entries: List[tuple[int, bytes]] = []
@@ -1331,6 +1335,10 @@ class Space:
                 self._wal.append([self._touch_entry()], self._now_ns())
             self._closed = True
         self._wal.close()
+
+
+class ConsolidationCancelled(EngramError):
+    """A consolidation run was asked to stop; it wrote nothing."""
 
 
 @dataclass(frozen=True, slots=True)
