@@ -223,9 +223,10 @@ class _Builder:
         self.X = X
         self.whens_ns = whens_ns
         X64 = X.astype(np.float64)
+        columns = np.ascontiguousarray(X64.T)
         squares = np.zeros(X.shape[0], np.float64)
-        for column in range(X.shape[1]):  # fixed order: column by column
-            squares += X64[:, column] * X64[:, column]
+        for column in columns:  # fixed order: column by column, each an exact IEEE op
+            squares += column * column
         norms = np.sqrt(squares)
         self.units = np.zeros_like(X64)
         np.divide(X64, norms[:, None], out=self.units, where=norms[:, None] > 0.0)
