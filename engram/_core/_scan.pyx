@@ -59,3 +59,82 @@ def scores_batch(const float[:, ::1] matrix, const float[::1] inv_norms,
             stop = n
         engram_scores_block(mp, ip, start, stop, n, d, qp, qi, b, op)
     return out
+
+
+cdef inline void _sift_down(float *heap, Py_ssize_t size, Py_ssize_t pos) noexcept nogil:
+    cdef Py_ssize_t left, right, smallest
+    cdef float tmp
+    while True:
+        left = 2 * pos + 1
+        right = left + 1
+        smallest = pos
+        if left < size and heap[left] < heap[smallest]:
+            smallest = left
+        if right < size and heap[right] < heap[smallest]:
+            smallest = right
+        if smallest == pos:
+            return
+        tmp = heap[smallest]
+        heap[smallest] = heap[pos]
+        heap[pos] = tmp
+        pos = smallest
+
+
+def select_candidates(const float[::1] scores, Py_ssize_t k, mask):
+    """Indices (int64, ascending) of every allowed entry whose score is >= the k-th best.
+
+    A min-heap of the k best allowed scores finds the k-th best in one pass; a
+    second pass collects every entry at or above it, so ties at the k-th score are
+    all included. NaN never enters (comparisons with NaN are false). The caller
+    orders the result by (score descending, index ascending).
+    """
+    cdef Py_ssize_t n = scores.shape[0]
+    cdef const unsigned char[::1] allowed
+    cdef bint use_mask = mask is not None
+    if use_mask:
+        allowed = mask.view(np.uint8)
+    if k <= 0 or n == 0:
+        return np.zeros(0, np.int64)
+    heap_arr = np.empty(k, np.float32)
+    cdef float[::1] heap = heap_arr
+    cdef Py_ssize_t size = 0, i, pos, parent, count = 0
+    cdef float s, tmp, kth
+    with nogil:
+        for i in range(n):
+            if use_mask and not allowed[i]:
+                continue
+            s = scores[i]
+            if s != s:
+                continue
+            if size < k:
+                pos = size
+                heap[pos] = s
+                size += 1
+                while pos > 0:
+                    parent = (pos - 1) // 2
+                    if heap[parent] > heap[pos]:
+                        tmp = heap[parent]
+                        heap[parent] = heap[pos]
+                        heap[pos] = tmp
+                        pos = parent
+                    else:
+                        break
+            elif s > heap[0]:
+                heap[0] = s
+                _sift_down(&heap[0], k, 0)
+    if size == 0:
+        return np.zeros(0, np.int64)
+    kth = heap[0]
+    with nogil:
+        for i in range(n):
+            if (not use_mask or allowed[i]) and scores[i] >= kth:
+                count += 1
+    out = np.empty(count, np.int64)
+    cdef long long[::1] out_view = out
+    pos = 0
+    with nogil:
+        for i in range(n):
+            if (not use_mask or allowed[i]) and scores[i] >= kth:
+                out_view[pos] = i
+                pos += 1
+    return out

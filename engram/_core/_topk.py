@@ -5,83 +5,16 @@ it reads each row once for every query of a batch while the row is in cache, so
 concurrent recalls share one pass over the matrix. Each dot product accumulates
 in ``DOT_LANES`` float32 lanes in a fixed order with no fast-math and no FMA, so
 the bits equal the NumPy twin's (``_ref.topk_cosine_batch``) and do not depend on
-thread count or SIMD width. Selection (a Numba heap) keeps every row tied with
-the k-th score so that the caller can break ties by id.
+thread count or SIMD width. Selection (a heap in ``_scan.pyx``) keeps every row
+tied with the k-th score so that the caller can break ties by id.
 """
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
-from engram._core._scan import scores_batch
+from engram._core._scan import scores_batch, select_candidates
 from engram._core._ref import _check_topk_args, _query_inv_norms
-
-@nb.njit(cache=True, fastmath=False, boundscheck=False)
-def _select(scores: np.ndarray, k: int, mask: np.ndarray, use_mask: bool) -> tuple[np.ndarray, np.ndarray]:
-    n = scores.shape[0]
-    if k == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    # A min-heap of the k best scores seen so far; its root is the k-th best.
-    heap = np.empty(k, np.float32)
-    size = 0
-    for i in range(n):
-        if use_mask and not mask[i]:
-            continue
-        s = scores[i]
-        if size < k:
-            # sift up
-            pos = size
-            heap[pos] = s
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) // 2
-                if heap[parent] > heap[pos]:
-                    tmp = heap[parent]
-                    heap[parent] = heap[pos]
-                    heap[pos] = tmp
-                    pos = parent
-                else:
-                    break
-        elif s > heap[0]:
-            heap[0] = s
-            pos = 0
-            while True:
-                left = 2 * pos + 1
-                right = left + 1
-                smallest = pos
-                if left < k and heap[left] < heap[smallest]:
-                    smallest = left
-                if right < k and heap[right] < heap[smallest]:
-                    smallest = right
-                if smallest == pos:
-                    break
-                tmp = heap[smallest]
-                heap[smallest] = heap[pos]
-                heap[pos] = tmp
-                pos = smallest
-    if size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    kth = heap[0]
-    count = 0
-    for i in range(n):
-        if (not use_mask or mask[i]) and scores[i] >= kth:
-            count += 1
-    idx = np.empty(count, np.int64)
-    val = np.empty(count, np.float32)
-    pos = 0
-    for i in range(n):
-        if (not use_mask or mask[i]) and scores[i] >= kth:
-            idx[pos] = i
-            val[pos] = scores[i]
-            pos += 1
-    # Order by score descending, index ascending; the stable sort keeps index order.
-    order = np.argsort(-val, kind="mergesort")
-    return idx[order], val[order]
-
-
-_EMPTY_MASK = np.zeros(0, np.bool_)
-
 
 def cosine_scores(
     matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray | None = None
@@ -100,8 +33,13 @@ def select_topk(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> t
         raise ValueError(f"k: {k} is negative; allowed: k >= 0; example: 10")
     if mask is not None and (mask.dtype != np.bool_ or mask.shape != scores.shape):
         raise ValueError(f"mask: must be bool of shape {scores.shape} or None; example: np.ones(n, bool)")
-    use_mask = mask is not None
-    return _select(scores, k, mask if use_mask else _EMPTY_MASK, use_mask)
+    if not scores.flags.c_contiguous:
+        scores = np.ascontiguousarray(scores)
+    idx = select_candidates(scores, k, mask)
+    values = scores[idx]
+    # Stable sort of indices already ascending: score descending, then index ascending.
+    order = np.argsort(-values, kind="stable")
+    return idx[order], values[order]
 
 
 def topk_cosine_batch(
