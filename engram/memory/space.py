@@ -1024,6 +1024,18 @@ class Space:
         self._interference[item.id] = result
         return result
 
+    def query(self, text: str) -> Any:
+        """Run one statement of the query language (engram.memory.query) and return its QueryResult.
+
+        ``RECALL "text" | [vector] | id [MODE m] [WHERE ...] [LIMIT n]``, ``SPREAD FROM id ...``,
+        ``CONSOLIDATE``. Raises QueryError (a ValidationError, with position and a
+        suggestion) for a query that does not parse, and what recall, spread and
+        consolidate raise.
+        """
+        from engram.memory import query as query_mod  # the language sits above the engine's core
+
+        return query_mod.execute(self, query_mod.parse(text))
+
     # ------------------------------------------------------------------
     # reconsolidation
 
