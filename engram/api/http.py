@@ -517,9 +517,13 @@ def create_app(svc: Service) -> Starlette:
         if ctx.key is not None and not ctx.key.allows_space(space_id):
             raise ApiError(403, f"this API key may not use memory space {space_id!r}", field="id",
                            allowed=", ".join(ctx.key.spaces), example=f'{{"id": "{ctx.key.spaces[0]}"}}')
+        config = _space_config(body.get("config"))
         existed = svc.space_exists(space_id)
+        if existed and config:
+            raise ApiError(409, f"space {space_id!r} already exists; its config is set at creation", code="SPACE_EXISTS",
+                           field="config", allowed="no config for an existing space", example='{"id": "agent-1"}')
         async with svc.writing():
-            await svc.space(space_id, create=True)
+            await svc.space(space_id, create=True, config=config)
         doc = await space_doc(space_id)
         if not existed:
             svc.hub.publish("space_created", space_id, {"id": space_id})
@@ -660,6 +664,36 @@ def create_app(svc: Service) -> Starlette:
         return error_response(ApiError(500, "internal error; the server log has the details"))
 
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error})
+
+
+def _space_config(raw: Any) -> dict[str, Any]:
+    """Validated SpaceConfig settings from POST /api/v1/spaces {"config": {...}}."""
+    if raw is None:
+        return {}
+    example = '{"id": "agent-1", "config": {"durability": "sync", "decay": "power_law", "dedup_threshold": 0.95, "capacity": 100000}}'
+    if not isinstance(raw, dict):
+        raise ApiError(422, "config: expected an object", field="config", allowed="an object of space settings", example=example)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "durability":
+            out[key] = S.get_enum(raw, key, ("sync", "async"), prefix="config.")
+        elif key == "decay":
+            out[key] = S.get_enum(raw, key, S.DECAY_KINDS, prefix="config.")
+        elif key == "dedup_threshold":
+            out[key] = None if value is None else S.get_number(raw, key, prefix="config.", lo=0.0, hi=1.0, example="0.95")
+        elif key in ("capacity", "dimension"):
+            hi = 65536 if key == "dimension" else 2**40
+            if value is None and key == "capacity":
+                out[key] = None
+            elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+                raise ApiError(400, f"config.{key}: {value!r} is not allowed", field=f"config.{key}",
+                               allowed=f"an integer from 1 to {hi}", example=example)
+            else:
+                out[key] = value
+        else:
+            raise ApiError(400, f"config.{key}: is not a space setting", field=f"config.{key}",
+                           allowed="durability, decay, dedup_threshold, capacity, dimension", example=example)
+    return out
 
 
 def _not_found(memory_id: str, space_id: str) -> ApiError:

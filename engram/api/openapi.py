@@ -151,7 +151,14 @@ def _schemas() -> dict[str, Any]:
             "memories": {"type": "integer", "minimum": 0}, "dimension": {"type": "integer"}}},
         "SpaceList": {"type": "object", "required": ["spaces"], "properties": {"spaces": {"type": "array", "items": _ref("Space")}}},
         "CreateSpaceRequest": {"type": "object", "required": ["id"], "properties": {
-            "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"}}, "example": {"id": "agent-1"}},
+            "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"},
+            "config": {"type": "object", "additionalProperties": False, "description": "Settings fixed at creation.", "properties": {
+                "durability": {"type": "string", "enum": ["sync", "async"]},
+                "decay": {"type": "string", "enum": ["exponential", "power_law", "two_component", "hybrid", "none"]},
+                "dedup_threshold": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+                "capacity": {"type": "integer", "minimum": 1, "nullable": True},
+                "dimension": {"type": "integer", "minimum": 1, "maximum": 65536}}}},
+            "example": {"id": "agent-1"}},
         "Consolidations": {"type": "object", "required": ["generated_at", "beliefs", "stats"], "properties": {
             "generated_at": {"type": "string"}, "beliefs": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "strength": {"type": "number"}, "schema_confidence": {"type": "number"},
@@ -241,7 +248,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "post": {"operationId": "createSpace", "summary": "Create a memory space (200 if it existed)", "tags": ["spaces"],
                      "requestBody": body("CreateSpaceRequest"),
                      "responses": {"201": _json(_ref("Space"), "Created"), "200": _json(_ref("Space"), "Already existed"),
-                                   **_errors(400, 413, 422, 503, *AUTH_ERRS)}}},
+                                   **_errors(400, 409, 413, 422, 503, *AUTH_ERRS)}}},
         "/api/v1/consolidations": {"get": {
             "operationId": "consolidations", "summary": "Consolidated beliefs (patterns from episodes)", "tags": ["consolidation"],
             "parameters": SPACE_PARAMS + [{"name": "max_episodes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],

@@ -85,7 +85,7 @@ class Service:
     async def refresh_known(self) -> None:
         self._known.update(await self.run(self.db.spaces))
 
-    async def space(self, space_id: str, *, create: bool) -> Any | None:
+    async def space(self, space_id: str, *, create: bool, config: dict[str, Any] | None = None) -> Any | None:
         """The open Space, or None if it does not exist and ``create`` is false."""
         sp = self._spaces.get(space_id)
         if sp is not None:
@@ -97,10 +97,12 @@ class Service:
             sp = self._spaces.get(space_id)
             if sp is not None:
                 return sp
-            config: dict[str, Any] = {}
-            if space_id not in self._known and self.settings.durability != "sync":
-                config["durability"] = self.settings.durability
-            sp = await self.run(lambda: self.db.space(space_id, **config))
+            settings: dict[str, Any] = {}
+            if space_id not in self._known:
+                if self.settings.durability != "sync":
+                    settings["durability"] = self.settings.durability
+                settings.update(config or {})
+            sp = await self.run(lambda: self.db.space(space_id, **settings))
             self._spaces[space_id] = sp
             self._known.add(space_id)
             self._dimensions[space_id] = int(getattr(getattr(sp, "config", None), "dimension", EMBEDDING_DIM_DEFAULT))
