@@ -88,8 +88,10 @@ def test_partition_is_detected_with_penalty_then_heals() -> None:
             survivors = handles[:2]
             await _until(lambda: all(h.health()["partition"]["state"] == "partitioned" for h in survivors), 10,
                          "survivors to see a partition")
+            # Suspects already count as unreachable; wait for the deaths and a fresh check.
+            await _until(lambda: first.health()["members"]["dead"] == 3, 10, "three deaths")
+            await trio.sleep(0.25)
             health = first.health()
-            assert health["members"]["dead"] == 3
             assert health["partition"]["reachable_fraction"] == pytest.approx(2 / 5)
             penalty = health["confidence_penalty"]
             assert penalty["factor"] == pytest.approx(1 - 0.5 * (1 - (2 / 5) / 0.5))

@@ -245,6 +245,8 @@ class _Runtime:
         self.send_channel, self.receive_channel = trio.open_memory_channel[tuple[tuple[str, int], bytes]](_DATAGRAM_QUEUE_MAX)
         self.wakeup = trio.Event()
         self.connections = trio.CapacityLimiter(_STREAM_CONNECTIONS_MAX)
+        bind_host = parse_host_port(config.bind)[0]
+        self.local_address = None if bind_host in ("0.0.0.0", "::") else bind_host
 
     def flush(self) -> None:
         """Hand the core's outputs to the sender and stream tasks; wake the timer."""
@@ -299,7 +301,9 @@ class _Runtime:
         answer: bytes | None = None
         with trio.move_on_after(request.timeout_ms / 1000):
             try:
-                stream = await trio.open_tcp_stream(*request.target)
+                # From our bind address when it is a specific one: peers (and firewall
+                # rules) then see the same source on TCP as on UDP.
+                stream = await trio.open_tcp_stream(*request.target, local_address=self.local_address)
                 async with stream:
                     await stream.send_all(request.data)
                     answer = await self._read_message(stream)

@@ -92,6 +92,11 @@ class SwimConfig:
     # both sides have declared each other dead. 0 disables.
     reconnect_interval_ms: int = 30_000
     reconnect_timeout_ms: int = 24 * 3600 * 1000
+    # Count each indirect prober that nacked (it pinged the member itself and got no ack)
+    # as an independent confirmation of our own suspicion, so the suspicion timeout can
+    # shrink to its minimum without waiting for other members to probe and gossip. Only
+    # our own timer is affected; nobody else's count is inflated. Off: memberlist exactly.
+    nack_confirmations: bool = True
     # Kept suspicion/refute history for /metrics and debugging ("who suspected whom").
     suspicion_log_count_max: int = 256
 

@@ -130,6 +130,9 @@ class _ProbeRound:
     direct_window_over: bool = False
     expected_nacks: int = 0
     nacks: int = 0
+    # Indirect probers we asked, by address, and those that answered with a nack.
+    relays: dict[tuple[str, int], str] = field(default_factory=dict)
+    nackers: list[str] = field(default_factory=list)
     tcp_ok: bool = False
 
 
@@ -362,7 +365,9 @@ class Membership:
     def reachability(self) -> tuple[int, int]:
         """(reachable, tracked) other members, for the partition detector.
 
-        Reachable: alive or suspect (a suspect may still answer). Tracked: those plus every
+        Reachable: alive. A suspect is not counted: our last probe of it (or someone
+        else's) failed, and in a partition counting it would hide the cut for a whole
+        suspicion timeout. Tracked: alive, suspect and dead members, plus every
         member we saw fail and still try to reconnect to, including failed members already
         reaped from the member list, so that a partition does not look healed merely
         because the far side was forgotten. Members that left are not counted.
@@ -373,7 +378,7 @@ class Membership:
             if name == self.name or member.state == NodeState.LEFT:
                 continue
             tracked += 1
-            reachable += member.state in (NodeState.ALIVE, NodeState.SUSPECT)
+            reachable += member.state == NodeState.ALIVE
         tracked += sum(1 for name in self._failed if name not in self._members)
         assert 0 <= reachable <= tracked
         return reachable, tracked
@@ -434,6 +439,7 @@ class Membership:
         for peer in chosen:
             nack = peer.protocol_max >= 4
             probe.expected_nacks += nack
+            probe.relays[peer.address] = peer.name
             self.metrics.indirect_probes += 1
             me = self._members[self.name]
             self._send(peer.address, IndirectPing(seq_no, target.addr, target.port, target.name, nack,
@@ -466,6 +472,13 @@ class Membership:
         if probe.expected_nacks:
             reason += f" ({probe.nacks}/{probe.expected_nacks} nacks)"
         self._on_suspect(Suspect(target.incarnation, target.name, self.name), now_ms, reason=reason + " or TCP ping")
+        suspicion = self._suspicions.get(target.name)
+        if self.config.nack_confirmations and suspicion is not None and suspicion.started_ms == now_ms:
+            # A nack says that member, too, pinged the target and heard nothing: an
+            # independent observation, as a gossiped suspicion from it would be.
+            confirmed = [suspicion.confirm(nacker) for nacker in probe.nackers]
+            if any(confirmed):
+                self._schedule(suspicion.deadline_ms(), "suspicion", target.name)
 
     def _probe_acked(self, now_ms: int) -> None:
         probe = self._probe
@@ -550,6 +563,9 @@ class Membership:
             if probe is not None and message.seq_no == probe.seq_no:
                 probe.nacks += 1
                 self.metrics.nacks_received += 1
+                nacker = probe.relays.get(source)
+                if nacker is not None and nacker not in probe.nackers:
+                    probe.nackers.append(nacker)
         elif isinstance(message, IndirectPing):
             self._on_indirect_ping(source, message, now_ms)
         elif isinstance(message, Alive):

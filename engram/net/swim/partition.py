@@ -50,7 +50,8 @@ class PartitionDetector:
         self._healing_since_ms = 0
 
     def update(self, alive_others: int, tracked_others: int, now_ms: int) -> PartitionState:
-        """Feed the counts of other members alive (or suspect) and tracked (not left)."""
+        """Feed the counts of other members alive and tracked (not left); see
+        ``Membership.reachability``."""
         assert 0 <= alive_others <= tracked_others
         fraction = (alive_others + 1) / (tracked_others + 1)
         self.reachable_fraction = fraction
