@@ -547,6 +547,12 @@ def create_app(svc: Service) -> Starlette:
             except ValueError:
                 raise ApiError(400, f"max_episodes: {raw!r} is not allowed", field="max_episodes",
                                allowed="an integer from 1 to 100000", example="max_episodes=500") from None
+        sp = await svc.space(space_id, create=False)
+        if svc.consolidation is not None and sp is not None and hasattr(sp, "patterns"):
+            doc = await svc.run(svc.consolidation.beliefs_document, sp)
+            if raw:
+                doc["beliefs"] = doc["beliefs"][: int(raw)]
+            return json_response(doc)
         return json_response({
             "generated_at": now_iso(),
             "memory_space_id": space_id,
@@ -560,8 +566,27 @@ def create_app(svc: Service) -> Starlette:
     async def consolidation(request: Request, ctx: Ctx) -> Response:
         belief_id = request.path_params["belief_id"]
         space_id = ctx.space_id(None)
+        sp = await svc.space(space_id, create=False)
+        if svc.consolidation is not None and sp is not None and hasattr(sp, "patterns"):
+            doc = await svc.run(svc.consolidation.beliefs_document, sp)
+            for belief in doc["beliefs"]:
+                if belief["id"] == belief_id:
+                    return json_response(belief)
         raise ApiError(404, f"no consolidated belief {belief_id!r} in space {space_id!r}", code="CONSOLIDATION_NOT_FOUND",
                        field="belief_id", allowed="an id listed by GET /api/v1/consolidations", example="/api/v1/consolidations")
+
+    @endpoint("/api/v1/consolidate", "write")
+    async def consolidate_now(request: Request, ctx: Ctx) -> Response:
+        space_id = ctx.space_id(None)
+        sp = await svc.space(space_id, create=False)
+        if svc.consolidation is None:
+            raise ApiError(503, "consolidation is not available in this build", headers={"Retry-After": "60"})
+        if sp is None:
+            raise ApiError(404, f"no memory space {space_id!r}", code="SPACE_NOT_FOUND", field="X-Memory-Space",
+                           allowed="a space that holds episodes", example="X-Memory-Space: agent-1")
+        async with svc.writing():
+            result = await svc.consolidation.run_now(space_id)
+        return json_response(result)
 
     # ------------------------------------------------------------------ streams
 
@@ -636,6 +661,7 @@ def create_app(svc: Service) -> Starlette:
         Route("/api/v1/spaces/create", create_space, methods=["POST"]),
         Route("/api/v1/consolidations", consolidations, methods=["GET"]),
         Route("/api/v1/consolidations/{belief_id}", consolidation, methods=["GET"]),
+        Route("/api/v1/consolidate", consolidate_now, methods=["POST"]),
         Route("/api/v1/stream/memories", stream_memories, methods=["GET"]),
         Route("/api/v1/stream/consolidation", stream_consolidation, methods=["GET"]),
         Route("/api/v1/admin/backup", admin_backup, methods=["POST"]),

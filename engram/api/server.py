@@ -101,6 +101,8 @@ async def serve(
 
             if handle_signals:
                 await nursery.start(serve_signals)
+            if svc.consolidation is not None:
+                nursery.start_soon(svc.consolidation.serve, name="serve_consolidation")
             token = trio.lowlevel.current_trio_token()
 
             def stop_from_any_thread() -> None:

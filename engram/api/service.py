@@ -68,6 +68,18 @@ class Service:
         self._gate_open = trio.Event()
         self._gate_open.set()
         self._backup_lock = trio.Lock()
+        self.consolidation: Any = None
+        try:
+            from .consolidation import ConsolidationScheduler
+        except ImportError:  # the engine without consolidation: the routes answer empty documents
+            ConsolidationScheduler = None  # type: ignore[assignment,misc]  # noqa: N806
+        if ConsolidationScheduler is not None:
+            self.consolidation = ConsolidationScheduler(
+                open_space=lambda space_id: self.db.space(space_id),
+                space_ids=lambda: sorted(self._known),
+                publish=self.hub.publish,
+                registry=self.metrics.registry,
+            )
 
     # ------------------------------------------------------------------ threads
 
