@@ -670,6 +670,12 @@ class Membership:
                 # stands at the newer incarnation, so an older refutation cannot clear it.
                 member.incarnation = suspect.incarnation
                 self._broadcasts.queue(suspect.node, codec.encode_message(suspect))
+                # A new accusation, not a confirmation: the accused refuted the old one
+                # (we may not have heard) and has yet to hear this one. Give it a whole
+                # suspicion timeout again, as memberlist would after accepting the refute;
+                # otherwise the old timer can kill a member whose refutation we ignored.
+                self._start_suspicion(suspect, now_ms)
+                return
             if existing.confirm(suspect.from_node):
                 self._broadcasts.queue(suspect.node, codec.encode_message(suspect))
                 self._schedule(existing.deadline_ms(), "suspicion", suspect.node)
@@ -694,6 +700,9 @@ class Membership:
         why = f"suspected by {suspect.from_node}: {reason}"
         self.suspicion_log.append((now_ms, suspect.node, suspect.from_node, reason))
         self._event(member, now_ms, why)
+        self._start_suspicion(suspect, now_ms)
+
+    def _start_suspicion(self, suspect: Suspect, now_ms: int) -> None:
         node_count = len(self._members)
         confirmations = self.config.suspicion_mult - 2
         if node_count - 2 < confirmations:
