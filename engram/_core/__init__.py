@@ -16,7 +16,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import query_inv_norm, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, quantize_rows, query_inv_norm, row_inv_norms
 
 __all__ = [
     "IMPL",
@@ -34,12 +34,16 @@ __all__ = [
     "topk_cosine_batch",
     "row_inv_norms",
     "query_inv_norm",
+    "quantize_rows",
+    "approx_scores_batch",
+    "APPROX_BOUND_FACTOR",
     "linkage",
     "cosine_distances",
 ]
 
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
+        approx_scores_batch,
         cosine_scores,
         crc32c,
         decode_record,
@@ -53,7 +57,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
     IMPL = "python"
 else:
     try:
-        from engram._core._topk import cosine_scores, select_topk, topk_cosine, topk_cosine_batch
+        from engram._core._topk import approx_scores_batch, cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._linkage import cosine_distances, linkage
     except ImportError as exc:  # pragma: no cover - depends on the install

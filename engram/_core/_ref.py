@@ -452,3 +452,42 @@ def linkage(X: np.ndarray, method: str = "average") -> np.ndarray:
         rescan(b)
         nn[a] = -1
     return Z
+
+
+# ---------------------------------------------------------------------------
+# Reduced-precision scan: int8 codes, approximate scores, error bounds
+#
+# Shared by both implementations (quantisation is plain NumPy): a row x becomes
+# codes c = rint(x / scale) with scale = max|x| / 127, so |x - c * scale| <= scale / 2
+# in every coordinate. For a query q the approximate dot a = (c . q) * scale then
+# satisfies |x . q - a| <= scale / 2 * ||q||_1, plus the approximate kernel's own
+# float32 rounding, below 768 * 2**-24 * 127 * scale * ||q||_1 = 0.0058 * scale * ||q||_1
+# for d = 768 (it grows with d: APPROX_BOUND_FACTOR covers d up to 4096).
+
+APPROX_BOUND_FACTOR = 0.54
+
+
+def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes (n, d) and float32 scales (n,) with |x - codes * scale| <= scale / 2."""
+    if matrix.dtype != np.float32 or matrix.ndim != 2:
+        raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")
+    if matrix.shape[1] > 4096:
+        raise ValueError(f"matrix: {matrix.shape[1]} columns; allowed: at most 4096 for the int8 scan; example: 768")
+    amax = np.max(np.abs(matrix), axis=1) if matrix.shape[0] else np.zeros(0, np.float32)
+    scales = (amax.astype(np.float64) / 127.0).astype(np.float32)
+    safe = np.where(scales > 0, scales, np.float32(1.0)).astype(np.float64)
+    codes = np.clip(np.rint(matrix.astype(np.float64) / safe[:, None]), -127, 127).astype(np.int8)
+    return codes, scales
+
+
+def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Approximate dot products ``(codes[i] . q) * scales[i]``, float32 (b, n).
+
+    Not bit-identical to the compiled kernel (its order is free): results are only
+    used to pick candidates with ``approx_bounds``, never returned.
+    """
+    if codes.dtype != np.int8 or codes.ndim != 2 or scales.shape != (codes.shape[0],):
+        raise ValueError("codes/scales: must be int8 (n, d) and float32 (n,); example: quantize_rows(m)")
+    if queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != codes.shape[1]:
+        raise ValueError(f"queries: must be float32 of shape (b, {codes.shape[1]}); example: np.ones((1, d), np.float32)")
+    return ((queries @ codes.astype(np.float32).T) * scales[None, :]).astype(np.float32)

@@ -11,7 +11,11 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
+from libc.stdint cimport int8_t
+
 cdef extern from "scan.h" nogil:
+    void engram_approx_block(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                             int64_t n_total, int64_t d, const float *Q, int64_t b, float *out)
     void engram_scores_block(const float *M, const float *inv_norms, int64_t start, int64_t stop,
                              int64_t n_total, int64_t d, const float *Q, const float *q_inv, int64_t b,
                              float *out)
@@ -137,4 +141,32 @@ def select_candidates(const float[::1] scores, Py_ssize_t k, mask):
             if (not use_mask or allowed[i]) and scores[i] >= kth:
                 out_view[pos] = i
                 pos += 1
+    return out
+
+
+def approx_scores_batch(const signed char[:, ::1] codes, const float[::1] scales, const float[:, ::1] queries):
+    """Approximate dot products from int8 codes: float32 (b, n) of ``(codes[i] . q) * scales[i]``."""
+    cdef int64_t n = codes.shape[0]
+    cdef int64_t d = codes.shape[1]
+    cdef int64_t b = queries.shape[0]
+    out = np.empty((b, n), np.float32)
+    cdef float[:, ::1] out_view = out
+    if n == 0 or b == 0:
+        return out
+    cdef int64_t blocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef int64_t blk, start, stop
+    cdef const int8_t *cp = <const int8_t *>&codes[0, 0]
+    cdef const float *sp = &scales[0]
+    cdef const float *qp = &queries[0, 0]
+    cdef float *op = &out_view[0, 0]
+    cdef int threads = 1
+    # The same threshold as the float scan: the conversions make it as compute-heavy.
+    if n * b * d >= PARALLEL_WORK_MIN:
+        threads = openmp.omp_get_max_threads()
+    for blk in prange(blocks, nogil=True, schedule="dynamic", chunksize=CHUNK_BLOCKS, num_threads=threads):
+        start = blk * ROW_BLOCK
+        stop = start + ROW_BLOCK
+        if stop > n:
+            stop = n
+        engram_approx_block(cp, sp, start, stop, n, d, qp, b, op)
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engram._core._scan import approx_scores_batch as _approx_scores_batch
 from engram._core._scan import scores_batch, select_candidates
 from engram._core._ref import _check_topk_args, _query_inv_norms
 
@@ -66,3 +67,12 @@ def topk_cosine(
     if not isinstance(query, np.ndarray) or query.ndim != 1:
         raise ValueError("query: must be a 1-d float32 array; example: np.ones(768, np.float32)")
     return topk_cosine_batch(matrix, inv_norms, query.reshape(1, -1), k, mask)[0]
+
+
+def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """See ``engram._core._ref.approx_scores_batch``: same contract (not the same bits), compiled."""
+    if codes.dtype != np.int8 or codes.ndim != 2 or scales.shape != (codes.shape[0],):
+        raise ValueError("codes/scales: must be int8 (n, d) and float32 (n,); example: quantize_rows(m)")
+    if queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != codes.shape[1]:
+        raise ValueError(f"queries: must be float32 of shape (b, {codes.shape[1]}); example: np.ones((1, d), np.float32)")
+    return _approx_scores_batch(codes, np.ascontiguousarray(scales, np.float32), np.ascontiguousarray(queries))

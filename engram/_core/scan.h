@@ -68,4 +68,94 @@ static void engram_scores_block(const float *M, const float *inv_norms, int64_t 
     }
 }
 
+
+/* Approximate scores from int8 codes: out[j * n_total + i] = dot(codes[i], Q[j]) * scales[i].
+ *
+ * Used only to choose candidates for an exact re-rank, with an error bound that
+ * covers quantisation and this function's own rounding, so its summation order
+ * and fused multiply-adds are free (nothing here must match the twin bit for
+ * bit). A row is 4x fewer bytes than its float32 form, which is what a
+ * memory-bound scan pays for. The int8 -> float conversion is written with
+ * intrinsics: GCC lowers generic vector conversions of int8 to scalar code.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+__attribute__((target("avx512f")))
+static void engram_approx_avx512(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                                 int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
+    const int64_t full = d - d % 16;
+    for (int64_t i = start; i < stop; i++) {
+        const int8_t *row = codes + i * d;
+        for (int64_t j = 0; j < b; j += 4) {
+            const int64_t m = b - j < 4 ? b - j : 4;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int64_t c = 0; c < full; c += 16) {
+                __m512 r = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + c))));
+                for (int64_t t = 0; t < m; t++)
+                    acc[t] = _mm512_fmadd_ps(r, _mm512_loadu_ps(Q + (j + t) * d + c), acc[t]);
+            }
+            for (int64_t t = 0; t < m; t++) {
+                float sum = _mm512_reduce_add_ps(acc[t]);
+                for (int64_t c = full; c < d; c++) sum += row[c] * Q[(j + t) * d + c];
+                out[(j + t) * n_total + i] = sum * scales[i];
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void engram_approx_avx2(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                               int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
+    const int64_t full = d - d % 8;
+    for (int64_t i = start; i < stop; i++) {
+        const int8_t *row = codes + i * d;
+        for (int64_t j = 0; j < b; j += 4) {
+            const int64_t m = b - j < 4 ? b - j : 4;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int64_t c = 0; c < full; c += 8) {
+                __m256 r = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + c))));
+                for (int64_t t = 0; t < m; t++)
+                    acc[t] = _mm256_fmadd_ps(r, _mm256_loadu_ps(Q + (j + t) * d + c), acc[t]);
+            }
+            for (int64_t t = 0; t < m; t++) {
+                float lanes[8];
+                _mm256_storeu_ps(lanes, acc[t]);
+                float sum = 0.0f;
+                for (int l = 0; l < 8; l++) sum += lanes[l];
+                for (int64_t c = full; c < d; c++) sum += row[c] * Q[(j + t) * d + c];
+                out[(j + t) * n_total + i] = sum * scales[i];
+            }
+        }
+    }
+}
+#endif
+
+static void engram_approx_scalar(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                                 int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
+    for (int64_t i = start; i < stop; i++) {
+        const int8_t *row = codes + i * d;
+        for (int64_t j = 0; j < b; j++) {
+            const float *q = Q + j * d;
+            float sum = 0.0f;
+            for (int64_t c = 0; c < d; c++) sum += row[c] * q[c];
+            out[j * n_total + i] = sum * scales[i];
+        }
+    }
+}
+
+static void engram_approx_block(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                                int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+    }
+    if (level == 2) { engram_approx_avx512(codes, scales, start, stop, n_total, d, Q, b, out); return; }
+    if (level == 1) { engram_approx_avx2(codes, scales, start, stop, n_total, d, Q, b, out); return; }
+#endif
+    engram_approx_scalar(codes, scales, start, stop, n_total, d, Q, b, out);
+}
+
 #endif

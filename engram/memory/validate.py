@@ -106,8 +106,18 @@ def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarra
     return out
 
 
+# Times are stored as signed 64-bit nanoseconds since 1970: about 1678 to 2261.
+WHEN_YEAR_MIN = 1678
+WHEN_YEAR_MAX = 2261
+
+
 def when(value: Any, field: str = "when") -> int:
     if isinstance(value, datetime):
+        if not WHEN_YEAR_MIN <= value.year <= WHEN_YEAR_MAX:
+            raise ValidationError(
+                field, f"{value.isoformat()} is outside the storable range",
+                f"a datetime in the years {WHEN_YEAR_MIN} to {WHEN_YEAR_MAX}", "datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)",
+            )
         return datetime_to_ns(value)
     raise ValidationError(field, f"expected a datetime, got {type(value).__name__}", "a datetime (naive means UTC)", "datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)")
 
