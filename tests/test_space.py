@@ -305,3 +305,11 @@ def test_concurrent_readers_see_consistent_memories_during_compaction(db) -> Non
     assert errors == []
     assert sp.stats()["dead_rows"] < 2000  # compaction ran
     assert sp.recall(embedding=vec(7), k=1)[0].id == "m0007"
+
+
+def test_times_outside_int64_nanoseconds_are_refused(db) -> None:
+    sp = db.space("agent-1")
+    for year in (455, 1600, 2300):
+        with pytest.raises(engram.ValidationError, match="storable range"):
+            sp.remember("x", when=datetime(year, 1, 1, tzinfo=timezone.utc))
+    assert len(sp) == 0

@@ -59,6 +59,8 @@ DIMENSION_DEFAULT = 768
 K_MAX = 10_000
 HOPS_MAX = 16
 _COMPACT_MIN_ROWS = 1024
+# From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
+APPROX_SCAN_ROWS_MIN = 16384
 RECALL_MODES = ("similarity", "spreading", "hybrid")
 # Spreading during recall (modes "spreading" and "hybrid"): the reference defaults.
 RECALL_SPREAD_HOPS = 4
@@ -145,6 +147,8 @@ class _View:
     created: np.ndarray
     episodic: np.ndarray
     row_ids: List[str]
+    codes: np.ndarray
+    scales: np.ndarray
 
 
 class Space:
@@ -171,6 +175,9 @@ class Space:
         self._episodic = np.zeros(0, np.bool_)
         self._row_ids: List[str] = []
         self._lsh_keys = np.zeros((0, DEDUP_TABLES), np.int64)
+        # int8 copies of the rows for the reduced-precision candidate scan (see _scan).
+        self._codes = np.zeros((0, config.dimension), np.int8)
+        self._scales = np.zeros(0, np.float32)
         self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
         self._priming = priming_mod.PrimingState()
         self._interference: dict[str, tuple[float, float]] = {}  # cache, dropped on every change of the stored set
@@ -305,6 +312,9 @@ class Space:
         self._created[row] = item.created_ns
         self._episodic[row] = item.memory_type == "episodic"
         self._lsh_keys[row] = keys
+        codes, scales = _core.quantize_rows(embedding.reshape(1, -1))
+        self._codes[row] = codes[0]
+        self._scales[row] = scales[0]
         self._row_ids.append(item.id)
         self._n += 1
         self._dedup.add(row, keys)
@@ -326,6 +336,10 @@ class Space:
         keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
         keys[:n] = self._lsh_keys[:n]
         self._lsh_keys = keys
+        codes = np.zeros((capacity, d), np.int8)
+        codes[:n] = self._codes[:n]
+        self._codes = codes
+        self._scales = _resized(self._scales, n, capacity)
         self._row_ids = list(self._row_ids)
 
     def _compact_if_sparse(self) -> None:
@@ -344,6 +358,10 @@ class Space:
         keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
         keys[: len(keep)] = self._lsh_keys[keep]
         self._lsh_keys = keys
+        codes = np.zeros((capacity, d), np.int8)
+        codes[: len(keep)] = self._codes[keep]
+        self._codes = codes
+        self._scales = _resized(self._scales[keep], len(keep), capacity)
         self._dedup.rebuild(keys[: len(keep)])
         self._matrix = matrix
         self._row_ids = row_ids
@@ -366,7 +384,8 @@ class Space:
         with self._lock:
             self._check_open()
             n = self._n
-            return _View(n, self._matrix, self._inv_norms, self._alive[:n].copy(), self._created, self._episodic, self._row_ids)
+            return _View(n, self._matrix, self._inv_norms, self._alive[:n].copy(), self._created, self._episodic,
+                         self._row_ids, self._codes, self._scales)
 
     # ------------------------------------------------------------------
     # writing
@@ -742,26 +761,15 @@ class Space:
                                       before=before, location=location, memory_types=memory_types, mode=mode)])[0]
 
     def recall_many(self, queries: Sequence[dict[str, Any]]) -> List[List[Hit]]:
-        """Answer several recalls; their embedding cues share one pass over the matrix.
-
-        The same pass finds the neighbours of memories recalled earlier (semantic
-        priming, see engram.memory.cognition.priming).
-        """
+        """Answer several recalls; their embedding cues share one pass over the matrix."""
         parsed = [self._parse_query(q, i if len(queries) > 1 else None) for i, q in enumerate(queries)]
         priming = self.config.has("priming")
-        sources: List[tuple[str, int, int]] = []
-        with self._lock:
-            view = self._view()
-            if priming:
-                for memory_id, t0 in self._priming.take_pending():
-                    item = self._items.get(memory_id)
-                    if item is not None and 0 <= item.row < view.n:
-                        sources.append((memory_id, t0, item.row))
+        view = self._view()
         scores = None
         with_vectors = [p for p in parsed if p.vector is not None]
-        if (with_vectors or sources) and view.n:
-            queries_matrix = np.stack([p.vector for p in with_vectors] + [view.matrix[row] for _, _, row in sources])
-            scores = _core.cosine_scores(view.matrix[: view.n], view.inv_norms[: view.n], queries_matrix)
+        if with_vectors and view.n:
+            queries_matrix = np.stack([p.vector for p in with_vectors])
+            scores = self._scan(view, queries_matrix, with_vectors)
         now = self._now_ns()
         results = []
         vector_index = 0
@@ -769,8 +777,6 @@ class Space:
         # item map, the text index and rows, which writers change: hold the lock.
         with self._lock:
             self._check_open()
-            if sources and scores is not None:
-                self._prime_from(sources, scores[len(with_vectors):], view)
             for query in parsed:
                 row_scores = None
                 if query.vector is not None:
@@ -785,17 +791,62 @@ class Space:
             self._touch([hit.id for hits in results for hit in hits], now)
         return results
 
-    def _prime_from(self, sources: List[tuple[str, int, int]], rows_scores: np.ndarray, view: _View) -> None:
-        """Semantic priming, hop 1: each recalled memory primes its 10 nearest neighbours (cosine >= 0.6)."""
-        for (memory_id, t0, row), row_scores in zip(sources, rows_scores):
+    def _scan(self, view: _View, queries: np.ndarray, parsed: List["_Query"]) -> np.ndarray:
+        """Cosine scores (b, n) of every row for each query row, bit-identical to a full exact scan
+        wherever they can decide a result.
+
+        For a large space, a plain top-k query (no text, location or type) first
+        scans the int8 codes (a quarter of the bytes), then scores exactly only the
+        rows that can still reach its top k: with bound_i = APPROX_BOUND_FACTOR x
+        scale_i x ||q||_1 (quantisation error plus rounding, in cosine units), every
+        row whose approximate score + bound reaches the k-th best approximate score
+        - bound. The true top k always pass, and exact scores of those rows are the
+        same bits as in a full scan (each row is computed alone, in a fixed order),
+        so results are identical; the other rows score -inf. ``parsed`` describes
+        the first len(parsed) query rows; later rows (priming) get full exact scans.
+        """
+        n = view.n
+        matrix = view.matrix[:n]
+        inv_norms = view.inv_norms[:n]
+        eligible = [
+            j for j, query in enumerate(parsed)
+            if n >= APPROX_SCAN_ROWS_MIN and query.text is None and query.location is None and query.types is None
+        ]
+        exact_rows = [j for j in range(queries.shape[0]) if j not in set(eligible)]
+        out = np.empty((queries.shape[0], n), np.float32)
+        if exact_rows:
+            out[exact_rows] = _core.cosine_scores(matrix, inv_norms, np.ascontiguousarray(queries[exact_rows]))
+        if not eligible:
+            return out
+        chosen = np.ascontiguousarray(queries[eligible])
+        q_inv = _core.row_inv_norms(chosen)
+        approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
+        scale_inv = view.scales[:n] * inv_norms
+        for position, j in enumerate(eligible):
+            query = parsed[j]
             mask = view.alive.copy()
-            mask[row] = False
-            rows, values = _core.select_topk(np.ascontiguousarray(row_scores), min(priming_mod.NEIGHBOURS_MAX, view.n), mask)
-            targets = []
-            for r, value in zip(rows.tolist(), values.tolist()):
-                if value >= priming_mod.SEMANTIC_COSINE_MIN and len(targets) < priming_mod.NEIGHBOURS_MAX:
-                    targets.append((view.row_ids[r], float(value)))
-            self._priming.prime_neighbours(t0, targets)
+            if query.after is not None:
+                mask &= view.created[:n] >= query.after
+            if query.before is not None:
+                mask &= view.created[:n] < query.before
+            cosine = approx[position] * inv_norms * q_inv[position]
+            l1 = float(np.abs(chosen[position].astype(np.float64)).sum())
+            bound = scale_inv * np.float32(_core.APPROX_BOUND_FACTOR * l1 * float(q_inv[position]))
+            lower = (cosine - bound).astype(np.float32)
+            best, values = _core.select_topk(lower, query.k, mask)
+            row_scores = np.full(n, -np.inf, np.float32)
+            if len(best) < query.k:
+                rows = np.nonzero(mask)[0]  # fewer allowed rows than k: all of them
+            else:
+                rows = np.nonzero(mask & (cosine + bound >= values[query.k - 1]))[0]
+            if rows.size * 4 > n:  # the bound could not narrow it: a full exact scan is cheaper
+                out[j] = _core.cosine_scores(matrix, inv_norms, chosen[position : position + 1])[0]
+                continue
+            row_scores[rows] = _core.cosine_scores(
+                np.ascontiguousarray(matrix[rows]), inv_norms[rows], chosen[position : position + 1], q_inv[position : position + 1]
+            )[0]
+            out[j] = row_scores
+        return out
 
     def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
         prefix = "" if index is None else f"queries[{index}]."
@@ -956,10 +1007,12 @@ class Space:
     def _with_effects(self, chosen: List[tuple[float, float, str, Item, str, float | None, float]], now: int) -> List[Hit]:
         """Hits with every enabled effect applied and listed (caller holds the lock)."""
         config = self.config
-        hop2 = np.zeros(len(chosen))
+        semantic = np.zeros(len(chosen))
         if config.has("priming") and chosen:
             self._priming.prune(now)
-            hop2 = self._hop2(chosen, now)
+            semantic = self._semantic_priming(chosen, now)
+        if config.has("interference"):
+            self._fill_interference([c[3] for c in chosen])
         out = []
         for index, (base, score, memory_id, item, path, activation, fan_factor) in enumerate(chosen):
             effects: List[tuple[str, float]] = []
@@ -972,7 +1025,7 @@ class Space:
             if fan_factor != 1.0:
                 effects.append(("fan", fan_factor))  # already inside the activation used as base
             if config.has("priming"):
-                factor = self._priming.factor(memory_id, now, item.access_count, float(hop2[index]))
+                factor = self._priming.factor(memory_id, now, item.access_count, float(semantic[index]))
                 if factor != 1.0:
                     effects.append(("priming", factor))
                     confidence *= factor
@@ -989,40 +1042,57 @@ class Space:
             out.append(Hit(memory_id, score, confidence, retention, self._memory(item), path, tuple(effects), activation, estimate))
         return out
 
-    def _hop2(self, chosen: List[tuple[float, float, str, Item, str, float | None, float]], now: int) -> np.ndarray:
-        """Semantic priming, hop 2, for the chosen hits (see cognition.priming)."""
-        active = [(t, v) for t, v in self._priming.active_hop1(now) if (it := self._items.get(t)) is not None and it.row >= 0]
-        if not active:
-            return np.zeros(len(chosen))
-        rows = np.array([self._items[t].row for t, _ in active], np.int64)
-        hop1 = self._matrix[rows].astype(np.float64) * self._inv_norms[rows, None]
-        hit_rows = [c[3].row for c in chosen]
-        hits = np.zeros((len(chosen), self.config.dimension))
-        for i, row in enumerate(hit_rows):
-            if row >= 0:
-                hits[i] = self._matrix[row].astype(np.float64) * self._inv_norms[row]
-        same = np.array([[c[2] == t for t, _ in active] for c in chosen], np.bool_)
-        return priming_mod.hop2_boosts(hits, hop1, np.array([v for _, v in active]), same)
+    def _semantic_priming(self, chosen: List[tuple[float, float, str, Item, str, float | None, float]], now: int) -> np.ndarray:
+        """Semantic priming of the chosen hits by the memories recalled in the last seconds (cognition.priming)."""
+        sources = [(t0, m, it.row) for t0, m in self._priming.active_sources(now) if (it := self._items.get(m)) is not None and it.row >= 0]
+        embedded = [i for i, c in enumerate(chosen) if c[3].row >= 0]
+        out = np.zeros(len(chosen))
+        if not sources or not embedded:
+            return out
+        source_rows = np.array([row for _, _, row in sources], np.int64)
+        hit_rows = np.array([chosen[i][3].row for i in embedded], np.int64)
+        hits = np.ascontiguousarray(self._matrix[hit_rows])
+        hit_inv = np.ascontiguousarray(self._inv_norms[hit_rows])
+        # The deterministic cosine kernel: (hits x sources) and (hits x hits).
+        to_sources = _core.cosine_scores(np.ascontiguousarray(self._matrix[source_rows]), np.ascontiguousarray(self._inv_norms[source_rows]), hits, hit_inv)
+        between = _core.cosine_scores(hits, hit_inv, hits, hit_inv)
+        out[embedded] = priming_mod.semantic_sums([chosen[i][2] for i in embedded], [(t0, m) for t0, m, _ in sources],
+                                                  to_sources.astype(np.float64), between.astype(np.float64), now)
+        return out
+
+    def _fill_interference(self, items: List[Item]) -> None:
+        """Compute and cache the interference factors of the items not cached yet, in one
+        kernel call over the union of their time windows (caller holds the lock)."""
+        todo = [it for it in items if it.row >= 0 and it.id not in self._interference]
+        if not todo:
+            return
+        n = self._n
+        created = self._created[:n]
+        todo_created = np.array([it.created_ns for it in todo], np.int64)
+        low = int(todo_created.min()) - interference_mod.WINDOW_BEFORE_NS
+        high = int(todo_created.max()) + interference_mod.WINDOW_AFTER_NS
+        mask = self._alive[:n] & (created >= low) & (created <= high)
+        rows = np.nonzero(mask)[0]
+        hit_rows = np.array([it.row for it in todo], np.int64)
+        if rows.size == 0:
+            for it in todo:
+                self._interference[it.id] = (1.0, 1.0)
+            return
+        if rows.size * 2 > n:
+            sims = _core.cosine_scores(self._matrix[:n], self._inv_norms[:n], np.ascontiguousarray(self._matrix[hit_rows]))[:, rows]
+        else:
+            sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
+                                       np.ascontiguousarray(self._matrix[hit_rows]))
+        row_created = created[rows]
+        for index, it in enumerate(todo):
+            others = rows != it.row
+            self._interference[it.id] = interference_mod.factors(it.created_ns, row_created[others], sims[index][others])
 
     def _interference_of(self, item: Item) -> tuple[float, float]:
         """(proactive, retroactive) factors of an embedded memory, cached until the stored set changes."""
-        cached = self._interference.get(item.id)
-        if cached is not None:
-            return cached
-        n = self._n
-        created = self._created[:n]
-        c = item.created_ns
-        mask = self._alive[:n] & (created >= c - interference_mod.WINDOW_BEFORE_NS) & (created <= c + interference_mod.WINDOW_AFTER_NS)
-        mask[item.row] = False
-        rows = np.nonzero(mask)[0]
-        if rows.size == 0:
-            result = (1.0, 1.0)
-        else:
-            sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
-                                       np.ascontiguousarray(self._matrix[item.row : item.row + 1]))[0]
-            result = interference_mod.factors(c, created[rows], sims)
-        self._interference[item.id] = result
-        return result
+        if item.id not in self._interference:
+            self._fill_interference([item])
+        return self._interference[item.id]
 
     def query(self, text: str) -> Any:
         """Run one statement of the query language (engram.memory.query) and return its QueryResult.
@@ -1323,6 +1393,7 @@ class Space:
             self._inv_norms[:n] = np.frombuffer(meta["inv_norms"], dtype="<f4")
             self._alive[:n] = True
             self._lsh_keys[:n] = keys
+            self._codes[:n], self._scales[:n] = _core.quantize_rows(self._matrix[:n])
             self._created[:n] = np.frombuffer(meta["created"], dtype="<i8")
             self._episodic[:n] = np.frombuffer(meta["episodic"], dtype=np.bool_)
         for row, memory_id in enumerate(embedded):
