@@ -23,12 +23,15 @@ Combination (saturating, never above 1):
       priming = 1 - exp(-(semantic + associative + repetition))
       confidence' = min(1, confidence x (1 + priming))
 
-Cost: the hop-1 neighbours of a recalled memory are found in the next recall's
-pass over the matrix (its vector joins that pass's queries, which costs little
-more than one query); they reflect the space as it is then. Hop 2 is evaluated
-lazily for the hits of a later recall against the active hop-1 targets, so it has
-no 10-neighbour cap. Priming state lives in memory only: it lasts seconds and is
-not written to the WAL; a reopened space starts unprimed.
+Evaluation is lazy, so that priming adds no pass over the matrix (finding each
+recalled memory's neighbours eagerly doubled the cost of recall): a prime only
+matters to the hits of a later recall, so it is computed for them, from the
+recalled memories of the last 6 s (20 half-lives). Consequences, stated plainly:
+the "10 neighbours" cap and lateral inhibition apply among the hits of the later
+recall (the primed candidates competing now), not among the source's neighbours
+in the whole space; hop 2 relays through hits primed at hop 1. Priming state lives
+in memory only: it lasts seconds and is not written to the WAL; a reopened space
+starts unprimed.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ REPETITION_MAX = 0.30
 # After 20 half-lives (6 s) a prime is below 1e-6 of its start: forget it.
 PRIME_LIFETIME_NS = 20 * HALF_LIFE_NS
 PAIRS_MAX = 100_000  # bound on the associative co-recall table
+PRUNE_INTERVAL_NS = 2 * NS_PER_S
 
 
 def semantic_boost(cosine: float, hop: int) -> float:
@@ -74,8 +78,11 @@ def inhibited(boosts: list[float]) -> list[float]:
 
 
 def decayed(boost: float, since_ns: int) -> float:
-    if since_ns < 0:
-        return 0.0  # a prime from the clock's future (clock moved back) does not act
+    if since_ns < 0 or since_ns > PRIME_LIFETIME_NS:
+        # A prime from the clock's future (the clock moved back) does not act; one older
+        # than its lifetime is treated as gone whether or not it was pruned yet, so
+        # results never depend on when pruning ran.
+        return 0.0
     return boost * 0.5 ** (since_ns / HALF_LIFE_NS)
 
 
@@ -92,84 +99,92 @@ class PrimingState:
     """A space's live primes. The space holds its lock while calling these."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[str, int]] = []  # recalled memories whose neighbours are not found yet
-        self.semantic: dict[str, list[tuple[int, float]]] = {}  # hop-1 target -> [(t0, boost)]
+        self.sources: list[tuple[int, str]] = []  # (t0, id) of recalled embedded memories, oldest first
         self.associative: dict[str, list[tuple[int, float]]] = {}
-        self.last_primed: dict[str, int] = {}
         self.recent: deque[tuple[int, str]] = deque()
         self.recalls: dict[str, int] = {}
-        self.co_recalls: dict[tuple[str, str], int] = {}
+        self.co_recalls: dict[str, dict[str, int]] = {}  # a -> b -> times recalled within 30 s of each other
+        self.pairs = 0
+        self.pruned_ns: int | None = None
 
     def prune(self, now_ns: int) -> None:
-        for table in (self.semantic, self.associative):
-            for target in [t for t, primes in table.items() if all(now_ns - t0 > PRIME_LIFETIME_NS for t0, _ in primes)]:
-                del table[target]
-        for target in [t for t, t0 in self.last_primed.items() if now_ns - t0 > PRIME_LIFETIME_NS]:
-            del self.last_primed[target]
-        while self.recent and now_ns - self.recent[0][0] > ASSOCIATIVE_WINDOW_NS:
-            self.recent.popleft()
+        """Drop expired primes (memory only: ``decayed`` already ignores them); at most every 2 s."""
+        if self.pruned_ns is not None and 0 <= now_ns - self.pruned_ns < PRUNE_INTERVAL_NS:
+            return
+        self.pruned_ns = now_ns
+        self.sources = [(t0, m) for t0, m in self.sources if now_ns - t0 <= PRIME_LIFETIME_NS]
+        for target in list(self.associative):
+            alive = [(t0, b) for t0, b in self.associative[target] if now_ns - t0 <= PRIME_LIFETIME_NS]
+            if alive:
+                self.associative[target] = alive
+            else:
+                del self.associative[target]
 
     def recalled(self, memory_id: str, now_ns: int, embedded: bool) -> None:
         """Note that ``memory_id`` was the top hit of a recall at ``now_ns``."""
         self.prune(now_ns)
         if embedded:
-            self.pending.append((memory_id, now_ns))
+            self.sources.append((now_ns, memory_id))
         # Associative: one co-recall per pair per recall event, within 30 s.
-        partners = sorted({other for t0, other in self.recent if other != memory_id and now_ns - t0 <= ASSOCIATIVE_WINDOW_NS})
+        while self.recent and now_ns - self.recent[0][0] > ASSOCIATIVE_WINDOW_NS:
+            self.recent.popleft()
+        partners = sorted({other for t0, other in self.recent if other != memory_id and 0 <= now_ns - t0})
         self.recalls[memory_id] = self.recalls.get(memory_id, 0) + 1
         for other in partners:
-            for pair in ((memory_id, other), (other, memory_id)):
-                if pair in self.co_recalls or len(self.co_recalls) < PAIRS_MAX:
-                    self.co_recalls[pair] = self.co_recalls.get(pair, 0) + 1
+            for a, b in ((memory_id, other), (other, memory_id)):
+                row = self.co_recalls.setdefault(a, {})
+                if b in row:
+                    row[b] += 1
+                elif self.pairs < PAIRS_MAX:
+                    row[b] = 1
+                    self.pairs += 1
         self.recent.append((now_ns, memory_id))
-        for (a, b), count in sorted(self.co_recalls.items()):
-            if a == memory_id and count >= ASSOCIATIVE_MIN_CO_RECALLS:
+        for b, count in sorted(self.co_recalls.get(memory_id, {}).items()):
+            if count >= ASSOCIATIVE_MIN_CO_RECALLS:
                 strength = count / self.recalls[memory_id]
                 self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
 
-    def take_pending(self) -> list[tuple[str, int]]:
-        pending, self.pending = self.pending, []
-        return pending
+    def active_sources(self, now_ns: int) -> list[tuple[int, str]]:
+        """Recalled memories whose primes still act at ``now_ns``, in (time, id) order."""
+        return sorted((t0, m) for t0, m in self.sources if 0 <= now_ns - t0 <= PRIME_LIFETIME_NS)
 
-    def prime_neighbours(self, t0: int, targets: list[tuple[str, float]]) -> None:
-        """Record a recalled memory's hop-1 neighbours (id, cosine), best first, at most 10."""
-        boosts = inhibited([semantic_boost(c, 1) for _, c in targets])
-        for (target, _), boost in zip(targets, boosts):
-            last = self.last_primed.get(target)
-            if last is not None and 0 <= t0 - last < REFRACTORY_NS:
-                continue
-            if boost <= 0.0:
-                continue
-            self.semantic.setdefault(target, []).append((t0, boost))
-            self.last_primed[target] = t0
-
-    def active_hop1(self, now_ns: int) -> list[tuple[str, float]]:
-        """(target, current boost) of every hop-1 prime still acting, sorted by id."""
-        out = []
-        for target in sorted(self.semantic):
-            value = sum(decayed(b, now_ns - t0) for t0, b in self.semantic[target])
-            if value > 1e-9:
-                out.append((target, value))
-        return out
-
-    def factor(self, memory_id: str, now_ns: int, access_count: int, hop2_sum: float) -> float:
-        """1 + priming for one hit at ``now_ns``; ``hop2_sum`` is its hop-2 boost already decayed."""
-        semantic_sum = hop2_sum + sum(decayed(b, now_ns - t0) for t0, b in self.semantic.get(memory_id, ()))
+    def factor(self, memory_id: str, now_ns: int, access_count: int, semantic_sum: float) -> float:
+        """1 + priming for one hit at ``now_ns``; ``semantic_sum`` from ``semantic_sums``."""
         associative = sum(decayed(b, now_ns - t0) for t0, b in self.associative.get(memory_id, ()))
         return 1.0 + combine(semantic_sum, associative, repetition(access_count))
 
 
-def hop2_boosts(hit_vectors: np.ndarray, hop1_vectors: np.ndarray, hop1_strength: np.ndarray, same: np.ndarray) -> np.ndarray:
-    """Hop-2 boost of each hit: sum over active hop-1 targets j of
-    strength_j / 0.15 x semantic_boost(cos(hit, j), 2), i.e. the hop-2 prime scaled
-    by how strongly (and how recently) j itself was primed.
+def semantic_sums(hit_ids: list[str], sources: list[tuple[int, str]], to_sources: np.ndarray,
+                  between_hits: np.ndarray, now_ns: int) -> np.ndarray:
+    """The decayed semantic boost of each hit of a recall at ``now_ns``.
 
-    ``hit_vectors`` and ``hop1_vectors`` are unit rows; ``same[i, j]`` is True where
-    hit i is hop-1 target j (a memory does not prime itself); returns one value per hit.
+    ``to_sources[i, j]`` is the cosine of hit i to source j (sources in (time, id)
+    order), ``between_hits[i, h]`` the cosine between hits i and h. Hop 1: each source
+    primes the hits with cosine >= 0.6 to it (not itself), at most its 10 most similar,
+    boosts laterally inhibited among them, skipping a hit that accepted a prime less
+    than 50 ms before. Hop 2: each hop-1-primed hit n relays to every other hit h with
+    cosine >= 0.6 at attenuation 0.5, scaled by n's own current boost / 0.15.
     """
-    if hop1_vectors.shape[0] == 0 or hit_vectors.shape[0] == 0:
-        return np.zeros(hit_vectors.shape[0])
-    cosines = hit_vectors.astype(np.float64) @ hop1_vectors.astype(np.float64).T
-    scale = HOP_ATTENUATION[1] * SEMANTIC_BOOST_MAX / (1.0 - SEMANTIC_COSINE_MIN)
-    boosts = np.where((cosines >= SEMANTIC_COSINE_MIN) & ~same, scale * (np.minimum(cosines, 1.0) - SEMANTIC_COSINE_MIN), 0.0)
-    return boosts @ (hop1_strength / SEMANTIC_BOOST_MAX)
+    k = len(hit_ids)
+    hop1 = np.zeros(k)
+    last: list[int | None] = [None] * k
+    for j, (t0, source) in enumerate(sources):
+        targets = [i for i in range(k) if hit_ids[i] != source and to_sources[i, j] >= SEMANTIC_COSINE_MIN]
+        targets.sort(key=lambda i: (-float(to_sources[i, j]), hit_ids[i]))
+        targets = targets[:NEIGHBOURS_MAX]
+        boosts = inhibited([semantic_boost(float(to_sources[i, j]), 1) for i in targets])
+        for i, boost in zip(targets, boosts):
+            previous = last[i]
+            if previous is not None and 0 <= t0 - previous < REFRACTORY_NS:
+                continue
+            if boost <= 0.0:
+                continue
+            last[i] = t0
+            hop1[i] += decayed(boost, now_ns - t0)
+    out = hop1.copy()
+    if k > 1 and np.any(hop1 > 0):
+        scale = HOP_ATTENUATION[1] * SEMANTIC_BOOST_MAX / (1.0 - SEMANTIC_COSINE_MIN)
+        relay = np.where(between_hits >= SEMANTIC_COSINE_MIN, scale * (np.minimum(between_hits, 1.0) - SEMANTIC_COSINE_MIN), 0.0)
+        np.fill_diagonal(relay, 0.0)
+        out += relay @ (hop1 / SEMANTIC_BOOST_MAX)  # relay[h, n]: n (primed) relays to h
+    return out
