@@ -112,7 +112,7 @@ def bench_engram(directory: Path, data: np.ndarray, queries: np.ndarray, batch: 
     import engram
 
     path = directory / "engram"
-    config = {"dedup_threshold": None, "effects": (), "durability": "sync"}
+    config = {"dedup_threshold": None, "effects": (), "durability": "sync", "dimension": int(data.shape[1])}
     t0 = time.perf_counter()
     with engram.open(path) as db:
         sp = db.space("peers", **config)
