@@ -136,15 +136,17 @@ def main(config: str | None, data: str | None, url: str | None, api_key: str | N
 @click.option("--durability", type=click.Choice(["sync", "async"]), default=None, help="Durability of new spaces.")
 @click.option("--log-level", default=None, help="debug, info, warning, error.")
 @click.option("--access-log", is_flag=True, default=None, help="Log every request.")
+@click.option("--consolidation-interval", "consolidation_interval_s", type=float, default=None,
+              help="Seconds between scheduled consolidation runs (ENGRAM_CONSOLIDATION_INTERVAL_S; 300).")
 @click.pass_context
 def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int | None, insecure: bool, require_auth: bool,
-          durability: str | None, log_level: str | None, access_log: bool | None) -> None:
+          durability: str | None, log_level: str | None, access_log: bool | None, consolidation_interval_s: float | None) -> None:
     """Serve the HTTP API (127.0.0.1:7432, data in ./engram-data) until SIGTERM/SIGINT."""
     if insecure and require_auth:
         raise click.UsageError("--insecure and --require-auth contradict each other")
     auth = "off" if insecure else ("required" if require_auth else None)
     settings = _settings(ctx, data_dir=data_dir, host=host, port=port, auth=auth, durability=durability,
-                         log_level=log_level, access_log=access_log)
+                         log_level=log_level, access_log=access_log, consolidation_interval_s=consolidation_interval_s)
     from .api.server import run_server
 
     sys.exit(run_server(settings))
@@ -334,6 +336,18 @@ def memory_delete(ctx: click.Context, memory_id: str, space: str | None, as_json
     with _client(ctx, space) as c:
         doc = _call(lambda: c.delete(f"/api/v1/memories/{memory_id}"))
     _emit(doc, as_json, f"deleted {memory_id}")
+
+
+@main.command()
+@_space_option
+@_json_option
+@click.pass_context
+def consolidate(ctx: click.Context, space: str | None, as_json: bool) -> None:
+    """Consolidate a space's episodes into semantic patterns now (POST /api/v1/consolidate)."""
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.post("/api/v1/consolidate", json={}))
+    _emit(doc, as_json, f"{doc.get('patterns', 0)} patterns from {doc.get('episodes', 0)} episodes "
+                        f"({doc.get('records_written', 0)} records written, {doc.get('duration_s', 0)} s)")
 
 
 # ----------------------------------------------------------------------------- spaces

@@ -102,6 +102,13 @@ class Settings:
         default=10.0,
         metadata=_doc("On SIGTERM/SIGINT, how long requests in flight may take before they are cut."),
     )
+    consolidation_interval_s: float = field(
+        default=300.0,
+        metadata=_doc("Seconds between scheduled consolidation runs of each space with new writes (the soak uses 60)."),
+    )
+    consolidation_max_episodes: int = field(
+        default=5000, metadata=_doc("Newest episodes (by time, then id) one consolidation run clusters.")
+    )
     log_level: str = field(default="info", metadata=_doc("Server log level: debug, info, warning, error."))
     access_log: bool = field(
         default=False, metadata=_doc("Log every request (costs throughput; off by default).")
@@ -127,6 +134,13 @@ class Settings:
                      "recall_batch_count_max", "remember_batch_count_max", "recall_queue_count_max"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1; example: {name} = {getattr(Settings, name, 1)}")
+        if not self.consolidation_interval_s > 0:
+            raise SettingsError(
+                f"consolidation_interval_s: {self.consolidation_interval_s} is not allowed; allowed: seconds > 0; "
+                "example: consolidation_interval_s = 300"
+            )
+        if self.consolidation_max_episodes < 1:
+            raise SettingsError("consolidation_max_episodes: must be at least 1; example: consolidation_max_episodes = 5000")
         if self.key_rate_per_s <= 0:
             raise SettingsError("key_rate_per_s: must be > 0; example: key_rate_per_s = 1000")
 

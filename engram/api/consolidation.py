@@ -65,7 +65,8 @@ class ConsolidationScheduler:
         assert max_episodes >= 1
         self._open_space = open_space
         self._space_ids = space_ids
-        self._publish = publish
+        # Every event goes to the consolidation stream's topic; the payload names the space.
+        self._publish = lambda kind, space_id, data: publish(kind, CONSOLIDATION_TOPIC, data)
         self.interval_s = interval_s
         self.max_episodes = max_episodes
         self._limiter = trio.CapacityLimiter(1)

@@ -52,7 +52,7 @@ class EventHub:
         if not self._subs:
             return
         payload = dict(data)
-        payload["memory_space_id"] = space_id
+        payload.setdefault("memory_space_id", space_id)  # topic events carry their own space
         payload.setdefault("timestamp", datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"))
         item = (next(self._seq), kind, payload)
         for sub in self._subs:

@@ -258,6 +258,12 @@ def openapi_document(version: str) -> dict[str, Any]:
             "parameters": SPACE_PARAMS + [{"name": "belief_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "The belief", "content": {"application/json": {"schema": {"type": "object"}}}},
                           **_errors(400, 404, *AUTH_ERRS)}}},
+        "/api/v1/consolidate": {"post": {
+            "operationId": "consolidate", "summary": "Consolidate the space's episodes into semantic patterns now",
+            "tags": ["consolidation"], "parameters": SPACE_PARAMS,
+            "responses": {"200": {"description": "The run's summary (episodes, patterns, records_written, duration_s)",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **_errors(400, 404, 503, *AUTH_ERRS)}}},
         "/api/v1/stream/memories": {"get": {
             "operationId": "streamMemories", "summary": "Server-sent events: memory_stored, episode_stored, memory_deleted, memories_bulk_stored",
             "tags": ["streams"], "parameters": SPACE_PARAMS,

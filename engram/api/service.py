@@ -27,6 +27,7 @@ import trio
 from ..config import Settings
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache
 from .batching import RecallBatcher, RememberBatcher
+from .consolidation import ConsolidationScheduler
 from .errors import ApiError
 from .events import EventHub
 from .metrics import Metrics
@@ -68,18 +69,14 @@ class Service:
         self._gate_open = trio.Event()
         self._gate_open.set()
         self._backup_lock = trio.Lock()
-        self.consolidation: Any = None
-        try:
-            from .consolidation import ConsolidationScheduler
-        except ImportError:  # the engine without consolidation: the routes answer empty documents
-            ConsolidationScheduler = None  # type: ignore[assignment,misc]  # noqa: N806
-        if ConsolidationScheduler is not None:
-            self.consolidation = ConsolidationScheduler(
-                open_space=lambda space_id: self.db.space(space_id),
-                space_ids=lambda: sorted(self._known),
-                publish=self.hub.publish,
-                registry=self.metrics.registry,
-            )
+        self.consolidation = ConsolidationScheduler(
+            open_space=lambda space_id: self.db.space(space_id),
+            space_ids=lambda: sorted(self._known),
+            publish=self.hub.publish,
+            registry=self.metrics.registry,
+            interval_s=settings.consolidation_interval_s,
+            max_episodes=settings.consolidation_max_episodes,
+        )
 
     # ------------------------------------------------------------------ threads
 
