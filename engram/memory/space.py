@@ -985,32 +985,32 @@ class Space:
         return out
 
     def _fill_interference(self, items: List[Item]) -> None:
-        """Compute and cache the interference factors of the items not cached yet, in one
-        kernel call over the union of their time windows (caller holds the lock)."""
-        todo = [it for it in items if it.row >= 0 and it.id not in self._interference]
+        """Compute and cache the interference factors of the items not cached yet (caller holds
+        the lock). Items whose time windows overlap share one kernel call over the rows of
+        their joint window; items far apart in time never pull in the rows between them."""
+        todo = sorted((it for it in items if it.row >= 0 and it.id not in self._interference), key=lambda it: (it.created_ns, it.id))
         if not todo:
             return
         n = self._n
         created = self._created[:n]
-        todo_created = np.array([it.created_ns for it in todo], np.int64)
-        low = int(todo_created.min()) - interference_mod.WINDOW_BEFORE_NS
-        high = int(todo_created.max()) + interference_mod.WINDOW_AFTER_NS
-        mask = self._alive[:n] & (created >= low) & (created <= high)
-        rows = np.nonzero(mask)[0]
-        hit_rows = np.array([it.row for it in todo], np.int64)
-        if rows.size == 0:
-            for it in todo:
-                self._interference[it.id] = (1.0, 1.0)
-            return
-        if rows.size * 2 > n:
-            sims = _core.cosine_scores(self._matrix[:n], self._inv_norms[:n], np.ascontiguousarray(self._matrix[hit_rows]))[:, rows]
-        else:
+        before = interference_mod.WINDOW_BEFORE_NS
+        after = interference_mod.WINDOW_AFTER_NS
+        groups: List[List[Item]] = []
+        for it in todo:
+            if groups and it.created_ns - before <= groups[-1][-1].created_ns + after:
+                groups[-1].append(it)
+            else:
+                groups.append([it])
+        for group in groups:
+            mask = self._alive[:n] & (created >= group[0].created_ns - before) & (created <= group[-1].created_ns + after)
+            rows = np.nonzero(mask)[0]
+            hit_rows = np.array([it.row for it in group], np.int64)
             sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
                                        np.ascontiguousarray(self._matrix[hit_rows]))
-        row_created = created[rows]
-        for index, it in enumerate(todo):
-            others = rows != it.row
-            self._interference[it.id] = interference_mod.factors(it.created_ns, row_created[others], sims[index][others])
+            row_created = created[rows]
+            for index, it in enumerate(group):
+                others = rows != it.row
+                self._interference[it.id] = interference_mod.factors(it.created_ns, row_created[others], sims[index][others])
 
     def _interference_of(self, item: Item) -> tuple[float, float]:
         """(proactive, retroactive) factors of an embedded memory, cached until the stored set changes."""
