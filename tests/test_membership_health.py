@@ -115,6 +115,8 @@ def test_partition_is_detected_with_penalty_then_heals() -> None:
                     watcher.start_soon(watch)
                     await _until(lambda: first.health()["partition"]["state"] == "connected", 15, "healing")
                     watcher.cancel_scope.cancel()
+            if states[-1] != first.health()["partition"]["state"]:
+                states.append(first.health()["partition"]["state"])
             assert states[-1] == "connected", states
             assert "healing" in states, states
             assert [c["state"] for c in first.health()["partition"]["changes"]][-3:] == [

@@ -62,6 +62,8 @@ def test_cli_reports_failure_with_seed_and_exit_code(monkeypatch: pytest.MonkeyP
 
 def test_partition_without_reconnect_fails_to_converge(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core.Membership, "_on_timer_reconnect", lambda self, key, now_ms: None)
+    # The other healing path: a member told it is dead answers the stale accusation.
+    monkeypatch.setattr(core.Membership, "_answer_stale_accusation", lambda self, source: None)
     options = sim.draw_options(2, partition="halves", crashes=0)
     assert sim.Simulation(options).run().exit_code == sim.EXIT_DISAGREEMENT
 

@@ -77,6 +77,9 @@ class SimOptions:
     joins: int
     # Drop the seed's UDP for a while after a late join: its rumour of the newcomer is lost.
     join_rumour_lost: bool
+    # What a crash looks like from outside: "process" (the host stays up and answers TCP
+    # connections to the dead port with a reset, as after kill -9) or "host" (silence).
+    crash_kind: str = "process"
 
     def describe(self) -> str:
         return " ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -381,6 +384,11 @@ class Simulation:
                 if node.up and node.stalled_until_ms > at_ms:
                     self._push(node.stalled_until_ms, kind, payload)
                     continue
+                if not node.up and self.options.crash_kind == "process":
+                    delay = self._net_rng.randint(self.options.delay_ms_min, self.options.delay_ms_max)
+                    self._push(min(at_ms + delay, deadline), "stream_reply",
+                               ((source, generation, token), b"", deadline))
+                    continue
                 if node.up and not self._blocked(nodes[source].name, node.name):
                     assert node.core is not None
                     self._record(3, source, target_index, data)
@@ -398,9 +406,11 @@ class Simulation:
                     continue
                 if at_ms >= deadline and answer is not None:
                     answer = None
-                self._record(4, source, token, answer or b"")
+                # b"" stands for a connection refused by the target's host.
+                refused = answer == b""
+                self._record(4, source, token, answer or (b"refused" if refused else b""))
                 assert node.core is not None
-                node.core.stream_reply(token, answer, at_ms)
+                node.core.stream_reply(token, None if refused else answer, at_ms, refused=refused)
                 self._after(node)
             elif kind == "rejoin":
                 # What a driver does: retry the seed until a push/pull succeeds.
@@ -449,6 +459,8 @@ class Simulation:
         # A node that itself crashed and restarted since has forgotten the victim.
         up = {(n.name, n.generation) for n in self.nodes if n.up}
         live = [name for name, generation in self._knew[victim] if (name, generation) in up]
+        if not live:
+            return  # every node that knew the victim has itself crashed since
         seen = self._seen_dead.get(victim, {})
         times = [seen[name] - crash_ms for name in live if name in seen]
         first = min(times) if times else None
@@ -568,10 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stalls", type=int)
     parser.add_argument("--stall-ms", help="MIN:MAX stall length")
     parser.add_argument("--joins", type=int)
+    parser.add_argument("--crash-kind", choices=["process", "host"],
+                        help="process: the host refuses TCP to a crashed node (kill -9); host: silence")
     args = parser.parse_args(argv)
     given: dict[str, Any] = dict(nodes=args.nodes, duration_ms=args.duration, preset=args.preset, loss=args.loss,
                                  duplicate=args.duplicate, reorder=args.reorder, partition=args.partition,
-                                 crashes=args.crashes, stalls=args.stalls, joins=args.joins)
+                                 crashes=args.crashes, stalls=args.stalls, joins=args.joins,
+                                 crash_kind=args.crash_kind)
     if args.restart is not None:
         given["restart"] = args.restart == "yes"
     for flag, low, high in (("delay_ms", "delay_ms_min", "delay_ms_max"), ("stall_ms", "stall_ms_min", "stall_ms_max")):

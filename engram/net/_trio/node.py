@@ -297,19 +297,36 @@ class _Runtime:
             buffer += chunk
         return None
 
+    async def _connect(self, target: tuple[str, int]) -> trio.SocketStream:
+        """TCP to ``target`` from our bind address when it is a specific one, so peers
+        (and firewall rules) see the same source on TCP as on UDP. Raises
+        ConnectionRefusedError when the host answers with a reset."""
+        family = stdlib_socket.AF_INET6 if ":" in target[0] else stdlib_socket.AF_INET
+        sock = trio.socket.socket(family, stdlib_socket.SOCK_STREAM)
+        try:
+            if self.local_address is not None and (":" in self.local_address) == (family == stdlib_socket.AF_INET6):
+                await sock.bind((self.local_address, 0))
+            await sock.connect(target)
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
+
     async def run_stream_request(self, request: StreamRequest) -> None:
         answer: bytes | None = None
+        refused = False
         with trio.move_on_after(request.timeout_ms / 1000):
             try:
-                # From our bind address when it is a specific one: peers (and firewall
-                # rules) then see the same source on TCP as on UDP.
-                stream = await trio.open_tcp_stream(*request.target, local_address=self.local_address)
+                stream = await self._connect(request.target)
                 async with stream:
                     await stream.send_all(request.data)
                     answer = await self._read_message(stream)
+            except ConnectionRefusedError:
+                refused = True
+                log.debug("stream to %s refused", request.target)
             except (OSError, trio.BrokenResourceError, WireError) as exc:
                 log.debug("stream to %s failed: %s", request.target, exc)
-        self.core.stream_reply(request.token, answer, now_ms())
+        self.core.stream_reply(request.token, answer, now_ms(), refused=refused)
         self.flush()
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:

@@ -93,10 +93,22 @@ class SwimConfig:
     reconnect_interval_ms: int = 30_000
     reconnect_timeout_ms: int = 24 * 3600 * 1000
     # Count each indirect prober that nacked (it pinged the member itself and got no ack)
-    # as an independent confirmation of our own suspicion, so the suspicion timeout can
-    # shrink to its minimum without waiting for other members to probe and gossip. Only
-    # our own timer is affected; nobody else's count is inflated. Off: memberlist exactly.
-    nack_confirmations: bool = True
+    # as a confirmation of our own suspicion. Off by default: nacks all describe the same
+    # moment, so they cannot tell a stall from a death, while Lifeguard's confirmations,
+    # from separate probes at separate times, show the failure lasts. In the simulator,
+    # turning this on brought false deaths with short timeouts and stalls (test_min seeds
+    # 27 and 48) and did not speed up LAN detection.
+    nack_confirmations: bool = False
+    # Suspect at once when the TCP fallback ping is refused (the host answered: nothing
+    # listens on the gossip port) instead of waiting for the rest of the probe round. A
+    # stalled process still accepts connections and a cut link times out, so neither is
+    # affected. Off: memberlist exactly.
+    suspect_on_refused: bool = True
+    # When we learn of a suspicion by rumour, send it once to the accused as well; an
+    # accused that already refuted answers a stale accusation with its alive directly.
+    # Rumours go out a limited number of times, so otherwise a refutation can miss a node
+    # that then declares a live member dead. One small packet per suspicion learned.
+    tell_the_accused: bool = True
     # Kept suspicion/refute history for /metrics and debugging ("who suspected whom").
     suspicion_log_count_max: int = 256
 

@@ -107,6 +107,8 @@ class Metrics:
     indirect_probes: int = 0
     tcp_pings: int = 0
     tcp_ping_successes: int = 0
+    tcp_pings_refused: int = 0
+    stale_accusations_answered: int = 0
     nacks_received: int = 0
     suspicions: int = 0
     refutes: int = 0
@@ -133,6 +135,9 @@ class _ProbeRound:
     # Indirect probers we asked, by address, and those that answered with a nack.
     relays: dict[tuple[str, int], str] = field(default_factory=dict)
     nackers: list[str] = field(default_factory=list)
+    # Awareness points charged at the end of the round for nacks that had not arrived;
+    # a nack arriving late gives one back (the relays and we were fine, only slow).
+    charged: int = 0
     tcp_ok: bool = False
 
 
@@ -181,6 +186,9 @@ class Membership:
         self._probe_order: list[str] = []
         self._probe_index = 0
         self._probe: _ProbeRound | None = None
+        # The last round that ended without an ack, kept until the next one ends so that
+        # its late nacks still count (they usually arrive a round trip after it ends).
+        self._ended_probe: _ProbeRound | None = None
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, _Stream] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -299,8 +307,10 @@ class Membership:
             self.metrics.user_messages += 1
         return None
 
-    def stream_reply(self, token: int, data: bytes | None, now_ms: int) -> None:
-        """The answer to our StreamRequest ``token``; None when it failed or timed out."""
+    def stream_reply(self, token: int, data: bytes | None, now_ms: int, *, refused: bool = False) -> None:
+        """The answer to our StreamRequest ``token``; None when it failed or timed out.
+        ``refused``: the target host answered the connection attempt with a reset (nothing
+        listens on that port), which the driver can tell apart from a timeout."""
         stream = self._streams.pop(token, None)
         if stream is None:
             return
@@ -316,6 +326,13 @@ class Membership:
             if isinstance(message, Ack) and probe is not None and message.seq_no == probe.seq_no == stream.seq_no:
                 probe.tcp_ok = True
                 self.metrics.tcp_ping_successes += 1
+            elif (refused and probe is not None and probe.seq_no == stream.seq_no and not probe.acked
+                  and self.config.suspect_on_refused):
+                # The target's host says no process listens on its gossip port: it is not
+                # slow or cut off (a stalled process still accepts connections, a cut link
+                # times out), it is gone. Waiting out the rest of the round adds nothing.
+                self.metrics.tcp_pings_refused += 1
+                self._end_failed_probe(probe, now_ms, refused=True)
             return
         if not isinstance(message, PushPull):
             self.metrics.push_pull_failures += 1
@@ -454,31 +471,55 @@ class Membership:
         probe = self._probe
         if probe is None or probe.seq_no != seq_no:
             return
-        self._probe = None
-        self._cancel("probe_timeout", seq_no)
-        self._schedule(max(now_ms, probe.started_ms + self.config.probe_interval_ms), "probe", None)
         if probe.acked or probe.tcp_ok:
+            self._probe = None
+            self._cancel("probe_timeout", seq_no)
+            self._schedule(max(now_ms, probe.started_ms + self.config.probe_interval_ms), "probe", None)
             return
+        self._end_failed_probe(probe, now_ms, refused=False)
+
+    def _end_failed_probe(self, probe: _ProbeRound, now_ms: int, *, refused: bool) -> None:
+        """Suspect the target of a round that got no ack; charge awareness for missing nacks."""
+        assert self._probe is probe
+        self._probe = None
+        self._cancel("probe_timeout", probe.seq_no)
+        self._cancel("probe_end", probe.seq_no)
+        self._schedule(max(now_ms, probe.started_ms + self.config.probe_interval_ms), "probe", None)
+        self._ended_probe = probe
         self.metrics.probes_failed += 1
-        if probe.expected_nacks > 0:
+        if refused:
+            delta = 0  # we ended the round early: missing nacks say nothing about us
+        elif probe.expected_nacks > 0:
             delta = max(0, probe.expected_nacks - probe.nacks)
         else:
             delta = 1
+        probe.charged = delta if probe.expected_nacks > 0 else 0
         self.awareness.apply_delta(delta)
         target = self._members.get(probe.target)
         if target is None:
             return
-        reason = "no ack to ping, indirect pings"
-        if probe.expected_nacks:
-            reason += f" ({probe.nacks}/{probe.expected_nacks} nacks)"
-        self._on_suspect(Suspect(target.incarnation, target.name, self.name), now_ms, reason=reason + " or TCP ping")
-        suspicion = self._suspicions.get(target.name)
-        if self.config.nack_confirmations and suspicion is not None and suspicion.started_ms == now_ms:
-            # A nack says that member, too, pinged the target and heard nothing: an
-            # independent observation, as a gossiped suspicion from it would be.
-            confirmed = [suspicion.confirm(nacker) for nacker in probe.nackers]
-            if any(confirmed):
-                self._schedule(suspicion.deadline_ms(), "suspicion", target.name)
+        if refused:
+            reason = "no ack to ping; TCP connection refused"
+        else:
+            reason = "no ack to ping, indirect pings"
+            if probe.expected_nacks:
+                reason += f" ({probe.nacks}/{probe.expected_nacks} nacks)"
+            reason += " or TCP ping"
+        self._on_suspect(Suspect(target.incarnation, target.name, self.name), now_ms, reason=reason)
+        for nacker in probe.nackers:
+            self._confirm_by_nack(target.name, target.incarnation, nacker, now_ms)
+
+    def _confirm_by_nack(self, name: str, incarnation: int, nacker: str, now_ms: int) -> None:
+        """A nack says that member, too, pinged the target and heard nothing: an independent
+        observation, as a gossiped suspicion from it would be. Counted for our own timer only."""
+        if not self.config.nack_confirmations:
+            return
+        suspicion = self._suspicions.get(name)
+        member = self._members.get(name)
+        if suspicion is None or member is None or member.incarnation != incarnation:
+            return
+        if suspicion.confirm(nacker):
+            self._schedule(suspicion.deadline_ms(), "suspicion", name)
 
     def _probe_acked(self, now_ms: int) -> None:
         probe = self._probe
@@ -566,18 +607,55 @@ class Membership:
                 nacker = probe.relays.get(source)
                 if nacker is not None and nacker not in probe.nackers:
                     probe.nackers.append(nacker)
+            else:
+                self._late_nack(source, message.seq_no, now_ms)
         elif isinstance(message, IndirectPing):
             self._on_indirect_ping(source, message, now_ms)
         elif isinstance(message, Alive):
             self._on_alive(message, now_ms)
         elif isinstance(message, Suspect):
+            if message.node == self.name and message.incarnation < self.incarnation:
+                self._answer_stale_accusation(source)
             self._on_suspect(message, now_ms, reason="rumour")
         elif isinstance(message, Dead):
+            if message.node == self.name and message.incarnation < self.incarnation and not self._leaving:
+                self._answer_stale_accusation(source)
             self._on_dead(message, now_ms, reason=f"rumour from {message.from_node}")
         elif isinstance(message, User):
             self.metrics.user_messages += 1
         elif isinstance(message, Err):
             pass
+
+    def _answer_stale_accusation(self, source: Address) -> None:
+        """Someone still accuses us at an incarnation we already refuted: our refutation
+        missed them (rumours are sent a limited number of times). Tell them directly."""
+        me = self._members[self.name]
+        self.metrics.stale_accusations_answered += 1
+        self._send(source, Alive(me.incarnation, me.name, me.addr, me.port, me.meta, me.vsn),
+                   self._member_at(source))
+
+    def _member_at(self, address: Address) -> Member | None:
+        for member in self._members.values():
+            if member.address == address:
+                return member
+        return None
+
+    def _late_nack(self, source: Address, seq_no: int, now_ms: int) -> None:
+        ended = self._ended_probe
+        if ended is None or ended.seq_no != seq_no:
+            return
+        nacker = ended.relays.get(source)
+        if nacker is None or nacker in ended.nackers:
+            return
+        ended.nackers.append(nacker)
+        ended.nacks += 1
+        self.metrics.nacks_received += 1
+        if ended.charged > 0:
+            ended.charged -= 1
+            self.awareness.apply_delta(-1)
+        target = self._members.get(ended.target)
+        if target is not None:
+            self._confirm_by_nack(target.name, target.incarnation, nacker, now_ms)
 
     def _on_ping(self, source: Address, ping: Ping, now_ms: int) -> None:
         if ping.node and ping.node != self.name:
@@ -701,6 +779,10 @@ class Membership:
         self.suspicion_log.append((now_ms, suspect.node, suspect.from_node, reason))
         self._event(member, now_ms, why)
         self._start_suspicion(suspect, now_ms)
+        if suspect.from_node != self.name and self.config.tell_the_accused:
+            # Heard by rumour: make sure the accused hears it too. If it already refuted,
+            # it answers with its newer alive directly (see _answer_stale_accusation).
+            self._send(member.address, suspect, member)
 
     def _start_suspicion(self, suspect: Suspect, now_ms: int) -> None:
         node_count = len(self._members)
