@@ -893,11 +893,11 @@ class Space:
         if query.mode == "spreading":
             reached = []
             for memory_id, value in activation.items():
-                item = self._items.get(memory_id)
-                if item is None or not self._matches(item, query):
+                node = self._items.get(memory_id)
+                if node is None or not self._matches(node, query):
                     continue
                 path = first_path if depth[memory_id] == 0 else "spreading"
-                reached.append((value, memory_id, item, path))
+                reached.append((value, memory_id, node, path))
             reached.sort(key=lambda r: (-r[0], r[1]))
             for value, memory_id, item, path in reached[: query.k]:
                 chosen.append((value, value, memory_id, item, path, value, fan_factor(memory_id)))
@@ -906,23 +906,23 @@ class Space:
         similarity = {memory_id: score for score, memory_id, _ in matched}
         blended = []
         for memory_id in sorted(set(similarity) | set(activation)):
-            item = self._items.get(memory_id)
-            if item is None or not self._matches(item, query):
+            node = self._items.get(memory_id)
+            if node is None or not self._matches(node, query):
                 continue
             sim = similarity.get(memory_id)
             if sim is None:
-                sim = self._cosine_of(item, query.vector) if query.vector is not None else 0.0
+                sim = self._cosine_of(node, query.vector) if query.vector is not None else 0.0
             act = activation.get(memory_id, 0.0)
-            recency = 0.5 ** (max(0, now - item.created_ns) / HYBRID_RECENCY_HALF_LIFE_NS)
+            recency = 0.5 ** (max(0, now - node.created_ns) / HYBRID_RECENCY_HALF_LIFE_NS)
             blend = (HYBRID_WEIGHTS["similarity"] * sim + HYBRID_WEIGHTS["activation"] * act
-                     + HYBRID_WEIGHTS["confidence"] * item.confidence * self._retention(item, now)
+                     + HYBRID_WEIGHTS["confidence"] * node.confidence * self._retention(node, now)
                      + HYBRID_WEIGHTS["recency"] * recency)
             spread_reached = depth.get(memory_id, 0) > 0
             if memory_id in similarity:
                 path = "similarity+spreading" if spread_reached else first_path
             else:
                 path = "spreading"
-            blended.append((min(1.0, blend), memory_id, item, path, max(sim, act), act if memory_id in activation else None))
+            blended.append((min(1.0, blend), memory_id, node, path, max(sim, act), act if memory_id in activation else None))
         blended.sort(key=lambda b: (-b[0], b[1]))
         for blend, memory_id, item, path, base, act_value in blended[: query.k]:
             chosen.append((base, blend, memory_id, item, path, act_value, fan_factor(memory_id)))
