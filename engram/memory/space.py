@@ -59,6 +59,8 @@ DIMENSION_DEFAULT = 768
 K_MAX = 10_000
 HOPS_MAX = 16
 _COMPACT_MIN_ROWS = 1024
+# From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
+APPROX_SCAN_ROWS_MIN = 16384
 RECALL_MODES = ("similarity", "spreading", "hybrid")
 # Spreading during recall (modes "spreading" and "hybrid"): the reference defaults.
 RECALL_SPREAD_HOPS = 4
@@ -145,6 +147,8 @@ class _View:
     created: np.ndarray
     episodic: np.ndarray
     row_ids: List[str]
+    codes: np.ndarray
+    scales: np.ndarray
 
 
 class Space:
@@ -171,6 +175,9 @@ class Space:
         self._episodic = np.zeros(0, np.bool_)
         self._row_ids: List[str] = []
         self._lsh_keys = np.zeros((0, DEDUP_TABLES), np.int64)
+        # int8 copies of the rows for the reduced-precision candidate scan (see _scan).
+        self._codes = np.zeros((0, config.dimension), np.int8)
+        self._scales = np.zeros(0, np.float32)
         self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
         self._priming = priming_mod.PrimingState()
         self._interference: dict[str, tuple[float, float]] = {}  # cache, dropped on every change of the stored set
@@ -255,7 +262,8 @@ class Space:
     # state changes (the caller holds the lock)
 
     def _apply_remember(
-        self, item: Item, embedding: np.ndarray | None, keys: List[int] | None, replaces: str | None, inv_norm: float | None = None
+        self, item: Item, embedding: np.ndarray | None, keys: List[int] | None, replaces: str | None,
+        inv_norm: float | None = None, code: tuple[np.ndarray, float] | None = None,
     ) -> None:
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
@@ -267,7 +275,7 @@ class Space:
                 self._text.remove(old.id)
         if embedding is not None:
             assert keys is not None
-            item.row = self._append_row(item, embedding, inv_norm, keys)
+            item.row = self._append_row(item, embedding, inv_norm, keys, code)
         else:
             item.row = -1
         self._items[item.id] = item
@@ -293,7 +301,10 @@ class Space:
             self._dead += 1
             item.row = -1
 
-    def _append_row(self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: List[int]) -> int:
+    def _append_row(
+        self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: List[int],
+        code: tuple[np.ndarray, float] | None = None,
+    ) -> int:
         if self._n == self._matrix.shape[0]:
             self._grow(max(1024, 2 * self._matrix.shape[0]))
         row = self._n
@@ -305,6 +316,11 @@ class Space:
         self._created[row] = item.created_ns
         self._episodic[row] = item.memory_type == "episodic"
         self._lsh_keys[row] = keys
+        if code is None:
+            codes, scales = _core.quantize_rows(embedding.reshape(1, -1))
+            code = (codes[0], float(scales[0]))
+        self._codes[row] = code[0]
+        self._scales[row] = code[1]
         self._row_ids.append(item.id)
         self._n += 1
         self._dedup.add(row, keys)
@@ -326,6 +342,10 @@ class Space:
         keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
         keys[:n] = self._lsh_keys[:n]
         self._lsh_keys = keys
+        codes = np.zeros((capacity, d), np.int8)
+        codes[:n] = self._codes[:n]
+        self._codes = codes
+        self._scales = _resized(self._scales, n, capacity)
         self._row_ids = list(self._row_ids)
 
     def _compact_if_sparse(self) -> None:
@@ -344,6 +364,10 @@ class Space:
         keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
         keys[: len(keep)] = self._lsh_keys[keep]
         self._lsh_keys = keys
+        codes = np.zeros((capacity, d), np.int8)
+        codes[: len(keep)] = self._codes[keep]
+        self._codes = codes
+        self._scales = _resized(self._scales[keep], len(keep), capacity)
         self._dedup.rebuild(keys[: len(keep)])
         self._matrix = matrix
         self._row_ids = row_ids
@@ -366,7 +390,8 @@ class Space:
         with self._lock:
             self._check_open()
             n = self._n
-            return _View(n, self._matrix, self._inv_norms, self._alive[:n].copy(), self._created, self._episodic, self._row_ids)
+            return _View(n, self._matrix, self._inv_norms, self._alive[:n].copy(), self._created, self._episodic,
+                         self._row_ids, self._codes, self._scales)
 
     # ------------------------------------------------------------------
     # writing
@@ -553,10 +578,14 @@ class Space:
         vectors = [v for _, v in prepared if v is not None]
         all_keys: List[list[int]] = []
         all_inv: List[float] = []
+        all_codes = np.zeros((0, self.config.dimension), np.int8)
+        all_scales: List[float] = []
         if vectors:
             stacked = np.stack(vectors)
             all_keys = self._dedup.keys_for(stacked).tolist()
             all_inv = _core.row_inv_norms(stacked).tolist()
+            all_codes, scales = _core.quantize_rows(stacked)
+            all_scales = scales.tolist()
 
         def build() -> tuple[List[tuple[int, bytes]], List[str]]:
             entries: List[tuple[int, bytes]] = []
@@ -565,9 +594,11 @@ class Space:
             for item, vector in prepared:
                 keys = None
                 inv_norm = None
+                code = None
                 if vector is not None:
                     keys = all_keys[key_index]
                     inv_norm = all_inv[key_index]
+                    code = (all_codes[key_index], all_scales[key_index])
                     key_index += 1
                 kept = self._dedup_decision(item, vector, keys, inv_norm)
                 if kept is not None and kept[0] == "existing":
@@ -578,7 +609,7 @@ class Space:
                 if replaces is not None:
                     self.deduplicated += 1
                 entries.extend(self._evict_for(item))
-                self._apply_remember(item, vector, keys, replaces, inv_norm)
+                self._apply_remember(item, vector, keys, replaces, inv_norm, code)
                 entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
                 ids.append(item.id)
             return entries, ids
@@ -597,21 +628,16 @@ class Space:
         rows = rows[self._alive[rows] & ~self._episodic[rows]]
         if rows.size == 0:
             return None
-        candidates = [self._row_ids[r] for r in rows.tolist()]
-        order = sorted(range(len(candidates)), key=candidates.__getitem__)
-        candidates = [candidates[i] for i in order]
-        rows = rows[np.array(order, np.int64)]
         scores = _core.cosine_scores(
             np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows], vector.reshape(1, -1),
             np.array([inv_norm], np.float32),
         )[0]
-        best = -1
-        for position in range(len(candidates)):  # candidates are sorted: ties go to the smaller id
-            if scores[position] >= threshold and (best < 0 or scores[position] > scores[best]):
-                best = position
-        if best < 0:
+        passing = np.nonzero(scores >= threshold)[0]
+        if passing.size == 0:
             return None
-        existing = self._items[candidates[best]]
+        # The most similar; equal scores go to the smaller id, whatever the row order.
+        _, best_id = min((-float(scores[p]), self._row_ids[int(rows[p])]) for p in passing.tolist())
+        existing = self._items[best_id]
         if existing.confidence >= item.confidence:
             return ("existing", existing.id)
         return ("replace", existing.id)
@@ -750,7 +776,7 @@ class Space:
         with_vectors = [p for p in parsed if p.vector is not None]
         if with_vectors and view.n:
             queries_matrix = np.stack([p.vector for p in with_vectors])
-            scores = _core.cosine_scores(view.matrix[: view.n], view.inv_norms[: view.n], queries_matrix)
+            scores = self._scan(view, queries_matrix, with_vectors)
         now = self._now_ns()
         results = []
         vector_index = 0
@@ -771,6 +797,64 @@ class Space:
                         self._priming.recalled(top.id, now, top.row >= 0)
             self._touch([hit.id for hits in results for hit in hits], now)
         return results
+
+    def _scan(self, view: _View, queries: np.ndarray, parsed: List["_Query"]) -> np.ndarray:
+        """Cosine scores (b, n) of every row for each query row, bit-identical to a full exact scan
+        wherever they can decide a result.
+
+        For a large space, a plain top-k query (similarity mode; no text, location or type) first
+        scans the int8 codes (a quarter of the bytes), then scores exactly only the
+        rows that can still reach its top k: with bound_i = APPROX_BOUND_FACTOR x
+        scale_i x ||q||_1 (quantisation error plus rounding, in cosine units), every
+        row whose approximate score + bound reaches the k-th best approximate score
+        - bound. The true top k always pass, and exact scores of those rows are the
+        same bits as in a full scan (each row is computed alone, in a fixed order),
+        so results are identical; the other rows score -inf. ``parsed`` describes
+        the first len(parsed) query rows; later rows (priming) get full exact scans.
+        """
+        n = view.n
+        matrix = view.matrix[:n]
+        inv_norms = view.inv_norms[:n]
+        eligible = [
+            j for j, query in enumerate(parsed)
+            if n >= APPROX_SCAN_ROWS_MIN and query.mode == "similarity" and query.text is None
+            and query.location is None and query.types is None
+        ]
+        exact_rows = [j for j in range(queries.shape[0]) if j not in set(eligible)]
+        out = np.empty((queries.shape[0], n), np.float32)
+        if exact_rows:
+            out[exact_rows] = _core.cosine_scores(matrix, inv_norms, np.ascontiguousarray(queries[exact_rows]))
+        if not eligible:
+            return out
+        chosen = np.ascontiguousarray(queries[eligible])
+        q_inv = _core.row_inv_norms(chosen)
+        approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
+        scale_inv = view.scales[:n] * inv_norms
+        for position, j in enumerate(eligible):
+            query = parsed[j]
+            mask = view.alive.copy()
+            if query.after is not None:
+                mask &= view.created[:n] >= query.after
+            if query.before is not None:
+                mask &= view.created[:n] < query.before
+            cosine = approx[position] * inv_norms * q_inv[position]
+            l1 = float(np.abs(chosen[position].astype(np.float64)).sum())
+            bound = scale_inv * np.float32(_core.APPROX_BOUND_FACTOR * l1 * float(q_inv[position]))
+            lower = (cosine - bound).astype(np.float32)
+            best, values = _core.select_topk(lower, query.k, mask)
+            row_scores = np.full(n, -np.inf, np.float32)
+            if len(best) < query.k:
+                rows = np.nonzero(mask)[0]  # fewer allowed rows than k: all of them
+            else:
+                rows = np.nonzero(mask & (cosine + bound >= values[query.k - 1]))[0]
+            if rows.size * 4 > n:  # the bound could not narrow it: a full exact scan is cheaper
+                out[j] = _core.cosine_scores(matrix, inv_norms, chosen[position : position + 1])[0]
+                continue
+            row_scores[rows] = _core.cosine_scores(
+                np.ascontiguousarray(matrix[rows]), inv_norms[rows], chosen[position : position + 1], q_inv[position : position + 1]
+            )[0]
+            out[j] = row_scores
+        return out
 
     def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
         prefix = "" if index is None else f"queries[{index}]."
@@ -1317,6 +1401,7 @@ class Space:
             self._inv_norms[:n] = np.frombuffer(meta["inv_norms"], dtype="<f4")
             self._alive[:n] = True
             self._lsh_keys[:n] = keys
+            self._codes[:n], self._scales[:n] = _core.quantize_rows(self._matrix[:n])
             self._created[:n] = np.frombuffer(meta["created"], dtype="<i8")
             self._episodic[:n] = np.frombuffer(meta["episodic"], dtype=np.bool_)
         for row, memory_id in enumerate(embedded):
