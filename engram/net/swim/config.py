@@ -109,6 +109,9 @@ class SwimConfig:
     # Rumours go out a limited number of times, so otherwise a refutation can miss a node
     # that then declares a live member dead. One small packet per suspicion learned.
     tell_the_accused: bool = True
+    # Gossip at once when a member changes state in our view, not only on the gossip tick:
+    # the same packets, sent earlier, so news spreads one hop per network delay.
+    eager_gossip: bool = True
     # Kept suspicion/refute history for /metrics and debugging ("who suspected whom").
     suspicion_log_count_max: int = 256
 

@@ -189,6 +189,8 @@ class Membership:
         # The last round that ended without an ack, kept until the next one ends so that
         # its late nacks still count (they usually arrive a round trip after it ends).
         self._ended_probe: _ProbeRound | None = None
+        # Set when a member changed state during the current verb; see _push_fresh_news.
+        self._fresh_news = False
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, _Stream] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -274,6 +276,7 @@ class Membership:
         self.metrics.decode_errors += len(part_errors)
         for message in messages:
             self._handle(source, message, now_ms)
+        self._push_fresh_news(now_ms)
 
     def stream_message_size(self, data: bytes) -> int | None:
         """Bytes of the first complete stream message in ``data``, None if more are needed.
@@ -288,6 +291,11 @@ class Membership:
 
     def receive_stream(self, source: Address, data: bytes, now_ms: int) -> bytes | None:
         """Handle one inbound TCP message; returns the bytes to answer with, if any."""
+        reply = self._receive_stream(source, data, now_ms)
+        self._push_fresh_news(now_ms)
+        return reply
+
+    def _receive_stream(self, source: Address, data: bytes, now_ms: int) -> bytes | None:
         self.metrics.bytes_in += len(data)
         try:
             message, _ = self._decode_stream(data)
@@ -311,6 +319,10 @@ class Membership:
         """The answer to our StreamRequest ``token``; None when it failed or timed out.
         ``refused``: the target host answered the connection attempt with a reset (nothing
         listens on that port), which the driver can tell apart from a timeout."""
+        self._stream_reply(token, data, now_ms, refused)
+        self._push_fresh_news(now_ms)
+
+    def _stream_reply(self, token: int, data: bytes | None, now_ms: int, refused: bool) -> None:
         stream = self._streams.pop(token, None)
         if stream is None:
             return
@@ -359,6 +371,7 @@ class Membership:
                 continue
             del self._timer_ids[(kind, key)]
             getattr(self, "_on_timer_" + kind)(key, now_ms)
+        self._push_fresh_news(now_ms)
 
     def next_deadline_ms(self) -> int:
         timers = self._timers
@@ -536,6 +549,22 @@ class Membership:
         self._schedule(now_ms + self.config.gossip_interval_ms, "gossip", None)
         if self._announce_until_ms >= now_ms and self.name not in self._broadcasts and not self._leaving:
             self._queue_alive(self._members[self.name])
+        self._gossip_round(now_ms)
+
+    def _push_fresh_news(self, now_ms: int) -> None:
+        """Run a gossip round now if a member changed state while handling this input.
+
+        Fresh news (a suspicion, a death, a refutation, a join) then moves one hop per
+        network delay instead of one hop per gossip interval; the tick keeps doing the
+        retransmissions. The rumour is sent no more times than its retransmit limit
+        allows either way, so this moves packets earlier rather than adding them.
+        """
+        if self._fresh_news:
+            self._fresh_news = False
+            if self.config.eager_gossip:
+                self._gossip_round(now_ms)
+
+    def _gossip_round(self, now_ms: int) -> None:
         if not len(self._broadcasts):
             return
         dead_until = now_ms - self.config.gossip_to_the_dead_ms
@@ -952,4 +981,5 @@ class Membership:
         return self._token
 
     def _event(self, member: Member, now_ms: int, reason: str) -> None:
+        self._fresh_news = True
         self._events.append(MemberChange(member.name, state_name(member.state), member.incarnation, now_ms, reason))
