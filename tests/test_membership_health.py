@@ -12,6 +12,7 @@ suspicions become deaths in about a second of real time.
 - Metrics: a prometheus_client registry with ``register_membership_metrics`` renders members
   by state, probes, suspicions by kind and by (suspect, suspected_by) pair, refutes,
   awareness and bytes in/out, and stays bounded when pairs exceed the cap.
+- The member table of ``engram cluster members`` is sorted and aligned.
 - DNS SRV: a tiny DNS server written here answers on 127.0.0.1 (UDP, OS-picked port) with
   SRV records and A records in the additional section (and, for one target, only via a
   separate A query). ``resolve_srv_seeds`` must return the seeds in priority/weight order;
@@ -326,3 +327,19 @@ def test_malformed_dns_answers_raise_only_dns_error() -> None:
             dns.decode_response(bytes(data))
         except dns.DnsError:
             pass
+
+
+def test_member_table_is_sorted_and_aligned() -> None:
+    from engram.net.cluster_view import format_members
+
+    text = format_members([
+        {"id": "n2", "swim_address": "127.0.0.2:7946", "api_address": "", "state": "alive", "incarnation": 1,
+         "tags": {"role": "engram"}},
+        {"id": "n1", "swim_address": "127.0.0.1:7946", "api_address": "127.0.0.1:7432", "state": "dead",
+         "incarnation": 3, "tags": {}},
+    ])
+    lines = text.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "SWIM", "ADDRESS", "API", "ADDRESS", "INCARNATION", "ROLE"]
+    assert lines[1].split() == ["n1", "dead", "127.0.0.1:7946", "127.0.0.1:7432", "3", "-"]
+    assert lines[2].split() == ["n2", "alive", "127.0.0.2:7946", "-", "1", "engram"]
+    assert lines[1].index("127.0.0.1:7946") == lines[0].index("SWIM")

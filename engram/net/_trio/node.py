@@ -11,6 +11,14 @@ is dropped and counted, as the network could have done), inbound TCP connections
 limited to 128 at a time, and every stream read stops at the core's 20 MiB limit or
 ``tcp_timeout_ms``.
 
+Every ``partition_check_ms`` the runtime feeds the member counts to a PartitionDetector
+(engram.net.swim.partition): connected -> partitioned (reachable fraction below
+``partition_threshold``) -> healing -> connected; ``handle.health()`` reports the state and
+``handle.penalty()`` the confidence multiplier and reason for results that depend on other
+nodes. Seeds may also come from DNS SRV (``seeds_srv``; engram.net._trio.discovery), looked
+up again on every join attempt. Outgoing TCP is dialled from the bind address, so peers and
+firewall rules see one source address for UDP and TCP.
+
 Run one node by hand (the real-process and Serf conformance tests do):
 ``python -m engram.net._trio.node --node-name n1 --bind 127.0.0.2:7946 --seeds 127.0.0.1:7946``
 """
