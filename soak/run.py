@@ -34,6 +34,7 @@ import random
 import shlex
 import shutil
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"load: {args.rate:g} ops/s from {workers} workers over {args.spaces} spaces for {duration_s:g}s; "
         f"kill every {kill_every_s:g}s, sample every {sample_every_s:g}s")
     server.sample()  # prime psutil's CPU counters
+    consolidator: threading.Thread | None = None
     try:
         while True:
             now = time.monotonic()
@@ -232,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                 kill_restart_verify(now - t_load)
                 next_kill = time.monotonic() + kill_every_s
             elif now >= next_consolidate:
-                load.consolidate_all(consolidate_route)
+                # On its own thread, so a SIGKILL can land in the middle of a consolidation.
+                if consolidator is None or not consolidator.is_alive():
+                    consolidator = threading.Thread(target=load.consolidate_all, args=(consolidate_route,),
+                                                    name="soak-consolidate", daemon=True)
+                    consolidator.start()
                 next_consolidate += consolidate_every_s
             else:
                 time.sleep(min(0.1, max(0.0, min(next_sample, next_kill, next_consolidate, end) - now)))
@@ -243,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: stopping the load and reporting what was measured")
     gate.close()
     load.stop()
+    if consolidator is not None:
+        consolidator.join(timeout=300)
     # One last SIGKILL mid-stream state is not needed: the load is stopped. Kill anyway (the
     # disk state after a crash is what is verified), restart, verify, then stop gracefully.
     kill_restart_verify(time.monotonic() - t_load)
