@@ -339,6 +339,26 @@ def memory_delete(ctx: click.Context, memory_id: str, space: str | None, as_json
 
 
 @main.command()
+@click.argument("statement")
+@_space_option
+@_json_option
+@click.pass_context
+def query(ctx: click.Context, statement: str, space: str | None, as_json: bool) -> None:
+    """Run a query-language statement, e.g. engram query 'RECALL "mitochondria" LIMIT 5'."""
+    with _client(ctx, space) as c:
+        doc = _call(lambda: c.post("/api/v1/query", json={"query": statement}))
+
+    def text(d: dict) -> str:
+        if d.get("operation") == "SPREAD":
+            return "\n".join(f"{a:.3f}  {i}" for i, a in sorted(d["activations"].items(), key=lambda t: (-t[1], t[0])))
+        if d.get("operation") == "CONSOLIDATE":
+            return "\n".join(f"{p['id']}  {p['content'][:80]}" for p in d["patterns"]) or "no patterns"
+        return "\n".join(f"{m['confidence']['value']:.3f}  {m['id']}  {m['content'][:80]}" for m in d["memories"]) or "no memories"
+
+    _emit(doc, as_json, text)
+
+
+@main.command()
 @_space_option
 @_json_option
 @click.pass_context

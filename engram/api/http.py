@@ -318,7 +318,7 @@ def create_app(svc: Service) -> Starlette:
             threshold = 0.5 if q["embedding"] is not None and q["text"] is None else 0.0
         engine_q = {"embedding": q["embedding"], "text": q["text"], "k": q["k"], "threshold": threshold,
                     "after": q["after"], "before": q["before"], "location": q["location"],
-                    "memory_types": q["memory_types"]}
+                    "memory_types": q["memory_types"], "mode": q["mode"]}
         sp = await svc.space(space_id, create=False)
         if sp is None:
             return space_id, q, [], None
@@ -326,35 +326,6 @@ def create_app(svc: Service) -> Starlette:
         svc.metrics.recalls.labels(space_id).inc()
         q["threshold"] = threshold
         return space_id, q, hits, sp
-
-    async def spread_hits(sp: Any, hits: list[Any], k: int) -> list[dict[str, Any]]:
-        if sp is None or not hits:
-            return []
-        seeds = [h.id for h in hits[: min(5, len(hits))]]
-        direct = {h.id for h in hits}
-
-        def work() -> list[tuple[str, float, Any]]:
-            try:
-                act = sp.spread(seeds, max_hops=4, decay=0.7)
-            except engine_errors.UnknownIdError:
-                return []  # a seed was forgotten between the scan and now
-            ranked = sorted(((a, i) for i, a in act.items() if i not in direct), key=lambda t: (-t[0], t[1]))[:k]
-            return [(i, a, sp.get(i)) for a, i in ranked]
-
-        out = []
-        for memory_id, activation, m in await svc.run(work):
-            if m is None:
-                continue
-            conf = min(1.0, max(0.0, m.confidence * activation))
-            out.append({
-                "id": memory_id, "content": m.content,
-                "confidence": S.confidence_json(conf, "stored confidence x spreading activation"),
-                "activation_level": min(1.0, max(0.0, activation)), "similarity_score": 0.0,
-                "retrieval_path": "spreading_activation", "observed_at": S.iso(m.created_at),
-                "last_access": S.iso(m.last_access), "tags": list(m.tags), "memory_type": m.memory_type,
-                "location": m.location,
-            })
-        return out
 
     def query_analysis(q: dict[str, Any], space_id: str) -> dict[str, Any]:
         cues = [name for name, present in (("semantic", q["text"] is not None), ("embedding", q["embedding"] is not None),
@@ -377,11 +348,17 @@ def create_app(svc: Service) -> Starlette:
     async def recall_doc(ctx: Ctx, params: Any) -> Response:
         space_id, q, hits, sp = await run_recall(ctx, params)
         vivid, associated = [], []
+        # The engine applies the mode (similarity, spreading, hybrid) and the cognitive
+        # effects; a hit reached only through spreading is "associated" whatever its
+        # confidence, a direct match is "vivid" above confidence 0.7.
         for h in hits:
-            item = S.hit_json(h, retrieval_path="direct_match")
-            (vivid if h.confidence > 0.7 else associated).append(item)
-        if q["mode"] in ("spreading", "hybrid"):
-            associated.extend(await spread_hits(sp, hits, q["k"]))
+            path = getattr(h, "retrieval_path", "similarity")
+            item = S.hit_json(h, retrieval_path="direct_match" if path in ("similarity", "filter", "similarity+spreading")
+                              else "spreading_activation", activation=getattr(h, "activation", None))
+            item["effects"] = [{"effect": name, "factor": factor} for name, factor in getattr(h, "effects", ())]
+            if getattr(h, "estimated_retrieval_ms", None) is not None:
+                item["estimated_retrieval_ms"] = h.estimated_retrieval_ms
+            (vivid if h.confidence > 0.7 and path != "spreading" else associated).append(item)
         top = [h.confidence for h in hits[:3]]
         rc = sum(top) / len(top) if top else 0.0
         doc = {
@@ -447,6 +424,37 @@ def create_app(svc: Service) -> Starlette:
             merged["threshold"] = params["threshold"]
         _, q, hits, _ = await run_recall(ctx, merged)
         return json_response({"memories": [S.hit_json(h, retrieval_path="lexical_match") for h in hits], "total": len(hits)})
+
+    @endpoint("/api/v1/query", "read")
+    async def query_route(request: Request, ctx: Ctx) -> Response:
+        """The query language (engram.memory.query): RECALL, SPREAD FROM, CONSOLIDATE."""
+        from engram.memory import query as query_mod
+
+        body = S.require_object(await ctx.json_body(), "body", '{"query": "RECALL \\"mitochondria\\" LIMIT 5"}')
+        text = S.get_str(body, "query", required=True, example='"RECALL \\"mitochondria\\" LIMIT 5"')
+        assert text is not None
+        statement = query_mod.parse(text)  # a QueryError is a ValidationError: 400 with position and suggestion
+        space_id = ctx.space_id(body)
+        is_write = isinstance(statement, query_mod.ConsolidateQuery)
+        if is_write and ctx.key is not None and not ctx.key.allows("write"):
+            raise ApiError(403, "this API key lacks the 'write' permission CONSOLIDATE needs", field="Authorization",
+                           allowed="a key with write", example="engram key create --space default --perm read,write")
+        sp = await svc.space(space_id, create=False)
+        if sp is None:
+            return json_response({"operation": type(statement).__name__.removesuffix("Query").upper(), "memory_space_id": space_id,
+                                  "memories": [], "activations": {}, "patterns": []})
+        if is_write:
+            async with svc.writing():
+                result = await svc.run(query_mod.execute, sp, statement)
+        else:
+            result = await svc.run(query_mod.execute, sp, statement)
+        return json_response({
+            "operation": result.operation,
+            "memory_space_id": space_id,
+            "memories": [S.hit_json(h, retrieval_path=getattr(h, "retrieval_path", "similarity")) for h in result.hits],
+            "activations": result.activations,
+            "patterns": [S.memory_json(m, include_embedding=False) for m in result.patterns],
+        })
 
     @endpoint("/api/v1/memories", "read")
     async def list_memories(request: Request, ctx: Ctx) -> Response:
@@ -659,6 +667,7 @@ def create_app(svc: Service) -> Starlette:
         Route("/api/v1/memories/{memory_id}", get_or_delete, methods=["GET", "DELETE"]),
         Route("/api/v1/spaces", spaces_route, methods=["GET", "POST"]),
         Route("/api/v1/spaces/create", create_space, methods=["POST"]),
+        Route("/api/v1/query", query_route, methods=["POST"]),
         Route("/api/v1/consolidations", consolidations, methods=["GET"]),
         Route("/api/v1/consolidations/{belief_id}", consolidation, methods=["GET"]),
         Route("/api/v1/consolidate", consolidate_now, methods=["POST"]),

@@ -258,6 +258,18 @@ def openapi_document(version: str) -> dict[str, Any]:
             "parameters": SPACE_PARAMS + [{"name": "belief_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "The belief", "content": {"application/json": {"schema": {"type": "object"}}}},
                           **_errors(400, 404, *AUTH_ERRS)}}},
+        "/api/v1/query": {"post": {
+            "operationId": "query", "summary": "Run one statement of the query language: RECALL, SPREAD FROM, CONSOLIDATE",
+            "tags": ["query"], "parameters": SPACE_PARAMS,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["query"],
+                "properties": {"query": {"type": "string", "example": 'RECALL "mitochondria" LIMIT 5'},
+                               "memory_space_id": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "memories (RECALL), activations (SPREAD) or patterns (CONSOLIDATE)",
+                                  "content": {"application/json": {"schema": {"type": "object", "required": ["operation"],
+                                      "properties": {"operation": {"type": "string"}, "memories": {"type": "array", "items": {"type": "object"}},
+                                                     "activations": {"type": "object"}, "patterns": {"type": "array", "items": {"type": "object"}}}}}}},
+                          **_errors(400, 413, 422, *AUTH_ERRS)}}},
         "/api/v1/consolidate": {"post": {
             "operationId": "consolidate", "summary": "Consolidate the space's episodes into semantic patterns now",
             "tags": ["consolidation"], "parameters": SPACE_PARAMS,
