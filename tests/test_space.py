@@ -313,3 +313,19 @@ def test_times_outside_int64_nanoseconds_are_refused(db) -> None:
         with pytest.raises(engram.ValidationError, match="storable range"):
             sp.remember("x", when=datetime(year, 1, 1, tzinfo=timezone.utc))
     assert len(sp) == 0
+
+
+def test_large_bulk_goes_in_chunks_and_stays_all_or_nothing_on_bad_input(tmp_path: Path) -> None:
+    from engram.memory import space as space_mod
+
+    n = 2 * space_mod.STORE_CHUNK_ITEMS + 7
+    items = [{"content": f"m{i}", "embedding": vec(i), "id": f"m{i:04d}"} for i in range(n)]
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        with pytest.raises(engram.ValidationError, match=rf"items\[{n}\]"):
+            sp.remember_many(items + [{"content": "bad", "confidence": 2.0}])
+        assert len(sp) == 0
+        assert sp.remember_many(items) == [it["id"] for it in items]
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        assert len(sp) == n and sp.get(f"m{n - 1:04d}").embedding.tobytes() == vec(n - 1).tobytes()

@@ -59,6 +59,8 @@ DIMENSION_DEFAULT = 768
 K_MAX = 10_000
 HOPS_MAX = 16
 _COMPACT_MIN_ROWS = 1024
+# Bulk stores take the space lock for this many items at a time (see Space._store).
+STORE_CHUNK_ITEMS = 256
 # From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
 APPROX_SCAN_ROWS_MIN = 16384
 RECALL_MODES = ("similarity", "spreading", "hybrid")
@@ -413,10 +415,11 @@ class Space:
         if self._failed is not None:
             raise EngramError(f"space {self.id!r} stopped after a storage failure ({self._failed}); reopen the database")
 
-    def _commit(self, build: Callable[[], tuple[List[tuple[int, bytes]], Any]]) -> Any:
+    def _commit(self, build: Callable[[], tuple[List[tuple[int, bytes]], Any]], *, durable: bool = True) -> Any:
         """Run ``build`` under the lock, log its entries, wait until durable, return its result.
 
         ``build`` applies its changes to memory and returns (WAL entries, result).
+        ``durable=False`` skips the wait (the caller waits once for several commits).
         """
         with self._lock:
             self._check_open()
@@ -433,7 +436,8 @@ class Space:
                 raise
             self._compact_if_sparse()
             need_checkpoint = self._wal.bytes_written - self._wal_bytes_at_checkpoint > self.config.checkpoint_wal_bytes
-        self._wal.wait_durable(lsn)
+        if durable:
+            self._wal.wait_durable(lsn)
         if need_checkpoint:
             self.checkpoint()
         return result
@@ -587,11 +591,19 @@ class Space:
             all_codes, scales = _core.quantize_rows(stacked)
             all_scales = scales.tolist()
 
-        def build() -> tuple[List[tuple[int, bytes]], List[str]]:
+        # Offsets of each item's vector in the batch arrays (-1: no vector).
+        offsets = []
+        position = 0
+        for _, vector in prepared:
+            offsets.append(position if vector is not None else -1)
+            position += vector is not None
+
+        def build(start: int, stop: int) -> tuple[List[tuple[int, bytes]], List[str]]:
             entries: List[tuple[int, bytes]] = []
             ids: List[str] = []
-            key_index = 0
-            for item, vector in prepared:
+            for index in range(start, stop):
+                item, vector = prepared[index]
+                key_index = offsets[index]
                 keys = None
                 inv_norm = None
                 code = None
@@ -599,7 +611,6 @@ class Space:
                     keys = all_keys[key_index]
                     inv_norm = all_inv[key_index]
                     code = (all_codes[key_index], all_scales[key_index])
-                    key_index += 1
                 kept = self._dedup_decision(item, vector, keys, inv_norm)
                 if kept is not None and kept[0] == "existing":
                     self.deduplicated += 1
@@ -614,7 +625,17 @@ class Space:
                 ids.append(item.id)
             return entries, ids
 
-        return self._commit(build)
+        if len(prepared) <= STORE_CHUNK_ITEMS:
+            return self._commit(lambda: build(0, len(prepared)))
+        # A large batch goes in chunks, each holding the lock briefly, so recalls and
+        # other writers are not stalled behind a whole bulk load; one fsync at the end
+        # makes it all durable before the call returns.
+        ids: List[str] = []
+        for start in range(0, len(prepared), STORE_CHUNK_ITEMS):
+            stop = min(len(prepared), start + STORE_CHUNK_ITEMS)
+            ids.extend(self._commit(lambda: build(start, stop), durable=False))
+        self._wal.wait_durable(self._wal.last_lsn)
+        return ids
 
     def _dedup_decision(
         self, item: Item, vector: np.ndarray | None, keys: List[int] | None, inv_norm: float | None
