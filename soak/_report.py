@@ -103,6 +103,7 @@ def write_markdown(summary: dict[str, Any], out_dir: Path) -> Path:
         f"| requests cut by a SIGKILL (expected, not errors) | {s['interrupted']} |",
         f"| leak | {'LEAK' if s['leak']['leak'] else 'no leak'}: {s['leak']['reason']} |",
         f"| graceful shutdown at the end | exit status {s['final_stop_status']} |",
+        f"| server failed to come back | {'; '.join(s['fatal']) if s['fatal'] else 'never'} |",
         "",
         f"Leak rule: least-squares slope of server RSS against uptime over the last two thirds of the run "
         f"(leaving out each lifetime's first {s['leak']['warmup_s']:g} s of warm-up), "

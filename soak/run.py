@@ -167,21 +167,30 @@ def main(argv: list[str] | None = None) -> int:
     verify_rng = random.Random(args.seed)
     samples = 0
 
-    def kill_restart_verify(at_s: float) -> None:
+    fatal: list[str] = []
+
+    def kill_restart_verify(at_s: float) -> bool:
+        """SIGKILL, restart, verify; False (and a line in ``fatal``) if the server would not come back."""
         gate.close()
         server.kill()
         t_kill = time.monotonic()
-        server.start()
-        recovery_s = time.monotonic() - t_kill
-        assert server.proc is not None
-        pids.append(server.proc.pid)
-        result = load.verify(get_back_max=args.verify_read_back, rng=verify_rng)
+        try:
+            server.start()
+            recovery_s = time.monotonic() - t_kill
+            assert server.proc is not None
+            pids.append(server.proc.pid)
+            result = load.verify(get_back_max=args.verify_read_back, rng=verify_rng)
+        except (RuntimeError, httpx.HTTPError, KeyError, ValueError) as exc:
+            fatal.append(f"restart #{len(restarts) + 1} at {at_s:.0f}s failed: {type(exc).__name__}: {exc}")
+            log(fatal[-1])
+            return False
         restarts.append({"at_s": at_s, "lifetime": server.lifetime, "recovery_s": recovery_s, "verify": result})
         log(f"SIGKILL + restart #{len(restarts)}: back in {recovery_s:.2f}s; {result['acknowledged_checked']} acknowledged "
             f"writes listed, {result['read_back']} read back, verified in {result['seconds']}s, "
             f"lost {result['lost_now']}")
         load.schedule.restart()
         gate.open()
+        return True
 
     def take_sample() -> None:
         nonlocal samples
@@ -231,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                 if next_sample < now:
                     next_sample = now + sample_every_s
             elif now >= next_kill and end - now > min(10.0, kill_every_s / 2):
-                kill_restart_verify(now - t_load)
+                if not kill_restart_verify(now - t_load):
+                    break
                 next_kill = time.monotonic() + kill_every_s
             elif now >= next_consolidate:
                 # On its own thread, so a SIGKILL can land in the middle of a consolidation.
@@ -253,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         consolidator.join(timeout=300)
     # One last SIGKILL mid-stream state is not needed: the load is stopped. Kill anyway (the
     # disk state after a crash is what is verified), restart, verify, then stop gracefully.
-    kill_restart_verify(time.monotonic() - t_load)
+    if not fatal:
+        kill_restart_verify(time.monotonic() - t_load)
     gate.close()
     final_stop_status = server.stop()
     csv_file.close()
@@ -297,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         f"remembers answered with an existing id (dedup): {load.dedup_hits}",
     ]
     passed = (not load.lost and not load.resurrected and not load.content_mismatch and errors_total == 0
-              and not verdict.leak and final_stop_status == 0)
+              and not verdict.leak and final_stop_status == 0 and not fatal)
     summary = {
         "passed": passed, "started_at": started_at.isoformat(timespec="seconds"), "command": command,
         "machine": _machine(), "duration_s": load_s, "wall_s": wall_s, "spaces": args.spaces, "rate_per_s": args.rate,
@@ -312,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                  "growth_mb": verdict.growth_mb, "window_s": verdict.window_s, "samples": verdict.samples,
                  "lifetimes": verdict.lifetimes, "threshold_mb_per_h": verdict.threshold_mb_per_h,
                  "noise_mb": verdict.noise_mb, "warmup_s": leak_warmup_s},
-        "process": process, "final_stop_status": final_stop_status, "plots": plots, "notes": notes,
+        "process": process, "final_stop_status": final_stop_status, "fatal": fatal, "plots": plots, "notes": notes,
         "out_dir": str(out),
     }
     write_summary(summary, out)

@@ -5,8 +5,9 @@
 
 Sections, each measured now on this machine:
 1. engine operations, embedded (``engram.open``): P50/P95/P99 and throughput of durable
-   and relaxed remember, forget, recall by embedding and by text, 3-hop spread, and
-   consolidation of 500 episodes, on a space of the first ``--sizes`` entry;
+   and relaxed remember, forget, recall by embedding (with the default cognitive effects
+   and with them off) and by text, 3-hop spread, and consolidation of 500 episodes, on a
+   space of the first ``--sizes`` entry;
 2. HTTP operations: a real ``engram serve`` child process, per-operation P50/P95/P99
    from ``engram bench http``'s load generator (remember, recall, search, health);
 3. the saturation knee: ``engram.bench.ramp`` on the same server;
@@ -83,6 +84,12 @@ def measure_engine(directory: Path, n: int, *, samples: int = 300, dimension: in
         sp.recall(embedding=data[0], k=10)  # warm up (JIT, page faults)
         out["remember (durable, one call)"] = _pct(_timed(lambda i: sp.remember(f"lone {i}", embedding=fresh[i]), samples))
         out["recall by embedding, top-10"] = _pct(_timed(lambda i: sp.recall(embedding=fresh[i], k=10), samples))
+        plain = db.space("plain", dedup_threshold=None, durability="async", dimension=dimension, effects=())
+        for start in range(0, n, 5000):
+            plain.remember_many([{"content": f"memory {i}", "embedding": data[i]} for i in range(start, min(n, start + 5000))])
+        plain.recall(embedding=data[0], k=10)
+        out["recall by embedding, top-10, cognitive effects off"] = _pct(
+            _timed(lambda i: plain.recall(embedding=fresh[i], k=10), samples))
         out["recall by text, top-10"] = _pct(_timed(lambda i: sp.recall(text=words[i % 8], k=10), samples))
         out["spread, 3 hops"] = _pct(_timed(lambda i: sp.spread([ids[i % 2000]], max_hops=3), samples))
         victims = r.sample(ids, samples)
@@ -196,7 +203,8 @@ def measure_http(url: str, *, seconds: float, clients: int, preload: int, log: C
         stats, elapsed, _ = trio.run(_phase, host, port, clients, seconds, {op: 1}, requests)
         row = _summarise(op, clients, stats, elapsed)
         out[op] = {"p50_ms": row["p50_ms"], "p95_ms": row["p95_ms"], "p99_ms": row["p99_ms"],
-                   "per_s": row["throughput_per_s"], "count": row["ok"], "errors": row["errors"]}
+                   "per_s": row["throughput_per_s"], "count": row["ok"], "errors": row["errors"],
+                   "statuses": row["ops"][op]["statuses"]}
     return out
 
 
@@ -279,6 +287,11 @@ def render(doc: dict[str, Any]) -> str:
     for op in ("health", "remember", "recall", "search"):
         p = h[op]
         lines.append(f"| {op} | {p['p50_ms']:.3f} | {p['p95_ms']:.3f} | {p['p99_ms']:.3f} | {p['per_s']:,.0f} | {p['count']} | {p['errors']} |")
+    failed = {op: h[op] for op in ("health", "remember", "recall", "search") if h[op]["errors"]}
+    if failed:
+        lines += ["", "Errors: " + "; ".join(
+            f"{op}: {p['errors']} failed, HTTP statuses {p.get('statuses', {})} (a failure without a status is a "
+            f"connection the server closed mid-request)" for op, p in failed.items())]
     if h["health"]["per_s"]:
         lines += ["", "Same-run ratios to GET /health (the HTTP stack's floor): " + "; ".join(
             f"{op} {h[op]['per_s'] / h['health']['per_s']:.2f}x throughput" for op in ("remember", "recall", "search"))]
