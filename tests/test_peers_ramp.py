@@ -4,7 +4,8 @@ How: the stop rules run on made-up steps (a tail that breaks away, a failed requ
 throughput plateau, the client limit, a first step that is already broken) and must
 name the right knee and rule. Then a short real ramp against a real ``engram serve``
 process (0.5 s steps up to 4 clients) must produce steps with throughput, percentiles,
-a server RSS read from /proc, and a text report naming the knee.
+a server RSS read from /proc, and a text report naming the knee; `engram bench http --ramp`
+drives the same ramp from the CLI.
 """
 
 from __future__ import annotations
@@ -93,3 +94,15 @@ def test_short_real_ramp(server) -> None:
         assert s["rss_peak_mb"] is not None and s["rss_peak_mb"] > 10
     assert "knee:" in result["text"]
     assert "stopped:" in result["text"]
+
+
+def test_cli_bench_http_ramp(server) -> None:
+    url, _pid = server
+    proc = subprocess.run([sys.executable, "-m", "engram", "--url", url, "bench", "http", "--ramp", "--clients", "2",
+                           "--duration", "0.5s", "--preload", "100", "--mix", "recall", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert [s["clients"] for s in doc["steps"]][0] == 1
+    assert max(s["clients"] for s in doc["steps"]) <= 2
+    assert "knee" in doc and "rule" in doc
