@@ -5,7 +5,13 @@ How: ``python -m engram.net._trio.node`` processes, one per 127.0.0.x address (U
 one port), each writing its member list, health and metrics to a status file five times a
 second. As root the test makes its own network namespace (``ip netns add``) and runs every
 node inside it, so nft rules can cut links without touching the host; otherwise it uses
-plain loopback and skips only the partition phase, loudly. Phases, LAN timings throughout:
+plain loopback and skips only the partition phase, loudly.
+
+Timings: memberlist's DefaultLocalConfig with 500 ms probes (suspicion timeout 1.5 s to
+9 s at ten nodes). With LAN timings the wait until some node first probes the victim is
+exponential with a mean of one second, so a 7 s bound would fail in several percent of
+runs (memberlist's too); the LAN figures are measured in the simulator
+(python -m engram.testing.detection) instead. Phases:
 
 1. three nodes form (all see all three alive) in under 2 s from when the last one runs;
 2. seven more join (ten in all);
@@ -35,7 +41,9 @@ NAMES = [f"e{i}" for i in range(1, 11)]
 MINORITY = NAMES[:3]
 MAJORITY = NAMES[3:9]
 VICTIM = NAMES[9]
-EXTRA = ("--partition-check-ms", "500", "--partition-healing-ms", "3000", "--reconnect-interval-ms", "2000")
+EXTRA = ("--partition-check-ms", "500", "--partition-healing-ms", "3000", "--reconnect-interval-ms", "2000",
+         "--probe-interval-ms", "500")
+PRESET = "local"
 
 
 @pytest.fixture
@@ -84,9 +92,9 @@ def test_ten_processes_form_detect_partition_and_heal(
         return left
 
     seed = addresses["e1"]
-    cluster.start_engram("e1", seed, extra=EXTRA)
+    cluster.start_engram("e1", seed, preset=PRESET, extra=EXTRA)
     for name in NAMES[1:3]:
-        cluster.start_engram(name, addresses[name], [seed], extra=EXTRA)
+        cluster.start_engram(name, addresses[name], [seed], preset=PRESET, extra=EXTRA)
     # Interpreter start-up is not membership: time from when every node is running.
     wait_for(lambda: all(cluster.engram_view(n) for n in NAMES[:3]), min(20, remaining_s()))
     started = time.monotonic()
@@ -95,20 +103,21 @@ def test_ten_processes_form_detect_partition_and_heal(
     assert formed_s < 2.0, f"three nodes took {formed_s:.2f} s to form"
 
     for name in NAMES[3:]:
-        cluster.start_engram(name, addresses[name], [seed, addresses["e2"]], extra=EXTRA)
+        cluster.start_engram(name, addresses[name], [seed, addresses["e2"]], preset=PRESET, extra=EXTRA)
     wait_for(lambda: all(_sees(cluster, n, NAMES, "alive") for n in NAMES), min(20, remaining_s()), 0.05)
 
     cluster.kill(VICTIM)
     others = NAMES[:9]
     detected_s = wait_for(lambda: all(_sees(cluster, n, [VICTIM], "dead") for n in others),
                           min(15, remaining_s()), 0.05)
+    print(f"\nthree formed in {formed_s:.2f} s; kill seen dead by all nine in {detected_s:.2f} s")
     assert detected_s < 7.0, f"kill seen dead by all after {detected_s:.1f} s"
     assert all(_partition_state(cluster, n) == "connected" for n in others)
 
     if namespace is not None:
         namespace.cut([addresses[n].split(":")[0] for n in MINORITY], [addresses[n].split(":")[0] for n in MAJORITY])
-        wait_for(lambda: all(_partition_state(cluster, n) == "partitioned" for n in MINORITY),
-                 min(30, remaining_s()), 0.1)
+        partitioned_s = wait_for(lambda: all(_partition_state(cluster, n) == "partitioned" for n in MINORITY),
+                                 min(30, remaining_s()), 0.1)
         health = cluster.engram_status("e1")["health"]
         assert health["partition"]["reachable_fraction"] < 0.5
         assert health["confidence_penalty"]["factor"] < 1.0
@@ -118,8 +127,10 @@ def test_ten_processes_form_detect_partition_and_heal(
         namespace.heal()
         wait_for(lambda: all(_sees(cluster, n, MINORITY + MAJORITY, "alive") for n in MINORITY + MAJORITY),
                  min(20, remaining_s()), 0.1)
-        wait_for(lambda: all(_partition_state(cluster, n) == "connected" for n in MINORITY),
-                 min(10, remaining_s()), 0.1)
+        healed_s = wait_for(lambda: all(_partition_state(cluster, n) == "connected" for n in MINORITY),
+                            min(10, remaining_s()), 0.1)
+        print(f"partition seen by the minority in {partitioned_s:.2f} s; connected again {healed_s:.2f} s "
+              "after the merge (healing window 3 s)")
         changes = [c["state"] for c in cluster.engram_status("e1")["health"]["partition"]["changes"]]
         assert changes[-3:] == ["partitioned", "healing", "connected"], changes
 

@@ -464,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partition-healing-ms", type=int, default=10_000)
     parser.add_argument("--reconnect-interval-ms", type=int, default=None,
                         help="how often to try a failed member again (heals partitions); preset default")
+    parser.add_argument("--probe-interval-ms", type=int, default=None, help="probe period; preset default")
     parser.add_argument("--http-addr", default="")
     parser.add_argument("--data-addr", default="")
     parser.add_argument("--role", default="engram")
@@ -480,8 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                               dns_server=args.dns_server, partition_threshold=args.partition_threshold,
                               partition_check_ms=args.partition_check_ms,
                               partition_healing_ms=args.partition_healing_ms,
-                              swim_overrides=({} if args.reconnect_interval_ms is None
-                                              else {"reconnect_interval_ms": args.reconnect_interval_ms}))
+                              swim_overrides={key: value for key, value in (
+                                  ("reconnect_interval_ms", args.reconnect_interval_ms),
+                                  ("probe_interval_ms", args.probe_interval_ms)) if value is not None})
     try:
         config.swim_config()
     except ValidationError as exc:
