@@ -9,7 +9,9 @@ node that knew the victim, saw it dead; it prints p50/p99/max over all crashes o
 seeds, the dead-rumour spread (first to last node) and the false deaths. memberlist's
 published figures (100 nodes, 1% loss, kill -9, 30 runs): p50 9.86 s, p99 11.98 s, spread
 0.38 s p50. ``--crash-kind host`` makes crashed nodes silent on TCP too (a lost host rather
-than a killed process), which turns off the refused-connection shortcut.
+than a killed process), which turns off the refused-connection shortcut. ``--baseline``
+turns off Engram's additions to memberlist's algorithm (suspect_on_refused, eager_gossip,
+tell_the_accused) for an A/B comparison on the same seeds.
 """
 
 from __future__ import annotations
@@ -29,8 +31,24 @@ def _percentile(values: list[int], fraction: float) -> int:
     return ordered[min(len(ordered) - 1, int(math.ceil(fraction * len(ordered))) - 1)]
 
 
-def measure(seeds: list[int], crash_kind: str = "process", *, verbose: bool = False) -> dict[str, float]:
-    """Run the seeds and return the figures in seconds (and counts)."""
+BASELINE = {"suspect_on_refused": False, "eager_gossip": False, "tell_the_accused": False,
+            "nack_confirmations": False}
+
+
+def measure(seeds: list[int], crash_kind: str = "process", *, verbose: bool = False,
+            overrides: dict[str, bool] | None = None) -> dict[str, float]:
+    """Run the seeds and return the figures in seconds (and counts). ``overrides`` are
+    SwimConfig fields applied to every node."""
+    config_for = sim._config_for
+    if overrides:
+        sim._config_for = lambda *args: config_for(*args).replace(**overrides)  # type: ignore[assignment]
+    try:
+        return _measure(seeds, crash_kind, verbose)
+    finally:
+        sim._config_for = config_for  # type: ignore[assignment]
+
+
+def _measure(seeds: list[int], crash_kind: str, verbose: bool) -> dict[str, float]:
     firsts: list[int] = []
     lasts: list[int] = []
     spreads: list[int] = []
@@ -73,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engram.testing.detection", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="101-105", help="e.g. 101-105 or 101,107")
     parser.add_argument("--crash-kind", default="process", choices=["process", "host"])
+    parser.add_argument("--baseline", action="store_true", help="memberlist's algorithm without Engram's additions")
     args = parser.parse_args(argv)
-    figures = measure(_seeds(args.seeds), args.crash_kind, verbose=True)
+    figures = measure(_seeds(args.seeds), args.crash_kind, verbose=True,
+                      overrides=BASELINE if args.baseline else None)
     for key, value in figures.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
     return 0 if figures["false_deaths"] == 0 else 3
