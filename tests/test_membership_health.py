@@ -16,7 +16,8 @@ suspicions become deaths in about a second of real time.
 - DNS SRV: a tiny DNS server written here answers on 127.0.0.1 (UDP, OS-picked port) with
   SRV records and A records in the additional section (and, for one target, only via a
   separate A query). ``resolve_srv_seeds`` must return the seeds in priority/weight order;
-  a node configured only with ``seeds_srv`` must join the cluster through them. Malformed
+  a node configured only with ``seeds_srv`` must join the cluster through them, and once
+  isolated must look the records up again and join a member it has never heard of. Malformed
   answers (bad id, truncated, pointer loops) raise DnsError only.
 """
 
@@ -284,6 +285,31 @@ def test_node_joins_through_srv_seeds() -> None:
             nursery.cancel_scope.cancel()
 
     server = _DnsServer("_engram._udp.cluster.test", [], {"d1.cluster.test": "127.0.0.95"}, {"d1.cluster.test"})
+    try:
+        trio.run(main, server)
+    finally:
+        server.close()
+
+
+def test_isolated_node_looks_srv_up_again_and_joins_the_new_seed() -> None:
+    async def main(server: _DnsServer) -> None:
+        async with trio.open_nursery() as nursery:
+            first = await _start(nursery, _config("r1", "127.0.0.97"))
+            server.records[:] = [(10, 10, first.core.config.advertise_port, "r1.cluster.test")]
+            joiner = await _start(nursery, _config("r2", "127.0.0.98", seeds_srv="_engram._udp.cluster.test",
+                                                   dns_server=server.address, rejoin_check_ms=200))
+            await _until(lambda: _alive(joiner, 2), 10, "join through SRV")
+            first.stop()
+            await _until(lambda: joiner.health()["members"]["alive"] == 1, 10, "the seed's death")
+            # A new member appears only in DNS: the isolated node must find it by itself.
+            third = await _start(nursery, _config("r3", "127.0.0.99"))
+            server.hosts["r3.cluster.test"] = "127.0.0.99"
+            server.additional.add("r3.cluster.test")
+            server.records[:] = [(10, 10, third.core.config.advertise_port, "r3.cluster.test")]
+            await _until(lambda: _alive(joiner, 2) and _alive(third, 2), 10, "rejoin through refreshed SRV")
+            nursery.cancel_scope.cancel()
+
+    server = _DnsServer("_engram._udp.cluster.test", [], {"r1.cluster.test": "127.0.0.97"}, {"r1.cluster.test"})
     try:
         trio.run(main, server)
     finally:

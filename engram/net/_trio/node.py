@@ -102,6 +102,9 @@ class MembershipConfig:
     seeds_srv: str = ""
     # host[:port] of the DNS server for seeds_srv; empty: the first of /etc/resolv.conf.
     dns_server: str = ""
+    # After joining, how often to check that some other member is still alive; if none
+    # is, the seeds (names and SRV records) are looked up again and joined.
+    rejoin_check_ms: int = 30_000
     # Base64 AES key as `serf keygen` prints; empty: no encryption.
     encrypt: str = ""
     http_addr: str = ""
@@ -132,6 +135,8 @@ class MembershipConfig:
         if preset is None:
             raise ValidationError("preset", f"{self.preset!r}", "lan, local, wan or test_min", "lan")
         PartitionDetector(threshold=self.partition_threshold, healing_window_ms=self.partition_healing_ms)
+        if self.rejoin_check_ms <= 0:
+            raise ValidationError("rejoin_check_ms", f"{self.rejoin_check_ms}", "milliseconds > 0", "30000")
         if self.partition_check_ms <= 0:
             raise ValidationError("partition_check_ms", f"{self.partition_check_ms}", "milliseconds > 0", "2000")
         keys = (decode_key(self.encrypt),) if self.encrypt else ()
@@ -360,31 +365,41 @@ class _Runtime:
             self.handle.check_partition(now_ms())
 
     async def serve_join(self, seeds: tuple[str, ...]) -> None:
-        """Push/pull with the seeds until one answers, backing off with jitter."""
-        backoff_ms = _JOIN_BACKOFF_MS_MIN
+        """Push/pull with the seeds until one answers, backing off with jitter; then check
+        every ``rejoin_check_ms`` and start over (names and SRV records looked up again)
+        if no other member is alive any more, e.g. after a long isolation."""
+        if not (seeds or self.config.seeds_srv):
+            return
         rng = random.Random()
-        while (seeds or self.config.seeds_srv) and not self.core.joined:
-            addresses = []
-            found = list(seeds)
-            if self.config.seeds_srv:
-                try:
-                    found += await resolve_srv_seeds(self.config.seeds_srv, server=self.config.dns_server)
-                except (DnsError, OSError) as exc:
-                    log.warning("cannot look up seeds %s: %s", self.config.seeds_srv, exc)
-            for seed in found:
-                host, port = parse_host_port(seed)
-                try:
-                    infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM,
-                                                          family=stdlib_socket.AF_INET)
-                except OSError as exc:
-                    log.warning("cannot resolve seed %s: %s", seed, exc)
-                    continue
-                for info in infos[:1]:
-                    addresses.append((info[4][0], info[4][1]))
-            self.core.join([a for a in addresses if a != (self.swim.advertise_host, self.swim.advertise_port)], now_ms())
-            self.flush()
-            await trio.sleep((backoff_ms + rng.randrange(backoff_ms // 2 + 1)) / 1000)
-            backoff_ms = min(_JOIN_BACKOFF_MS_MAX, backoff_ms * 2)
+        while True:
+            backoff_ms = _JOIN_BACKOFF_MS_MIN
+            while not self.core.leaving and not (self.core.joined and self.core.reachability()[0] > 0):
+                await self._join_once(seeds)
+                await trio.sleep((backoff_ms + rng.randrange(backoff_ms // 2 + 1)) / 1000)
+                backoff_ms = min(_JOIN_BACKOFF_MS_MAX, backoff_ms * 2)
+            await trio.sleep(self.config.rejoin_check_ms / 1000)
+
+    async def _join_once(self, seeds: tuple[str, ...]) -> None:
+        addresses = []
+        found = list(seeds)
+        if self.config.seeds_srv:
+            try:
+                found += await resolve_srv_seeds(self.config.seeds_srv, server=self.config.dns_server)
+            except (DnsError, OSError) as exc:
+                log.warning("cannot look up seeds %s: %s", self.config.seeds_srv, exc)
+        for seed in found:
+            host, port = parse_host_port(seed)
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM,
+                                                      family=stdlib_socket.AF_INET)
+            except OSError as exc:
+                log.warning("cannot resolve seed %s: %s", seed, exc)
+                continue
+            for info in infos[:1]:
+                addresses.append((info[4][0], info[4][1]))
+        own = (self.swim.advertise_host, self.swim.advertise_port)
+        self.core.join([a for a in dict.fromkeys(addresses) if a != own], now_ms())
+        self.flush()
 
 
 async def serve_membership(config: MembershipConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -252,6 +252,11 @@ class Membership:
         self._on_dead(Dead(me.incarnation, self.name, self.name), now_ms)
 
     @property
+    def leaving(self) -> bool:
+        """True once ``leave`` was called."""
+        return self._leaving
+
+    @property
     def leave_done(self) -> bool:
         """True once our leave rumour was sent its retransmit limit (or nobody is left to tell)."""
         if not self._leaving:
