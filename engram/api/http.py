@@ -241,6 +241,10 @@ def create_app(svc: Service) -> Starlette:
         S.require_object(body, "body", S.REMEMBER_EXAMPLE)
         space_id = ctx.space_id(body)
         kw = S.parse_remember(body, dim=await svc.dimension_of(space_id))
+        if kw.get("embedding") is None:
+            vectors = await svc.embed(space_id, [kw["content"]])
+            if vectors is not None:
+                kw["embedding"] = vectors[0]
         async with svc.writing():
             sp = await svc.space(space_id, create=True)
             memory_id = await svc.write_batcher(space_id, sp).submit(kw)
@@ -256,6 +260,10 @@ def create_app(svc: Service) -> Starlette:
         S.require_object(body, "body", S.EPISODE_EXAMPLE)
         space_id = ctx.space_id(body)
         kw = S.parse_episode(body, dim=await svc.dimension_of(space_id))
+        if kw.get("embedding") is None:
+            vectors = await svc.embed(space_id, [kw["what"]])
+            if vectors is not None:
+                kw["embedding"] = vectors[0]
         async with svc.writing():
             sp = await svc.space(space_id, create=True)
             memory_id = await svc.run(lambda: sp.remember_episode(**kw))
@@ -283,6 +291,13 @@ def create_app(svc: Service) -> Starlette:
             kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}]."))
         if not kws:
             return json_response({"memory_ids": [], "count": 0, "memory_space_id": space_id, "stored_at": now_iso()}, 201)
+        missing = [kw for kw in kws if kw.get("embedding") is None]
+        for start in range(0, len(missing), 1024):  # the embedder takes at most 1024 texts a call
+            vectors = await svc.embed(space_id, [kw["content"] for kw in missing[start : start + 1024]])
+            if vectors is None:
+                break
+            for kw, vector in zip(missing[start : start + 1024], vectors):
+                kw["embedding"] = vector
         t0 = time.perf_counter()
         async with svc.writing():
             sp = await svc.space(space_id, create=True)
@@ -319,6 +334,10 @@ def create_app(svc: Service) -> Starlette:
         engine_q = {"embedding": q["embedding"], "text": q["text"], "k": q["k"], "threshold": threshold,
                     "after": q["after"], "before": q["before"], "location": q["location"],
                     "memory_types": q["memory_types"], "mode": q["mode"]}
+        if q["embedding"] is None and q["text"] is not None:
+            vectors = await svc.embed(space_id, [q["text"]])
+            if vectors is not None:
+                engine_q["embedding"] = vectors[0]  # with the text: scored by the mean of both cues
         sp = await svc.space(space_id, create=False)
         if sp is None:
             return space_id, q, [], None

@@ -69,6 +69,8 @@ class Service:
         self._gate_open = trio.Event()
         self._gate_open.set()
         self._backup_lock = trio.Lock()
+        self._embedder: Any = None
+        self._embedder_lock = trio.Lock()
         self.consolidation = ConsolidationScheduler(
             open_space=lambda space_id: self.db.space(space_id),
             space_ids=lambda: sorted(self._known),
@@ -110,6 +112,8 @@ class Service:
             if space_id not in self._known:
                 if self.settings.durability != "sync":
                     settings["durability"] = self.settings.durability
+                if self.settings.embedder == "minilm":
+                    settings["dimension"] = 384  # the embedder's vectors
                 settings.update(config or {})
             sp = await self.run(lambda: self.db.space(space_id, **settings))
             self._spaces[space_id] = sp
@@ -118,7 +122,28 @@ class Service:
             return sp
 
     def dimension(self, space_id: str) -> int:
-        return self._dimensions.get(space_id, EMBEDDING_DIM_DEFAULT)
+        default = 384 if self.settings.embedder == "minilm" else EMBEDDING_DIM_DEFAULT
+        return self._dimensions.get(space_id, default)
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embedder(self) -> Any:
+        """The configured embedder, loaded once in a worker thread (seconds), or None."""
+        if self.settings.embedder == "none":
+            return None
+        async with self._embedder_lock:
+            if self._embedder is None:
+                from engram.embed import load_embedder
+
+                self._embedder = await self.run(load_embedder, self.settings.embedder)
+        return self._embedder
+
+    async def embed(self, space_id: str, texts: list[str]) -> Any:
+        """Embeddings (float32 rows) for ``texts`` if an embedder is on and fits the space, else None."""
+        embedder = await self.embedder()
+        if embedder is None or not texts or await self.dimension_of(space_id) != embedder.dimension:
+            return None
+        return await self.run(embedder.encode, texts)
 
     async def dimension_of(self, space_id: str) -> int:
         if space_id in self._dimensions or space_id not in self._known:
