@@ -281,7 +281,7 @@ def test_location_filter_finds_matches_beyond_the_first_shortlist(db) -> None:
 def test_concurrent_readers_see_consistent_memories_during_compaction(db) -> None:
     import threading
 
-    sp = db.space("agent-1", dedup_threshold=None)
+    sp = db.space("agent-1", dedup_threshold=None, durability="async")  # 2,000 forgets: no fsync each
     vectors = {f"m{i:04d}": vec(i) for i in range(3000)}
     sp.remember_many([{"content": mid, "embedding": v, "id": mid} for mid, v in vectors.items()])
     errors: list[str] = []
