@@ -182,7 +182,10 @@ class Space:
         self._scales = np.zeros(0, np.float32)
         self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
         self._priming = priming_mod.PrimingState()
-        self._interference: dict[str, tuple[float, float]] = {}  # cache, dropped on every change of the stored set
+        # Interference inputs per recalled memory: (earlier similar count, later similar
+        # cosines). Kept exact as memories come and go (see _interference_update), so a
+        # write costs one small kernel call over the cached memories, not a cache flush.
+        self._interference: dict[str, tuple[int, List[float]]] = {}
         self._history: dict[str, List[tuple[int, float, List[Any], bytes | None]]] = {}
         self._failed: BaseException | None = None
         self._closed = False
@@ -269,9 +272,10 @@ class Space:
     ) -> None:
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
-        self._interference.clear()
         old = self._items.get(item.id)
         if old is not None:
+            self._interference_update(old, -1)
+            self._interference.pop(old.id, None)  # its own window's contents change with it
             self._drop_row(old)
             if self._text is not None:
                 self._text.remove(old.id)
@@ -281,6 +285,7 @@ class Space:
         else:
             item.row = -1
         self._items[item.id] = item
+        self._interference_update(item, +1)
         if self._text is not None:
             self._text.add(item.id, item.content)
 
@@ -288,14 +293,41 @@ class Space:
         item = self._items.pop(memory_id, None)
         if item is None:
             return False
+        self._interference.pop(memory_id, None)
+        self._interference_update(item, -1)
         self._drop_row(item)
         if self._text is not None:
             self._text.remove(memory_id)
         self._graph.remove_node(memory_id)
         self._pending_touches.pop(memory_id, None)
         self._history.pop(memory_id, None)
-        self._interference.clear()
         return True
+
+    def _interference_update(self, item: Item, sign: int) -> None:
+        """Add (+1) or remove (-1) ``item``'s contribution to every cached interference entry.
+
+        Each cosine is computed exactly as _fill_interference computes it (the cached
+        memory as the query, ``item`` as the row), so the cache always equals a fresh
+        computation over the stored set.
+        """
+        if not self._interference or item.row < 0:
+            return
+        cached = [self._items[i] for i in self._interference if i in self._items and i != item.id]
+        cached = [it for it in cached if it.row >= 0]
+        if not cached:
+            return
+        rows = np.array([it.row for it in cached], np.int64)
+        sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[item.row : item.row + 1]),
+                                   np.ascontiguousarray(self._inv_norms[item.row : item.row + 1]),
+                                   np.ascontiguousarray(self._matrix[rows]))[:, 0]
+        for it, sim in zip(cached, sims.tolist()):
+            delta = item.created_ns - it.created_ns
+            proactive, later = self._interference[it.id]
+            if -interference_mod.PROACTIVE_WINDOW_NS <= delta < 0 and sim >= interference_mod.PROACTIVE_COSINE_MIN:
+                proactive += sign
+            if 0 < delta <= interference_mod.RETROACTIVE_WINDOW_NS and sim >= interference_mod.RETROACTIVE_COSINE_MIN:
+                later = later + [sim] if sign > 0 else _without(later, sim)
+            self._interference[it.id] = (proactive, later)
 
     def _drop_row(self, item: Item) -> None:
         if item.row >= 0:
@@ -1110,18 +1142,25 @@ class Space:
             mask = self._alive[:n] & (created >= group[0].created_ns - before) & (created <= group[-1].created_ns + after)
             rows = np.nonzero(mask)[0]
             hit_rows = np.array([it.row for it in group], np.int64)
-            sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
-                                       np.ascontiguousarray(self._matrix[hit_rows]))
+            queries = np.ascontiguousarray(self._matrix[hit_rows])
+            if rows.size * 2 > n:
+                # Most rows are in the window: scanning the contiguous matrix beats copying
+                # them out (each row's score is the same bits either way).
+                sims = _core.cosine_scores(self._matrix[:n], self._inv_norms[:n], queries)[:, rows]
+            else:
+                sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
+                                           queries)
             row_created = created[rows]
             for index, it in enumerate(group):
                 others = rows != it.row
-                self._interference[it.id] = interference_mod.factors(it.created_ns, row_created[others], sims[index][others])
+                self._interference[it.id] = interference_mod.inputs(it.created_ns, row_created[others], sims[index][others])
 
     def _interference_of(self, item: Item) -> tuple[float, float]:
-        """(proactive, retroactive) factors of an embedded memory, cached until the stored set changes."""
+        """(proactive, retroactive) factors of an embedded memory, from its cached inputs."""
         if item.id not in self._interference:
             self._fill_interference([item])
-        return self._interference[item.id]
+        proactive, later = self._interference[item.id]
+        return interference_mod.factors_from(proactive, later)
 
     def query(self, text: str) -> Any:
         """Run one statement of the query language (engram.memory.query) and return its QueryResult.
@@ -1464,6 +1503,12 @@ class _Query:
     location: str | None
     types: frozenset[str] | None
     mode: str = "similarity"
+
+
+def _without(values: List[float], value: float) -> List[float]:
+    out = list(values)
+    out.remove(value)
+    return out
 
 
 def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:

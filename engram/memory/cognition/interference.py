@@ -11,8 +11,8 @@
 
 Both grow with similarity (the thresholds, and the mean cosine) and with count.
 Times are the memories' creation times (``when``), not wall-clock arrival, so the
-result depends only on the stored set: the space caches it per memory and drops
-the cache on every write. Memories created at the same instant interfere with
+result depends only on the stored set: the space caches the inputs per memory and
+updates them exactly as memories are stored and forgotten. Memories created at the same instant interfere with
 neither rule (neither is earlier).
 """
 
@@ -44,6 +44,23 @@ def retroactive_factor(count: int, mean_cosine: float) -> float:
     if count == 0:
         return 1.0
     return 1.0 - min(RETROACTIVE_MAX, RETROACTIVE_SCALE * mean_cosine * math.sqrt(count))
+
+
+def inputs(created_ns: int, others_created_ns: np.ndarray, others_cosine: np.ndarray) -> tuple[int, list[float]]:
+    """(count of earlier similar memories, cosines of later similar memories): what the
+    factors depend on, in a form the space can keep up to date as memories come and go."""
+    delta = others_created_ns.astype(np.int64) - np.int64(created_ns)
+    earlier = (delta < 0) & (delta >= -PROACTIVE_WINDOW_NS) & (others_cosine >= PROACTIVE_COSINE_MIN)
+    later = (delta > 0) & (delta <= RETROACTIVE_WINDOW_NS) & (others_cosine >= RETROACTIVE_COSINE_MIN)
+    return int(np.count_nonzero(earlier)), [float(c) for c in others_cosine[later].tolist()]
+
+
+def factors_from(earlier_count: int, later_cosines: list[float]) -> tuple[float, float]:
+    """The factors from ``inputs``; the mean is summed in sorted order, so it does not
+    depend on the order in which the cosines were collected."""
+    count = len(later_cosines)
+    mean = float(np.sort(np.array(later_cosines, np.float64)).sum() / count) if count else 0.0
+    return proactive_factor(earlier_count), retroactive_factor(count, mean)
 
 
 def factors(created_ns: int, others_created_ns: np.ndarray, others_cosine: np.ndarray) -> tuple[float, float]:
