@@ -300,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                "wal_mb": series("wal_bytes", 2**20), "data_mb": series("data_bytes", 2**20)}
     plots = plot(rows, [op for op in OPS if op in ops_summary], restart_times, out)
     errors_total = sum(load.total_errors.values())
+    achieved = sum(o["count"] for o in ops_summary.values()) / load_s if load_s else 0.0
     notes = [
+        f"achieved {achieved:.1f} acknowledged operations/s of the {args.rate:g}/s offered "
+        f"({100 * achieved / args.rate:.0f}%), averaged over the whole load period including the pauses for kills "
+        f"and verification; well below 100% means the server (or the shared machine) was saturated",
         f"latency is measured at the client (httpx, keep-alive) from send to the full answer; the client shares "
         f"{os.cpu_count()} cores with the server, so it includes client scheduling delay",
         f"preload: {args.spaces} x {args.live_per_space} memories through POST /api/v1/memories/bulk in {preload_s:.1f}s",
@@ -317,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample_every_s": sample_every_s, "consolidate_every_s": consolidate_every_s,
         "consolidate_route": consolidate_route, "consolidation_note": consolidation_note,
         "server_pids": pids, "samples": len(rows), "restarts": restarts, "ops": ops_summary,
-        "errors_total": errors_total, "interrupted": load.total_interrupted, "error_examples": load.error_examples,
+        "achieved_per_s": achieved, "errors_total": errors_total, "interrupted": load.total_interrupted, "error_examples": load.error_examples,
         "lost": load.lost, "resurrected": load.resurrected, "content_mismatch": load.content_mismatch,
         "leak": {"leak": verdict.leak, "reason": verdict.reason, "slope_mb_per_h": verdict.slope_mb_per_h,
                  "growth_mb": verdict.growth_mb, "window_s": verdict.window_s, "samples": verdict.samples,
