@@ -53,6 +53,26 @@ class BroadcastQueue:
             worst = max(self._by_node.values(), key=lambda r: (r.transmits, -r.order))
             del self._by_node[worst.node]
 
+    @property
+    def order(self) -> int:
+        """A counter that grows with every queued rumour (for ``newest``)."""
+        return self._order
+
+    def newest(self, after_order: int, per_part_overhead_bytes: int, bytes_available: int) -> list[bytes]:
+        """Rumours queued after ``after_order``, newest first, that fit in ``bytes_available``;
+        not counted as transmits (an extra, immediate push of fresh news)."""
+        out: list[bytes] = []
+        spent = 0
+        for rumour in sorted(self._by_node.values(), key=lambda r: -r.order):
+            if rumour.order <= after_order or len(out) >= 255 - 1:
+                break
+            cost = per_part_overhead_bytes + len(rumour.data)
+            if spent + cost > bytes_available:
+                continue
+            spent += cost
+            out.append(rumour.data)
+        return out
+
     def take(self, per_part_overhead_bytes: int, bytes_available: int, limit: int) -> list[bytes]:
         """Rumours that fit in ``bytes_available``; each counts as one more transmit."""
         if not self._by_node or bytes_available <= per_part_overhead_bytes:

@@ -191,6 +191,11 @@ class Membership:
         self._ended_probe: _ProbeRound | None = None
         # Set when a member changed state during the current verb; see _push_fresh_news.
         self._fresh_news = False
+        self._fresh_mark = 0
+        # Aligned probing (config.aligned_probing): our step along the sorted ring of
+        # members, and that ring cached until the next member change.
+        self._probe_step = rng.randrange(1 << 30)
+        self._ring_cache: tuple[list[str], dict[str, int]] | None = None
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, _Stream] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -557,24 +562,40 @@ class Membership:
         self._gossip_round(now_ms)
 
     def _push_fresh_news(self, now_ms: int) -> None:
-        """Run a gossip round now if a member changed state while handling this input.
+        """Push fresh news at once if a member changed state while handling this input.
 
-        Fresh news (a suspicion, a death, a refutation, a join) then moves one hop per
-        network delay instead of one hop per gossip interval; the tick keeps doing the
-        retransmissions. The rumour is sent no more times than its retransmit limit
-        allows either way, so this moves packets earlier rather than adding them.
+        The rumours queued since the last push (a suspicion, a death, a refutation, a
+        join) go to ``gossip_nodes`` random members now, once, outside the retransmit
+        budget; the gossip tick then sends them as usual. News thus moves one hop per
+        network delay instead of one per gossip interval, and every member that learns it
+        forwards it at least once, so small clusters with low retransmit limits do not
+        strand a member without the news. Cost: gossip_nodes packets per member per
+        state change.
         """
-        if self._fresh_news:
-            self._fresh_news = False
-            if self.config.eager_gossip:
-                self._gossip_round(now_ms)
+        if not self._fresh_news:
+            return
+        self._fresh_news = False
+        mark, self._fresh_mark = self._fresh_mark, self._broadcasts.order
+        if not self.config.eager_gossip:
+            return
+        parts = self._broadcasts.newest(mark, codec.COMPOUND_PART_OVERHEAD_BYTES,
+                                        self._budget_bytes() - codec.COMPOUND_OVERHEAD_BYTES)
+        if not parts:
+            return
+        payload = parts[0] if len(parts) == 1 else codec.encode_compound(parts)
+        peers = self._gossip_peers(now_ms)
+        for target in self._rng.sample(peers, min(self.config.gossip_nodes, len(peers))):
+            self._emit(target.address, payload, target)
+
+    def _gossip_peers(self, now_ms: int) -> list[Member]:
+        dead_until = now_ms - self.config.gossip_to_the_dead_ms
+        return [m for m in self._members.values() if m.name != self.name and (
+            m.state in (NodeState.ALIVE, NodeState.SUSPECT) or m.state_change_ms > dead_until)]
 
     def _gossip_round(self, now_ms: int) -> None:
         if not len(self._broadcasts):
             return
-        dead_until = now_ms - self.config.gossip_to_the_dead_ms
-        peers = [m for m in self._members.values() if m.name != self.name and (
-            m.state in (NodeState.ALIVE, NodeState.SUSPECT) or m.state_change_ms > dead_until)]
+        peers = self._gossip_peers(now_ms)
         targets = self._rng.sample(peers, min(self.config.gossip_nodes, len(peers)))
         limit = self._retransmit_limit()
         for target in targets:
@@ -700,6 +721,8 @@ class Membership:
             reply_to = (host, ping.source_port)
         self._send(reply_to, Ack(ping.seq_no), self._members.get(ping.source_node))
         sender = ping.source_node
+        if self.config.aligned_probing and sender and sender != self.name:
+            self._align_probe_step(sender)
         if (sender and sender not in self._members and self.config.unknown_sender_sync_ms > 0
                 and not self._leaving):
             # Someone knows us but we do not know them: their join rumour was lost. Sync
@@ -891,6 +914,40 @@ class Membership:
     # --- helpers ---------------------------------------------------------------------
 
     def _next_probe_target(self, now_ms: int) -> Member | None:
+        if not self.config.aligned_probing:
+            return self._next_shuffled_target(now_ms)
+        ring, index = self._ring()
+        count = len(ring)
+        if count <= 1:
+            self._reap(now_ms)
+            return None
+        step = self._probe_step % (count - 1)
+        self._probe_step = step + 1
+        if step == count - 2:
+            self._reap(now_ms)  # once per round, as the shuffled order does
+        return self._members[ring[(index + 1 + step) % count]]
+
+    def _ring(self) -> tuple[list[str], int]:
+        """Probe-able members and ourselves sorted by name, and our index in that ring."""
+        if self._ring_cache is None:
+            ring = sorted(name for name, member in self._members.items()
+                          if name == self.name or member.state in (NodeState.ALIVE, NodeState.SUSPECT))
+            self._ring_cache = (ring, {name: i for i, name in enumerate(ring)})
+        ring, positions = self._ring_cache
+        return ring, positions[self.name]
+
+    def _align_probe_step(self, prober: str) -> None:
+        """``prober`` just probed us: adopt the step it is at, so that at any moment the
+        members probe a permutation of the ring (everyone probed once per interval)."""
+        ring, index = self._ring()
+        assert self._ring_cache is not None
+        position = self._ring_cache[1].get(prober)
+        if position is None or position == index or len(ring) < 3:
+            return
+        # prober's step t satisfies (position + 1 + t) % n == index; we take the next one.
+        self._probe_step = (index - position - 1) % len(ring) + 1
+
+    def _next_shuffled_target(self, now_ms: int) -> Member | None:
         for _ in range(len(self._probe_order) + 1):
             if self._probe_index >= len(self._probe_order):
                 self._reset_probe_order(now_ms)
@@ -905,13 +962,17 @@ class Membership:
 
     def _reset_probe_order(self, now_ms: int) -> None:
         """Forget members dead for longer than gossip_to_the_dead and reshuffle the rest."""
+        self._reap(now_ms)
+        self._probe_order = [name for name in self._members if name != self.name]
+        self._rng.shuffle(self._probe_order)
+        self._probe_index = 0
+
+    def _reap(self, now_ms: int) -> None:
+        """Forget members dead or gone for longer than gossip_to_the_dead."""
         horizon = now_ms - self.config.gossip_to_the_dead_ms
         for name in [n for n, m in self._members.items()
                      if m.state in (NodeState.DEAD, NodeState.LEFT) and m.state_change_ms < horizon]:
             del self._members[name]
-        self._probe_order = [name for name in self._members if name != self.name]
-        self._rng.shuffle(self._probe_order)
-        self._probe_index = 0
 
     def _push_pull_interval_ms(self) -> int:
         count = len(self._members)
@@ -987,4 +1048,5 @@ class Membership:
 
     def _event(self, member: Member, now_ms: int, reason: str) -> None:
         self._fresh_news = True
+        self._ring_cache = None
         self._events.append(MemberChange(member.name, state_name(member.state), member.incarnation, now_ms, reason))
