@@ -92,8 +92,8 @@ class MembershipCollector:
 
         partition = GaugeMetricFamily("engram_cluster_partition_state", "1 for the current partition state",
                                       labels=["state"])
-        for state in PartitionState:
-            partition.add_metric([state.value], 1.0 if handle.partition.state == state else 0.0)
+        for partition_state in PartitionState:
+            partition.add_metric([partition_state.value], 1.0 if handle.partition.state == partition_state else 0.0)
         yield partition
         yield GaugeMetricFamily("engram_cluster_reachable_fraction",
                                 "(reachable others + 1) / (tracked others + 1) at the last partition check",
