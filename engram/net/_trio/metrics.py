@@ -9,8 +9,9 @@ returning the handle or None (membership not started yet, or stopped): then only
 
 Label cardinality is bounded: states, directions, partition states and suspicion kinds are
 closed sets; the per-pair suspicion counter (who suspected whom, and why) keeps at most
-``SwimConfig.suspicion_log_count_max`` (256) distinct (suspect, suspected_by) pairs per
-kind, counting later new pairs under ``suspect="_other", suspected_by="_other"``.
+``SwimConfig.suspicion_log_count_max`` (256) distinct (suspect, suspected_by, reason)
+series, counting later new ones under ``suspect="_other", suspected_by="_other"`` (one
+more series per reason).
 
 Metric names (all prefixed ``engram_``):
   cluster_up, cluster_members{state}, cluster_partition_state{state},
