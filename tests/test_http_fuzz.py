@@ -37,7 +37,10 @@ def test_schemathesis_finds_no_server_errors(start_server, tmp_path):
         "--max-time", "45",
         "--request-timeout", "10",
         "--seed", seed,
-        "--workers", "2",
+        # One worker: with two, hypothesis builds ASTs from two threads and CPython 3.11
+        # can fail with "AST constructor recursion depth mismatch" (gh-106905), an error
+        # of the fuzzer, not of the server (seen in a fresh CI environment).
+        "--workers", "1",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=tmp_path)
     out = proc.stdout + proc.stderr
