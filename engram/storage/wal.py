@@ -91,6 +91,10 @@ class WriteAheadLog:
         self._durable_lsn = 0
         self._syncing = False
         self._sync_cond = threading.Condition(threading.Lock())
+        # Writers waiting for a running sync, each on its own event: a finished sync
+        # wakes only the writers it made durable, plus one to lead the next sync, never
+        # the whole crowd (32 writers woken per fsync cost more than the fsync).
+        self._waiters: list[tuple[int, threading.Event]] = []
         self._closed = False
         self._flusher: threading.Thread | None = None
         self._flusher_stop = threading.Event()
@@ -225,27 +229,51 @@ class WriteAheadLog:
         self._sync_until(self._written_lsn)
 
     def _sync_until(self, lsn: int) -> None:
-        with self._sync_cond:
-            while self._durable_lsn < lsn:
-                if self._syncing:
-                    self._sync_cond.wait()
-                    continue
+        while True:
+            with self._sync_cond:
+                if self._durable_lsn >= lsn:
+                    return
                 if self._closed:
                     raise ClosedError("the write-ahead log is closed")
-                # Become the leader: everything written before this read is covered.
-                target = self._written_lsn
-                fd = self._fd
-                self._syncing = True
-                self._sync_cond.release()
-                try:
-                    os.fdatasync(fd)
-                finally:
-                    self._sync_cond.acquire()
+                if self._syncing:
+                    event: threading.Event | None = threading.Event()
+                    self._waiters.append((lsn, event))
+                else:
+                    # Become the leader: everything written before this read is covered.
+                    event = None
+                    target = self._written_lsn
+                    fd = self._fd
+                    self._syncing = True
+            if event is not None:
+                event.wait()
+                continue  # durable now, or chosen to lead the next sync
+            try:
+                os.fdatasync(fd)
+            except BaseException:
+                with self._sync_cond:
                     self._syncing = False
-                    self._sync_cond.notify_all()
+                    self._wake_locked(everyone=True)  # each retries; the error reaches them too
+                raise
+            with self._sync_cond:
+                self._syncing = False
                 self.fsync_count += 1
                 if target > self._durable_lsn:
                     self._durable_lsn = target
+                self._wake_locked()
+
+    def _wake_locked(self, everyone: bool = False) -> None:
+        """Wake the waiters that are durable now, and one more to lead the next sync."""
+        remaining = []
+        for waiter_lsn, event in self._waiters:
+            if everyone or waiter_lsn <= self._durable_lsn:
+                event.set()
+            else:
+                remaining.append((waiter_lsn, event))
+        if remaining and not self._syncing:
+            remaining[0][1].set()
+            remaining = remaining[1:]
+        self._waiters = remaining
+        self._sync_cond.notify_all()  # rotation and close wait on the condition itself
 
     def rotate(self) -> None:
         """Start a new segment (the caller holds its lock); used before a checkpoint."""
@@ -263,7 +291,7 @@ class WriteAheadLog:
             self._durable_lsn = self._written_lsn
             os.close(self._fd)
             self._open_segment(self.directory / _segment_name(self._next_lsn))
-            self._sync_cond.notify_all()
+            self._wake_locked()
 
     def drop_through(self, lsn: int) -> int:
         """Delete segments whose records all have LSN <= ``lsn``; return how many."""
@@ -299,7 +327,7 @@ class WriteAheadLog:
                 self._closed = True
                 os.close(self._fd)
                 self._fd = -1
-                self._sync_cond.notify_all()
+                self._wake_locked(everyone=True)
         self._closed = True
 
 
