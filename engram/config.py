@@ -102,6 +102,14 @@ class Settings:
         default=10.0,
         metadata=_doc("On SIGTERM/SIGINT, how long requests in flight may take before they are cut."),
     )
+    cluster: bool = field(default=False, metadata=_doc("Join a cluster: run SWIM membership (memberlist's wire protocol)."))
+    node_name: str = field(default="", metadata=_doc("Cluster node name; empty: the host name."))
+    bind: str = field(default="", metadata=_doc("Gossip address HOST[:PORT] (UDP and TCP); empty: HOST:7946."))
+    advertise: str = field(default="", metadata=_doc("Gossip address peers should use, if not the bind address."))
+    seeds: str = field(default="", metadata=_doc("Comma-separated host:port of members to join (names resolved, retried)."))
+    seeds_srv: str = field(default="", metadata=_doc("DNS SRV name listing more seeds, e.g. _engram._udp.example.com."))
+    encrypt: str = field(default="", metadata=_doc("Gossip encryption key, base64, as `serf keygen` prints."))
+    cluster_preset: str = field(default="lan", metadata=_doc("Membership timings: lan (memberlist's), local, wan, test_min."))
     embedder: str = field(
         default="none",
         metadata=_doc("Server-side text embeddings for memories and queries sent without one: 'none' or 'minilm' "

@@ -444,6 +444,27 @@ def create_app(svc: Service) -> Starlette:
         _, q, hits, _ = await run_recall(ctx, merged)
         return json_response({"memories": [S.hit_json(h, retrieval_path="lexical_match") for h in hits], "total": len(hits)})
 
+    @endpoint("/cluster/nodes", "read")
+    async def cluster_nodes(request: Request, ctx: Ctx) -> Response:
+        """Members as SWIM sees them; a server without --cluster lists itself alone."""
+        if svc.membership is None:
+            nodes = [{"id": "local", "swim_address": None, "api_address": request.url.netloc, "state": "alive",
+                      "incarnation": 0, "tags": {"role": "engram"}}]
+            return json_response({"mode": "single-node", "nodes": nodes, "count": 1})
+        nodes = svc.membership.members()
+        return json_response({"mode": "cluster", "nodes": nodes, "count": len(nodes)})
+
+    @endpoint("/cluster/health", "read")
+    async def cluster_health(request: Request, ctx: Ctx) -> Response:
+        """Membership counts, partition state and the confidence penalty it implies."""
+        if svc.membership is None:
+            return json_response({"mode": "single-node", "members": {"alive": 1, "suspect": 0, "dead": 0, "left": 0},
+                                  "partition": {"state": "connected", "reachable_fraction": 1.0},
+                                  "confidence_penalty": {"factor": 1.0, "reason": "single node"}})
+        doc = dict(svc.membership.health())
+        doc["mode"] = "cluster"
+        return json_response(doc)
+
     @endpoint("/api/v1/query", "read")
     async def query_route(request: Request, ctx: Ctx) -> Response:
         """The query language (engram.memory.query): RECALL, SPREAD FROM, CONSOLIDATE."""
@@ -687,6 +708,8 @@ def create_app(svc: Service) -> Starlette:
         Route("/api/v1/spaces", spaces_route, methods=["GET", "POST"]),
         Route("/api/v1/spaces/create", create_space, methods=["POST"]),
         Route("/api/v1/query", query_route, methods=["POST"]),
+        Route("/cluster/nodes", cluster_nodes, methods=["GET"]),
+        Route("/cluster/health", cluster_health, methods=["GET"]),
         Route("/api/v1/consolidations", consolidations, methods=["GET"]),
         Route("/api/v1/consolidations/{belief_id}", consolidation, methods=["GET"]),
         Route("/api/v1/consolidate", consolidate_now, methods=["POST"]),

@@ -258,6 +258,19 @@ def openapi_document(version: str) -> dict[str, Any]:
             "parameters": SPACE_PARAMS + [{"name": "belief_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "The belief", "content": {"application/json": {"schema": {"type": "object"}}}},
                           **_errors(400, 404, *AUTH_ERRS)}}},
+        "/cluster/nodes": {"get": {
+            "operationId": "clusterNodes", "summary": "Cluster members as SWIM sees them (a lone server lists itself)",
+            "tags": ["cluster"],
+            "responses": {"200": {"description": "nodes", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["mode", "nodes", "count"],
+                "properties": {"mode": {"type": "string"}, "count": {"type": "integer"},
+                               "nodes": {"type": "array", "items": {"type": "object"}}}}}}},
+                          **_errors(*AUTH_ERRS)}}},
+        "/cluster/health": {"get": {
+            "operationId": "clusterHealth", "summary": "Membership counts, partition state, confidence penalty",
+            "tags": ["cluster"],
+            "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **_errors(*AUTH_ERRS)}}},
         "/api/v1/query": {"post": {
             "operationId": "query", "summary": "Run one statement of the query language: RECALL, SPREAD FROM, CONSOLIDATE",
             "tags": ["query"], "parameters": SPACE_PARAMS,

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Settings
+from ..net._trio.node import MembershipConfig, serve_membership
 from .http import create_app
 from .service import Service
 
@@ -61,6 +63,23 @@ def _write_pid_file(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(".pid.tmp")
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
+
+
+def membership_config(settings: Settings, http_url: str) -> MembershipConfig:
+    """The membership runtime's settings from the server's (``engram serve --cluster ...``)."""
+    bind = settings.bind or f"{settings.host}:7946"
+    seeds = tuple(seed.strip() for seed in settings.seeds.split(",") if seed.strip())
+    return MembershipConfig(
+        node_name=settings.node_name or socket.gethostname(),
+        bind=bind,
+        advertise=settings.advertise,
+        seeds=seeds,
+        seeds_srv=settings.seeds_srv,
+        encrypt=settings.encrypt,
+        http_addr=http_url.removeprefix("http://").removeprefix("https://"),
+        role="engram",
+        preset=settings.cluster_preset,
+    )
 
 
 async def serve(
@@ -116,6 +135,8 @@ async def serve(
                 url = binds[0] if binds else f"http://{settings.host}:{settings.port}"
                 tail = url.rsplit(":", 1)[-1]
                 port = int(tail) if tail.isdigit() else settings.port
+                if settings.cluster:
+                    svc.membership = await nursery.start(serve_membership, membership_config(settings, url))
                 if write_pid:
                     _write_pid_file(pid_path, {"pid": os.getpid(), "url": url, "port": port, "host": settings.host,
                                                "data_dir": str(data_dir.resolve()), "auth": settings.auth_enabled})
@@ -123,6 +144,9 @@ async def serve(
                     on_ready(url, stop_from_any_thread)
             # hypercorn returned: no connection is open and no request in flight. The
             # recall collectors (and the signal task) are all that is left.
+            if svc.membership is not None:
+                with trio.move_on_after(settings.graceful_timeout_s):
+                    await svc.membership.leave()  # tell the cluster we left, not failed
             svc.close_batchers()
             nursery.cancel_scope.cancel()
     finally:

@@ -69,6 +69,11 @@ class Service:
         self._gate_open = trio.Event()
         self._gate_open.set()
         self._backup_lock = trio.Lock()
+        self.membership: Any = None  # the SWIM handle when serving with --cluster
+        if settings.cluster:
+            from engram.net._trio.metrics import register_membership_metrics
+
+            register_membership_metrics(self.metrics.registry, lambda: self.membership)
         self._embedder: Any = None
         self._embedder_lock = trio.Lock()
         self.consolidation = ConsolidationScheduler(
