@@ -64,3 +64,16 @@ def test_bound_covers_the_quantisation_error() -> None:
     l1 = np.abs(q.astype(np.float64)).sum(axis=1)
     bound = _core.APPROX_BOUND_FACTOR * scales.astype(np.float64)[None, :] * l1[:, None]
     assert np.all(np.abs(approx - exact) <= bound)
+
+
+def test_codes_survive_a_checkpoint_unchanged(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        sp.remember_many([{"content": f"m{i}", "embedding": rng.standard_normal(768)} for i in range(300)])
+        sp.checkpoint()
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        n = sp._n
+        codes, scales = _core.quantize_rows(np.ascontiguousarray(sp._matrix[:n]))
+        assert np.array_equal(sp._codes[:n], codes) and np.array_equal(sp._scales[:n], scales)

@@ -1441,6 +1441,9 @@ class Space:
             "inv_norms": inv_norms.astype("<f4").tobytes(),
             "created": (self._created[rows] if len(rows) else np.zeros(0, np.int64)).astype("<i8").tobytes(),
             "episodic": (self._episodic[rows] if len(rows) else np.zeros(0, np.bool_)).tobytes(),
+            # int8 codes are derived data, stored so that reopening does not recompute them.
+            "codes": (self._codes[rows] if len(rows) else np.zeros((0, self.config.dimension), np.int8)).tobytes(),
+            "scales": (self._scales[rows] if len(rows) else np.zeros(0, np.float32)).astype("<f4").tobytes(),
             "edges": [list(edge) for edge in self._graph.edges()],
             "evicted": self.evicted,
             "deduplicated": self.deduplicated,
@@ -1461,7 +1464,11 @@ class Space:
             self._inv_norms[:n] = np.frombuffer(meta["inv_norms"], dtype="<f4")
             self._alive[:n] = True
             self._lsh_keys[:n] = keys
-            self._codes[:n], self._scales[:n] = _core.quantize_rows(self._matrix[:n])
+            if "codes" in meta:
+                self._codes[:n] = np.frombuffer(meta["codes"], dtype=np.int8).reshape(n, self.config.dimension)
+                self._scales[:n] = np.frombuffer(meta["scales"], dtype="<f4")
+            else:  # a checkpoint written before codes were stored
+                self._codes[:n], self._scales[:n] = _core.quantize_rows(self._matrix[:n])
             self._created[:n] = np.frombuffer(meta["created"], dtype="<i8")
             self._episodic[:n] = np.frombuffer(meta["episodic"], dtype=np.bool_)
         for row, memory_id in enumerate(embedded):
