@@ -185,3 +185,21 @@ def test_priming_switched_off(tmp_path: Path, clock: Clock) -> None:
         sp.recall(embedding=vectors["doctor"], k=1)
         clock.advance(milliseconds=100)
         assert factor(sp.recall(embedding=vectors["nurse"], k=1)[0]) == 1.0
+
+
+def test_forgetting_drops_priming_state(tmp_path) -> None:
+    """Per-memory priming counts must not outlive the memory (the soak saw them grow)."""
+    import numpy as np
+
+    import engram
+
+    rng = np.random.default_rng(4)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        ids = [sp.remember(f"m{i}", embedding=rng.standard_normal(768)) for i in range(5)]
+        for mid in ids:
+            sp.recall(embedding=sp.get(mid).embedding, k=1)
+        assert set(ids) <= set(sp._priming.recalls)
+        for mid in ids:
+            sp.forget(mid)
+        assert sp._priming.recalls == {} and sp._priming.co_recalls == {} and sp._priming.pairs == 0

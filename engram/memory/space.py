@@ -295,6 +295,7 @@ class Space:
             return False
         self._interference.pop(memory_id, None)
         self._interference_update(item, -1)
+        self._priming.forget(memory_id)
         self._drop_row(item)
         if self._text is not None:
             self._text.remove(memory_id)

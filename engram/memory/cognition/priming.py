@@ -144,6 +144,22 @@ class PrimingState:
                 strength = count / self.recalls[memory_id]
                 self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
 
+    def forget(self, memory_id: str) -> None:
+        """Drop everything kept about a forgotten memory (its counts would otherwise stay
+        forever: the soak found this state growing with every id ever recalled)."""
+        self.recalls.pop(memory_id, None)
+        row = self.co_recalls.pop(memory_id, None)
+        if row:
+            self.pairs -= len(row)
+            for other in row:
+                back = self.co_recalls.get(other)
+                if back is not None and back.pop(memory_id, None) is not None:
+                    self.pairs -= 1
+                    if not back:
+                        del self.co_recalls[other]
+        self.associative.pop(memory_id, None)
+        self.sources = [(t0, m) for t0, m in self.sources if m != memory_id]
+
     def active_sources(self, now_ns: int) -> list[tuple[int, str]]:
         """Recalled memories whose primes still act at ``now_ns``, in (time, id) order."""
         return sorted((t0, m) for t0, m in self.sources if 0 <= now_ns - t0 <= PRIME_LIFETIME_NS)
