@@ -160,9 +160,32 @@ async def serve(
             pass
 
 
+def _fix_malloc_mmap_threshold() -> None:
+    """Keep large arrays in their own mappings, returned to the OS when freed.
+
+    glibc raises its mmap threshold each time a large mapped block is freed (up to
+    32 MiB), after which the matrix copies of growth and compaction come from the
+    heap and fragment it: a 20-minute soak grew from 468 to 944 MB with a flat data
+    set, and levelled off near 500 MB with the threshold pinned (MALLOC_MMAP_THRESHOLD_).
+    Pinning it with mallopt does the same without an environment variable.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_MMAP_THRESHOLD = -3  # noqa: N806 - glibc's name
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to pin
+        pass
+
+
 def run_server(settings: Settings) -> int:
     """Blocking entry point for ``engram serve``; returns the exit status."""
     import engram
+
+    _fix_malloc_mmap_threshold()
 
     logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
