@@ -16,6 +16,7 @@ survives), so a cycle adds activation but never loops.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 
 def depth_threshold(depth: int) -> float:
@@ -61,10 +62,30 @@ class AssociationGraph:
         return out
 
     def spread(self, seeds: list[str], max_hops: int, rate: float, threshold: float | None = None) -> dict[str, float]:
+        """Activation of every node reached from ``seeds`` (each starting at 1.0), by id."""
+        activation, _ = self.spread_from({seed: 1.0 for seed in seeds}, max_hops, rate, threshold)
+        return {node: activation[node] for node in sorted(activation)}
+
+    def spread_from(
+        self,
+        seeds: dict[str, float],
+        max_hops: int,
+        rate: float,
+        threshold: float | None = None,
+        divide: Callable[[int], float] | None = None,
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """Spreading from seeds with starting activations; returns (activation, depth first reached).
+
+        ``divide(fan)`` divides what a node passes along each edge (the fan effect,
+        engram.memory.cognition.fan); None divides by 1. ``threshold`` replaces the
+        per-depth thresholds when given.
+        """
         activation: dict[str, float] = {}
+        depth_of: dict[str, int] = {}
         frontier = []
-        for seed in sorted(set(seeds)):
-            activation[seed] = 1.0
+        for seed in sorted(seeds):
+            activation[seed] = min(1.0, max(0.0, seeds[seed]))
+            depth_of[seed] = 0
             frontier.append(seed)
         expanded = set(frontier)
         for depth in range(1, max_hops + 1):
@@ -72,19 +93,23 @@ class AssociationGraph:
             floor = depth_threshold(depth) if threshold is None else threshold
             arriving: dict[str, float] = {}
             for node in frontier:
-                parent = activation[node]
-                for other, weight in sorted(self._edges.get(node, {}).items()):
-                    arriving[other] = arriving.get(other, 0.0) + parent * weight * factor
+                neighbours = self._edges.get(node, {})
+                share = activation[node] * factor
+                if divide is not None:
+                    share /= divide(len(neighbours))
+                for other, weight in sorted(neighbours.items()):
+                    arriving[other] = arriving.get(other, 0.0) + share * weight
             next_frontier = []
             for node in sorted(arriving):
                 value = arriving[node]
                 if value < floor:
                     continue
                 activation[node] = min(1.0, activation.get(node, 0.0) + value)
+                depth_of.setdefault(node, depth)
                 if node not in expanded:
                     expanded.add(node)
                     next_frontier.append(node)
             frontier = next_frontier
             if not frontier:
                 break
-        return {node: activation[node] for node in sorted(activation)}
+        return activation, depth_of

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from engram.memory.graph import AssociationGraph, depth_threshold
+from engram.memory.graph import AssociationGraph
 
 BASE_RETRIEVAL_MS = 1150.0
 MS_PER_EXTRA_ASSOCIATION = 70.0
@@ -55,34 +55,4 @@ def spread(
     a node below its depth's threshold is dropped and spreads no further; a node
     expands at most once, so cycles terminate.
     """
-    activation: dict[str, float] = {}
-    depth_of: dict[str, int] = {}
-    frontier = []
-    for seed in sorted(seeds):
-        activation[seed] = min(1.0, max(0.0, seeds[seed]))
-        depth_of[seed] = 0
-        frontier.append(seed)
-    expanded = set(frontier)
-    for depth in range(1, max_hops + 1):
-        factor = math.exp(-rate * depth)
-        floor = depth_threshold(depth)
-        arriving: dict[str, float] = {}
-        for node in frontier:
-            neighbours = graph.neighbours(node)
-            share = activation[node] * factor / divisor(len(neighbours), kind)
-            for other, weight in sorted(neighbours.items()):
-                arriving[other] = arriving.get(other, 0.0) + share * weight
-        next_frontier = []
-        for node in sorted(arriving):
-            value = arriving[node]
-            if value < floor:
-                continue
-            activation[node] = min(1.0, activation.get(node, 0.0) + value)
-            depth_of.setdefault(node, depth)
-            if node not in expanded:
-                expanded.add(node)
-                next_frontier.append(node)
-        frontier = next_frontier
-        if not frontier:
-            break
-    return activation, depth_of
+    return graph.spread_from(seeds, max_hops, rate, divide=lambda fan: divisor(fan, kind))
