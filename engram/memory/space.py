@@ -59,6 +59,8 @@ DIMENSION_DEFAULT = 768
 K_MAX = 10_000
 HOPS_MAX = 16
 _COMPACT_MIN_ROWS = 1024
+# Memories whose interference inputs are kept up to date (see Space._fill_interference).
+INTERFERENCE_CACHE_MAX = 2048
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
 # From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
@@ -1155,6 +1157,10 @@ class Space:
             for index, it in enumerate(group):
                 others = rows != it.row
                 self._interference[it.id] = interference_mod.inputs(it.created_ns, row_created[others], sims[index][others])
+        # Bounded: every write updates each cached entry, and each entry holds a list.
+        # The oldest entries go first; a dropped one is simply recomputed when needed.
+        while len(self._interference) > INTERFERENCE_CACHE_MAX:
+            del self._interference[next(iter(self._interference))]
 
     def _interference_of(self, item: Item) -> tuple[float, float]:
         """(proactive, retroactive) factors of an embedded memory, from its cached inputs."""
