@@ -320,15 +320,25 @@ class Space:
         if not cached:
             return
         rows = np.array([it.row for it in cached], np.int64)
+        delta = item.created_ns - self._created[rows]
+        in_window = (delta != 0) & (delta >= -interference_mod.PROACTIVE_WINDOW_NS) & (delta <= interference_mod.RETROACTIVE_WINDOW_NS)
+        if not in_window.any():
+            return
+        picked = np.nonzero(in_window)[0]
+        rows = rows[picked]
         sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[item.row : item.row + 1]),
                                    np.ascontiguousarray(self._inv_norms[item.row : item.row + 1]),
-                                   np.ascontiguousarray(self._matrix[rows]))[:, 0]
-        for it, sim in zip(cached, sims.tolist()):
-            delta = item.created_ns - it.created_ns
+                                   np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows])[:, 0]
+        delta = delta[picked]
+        earlier = (delta < 0) & (sims >= interference_mod.PROACTIVE_COSINE_MIN)
+        later_mask = (delta > 0) & (sims >= interference_mod.RETROACTIVE_COSINE_MIN)
+        for index in np.nonzero(earlier | later_mask)[0].tolist():
+            it = cached[picked[index]]
             proactive, later = self._interference[it.id]
-            if -interference_mod.PROACTIVE_WINDOW_NS <= delta < 0 and sim >= interference_mod.PROACTIVE_COSINE_MIN:
+            if earlier[index]:
                 proactive += sign
-            if 0 < delta <= interference_mod.RETROACTIVE_WINDOW_NS and sim >= interference_mod.RETROACTIVE_COSINE_MIN:
+            if later_mask[index]:
+                sim = float(sims[index])
                 later = later + [sim] if sign > 0 else _without(later, sim)
             self._interference[it.id] = (proactive, later)
 
@@ -1146,13 +1156,16 @@ class Space:
             rows = np.nonzero(mask)[0]
             hit_rows = np.array([it.row for it in group], np.int64)
             queries = np.ascontiguousarray(self._matrix[hit_rows])
+            # The stored norms for the query side too: _interference_update computes the
+            # same cosines with the roles swapped and must get the same bits.
+            query_inv = np.ascontiguousarray(self._inv_norms[hit_rows])
             if rows.size * 2 > n:
                 # Most rows are in the window: scanning the contiguous matrix beats copying
                 # them out (each row's score is the same bits either way).
-                sims = _core.cosine_scores(self._matrix[:n], self._inv_norms[:n], queries)[:, rows]
+                sims = _core.cosine_scores(self._matrix[:n], self._inv_norms[:n], queries, query_inv)[:, rows]
             else:
                 sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
-                                           queries)
+                                           queries, query_inv)
             row_created = created[rows]
             for index, it in enumerate(group):
                 others = rows != it.row
