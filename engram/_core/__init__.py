@@ -16,7 +16,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, quantize_rows, query_inv_norm, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, quantize_rows, row_inv_norms
 
 __all__ = [
     "IMPL",
@@ -33,7 +33,6 @@ __all__ = [
     "select_topk",
     "topk_cosine_batch",
     "row_inv_norms",
-    "query_inv_norm",
     "quantize_rows",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",

@@ -148,12 +148,6 @@ def _lane_dots(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     return acc[:, 0]
 
 
-def query_inv_norm(query: np.ndarray) -> np.float32:
-    """1/||query|| in float32 computed in float64 (0 for the zero vector)."""
-    norm = float(np.sqrt(np.dot(query.astype(np.float64), query.astype(np.float64))))
-    return np.float32(0.0 if norm == 0.0 else 1.0 / norm)
-
-
 def _select(scores: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     n = scores.shape[0]
     candidates = np.arange(n, dtype=np.int64)

@@ -898,11 +898,7 @@ class Space:
         scale_inv = view.scales[:n] * inv_norms
         for position, j in enumerate(eligible):
             query = parsed[j]
-            mask = view.alive.copy()
-            if query.after is not None:
-                mask &= view.created[:n] >= query.after
-            if query.before is not None:
-                mask &= view.created[:n] < query.before
+            mask = _row_mask(view, query)
             cosine = approx[position] * inv_norms * q_inv[position]
             l1 = float(np.abs(chosen[position].astype(np.float64)).sum())
             bound = scale_inv * np.float32(_core.APPROX_BOUND_FACTOR * l1 * float(q_inv[position]))
@@ -963,11 +959,7 @@ class Space:
     def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int) -> List[Hit]:
         candidates: dict[str, float] = {}
         if row_scores is not None and view.n:
-            mask = view.alive.copy()
-            if query.after is not None:
-                mask &= view.created[: view.n] >= query.after
-            if query.before is not None:
-                mask &= view.created[: view.n] < query.before
+            mask = _row_mask(view, query)
             # With a text cue too, take a wider cosine shortlist so the blend can reorder it.
             # Hybrid ranking re-orders a wider shortlist too.
             k_wide = query.k if query.text is None and query.mode != "hybrid" else min(view.n, 4 * query.k + 16)
@@ -1530,6 +1522,16 @@ class _Query:
     location: str | None
     types: frozenset[str] | None
     mode: str = "similarity"
+
+
+def _row_mask(view: _View, query: _Query) -> np.ndarray:
+    """Rows a vector query may return: alive, and inside its time filter (after <= t < before)."""
+    mask = view.alive.copy()
+    if query.after is not None:
+        mask &= view.created[: view.n] >= query.after
+    if query.before is not None:
+        mask &= view.created[: view.n] < query.before
+    return mask
 
 
 def _without(values: List[float], value: float) -> List[float]:
