@@ -15,7 +15,10 @@ Three kinds, combined with saturation into one confidence factor per hit:
 - Associative priming (McKoon & Ratcliff 1992). Recalled memories (top hits) that
   were recalled within 30 s of each other at least twice prime each other with
   strength P(B|A) = co-recalls(A, B) / recalls(A): boost 0.15 x P(B|A), decaying
-  like a semantic prime.
+  like a semantic prime. A recall pairs with at most the 32 memories recalled most
+  recently within those 30 s (a working-memory span): at an agent's pace that is
+  every one of them, and a space serving many recalls a second does not pay for
+  thousands of pairs per recall.
 - Repetition priming (Tulving & Schacter 1990): +5% per earlier exposure (the
   memory's access count), at most 30%.
 
@@ -37,7 +40,7 @@ starts unprimed.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict
 
 import numpy as np
 
@@ -52,6 +55,7 @@ REFRACTORY_NS = 50 * NS_PER_MS
 LATERAL_INHIBITION = 0.3
 ASSOCIATIVE_WINDOW_NS = 30 * NS_PER_S
 ASSOCIATIVE_MIN_CO_RECALLS = 2
+ASSOCIATIVE_PARTNERS_MAX = 32
 ASSOCIATIVE_BOOST_MAX = 0.15
 REPETITION_STEP = 0.05
 REPETITION_MAX = 0.30
@@ -101,7 +105,7 @@ class PrimingState:
     def __init__(self) -> None:
         self.sources: list[tuple[int, str]] = []  # (t0, id) of recalled embedded memories, oldest first
         self.associative: dict[str, list[tuple[int, float]]] = {}
-        self.recent: deque[tuple[int, str]] = deque()
+        self.recent: "OrderedDict[str, int]" = OrderedDict()  # id -> when last recalled, least recent first
         self.recalls: dict[str, int] = {}
         self.co_recalls: dict[str, dict[str, int]] = {}  # a -> b -> times recalled within 30 s of each other
         self.pairs = 0
@@ -126,9 +130,18 @@ class PrimingState:
         if embedded:
             self.sources.append((now_ns, memory_id))
         # Associative: one co-recall per pair per recall event, within 30 s.
-        while self.recent and now_ns - self.recent[0][0] > ASSOCIATIVE_WINDOW_NS:
-            self.recent.popleft()
-        partners = sorted({other for t0, other in self.recent if other != memory_id and 0 <= now_ns - t0})
+        while self.recent:
+            oldest, t0 = next(iter(self.recent.items()))
+            if now_ns - t0 <= ASSOCIATIVE_WINDOW_NS:
+                break
+            del self.recent[oldest]
+        partners = []
+        for other, t0 in reversed(self.recent.items()):
+            if len(partners) == ASSOCIATIVE_PARTNERS_MAX:
+                break
+            if other != memory_id and 0 <= now_ns - t0:
+                partners.append(other)
+        partners.sort()
         self.recalls[memory_id] = self.recalls.get(memory_id, 0) + 1
         for other in partners:
             for a, b in ((memory_id, other), (other, memory_id)):
@@ -138,7 +151,8 @@ class PrimingState:
                 elif self.pairs < PAIRS_MAX:
                     row[b] = 1
                     self.pairs += 1
-        self.recent.append((now_ns, memory_id))
+        self.recent[memory_id] = now_ns
+        self.recent.move_to_end(memory_id)
         for b, count in sorted(self.co_recalls.get(memory_id, {}).items()):
             if count >= ASSOCIATIVE_MIN_CO_RECALLS:
                 strength = count / self.recalls[memory_id]
@@ -184,8 +198,11 @@ def semantic_sums(hit_ids: list[str], sources: list[tuple[int, str]], to_sources
     k = len(hit_ids)
     hop1 = np.zeros(k)
     last: list[int | None] = [None] * k
-    for j, (t0, source) in enumerate(sources):
-        targets = [i for i in range(k) if hit_ids[i] != source and to_sources[i, j] >= SEMANTIC_COSINE_MIN]
+    reaching = to_sources >= SEMANTIC_COSINE_MIN
+    # Only sources that reach some hit can prime (or reset a refractory period).
+    for j in np.nonzero(reaching.any(axis=0))[0].tolist():
+        t0, source = sources[j]
+        targets = [i for i in np.nonzero(reaching[:, j])[0].tolist() if hit_ids[i] != source]
         targets.sort(key=lambda i: (-float(to_sources[i, j]), hit_ids[i]))
         targets = targets[:NEIGHBOURS_MAX]
         boosts = inhibited([semantic_boost(float(to_sources[i, j]), 1) for i in targets])
