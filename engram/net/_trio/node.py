@@ -40,7 +40,7 @@ from typing import Any
 import trio
 
 from engram.errors import ValidationError
-from engram.net._trio.clock import now_ms
+from engram.net._trio.clock import now_ms, wall_offset_ms
 from engram.net._trio.discovery import resolve_srv_seeds
 from engram.net.dns import DnsError
 from engram.net.swim import codec
@@ -252,7 +252,7 @@ class _Runtime:
         self.swim = swim
         self.nursery = nursery
         self.udp = udp
-        self.core = Membership(swim, random.Random(), now_ms())
+        self.core = Membership(swim, random.Random(), now_ms(), clock_offset_ms=wall_offset_ms())
         self.handle = MembershipHandle(self.core, nursery, config)
         self.handle._poke = self.flush  # type: ignore[method-assign]
         self.send_channel, self.receive_channel = trio.open_memory_channel[tuple[tuple[str, int], bytes]](_DATAGRAM_QUEUE_MAX)
@@ -294,6 +294,8 @@ class _Runtime:
             self.wakeup = trio.Event()
             with trio.move_on_at(deadline_ms / 1000):
                 await self.wakeup.wait()
+            # The wall clock may have been stepped (NTP): keep the shared clock current.
+            self.core.set_clock_offset(wall_offset_ms())
             self.core.tick(now_ms())
             self.flush()
 
