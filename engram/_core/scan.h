@@ -81,24 +81,45 @@ static void engram_scores_block(const float *M, const float *inv_norms, int64_t 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* A tile of up to 4 rows x 4 queries per pass over the columns: each 16-column chunk
+ * of a row is converted once and each chunk of a query loaded once for 16 products,
+ * so loads and conversions stay under the multiply-adds. */
 __attribute__((target("avx512f")))
 static void engram_approx_avx512(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
                                  int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
     const int64_t full = d - d % 16;
-    for (int64_t i = start; i < stop; i++) {
-        const int8_t *row = codes + i * d;
+    for (int64_t i = start; i < stop; i += 4) {
+        const int64_t rows = stop - i < 4 ? stop - i : 4;
         for (int64_t j = 0; j < b; j += 4) {
             const int64_t m = b - j < 4 ? b - j : 4;
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (int64_t c = 0; c < full; c += 16) {
-                __m512 r = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + c))));
-                for (int64_t t = 0; t < m; t++)
-                    acc[t] = _mm512_fmadd_ps(r, _mm512_loadu_ps(Q + (j + t) * d + c), acc[t]);
+            __m512 acc[4][4];
+            for (int64_t r = 0; r < 4; r++)
+                for (int64_t t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps();
+            if (rows == 4 && m == 4) {
+                for (int64_t c = 0; c < full; c += 16) {
+                    __m512 x[4], q[4];
+                    for (int64_t r = 0; r < 4; r++)
+                        x[r] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(codes + (i + r) * d + c))));
+                    for (int64_t t = 0; t < 4; t++) q[t] = _mm512_loadu_ps(Q + (j + t) * d + c);
+                    for (int64_t r = 0; r < 4; r++)
+                        for (int64_t t = 0; t < 4; t++) acc[r][t] = _mm512_fmadd_ps(x[r], q[t], acc[r][t]);
+                }
+            } else {
+                for (int64_t c = 0; c < full; c += 16) {
+                    for (int64_t r = 0; r < rows; r++) {
+                        __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(codes + (i + r) * d + c))));
+                        for (int64_t t = 0; t < m; t++)
+                            acc[r][t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(Q + (j + t) * d + c), acc[r][t]);
+                    }
+                }
             }
-            for (int64_t t = 0; t < m; t++) {
-                float sum = _mm512_reduce_add_ps(acc[t]);
-                for (int64_t c = full; c < d; c++) sum += row[c] * Q[(j + t) * d + c];
-                out[(j + t) * n_total + i] = sum * scales[i];
+            for (int64_t r = 0; r < rows; r++) {
+                const int8_t *row = codes + (i + r) * d;
+                for (int64_t t = 0; t < m; t++) {
+                    float sum = _mm512_reduce_add_ps(acc[r][t]);
+                    for (int64_t c = full; c < d; c++) sum += row[c] * Q[(j + t) * d + c];
+                    out[(j + t) * n_total + i + r] = sum * scales[i + r];
+                }
             }
         }
     }
