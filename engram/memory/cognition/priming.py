@@ -32,7 +32,10 @@ matters to the hits of a later recall, so it is computed for them, from the
 recalled memories of the last 6 s (20 half-lives). Consequences, stated plainly:
 the "10 neighbours" cap and lateral inhibition apply among the hits of the later
 recall (the primed candidates competing now), not among the source's neighbours
-in the whole space; hop 2 relays through hits primed at hop 1. Priming state lives
+in the whole space; hop 2 relays through hits primed at hop 1. Only the 64 most
+recent recalls act as sources (a working-memory span): at an agent's pace that is
+all of the last 6 s, while a space answering hundreds of recalls a second does not
+score every hit against a thousand sources. Priming state lives
 in memory only: it lasts seconds and is not written to the WAL; a reopened space
 starts unprimed.
 """
@@ -40,7 +43,7 @@ starts unprimed.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -61,6 +64,7 @@ REPETITION_STEP = 0.05
 REPETITION_MAX = 0.30
 # After 20 half-lives (6 s) a prime is below 1e-6 of its start: forget it.
 PRIME_LIFETIME_NS = 20 * HALF_LIFE_NS
+SOURCES_MAX = 64
 PAIRS_MAX = 100_000  # bound on the associative co-recall table
 PRUNE_INTERVAL_NS = 2 * NS_PER_S
 
@@ -103,7 +107,8 @@ class PrimingState:
     """A space's live primes. The space holds its lock while calling these."""
 
     def __init__(self) -> None:
-        self.sources: list[tuple[int, str]] = []  # (t0, id) of recalled embedded memories, oldest first
+        # (t0, id) of recalled embedded memories, oldest first, the SOURCES_MAX latest
+        self.sources: deque[tuple[int, str]] = deque(maxlen=SOURCES_MAX)
         self.associative: dict[str, list[tuple[int, float]]] = {}
         self.recent: "OrderedDict[str, int]" = OrderedDict()  # id -> when last recalled, least recent first
         self.recalls: dict[str, int] = {}
@@ -116,7 +121,7 @@ class PrimingState:
         if self.pruned_ns is not None and 0 <= now_ns - self.pruned_ns < PRUNE_INTERVAL_NS:
             return
         self.pruned_ns = now_ns
-        self.sources = [(t0, m) for t0, m in self.sources if now_ns - t0 <= PRIME_LIFETIME_NS]
+        self.sources = deque(((t0, m) for t0, m in self.sources if now_ns - t0 <= PRIME_LIFETIME_NS), maxlen=SOURCES_MAX)
         for target in list(self.associative):
             alive = [(t0, b) for t0, b in self.associative[target] if now_ns - t0 <= PRIME_LIFETIME_NS]
             if alive:
@@ -172,7 +177,7 @@ class PrimingState:
                     if not back:
                         del self.co_recalls[other]
         self.associative.pop(memory_id, None)
-        self.sources = [(t0, m) for t0, m in self.sources if m != memory_id]
+        self.sources = deque(((t0, m) for t0, m in self.sources if m != memory_id), maxlen=SOURCES_MAX)
 
     def active_sources(self, now_ns: int) -> list[tuple[int, str]]:
         """Recalled memories whose primes still act at ``now_ns``, in (time, id) order."""
