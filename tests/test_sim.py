@@ -51,12 +51,14 @@ def test_same_seed_same_log_across_processes() -> None:
 
 
 def test_cli_reports_failure_with_seed_and_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # With refutation disabled a stalled or suspected node cannot clear its name.
+    # With refutation disabled a stalled or suspected node cannot clear its name. Seed 2
+    # (10 nodes, test_min, a stall and duplicated packets) suspects live members under either
+    # probe order.
     monkeypatch.setattr(core.Membership, "_refute", lambda self, *args, **kwargs: None)
-    code = sim.main(["--seed", "3"])
+    code = sim.main(["--seed", "2"])
     out = capsys.readouterr().out
     assert code in (sim.EXIT_FALSE_DEATH, sim.EXIT_DISAGREEMENT)
-    assert "seed=3" in out and "reproduce: python -m engram.testing.sim --seed 3" in out
+    assert "seed=2" in out and "reproduce: python -m engram.testing.sim --seed 2" in out
     assert out.strip().splitlines()[-1].startswith("event-log sha256: ")
 
 

@@ -11,7 +11,8 @@ published figures (100 nodes, 1% loss, kill -9, 30 runs): p50 9.86 s, p99 11.98 
 0.38 s p50. ``--crash-kind host`` makes crashed nodes silent on TCP too (a lost host rather
 than a killed process), which turns off the refused-connection shortcut. ``--baseline``
 turns off Engram's additions to memberlist's algorithm (suspect_on_refused, eager_gossip,
-tell_the_accused) for an A/B comparison on the same seeds.
+tell_the_accused, aligned_probing: memberlist's shuffled probe order) for an A/B comparison
+on the same seeds; ``--probing shuffled`` turns off only the clock-aligned probe order.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _percentile(values: list[int], fraction: float) -> int:
 
 
 BASELINE = {"suspect_on_refused": False, "eager_gossip": False, "tell_the_accused": False,
-            "nack_confirmations": False}
+            "nack_confirmations": False, "aligned_probing": False}
 
 
 def measure(seeds: list[int], crash_kind: str = "process", *, verbose: bool = False,
@@ -92,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="101-105", help="e.g. 101-105 or 101,107")
     parser.add_argument("--crash-kind", default="process", choices=["process", "host"])
     parser.add_argument("--baseline", action="store_true", help="memberlist's algorithm without Engram's additions")
+    parser.add_argument("--probing", choices=["aligned", "shuffled"], help="override the probe order only")
     args = parser.parse_args(argv)
-    figures = measure(_seeds(args.seeds), args.crash_kind, verbose=True,
-                      overrides=BASELINE if args.baseline else None)
+    overrides: dict[str, bool] = dict(BASELINE) if args.baseline else {}
+    if args.probing:
+        overrides["aligned_probing"] = args.probing == "aligned"
+    figures = measure(_seeds(args.seeds), args.crash_kind, verbose=True, overrides=overrides or None)
     for key, value in figures.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
     return 0 if figures["false_deaths"] == 0 else 3

@@ -9,7 +9,10 @@ this module never reads a clock, opens a socket or draws randomness from anywher
 injected ``random.Random``, so a whole cluster replays from a seed.
 
 How a member is found dead (memberlist state.go, with Lifeguard):
-1. Every probe interval (times awareness) we ping the next member of a shuffled list.
+1. Every probe interval (times awareness) we ping the next member: by default the one the
+   shared clock's slot assigns us on the sorted ring, so that the cluster probes each
+   member about once per interval (see _next_aligned_target); memberlist's shuffled list
+   with aligned_probing off.
 2. No ack within the probe timeout: k random members ping it for us (and nack if they
    cannot reach it either) while we also try a ping over TCP (a ``StreamRequest``).
 3. Nothing by the end of the interval: we suspect it and gossip the suspicion. Missing
