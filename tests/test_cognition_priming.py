@@ -197,12 +197,14 @@ def test_forgetting_drops_priming_state(tmp_path) -> None:
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", dedup_threshold=None)
         ids = [sp.remember(f"m{i}", embedding=rng.standard_normal(768)) for i in range(5)]
-        for mid in ids:
-            sp.recall(embedding=sp.get(mid).embedding, k=1)
-        assert set(ids) <= set(sp._priming.recalls)
+        for _ in range(2):  # twice: every pair becomes strong enough to prime
+            for mid in ids:
+                sp.recall(embedding=sp.get(mid).embedding, k=1)
+        assert set(ids) <= set(sp._priming.recalls) and set(ids) <= set(sp._priming.strong)
         for mid in ids:
             sp.forget(mid)
         assert sp._priming.recalls == {} and sp._priming.co_recalls == {} and sp._priming.pairs == 0
+        assert sp._priming.strong == {}
 
 
 def test_working_memory_spans_bound_sources_and_partners() -> None:

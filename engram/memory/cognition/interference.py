@@ -69,8 +69,11 @@ def inputs_batch(created_ns: np.ndarray, others_created_ns: np.ndarray, cosines:
     if counted is not None:
         earlier &= counted
         later &= counted
-    units = np.where(later, np.rint(cosines.astype(np.float64) * COSINE_UNITS_PER_ONE), 0.0).astype(np.int64).sum(axis=1)
-    return earlier.sum(axis=1, dtype=np.int64), later.sum(axis=1, dtype=np.int64), units
+    which, _ = np.nonzero(later)
+    units = np.rint(cosines[later].astype(np.float64) * COSINE_UNITS_PER_ONE).astype(np.int64)
+    per_memory = np.zeros(cosines.shape[0], np.int64)
+    np.add.at(per_memory, which, units)
+    return earlier.sum(axis=1, dtype=np.int64), later.sum(axis=1, dtype=np.int64), per_memory
 
 
 def factors_from_totals(earlier_count: int, later_count: int, later_units: int) -> tuple[float, float]:

@@ -113,6 +113,7 @@ class PrimingState:
         self.recent: "OrderedDict[str, int]" = OrderedDict()  # id -> when last recalled, least recent first
         self.recalls: dict[str, int] = {}
         self.co_recalls: dict[str, dict[str, int]] = {}  # a -> b -> times recalled within 30 s of each other
+        self.strong: dict[str, set[str]] = {}  # a -> the b with co_recalls[a][b] >= ASSOCIATIVE_MIN_CO_RECALLS
         self.pairs = 0
         self.pruned_ns: int | None = None
 
@@ -153,12 +154,16 @@ class PrimingState:
                 row = self.co_recalls.setdefault(a, {})
                 if b in row:
                     row[b] += 1
+                    if row[b] == ASSOCIATIVE_MIN_CO_RECALLS:
+                        self.strong.setdefault(a, set()).add(b)
                 elif self.pairs < PAIRS_MAX:
                     row[b] = 1
                     self.pairs += 1
         self.recent[memory_id] = now_ns
         self.recent.move_to_end(memory_id)
-        for b, count in sorted(self.co_recalls.get(memory_id, {}).items()):
+        strong = self.strong.get(memory_id)
+        for b in sorted(strong) if strong else ():
+            count = self.co_recalls[memory_id][b]
             if count >= ASSOCIATIVE_MIN_CO_RECALLS:
                 strength = count / self.recalls[memory_id]
                 self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
@@ -168,6 +173,7 @@ class PrimingState:
         forever: the soak found this state growing with every id ever recalled)."""
         self.recalls.pop(memory_id, None)
         row = self.co_recalls.pop(memory_id, None)
+        self.strong.pop(memory_id, None)
         if row:
             self.pairs -= len(row)
             for other in row:
@@ -176,6 +182,11 @@ class PrimingState:
                     self.pairs -= 1
                     if not back:
                         del self.co_recalls[other]
+                other_strong = self.strong.get(other)
+                if other_strong is not None:
+                    other_strong.discard(memory_id)
+                    if not other_strong:
+                        del self.strong[other]
         self.associative.pop(memory_id, None)
         self.sources = deque(((t0, m) for t0, m in self.sources if m != memory_id), maxlen=SOURCES_MAX)
 
