@@ -15,7 +15,7 @@ Three kinds, combined with saturation into one confidence factor per hit:
 - Associative priming (McKoon & Ratcliff 1992). Recalled memories (top hits) that
   were recalled within 30 s of each other at least twice prime each other with
   strength P(B|A) = co-recalls(A, B) / recalls(A): boost 0.15 x P(B|A), decaying
-  like a semantic prime. A recall pairs with at most the 32 memories recalled most
+  like a semantic prime. A recall pairs with at most the 16 memories recalled most
   recently within those 30 s (a working-memory span): at an agent's pace that is
   every one of them, and a space serving many recalls a second does not pay for
   thousands of pairs per recall.
@@ -58,7 +58,7 @@ REFRACTORY_NS = 50 * NS_PER_MS
 LATERAL_INHIBITION = 0.3
 ASSOCIATIVE_WINDOW_NS = 30 * NS_PER_S
 ASSOCIATIVE_MIN_CO_RECALLS = 2
-ASSOCIATIVE_PARTNERS_MAX = 32
+ASSOCIATIVE_PARTNERS_MAX = 16
 ASSOCIATIVE_BOOST_MAX = 0.15
 REPETITION_STEP = 0.05
 REPETITION_MAX = 0.30
