@@ -482,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconnect-interval-ms", type=int, default=None,
                         help="how often to try a failed member again (heals partitions); preset default")
     parser.add_argument("--probe-interval-ms", type=int, default=None, help="probe period; preset default")
+    parser.add_argument("--probing", choices=["aligned", "shuffled"], default=None,
+                        help="probe order: clock-aligned ring (default) or memberlist's shuffled list")
     parser.add_argument("--http-addr", default="")
     parser.add_argument("--data-addr", default="")
     parser.add_argument("--role", default="engram")
@@ -500,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                               partition_healing_ms=args.partition_healing_ms,
                               swim_overrides={key: value for key, value in (
                                   ("reconnect_interval_ms", args.reconnect_interval_ms),
-                                  ("probe_interval_ms", args.probe_interval_ms)) if value is not None})
+                                  ("probe_interval_ms", args.probe_interval_ms),
+                                  ("aligned_probing", None if args.probing is None else args.probing == "aligned"),
+                              ) if value is not None})
     try:
         config.swim_config()
     except ValidationError as exc:
