@@ -16,7 +16,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, quantize_rows, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, quantize_rows, row_inv_norms
 
 __all__ = [
     "IMPL",
@@ -36,6 +36,7 @@ __all__ = [
     "quantize_rows",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",
+    "approx_bound_terms",
     "linkage",
     "cosine_distances",
 ]

@@ -179,7 +179,7 @@ def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.n
     below it they may be any value under the threshold.
 
     Large windows are screened on the int8 codes first: a row whose approximate cosine
-    plus its error bound (engram._core.APPROX_BOUND_FACTOR, as in Space._scan) stays
+    plus its error bound (engram._core.approx_bound_terms, as in Space._scan) stays
     below 0.6 for every query cannot count for either rule, so only the others are
     scored exactly (with the same bits as a full scan: each row is computed alone).
     """
@@ -198,8 +198,8 @@ def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.n
         else:
             approx = _core.approx_scores_batch(np.ascontiguousarray(rows.codes[picked]), rows.scales[picked], queries)
         inv = rows.inv_norms[picked]
-        l1 = np.abs(queries.astype(np.float64)).sum(axis=1) * query_inv
-        bound = (rows.scales[picked] * inv)[None, :] * (_core.APPROX_BOUND_FACTOR * l1)[:, None]
+        row_coeff, constant = _core.approx_bound_terms(queries, query_inv)
+        bound = (rows.scales[picked] * inv)[None, :] * row_coeff[:, None] + constant[:, None]
         reach = (approx * inv[None, :] * query_inv[:, None] + bound) >= interference_mod.RETROACTIVE_COSINE_MIN
         candidates = np.nonzero(reach.any(axis=0))[0]
         out = np.zeros((b, picked.size), np.float32)

@@ -841,10 +841,10 @@ class Space:
 
         For a large space, a plain top-k query (similarity mode; no text, location or type) first
         scans the int8 codes (a quarter of the bytes), then scores exactly only the
-        rows that can still reach its top k: with bound_i = APPROX_BOUND_FACTOR x
-        scale_i x ||q||_1 (quantisation error plus rounding, in cosine units), every
-        row whose approximate score + bound reaches the k-th best approximate score
-        - bound. The true top k always pass, and exact scores of those rows are the
+        rows that can still reach its top k: with bound_i the error bound of
+        engram._core.approx_bound_terms (quantisation of rows and queries plus
+        rounding, in cosine units), every row whose approximate score + bound_i
+        reaches the k-th best of approximate score - bound. The true top k always pass, and exact scores of those rows are the
         same bits as in a full scan (each row is computed alone, in a fixed order),
         so results are identical; the other rows score -inf. ``parsed`` describes
         the first len(parsed) query rows; later rows (priming) get full exact scans.
@@ -867,12 +867,12 @@ class Space:
         q_inv = _core.row_inv_norms(chosen)
         approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
         scale_inv = view.scales[:n] * inv_norms
+        row_coeff, constant = _core.approx_bound_terms(chosen, q_inv)
         for position, j in enumerate(eligible):
             query = parsed[j]
             mask = _row_mask(view, query)
             cosine = approx[position] * inv_norms * q_inv[position]
-            l1 = float(np.abs(chosen[position].astype(np.float64)).sum())
-            bound = scale_inv * np.float32(_core.APPROX_BOUND_FACTOR * l1 * float(q_inv[position]))
+            bound = scale_inv * np.float32(row_coeff[position]) + np.float32(constant[position])
             lower = (cosine - bound).astype(np.float32)
             best, values = _core.select_topk(lower, query.k, mask)
             row_scores = np.full(n, -np.inf, np.float32)
