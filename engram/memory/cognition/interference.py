@@ -12,7 +12,8 @@
 Both grow with similarity (the thresholds, and the mean cosine) and with count.
 Times are the memories' creation times (``when``), not wall-clock arrival, so the
 result depends only on the stored set: the space caches the inputs per memory and
-updates them exactly as memories are stored and forgotten. Memories created at the same instant interfere with
+brings them up to date exactly, at the next recall, with what was stored and forgotten
+since (engram.memory.interference_cache). Memories created at the same instant interfere with
 neither rule (neither is earlier).
 """
 
