@@ -27,6 +27,7 @@ too (past it, every entry is dropped and recomputed on need).
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Iterable, List, Protocol
 
 import numpy as np
@@ -46,7 +47,8 @@ class Embedded(Protocol):
     created_ns: int
 
 
-class Rows(Protocol):
+@dataclass(frozen=True, slots=True)
+class Rows:
     """The space's row arrays (the caller holds the space lock)."""
 
     n: int

@@ -43,7 +43,7 @@ from engram.memory.cognition import reconsolidation as reconsolidation_mod
 from engram.memory.cognition import spacing as spacing_mod
 from engram.memory import decay as decay_mod
 from engram.memory import records as rec
-from engram.memory.interference_cache import InterferenceCache
+from engram.memory.interference_cache import InterferenceCache, Rows
 from engram.memory import validate as check
 from engram.memory.dedup import TABLES as DEDUP_TABLES
 from engram.memory.dedup import DedupIndex
@@ -136,17 +136,6 @@ class SpaceConfig:
     def has(self, effect: str) -> bool:
         assert effect in EFFECTS
         return effect in self.effects
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    n: int
-    matrix: np.ndarray
-    inv_norms: np.ndarray
-    alive: np.ndarray
-    created: np.ndarray
-    codes: np.ndarray
-    scales: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -1096,9 +1085,9 @@ class Space:
                                                   to_sources.astype(np.float64), between.astype(np.float64), now)
         return out
 
-    def _rows(self) -> "_Rows":
+    def _rows(self) -> Rows:
         """The live row arrays, for the interference cache (caller holds the lock)."""
-        return _Rows(self._n, self._matrix, self._inv_norms, self._alive, self._created, self._codes, self._scales)
+        return Rows(self._n, self._matrix, self._inv_norms, self._alive, self._created, self._codes, self._scales)
 
     def query(self, text: str) -> Any:
         """Run one statement of the query language (engram.memory.query) and return its QueryResult.
