@@ -991,15 +991,14 @@ class Membership:
             return None
         last = self._last_probed
         preferred = (index + 1 + self._slot(now_ms) % (count - 1)) % count
-        target = oldest_name = ring[preferred]
-        oldest = last[target]
-        # The member probed longest ago; ties go to the member whose slot passed most recently.
-        for back in range(1, count):
-            position = (preferred - back) % count
-            if position != index and last[ring[position]] < oldest:
-                oldest_name, oldest = ring[position], last[ring[position]]
-        if self.awareness.score > 0 or tick - oldest >= 2 * (count - 1):
-            target = oldest_name
+        target = ring[preferred]
+        if self.awareness.score > 0 or tick - min(last.values()) >= 2 * (count - 1):
+            # The member probed longest ago; ties go to the one whose slot passed most recently.
+            oldest = last[target]
+            for back in range(1, count):
+                position = (preferred - back) % count
+                if position != index and last[ring[position]] < oldest:
+                    target, oldest = ring[position], last[ring[position]]
         if target == ring[preferred]:
             self.metrics.probes_aligned += 1
         last[target] = tick
