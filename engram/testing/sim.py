@@ -7,7 +7,8 @@ preset, loss, delay, duplication, reorder, a partition, crashes and restarts, ev
 stalls, late joins), and printed first. The run has a start phase (the cluster forms), a
 fault phase, and a healing phase with every fault removed in which the cluster must
 converge. The cores run unchanged (engram.net.swim.core) with real wire bytes; only the
-network and the clock are simulated. Events are ordered by ``(deliver_at_ms, sequence)``
+network and the clock are simulated. Each host's wall clock (the shared clock that aligned
+probing reads) is off by a fixed seeded amount within +-``--clock-skew-ms`` (20 ms). Events are ordered by ``(deliver_at_ms, sequence)``
 and every random draw comes from seeded ``random.Random`` objects, so the same seed gives
 the same event log; the last line printed is ``event-log sha256: <hex>``.
 
