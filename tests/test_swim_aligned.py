@@ -14,6 +14,7 @@ check can fail.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import defaultdict
 
@@ -152,7 +153,7 @@ def _largest_gap_ms(log: list[tuple[int, str, int, str]], after_ms: int) -> int:
     for at_ms, _prober, _slot, target in log:
         if at_ms >= after_ms:
             times[target].append(at_ms)
-    return max(b - a for series in times.values() for a, b in zip(series, series[1:]))
+    return max(b - a for series in times.values() for a, b in itertools.pairwise(series))
 
 
 def test_fault_free_cluster_probes_every_member_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:

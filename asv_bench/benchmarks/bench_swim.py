@@ -58,7 +58,7 @@ class Detection:
     """Both probe orders on the same seed: Engram's clock-aligned ring (the default) and
     memberlist's shuffled list (aligned_probing off)."""
 
-    params = (["aligned", "shuffled"],)
+    params = (("aligned", "shuffled"),)
     param_names = ["probing"]
     timeout = 900
 
