@@ -777,7 +777,8 @@ class Membership:
                             NodeState.ALIVE, now_ms)
             self._members[alive.node] = member
             self._failed.pop(alive.node, None)
-            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), alive.node)
+            if not self.config.aligned_probing:  # (the aligned order keeps no list that could grow)
+                self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), alive.node)
             self._broadcasts.queue(alive.node, codec.encode_message(alive))
             self._event(member, now_ms, "joined")
             return
