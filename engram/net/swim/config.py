@@ -113,8 +113,8 @@ class SwimConfig:
     # the same packets, sent earlier, so news spreads one hop per network delay.
     eager_gossip: bool = True
     # Clock-aligned probe order. Ring = alive and suspect members plus us, sorted by name
-    # (n long, we at index i); at a tick in slot s of the shared clock (probe intervals
-    # of the wall clock the driver hands the core, at this node's phase) we probe
+    # (n long, we at index i); at a tick in slot s of the shared clock (probe intervals of
+    # the wall clock the driver hands the core, at this node's phase) we probe
     # ring[(i + 1 + s mod (n - 1)) mod n]. For one slot that is a permutation of the ring
     # without fixed point, so every member is probed about once per interval (gap under
     # two intervals) instead of at Poisson-random times, whose exponential tail made the
@@ -123,10 +123,10 @@ class SwimConfig:
     # the wire is unchanged: memberlist/Serf peers probe their own way, which only costs
     # alignment. Bad clocks (skew, steps) degrade the order towards random, never the
     # completeness: a member unprobed for 2(n - 1) ticks (memberlist's worst case plus
-    # one) goes first, and while awareness > 0 (ticks stretched, slots skipped) the node probes
-    # plain round robin. Simulator (100 nodes, 1% loss, seeds 101-110): detection p50
-    # 9.28 -> 8.97 s, p99 12.54 -> 10.16 s, no false deaths. False: memberlist's shuffled
-    # order.
+    # one) goes first, and while awareness > 0 (ticks stretched, slots skipped) the node
+    # probes in plain round robin. Simulator (100 nodes, 1% loss, seeds 101-110):
+    # detection p50 9.28 -> 8.97 s, p99 12.54 -> 10.17 s, no false deaths. False:
+    # memberlist's shuffled order.
     aligned_probing: bool = True
     # Kept suspicion/refute history for /metrics and debugging ("who suspected whom").
     suspicion_log_count_max: int = 256
