@@ -25,6 +25,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Settings
 from ..net._trio.node import MembershipConfig, serve_membership
+from . import tcp_server
 from .http import create_app
 from .service import Service
 
@@ -41,6 +42,11 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     cfg.bind = [f"{host}:{settings.port}"]
     cfg.graceful_timeout = settings.graceful_timeout_s
     cfg.keep_alive_timeout = 75.0
+    # hypercorn closes a keep-alive connection after this many requests (default 1,000),
+    # which costs a client a reconnect and, with clients that send the next request
+    # before they read "Connection: close", a failed request. Recycling stays (it bounds
+    # what one connection can hold on to), 100x less often.
+    cfg.keep_alive_max_requests = 100_000
     # Recall by embedding in a query string is ~10 KB; allow long request heads.
     cfg.h11_max_incomplete_size = 256 * 1024
     cfg.backlog = 1024
@@ -129,6 +135,7 @@ async def serve(
                     token.run_sync_soon(stop.set)
                 except trio.RunFinishedError:
                     pass
+            tcp_server.install()  # a connection's close must not race its sends (see tcp_server.py)
             async with trio.open_nursery() as http_nursery:
                 binds = await http_nursery.start(lambda task_status: hypercorn_serve(
                     app, _hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status))
