@@ -44,6 +44,8 @@ TEXT_FIELD_CHARS_MAX = 4096
 MEMORY_TYPES = ("semantic", "episodic", "procedural", "working")
 DECAY_KINDS = ("exponential", "power_law", "two_component", "hybrid", "none")
 RECALL_MODES = ("similarity", "spreading", "hybrid")
+# The engine's cognitive effects (engram.memory.cognition.EFFECTS), in its canonical order.
+RECALL_EFFECTS = ("priming", "fan", "interference", "reconsolidation", "spacing")
 MAX_RESULTS_MAX = 1000
 LIST_LIMIT_MAX = 1000
 
