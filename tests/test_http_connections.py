@@ -7,7 +7,9 @@ BusyResourceError and no dropped handler in its log. Without engram.api.tcp_serv
 whole server within a few hundred connections. (2) The close waits for a send in
 flight instead of failing it (unit test on EngramTCPServer with an in-memory
 stream). (3) A keep-alive connection serves more than hypercorn's default 1,000
-requests without being closed. How: a real ``engram serve`` child (conftest) and raw
+requests without being closed. (4) A response head and its body leave in one send;
+a head whose body is late still leaves one tick later, and a close sends a held head
+first (unit tests with a recording stream). How: a real ``engram serve`` child (conftest) and raw
 sockets, so the bytes on the wire are exactly the ones that trigger the race.
 """
 
@@ -138,6 +140,7 @@ def _server_on(stream: trio.abc.HalfCloseableStream) -> tcp_server.EngramTCPServ
     server = tcp_server.EngramTCPServer.__new__(tcp_server.EngramTCPServer)
     server.send_lock = trio.Lock()
     server.stream = stream  # type: ignore[assignment]
+    server._held_head = None
     return server
 
 
@@ -183,3 +186,74 @@ def test_close_from_the_lock_holder_does_not_deadlock(owner):
         assert stream.eof and stream.closed
 
     trio.run(main)
+
+
+class _RecordingStream(_SocketLikeStream):
+    """Records each send_all call (no delay)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[bytes] = []
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sends.append(bytes(data))
+
+
+class _TaskGroup:
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+
+def test_head_and_body_leave_in_one_send():
+    from hypercorn.events import RawData
+
+    async def main() -> list[bytes]:
+        stream = _RecordingStream()
+        server = _server_on(stream)
+        async with trio.open_nursery() as nursery:
+            server._task_group = _TaskGroup(nursery)
+            await server.protocol_send(RawData(b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"))
+            await server.protocol_send(RawData(b"ok"))
+            await server.protocol_send(RawData(b""))
+        return stream.sends
+
+    sends = trio.run(main)
+    assert sends[0] == b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\nok"
+    assert all(s == b"" for s in sends[1:])
+
+
+def test_a_head_without_a_body_is_sent_one_tick_later():
+    from hypercorn.events import RawData
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        stream = _RecordingStream()
+        server = _server_on(stream)
+        async with trio.open_nursery() as nursery:
+            server._task_group = _TaskGroup(nursery)
+            await server.protocol_send(RawData(b"HTTP/1.1 200 \r\ntransfer-encoding: chunked\r\n\r\n"))
+            await trio.sleep(0.1)  # a stream whose first chunk is late
+            early = list(stream.sends)
+            await server.protocol_send(RawData(b"2\r\nok\r\n"))
+        return early, stream.sends
+
+    early, sends = trio.run(main)
+    assert early == [b"HTTP/1.1 200 \r\ntransfer-encoding: chunked\r\n\r\n"]
+    assert sends == [b"HTTP/1.1 200 \r\ntransfer-encoding: chunked\r\n\r\n", b"2\r\nok\r\n"]
+
+
+def test_close_sends_a_held_head_first():
+    from hypercorn.events import RawData
+
+    async def main() -> _RecordingStream:
+        stream = _RecordingStream()
+        server = _server_on(stream)
+        async with trio.open_nursery() as nursery:
+            server._task_group = _TaskGroup(nursery)
+            await server.protocol_send(RawData(b"HTTP/1.1 204 \r\n\r\n"))
+            await server._close()
+        return stream
+
+    stream = trio.run(main)
+    assert stream.sends == [b"HTTP/1.1 204 \r\n\r\n"]
+    assert stream.eof and stream.closed

@@ -280,6 +280,7 @@ def create_app(svc: Service) -> Starlette:
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         items = _decode_bulk(raw, ctype, svc.settings.bulk_items_max)
         dim = await svc.dimension_of(space_id)
+        packed = S.packed_embeddings(items, dim)
         kws = []
         for i, item in enumerate(items):
             if isinstance(item, dict):
@@ -288,7 +289,11 @@ def create_app(svc: Service) -> Starlette:
                         raise ApiError(400, f"items[{i}].{key}: {item[key]!r} differs from the request's space {space_id!r}",
                                        field=f"items[{i}].{key}", allowed="the request's space (set it with X-Memory-Space or ?space=)",
                                        example=f'"{space_id}"')
-            kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}]."))
+            row = packed.get(i)
+            if row is not None:
+                kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}].", embedding=row))
+            else:
+                kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}]."))
         if not kws:
             return json_response({"memory_ids": [], "count": 0, "memory_space_id": space_id, "stored_at": now_iso()}, 201)
         missing = [kw for kw in kws if kw.get("embedding") is None]

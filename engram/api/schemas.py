@@ -312,8 +312,33 @@ REMEMBER_KEYS = {
 REMEMBER_EXAMPLE = '{"content": "The mitochondria is the powerhouse of the cell", "confidence": 0.95}'
 
 
-def parse_remember(body: Any, *, dim: int, prefix: str = "") -> dict[str, Any]:
-    """A remember request as keyword arguments of ``Space.remember`` (plus ``content``)."""
+_NO_EMBEDDING = object()
+
+
+def packed_embeddings(items: list[Any], dim: int) -> dict[int, np.ndarray]:
+    """Bulk remember: the embeddings sent as raw little-endian float32 bytes (msgpack),
+    checked together. Returns {item index: float32 row} for every item whose embedding
+    has the right length, is finite and is not all zeros; any other item is left to
+    ``parse_remember``, which then raises the precise error in item order.
+
+    One frombuffer, one isfinite and one any over the whole batch instead of four
+    NumPy calls per item: ~8 us per item less at 768 dimensions.
+    """
+    size = 4 * dim
+    index = [i for i, item in enumerate(items) if type(item) is dict and type(item.get("embedding")) is bytes
+             and len(item["embedding"]) == size]
+    if not index:
+        return {}
+    matrix = np.frombuffer(b"".join([items[i]["embedding"] for i in index]), dtype="<f4").reshape(len(index), dim)
+    matrix = matrix.astype(np.float32)  # native byte order, writable, one copy for the batch
+    good = np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)
+    return {i: matrix[row] for row, i in enumerate(index) if good[row]}
+
+
+def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _NO_EMBEDDING) -> dict[str, Any]:
+    """A remember request as keyword arguments of ``Space.remember`` (plus ``content``).
+
+    ``embedding``: the body's embedding already validated (``packed_embeddings``)."""
     obj = require_object(body, prefix.rstrip(".") or "body", REMEMBER_EXAMPLE)
     content = get_str(obj, "content", prefix=prefix, required=True, chars_max=CONTENT_BYTES_MAX,
                       example='"The mitochondria is the powerhouse of the cell"')
@@ -325,9 +350,12 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "") -> dict[str, Any]:
     except UnicodeEncodeError:
         raise _value(prefix + "content", "contains lone surrogates", "valid Unicode text", '"a short fact"') from None
     kw: dict[str, Any] = {"content": content}
-    emb = obj.get("embedding")
-    if emb is not None:
-        kw["embedding"] = to_embedding(emb, prefix + "embedding", dim)
+    if embedding is not _NO_EMBEDDING:
+        kw["embedding"] = embedding
+    else:
+        emb = obj.get("embedding")
+        if emb is not None:
+            kw["embedding"] = to_embedding(emb, prefix + "embedding", dim)
     kw["confidence"] = get_number(obj, "confidence", prefix=prefix, lo=0.0, hi=1.0, default=0.7, example="0.9")
     mid = get_memory_id(obj, prefix=prefix)
     if mid is not None:
@@ -409,14 +437,15 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- query strings
 
-_PERCENT_FAST = ((b"%2C", b","), (b"%2c", b","), (b"%5B", b"["), (b"%5b", b"["), (b"%5D", b"]"), (b"%5d", b"]"),
-                 (b"%20", b" "), (b"%3A", b":"), (b"%3a", b":"), (b"%2B", b"+"), (b"%2b", b"+"))
-
-
 def query_dict(query_string: bytes) -> dict[str, str]:
-    """The query string as {name: last value}, like Starlette's QueryParams.get, but
-    decoding the common escapes of an embedding (%2C, %5B, %5D) with bytes.replace:
-    urllib's unquote costs ~0.3 ms on a 768-number array; this a few microseconds."""
+    """The query string as {name: last value}, like Starlette's QueryParams.get.
+
+    An embedding in a query string is ~7 KB of numbers with a %2C after each one;
+    urllib's unquote takes ~150 us on it (a Python call per escape). The escapes that
+    clients emit for a JSON array (%2C, %5B, %5D, upper case as RFC 3986 recommends)
+    are replaced with bytes.replace first; only a value with other escapes left goes
+    through unquote, so the result is the same either way.
+    """
     out: dict[str, str] = {}
     if not query_string:
         return out
@@ -424,19 +453,18 @@ def query_dict(query_string: bytes) -> dict[str, str]:
         if not part:
             continue
         key, _, value = part.partition(b"=")
-        key = key.replace(b"+", b" ")
-        value = value.replace(b"+", b" ")
+        if b"+" in key:
+            key = key.replace(b"+", b" ")
+        if b"+" in value:
+            value = value.replace(b"+", b" ")
         if b"%" in value:
-            for old, new in _PERCENT_FAST:
-                if old in value:
-                    value = value.replace(old, new)
+            value = value.replace(b"%2C", b",").replace(b"%5B", b"[").replace(b"%5D", b"]")
             if b"%" in value:
                 value = urllib.parse.unquote_to_bytes(value)
         if b"%" in key:
             key = urllib.parse.unquote_to_bytes(key)
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
     return out
-
 
 
 def _param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
