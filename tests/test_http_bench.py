@@ -7,7 +7,8 @@ error envelope (400 for an unknown effect, 422 for a wrong type); a space create
 ``Connection: close``: it reconnects and counts no error (a tiny in-test HTTP server
 closes every third response). (3) A short real run with ``effects="off"`` creates the
 space with no effects, reports both phases and a health ratio, and refuses to reuse a
-space whose effects differ. How: a real ``engram serve`` child (conftest) and httpx.
+space whose effects differ. (4) The bulk bench stores what it says, in both formats,
+and its engine time is part of its wall time. How: a real ``engram serve`` child (conftest) and httpx.
 """
 
 from __future__ import annotations
@@ -105,3 +106,14 @@ def test_short_run_with_effects_off(module_server):
         assert "already exists with effects" in str(exc)
     else:
         raise AssertionError("a space created without effects was reused for --effects on")
+
+
+def test_bulk_bench_stores_and_splits_the_time(module_server):
+    for fmt in ("msgpack", "jsonl"):
+        report = bench.run_bulk(url=module_server.url, space=f"bulk-{fmt}", count=250, batch=100, fmt=fmt, seed=3)
+        assert report["count"] == 250
+        assert report["per_s"] > 0 and report["engine_s"] > 0
+        assert 0.0 <= report["http_share"] <= 1.0
+        assert report["engine_s"] <= report["wall_s"]
+        with module_server.client(headers={"X-Memory-Space": f"bulk-{fmt}"}) as c:
+            assert c.get("/api/v1/memories", params={"limit": 1}).json()["count"] == 250

@@ -10,6 +10,7 @@ lock), remove the pid file, and return so the process exits 0.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from ..config import Settings
 from ..net._trio.node import MembershipConfig, serve_membership
 from . import tcp_server
+from .gc_policy import GcPauseRecorder, serve_gc_policy
 from .http import create_app
 from .service import Service
 
@@ -103,6 +105,7 @@ async def serve(
     data_dir.mkdir(parents=True, exist_ok=True)
     db = await trio.to_thread.run_sync(lambda: engram.open(data_dir))
     pid_path = settings.pid_path
+    gc_recorder: GcPauseRecorder | None = None
     try:
         async with trio.open_nursery() as nursery:
             svc = Service(db, settings, nursery)
@@ -126,6 +129,11 @@ async def serve(
 
             if handle_signals:
                 await nursery.start(serve_signals)
+            # The engine's heap out of the cyclic collector's way (see gc_policy.py).
+            await nursery.start(serve_gc_policy)
+            gc_pause_children = {g: svc.metrics.gc_pause.labels(str(g)) for g in (0, 1, 2)}
+            gc_recorder = GcPauseRecorder(lambda generation, seconds: gc_pause_children[generation].observe(seconds))
+            gc.callbacks.append(gc_recorder)
             if svc.consolidation is not None:
                 nursery.start_soon(svc.consolidation.serve, name="serve_consolidation")
             token = trio.lowlevel.current_trio_token()
@@ -157,6 +165,8 @@ async def serve(
             svc.close_batchers()
             nursery.cancel_scope.cancel()
     finally:
+        if gc_recorder in gc.callbacks:
+            gc.callbacks.remove(gc_recorder)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(db.close)
         try:

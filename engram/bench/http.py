@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import trio
 
-__all__ = ["run_bench", "parse_duration", "parse_mix"]
+__all__ = ["run_bench", "run_bulk", "parse_duration", "parse_mix"]
 
 OPS = ("remember", "recall", "health", "search", "bulk")
 
@@ -380,6 +380,58 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         lines.append(f"ratio {k}: {v}")
     return {"url": url, "space": space, "effects": space_effects, "preloaded": stored, "duration_s": duration_s, "results": results, "ratios": ratios,
             "text": "\n".join(lines)}
+
+
+def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimension: int = 768, api_key: str = "",
+             seed: int = 7, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Durable bulk remember, end to end: ``count`` new memories in bodies of ``batch``
+    (msgpack with raw float32 embeddings, or JSON lines), one request at a time.
+
+    Splits each request's wall time into the engine's share (``engine_seconds`` in the
+    response: Space.remember_many, WAL write and fsync) and the HTTP side (transfer,
+    decode, validation, response); body building on the client is not counted."""
+    import httpx
+    import msgpack
+
+    if fmt not in ("msgpack", "jsonl"):
+        raise ValueError(f"--format: {fmt!r} is not allowed; allowed: msgpack, jsonl")
+    if count < 1 or batch < 1:
+        raise ValueError("--count and --batch must be >= 1")
+    headers = {"X-Memory-Space": space}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    rng = np.random.default_rng(seed)
+    wall_s = engine_s = 0.0
+    done = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=600.0) as c:
+        start = int(c.get("/api/v1/memories", params={"limit": 1}).json().get("count", 0))
+        while done < count:
+            k = min(batch, count - done)
+            vs = rng.standard_normal((k, dimension)).astype("<f4")
+            if fmt == "msgpack":
+                body = msgpack.packb([{"content": f"bulk {seed} {start + done + i}", "embedding": v.tobytes(), "confidence": 0.8}
+                                      for i, v in enumerate(vs)])
+                ctype = "application/msgpack"
+            else:
+                body = "\n".join('{"content":"bulk %d %d","confidence":0.8,"embedding":%s}' % (seed, start + done + i, _vec_json(v))
+                                  for i, v in enumerate(vs)).encode()
+                ctype = "application/x-ndjson"
+            t0 = time.perf_counter()
+            r = c.post("/api/v1/memories/bulk", content=body, headers={"Content-Type": ctype})
+            wall_s += time.perf_counter() - t0
+            if r.status_code != 201:
+                raise RuntimeError(f"bulk failed: HTTP {r.status_code} {r.text[:300]}")
+            engine_s += float(r.json().get("engine_seconds", 0.0))
+            done += k
+    http_s = max(0.0, wall_s - engine_s)
+    doc = {"format": fmt, "count": done, "batch": batch, "wall_s": round(wall_s, 3), "engine_s": round(engine_s, 3),
+           "per_s": round(done / wall_s, 1), "engine_per_s": round(done / engine_s, 1) if engine_s else None,
+           "http_us_per_memory": round(http_s / done * 1e6, 1), "http_share": round(http_s / wall_s, 3)}
+    doc["text"] = (f"bulk {fmt}, {done} memories in bodies of {batch}, durable: {doc['per_s']:,.0f}/s end to end; "
+                   f"engine (remember_many + WAL + fsync) {engine_s:.2f}s = {doc['engine_per_s'] or 0:,.0f}/s; "
+                   f"HTTP side (transfer, decode, validation, response) {http_s:.2f}s = {doc['http_us_per_memory']} us/memory, "
+                   f"{100 * doc['http_share']:.0f}% of the wall time")
+    return doc
 
 
 def main_json(argv: list[str]) -> None:  # pragma: no cover - convenience for python -m
