@@ -424,13 +424,16 @@ def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimensio
             engine_s += float(r.json().get("engine_seconds", 0.0))
             done += k
     http_s = max(0.0, wall_s - engine_s)
-    doc = {"format": fmt, "count": done, "batch": batch, "wall_s": round(wall_s, 3), "engine_s": round(engine_s, 3),
-           "per_s": round(done / wall_s, 1), "engine_per_s": round(done / engine_s, 1) if engine_s else None,
-           "http_us_per_memory": round(http_s / done * 1e6, 1), "http_share": round(http_s / wall_s, 3)}
-    doc["text"] = (f"bulk {fmt}, {done} memories in bodies of {batch}, durable: {doc['per_s']:,.0f}/s end to end; "
-                   f"engine (remember_many + WAL + fsync) {engine_s:.2f}s = {doc['engine_per_s'] or 0:,.0f}/s; "
+    per_s = done / wall_s
+    engine_per_s = done / engine_s if engine_s else 0.0
+    http_share = http_s / wall_s
+    doc: dict[str, Any] = {"format": fmt, "count": done, "batch": batch, "wall_s": round(wall_s, 3), "engine_s": round(engine_s, 3),
+                           "per_s": round(per_s, 1), "engine_per_s": round(engine_per_s, 1) if engine_s else None,
+                           "http_us_per_memory": round(http_s / done * 1e6, 1), "http_share": round(http_share, 3)}
+    doc["text"] = (f"bulk {fmt}, {done} memories in bodies of {batch}, durable: {per_s:,.0f}/s end to end; "
+                   f"engine (remember_many + WAL + fsync) {engine_s:.2f}s = {engine_per_s:,.0f}/s; "
                    f"HTTP side (transfer, decode, validation, response) {http_s:.2f}s = {doc['http_us_per_memory']} us/memory, "
-                   f"{100 * doc['http_share']:.0f}% of the wall time")
+                   f"{100 * http_share:.0f}% of the wall time")
     return doc
 
 
