@@ -738,18 +738,21 @@ def bench() -> None:
 @click.option("--space", default="bench", show_default=True)
 @click.option("--dimension", type=int, default=768, show_default=True)
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also measure GET /health with the same client.")
+@click.option("--effects", type=click.Choice(["default", "on", "off"]), default="default", show_default=True,
+              help="Create the space with recall's cognitive effects on or off (fixed at creation; 'default' leaves it).")
+@click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
 @click.option("--ramp", is_flag=True, help="Saturation ramp: 1, 2, 4, ... clients up to --clients, --duration per step, until "
               "P99 > 10x P50, errors or a plateau; reports the knee and server RSS (engram.bench.ramp).")
 @_json_option
 @click.pass_context
 def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preload: int, space: str, dimension: int,
-               baseline: bool, ramp: bool, as_json: bool) -> None:
+               baseline: bool, effects: str, bench_url: str | None, ramp: bool, as_json: bool) -> None:
     """Measure throughput and P50/P95/P99 of a running server (--url or the pid file)."""
     from .api.client import server_url
     from .bench.http import run_bench
 
     settings = _settings(ctx)
-    url = server_url(settings) or settings.client_url()
+    url = bench_url or server_url(settings) or settings.client_url()
     try:
         if ramp:
             from .bench.ramp import run_ramp
@@ -760,8 +763,32 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
             _emit(report, as_json, lambda r: r["text"])
             return
         report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
-                           dimension=dimension, baseline=baseline, api_key=settings.api_key,
+                           dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects,
                            log=lambda s: click.echo(s, err=True))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _emit(report, as_json, lambda r: r["text"])
+
+
+@bench.command("bulk")
+@click.option("--count", type=int, default=50_000, show_default=True, help="New memories to store.")
+@click.option("--batch", type=int, default=5_000, show_default=True, help="Memories per request.")
+@click.option("--format", "fmt", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True)
+@click.option("--space", default="bench-bulk", show_default=True)
+@click.option("--dimension", type=int, default=768, show_default=True)
+@click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
+@_json_option
+@click.pass_context
+def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, space: str, dimension: int, bench_url: str | None,
+               as_json: bool) -> None:
+    """Durable bulk remember end to end, with the engine's and the HTTP side's shares."""
+    from .api.client import server_url
+    from .bench.http import run_bulk
+
+    settings = _settings(ctx)
+    url = bench_url or server_url(settings) or settings.client_url()
+    try:
+        report = run_bulk(url=url, space=space, count=count, batch=batch, fmt=fmt, dimension=dimension, api_key=settings.api_key)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _emit(report, as_json, lambda r: r["text"])

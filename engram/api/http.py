@@ -280,6 +280,7 @@ def create_app(svc: Service) -> Starlette:
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         items = _decode_bulk(raw, ctype, svc.settings.bulk_items_max)
         dim = await svc.dimension_of(space_id)
+        packed = S.packed_embeddings(items, dim)
         kws = []
         for i, item in enumerate(items):
             if isinstance(item, dict):
@@ -288,7 +289,11 @@ def create_app(svc: Service) -> Starlette:
                         raise ApiError(400, f"items[{i}].{key}: {item[key]!r} differs from the request's space {space_id!r}",
                                        field=f"items[{i}].{key}", allowed="the request's space (set it with X-Memory-Space or ?space=)",
                                        example=f'"{space_id}"')
-            kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}]."))
+            row = packed.get(i)
+            if row is not None:
+                kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}].", embedding=row))
+            else:
+                kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}]."))
         if not kws:
             return json_response({"memory_ids": [], "count": 0, "memory_space_id": space_id, "stored_at": now_iso()}, 201)
         missing = [kw for kw in kws if kw.get("embedding") is None]
@@ -541,8 +546,11 @@ def create_app(svc: Service) -> Starlette:
 
     async def space_doc(space_id: str) -> dict[str, Any]:
         info = await svc.run(svc.db.space_info, space_id)
+        sp = await svc.space(space_id, create=False)
+        effects = getattr(getattr(sp, "config", None), "effects", None)
         return {"id": space_id, "persistence_root": info["path"], "created_at": S.iso(info["created_at"]),
-                "memories": int(info["memories"]), "dimension": int(info["dimension"])}
+                "memories": int(info["memories"]), "dimension": int(info["dimension"]),
+                "effects": list(effects) if effects is not None else None}
 
     @endpoint("/api/v1/spaces", "read")
     async def list_spaces(request: Request, ctx: Ctx) -> Response:
@@ -767,9 +775,21 @@ def _space_config(raw: Any) -> dict[str, Any]:
                                allowed=f"an integer from 1 to {hi}", example=example)
             else:
                 out[key] = value
+        elif key == "effects":
+            # Recall's cognitive effects (engram.memory.cognition); [] is plain similarity,
+            # what a benchmark of the HTTP layer alone wants.
+            allowed_effects = S.RECALL_EFFECTS
+            if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+                raise ApiError(422, "config.effects: expected an array of effect names", field="config.effects",
+                               allowed="an array of " + ", ".join(allowed_effects), example='{"id": "agent-1", "config": {"effects": []}}')
+            for name in value:
+                if name not in allowed_effects:
+                    raise ApiError(400, f"config.effects: {name!r} is not an effect", field="config.effects",
+                                   allowed="any of " + ", ".join(allowed_effects), example='{"id": "agent-1", "config": {"effects": ["priming"]}}')
+            out[key] = tuple(e for e in allowed_effects if e in value)
         else:
             raise ApiError(400, f"config.{key}: is not a space setting", field=f"config.{key}",
-                           allowed="durability, decay, dedup_threshold, capacity, dimension", example=example)
+                           allowed="durability, decay, dedup_threshold, capacity, dimension, effects", example=example)
     return out
 
 

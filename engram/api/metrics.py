@@ -45,6 +45,8 @@ class Metrics:
                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
         self.sse_clients = Gauge("engram_sse_subscribers", "Open server-sent-event streams", registry=r)
         self.auth_failures = Counter("engram_auth_failures", "Requests refused by API key checks", ["reason"], registry=r)
+        self.gc_pause = Histogram("engram_gc_pause_seconds", "Pauses of CPython's cyclic garbage collector, by generation",
+                                  ["generation"], buckets=_LATENCY_BUCKETS_S, registry=r)
         r.register(_SpaceCollector(space_stats))
         # Children are created lazily; cache them, label lookups cost more than increments.
         self._req_children: dict[tuple[str, str, int], Any] = {}

@@ -148,7 +148,8 @@ def _schemas() -> dict[str, Any]:
             "memory_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
         "Space": {"type": "object", "required": ["id", "persistence_root", "created_at"], "properties": {
             "id": {"type": "string"}, "persistence_root": {"type": "string"}, "created_at": {"type": "string"},
-            "memories": {"type": "integer", "minimum": 0}, "dimension": {"type": "integer"}}},
+            "memories": {"type": "integer", "minimum": 0}, "dimension": {"type": "integer"},
+            "effects": {"type": "array", "items": {"type": "string"}, "nullable": True}}},
         "SpaceList": {"type": "object", "required": ["spaces"], "properties": {"spaces": {"type": "array", "items": _ref("Space")}}},
         "CreateSpaceRequest": {"type": "object", "required": ["id"], "properties": {
             "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"},
@@ -157,7 +158,10 @@ def _schemas() -> dict[str, Any]:
                 "decay": {"type": "string", "enum": ["exponential", "power_law", "two_component", "hybrid", "none"]},
                 "dedup_threshold": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
                 "capacity": {"type": "integer", "minimum": 1, "nullable": True},
-                "dimension": {"type": "integer", "minimum": 1, "maximum": 65536}}}},
+                "dimension": {"type": "integer", "minimum": 1, "maximum": 65536},
+                "effects": {"type": "array", "maxItems": 5, "items": {"type": "string", "enum": [
+                    "priming", "fan", "interference", "reconsolidation", "spacing"]},
+                    "description": "Cognitive effects that shape recall (all by default; [] for plain similarity)."}}}},
             "example": {"id": "agent-1"}},
         "Consolidations": {"type": "object", "required": ["generated_at", "beliefs", "stats"], "properties": {
             "generated_at": {"type": "string"}, "beliefs": {"type": "array", "items": {"type": "object", "properties": {

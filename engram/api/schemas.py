@@ -44,6 +44,8 @@ TEXT_FIELD_CHARS_MAX = 4096
 MEMORY_TYPES = ("semantic", "episodic", "procedural", "working")
 DECAY_KINDS = ("exponential", "power_law", "two_component", "hybrid", "none")
 RECALL_MODES = ("similarity", "spreading", "hybrid")
+# The engine's cognitive effects (engram.memory.cognition.EFFECTS), in its canonical order.
+RECALL_EFFECTS = ("priming", "fan", "interference", "reconsolidation", "spacing")
 MAX_RESULTS_MAX = 1000
 LIST_LIMIT_MAX = 1000
 
@@ -103,10 +105,18 @@ def parse_json(raw: bytes, *, what: str = "body") -> Any:
         ) from None
 
 
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return iso(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def dumps(obj: Any) -> bytes:
+    """Compact JSON. A UTC ``datetime`` in ``obj`` is written as ``iso`` writes it
+    (orjson's OPT_UTC_Z gives the same text, checked over 1678-2261, in C)."""
     if _orjson is not None:
-        return _orjson.dumps(obj)
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _orjson.dumps(obj, option=_orjson.OPT_UTC_Z)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default).encode()
 
 
 # ----------------------------------------------------------------------------- fields
@@ -266,8 +276,14 @@ def to_embedding(v: Any, name: str, dim: int) -> np.ndarray:
             arr = np.array(v, dtype=np.float64)
         except OverflowError:
             raise _value(name, "contains an integer too large for float32", "finite float32 numbers", "0.12") from None
-        if np.any(np.abs(arr) > 3.0e38):
-            bad = int(np.argmax(np.abs(arr) > 3.0e38))
+        magnitude = np.abs(arr)
+        if magnitude.max() <= 3.0e38:  # the common case: no NaN, no infinity, nothing too large
+            arr = arr.astype(np.float32)
+            if not arr.any():
+                raise _value(name, "is all zeros, which has no direction for cosine similarity", "a non-zero vector", EXAMPLE_EMBEDDING)
+            return arr
+        if np.any(magnitude > 3.0e38):
+            bad = int(np.argmax(magnitude > 3.0e38))
             raise _value(f"{name}[{bad}]", "is too large for float32", "finite float32 numbers", "0.12")
         arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
@@ -310,8 +326,33 @@ REMEMBER_KEYS = {
 REMEMBER_EXAMPLE = '{"content": "The mitochondria is the powerhouse of the cell", "confidence": 0.95}'
 
 
-def parse_remember(body: Any, *, dim: int, prefix: str = "") -> dict[str, Any]:
-    """A remember request as keyword arguments of ``Space.remember`` (plus ``content``)."""
+_NO_EMBEDDING = object()
+
+
+def packed_embeddings(items: list[Any], dim: int) -> dict[int, np.ndarray]:
+    """Bulk remember: the embeddings sent as raw little-endian float32 bytes (msgpack),
+    checked together. Returns {item index: float32 row} for every item whose embedding
+    has the right length, is finite and is not all zeros; any other item is left to
+    ``parse_remember``, which then raises the precise error in item order.
+
+    One frombuffer, one isfinite and one any over the whole batch instead of four
+    NumPy calls per item: ~8 us per item less at 768 dimensions.
+    """
+    size = 4 * dim
+    index = [i for i, item in enumerate(items) if type(item) is dict and type(item.get("embedding")) is bytes
+             and len(item["embedding"]) == size]
+    if not index:
+        return {}
+    matrix = np.frombuffer(b"".join([items[i]["embedding"] for i in index]), dtype="<f4").reshape(len(index), dim)
+    matrix = matrix.astype(np.float32)  # native byte order, writable, one copy for the batch
+    good = np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)
+    return {i: matrix[row] for row, i in enumerate(index) if good[row]}
+
+
+def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _NO_EMBEDDING) -> dict[str, Any]:
+    """A remember request as keyword arguments of ``Space.remember`` (plus ``content``).
+
+    ``embedding``: the body's embedding already validated (``packed_embeddings``)."""
     obj = require_object(body, prefix.rstrip(".") or "body", REMEMBER_EXAMPLE)
     content = get_str(obj, "content", prefix=prefix, required=True, chars_max=CONTENT_BYTES_MAX,
                       example='"The mitochondria is the powerhouse of the cell"')
@@ -323,9 +364,12 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "") -> dict[str, Any]:
     except UnicodeEncodeError:
         raise _value(prefix + "content", "contains lone surrogates", "valid Unicode text", '"a short fact"') from None
     kw: dict[str, Any] = {"content": content}
-    emb = obj.get("embedding")
-    if emb is not None:
-        kw["embedding"] = to_embedding(emb, prefix + "embedding", dim)
+    if embedding is not _NO_EMBEDDING:
+        kw["embedding"] = embedding
+    else:
+        emb = obj.get("embedding")
+        if emb is not None:
+            kw["embedding"] = to_embedding(emb, prefix + "embedding", dim)
     kw["confidence"] = get_number(obj, "confidence", prefix=prefix, lo=0.0, hi=1.0, default=0.7, example="0.9")
     mid = get_memory_id(obj, prefix=prefix)
     if mid is not None:
@@ -407,14 +451,15 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- query strings
 
-_PERCENT_FAST = ((b"%2C", b","), (b"%2c", b","), (b"%5B", b"["), (b"%5b", b"["), (b"%5D", b"]"), (b"%5d", b"]"),
-                 (b"%20", b" "), (b"%3A", b":"), (b"%3a", b":"), (b"%2B", b"+"), (b"%2b", b"+"))
-
-
 def query_dict(query_string: bytes) -> dict[str, str]:
-    """The query string as {name: last value}, like Starlette's QueryParams.get, but
-    decoding the common escapes of an embedding (%2C, %5B, %5D) with bytes.replace:
-    urllib's unquote costs ~0.3 ms on a 768-number array; this a few microseconds."""
+    """The query string as {name: last value}, like Starlette's QueryParams.get.
+
+    An embedding in a query string is ~7 KB of numbers with a %2C after each one;
+    urllib's unquote takes ~150 us on it (a Python call per escape). The escapes that
+    clients emit for a JSON array (%2C, %5B, %5D, upper case as RFC 3986 recommends)
+    are replaced with bytes.replace first; only a value with other escapes left goes
+    through unquote, so the result is the same either way.
+    """
     out: dict[str, str] = {}
     if not query_string:
         return out
@@ -422,19 +467,18 @@ def query_dict(query_string: bytes) -> dict[str, str]:
         if not part:
             continue
         key, _, value = part.partition(b"=")
-        key = key.replace(b"+", b" ")
-        value = value.replace(b"+", b" ")
+        if b"+" in key:
+            key = key.replace(b"+", b" ")
+        if b"+" in value:
+            value = value.replace(b"+", b" ")
         if b"%" in value:
-            for old, new in _PERCENT_FAST:
-                if old in value:
-                    value = value.replace(old, new)
+            value = value.replace(b"%2C", b",").replace(b"%5B", b"[").replace(b"%5D", b"]")
             if b"%" in value:
                 value = urllib.parse.unquote_to_bytes(value)
         if b"%" in key:
             key = urllib.parse.unquote_to_bytes(key)
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
     return out
-
 
 
 def _param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
@@ -565,6 +609,14 @@ def iso(t: datetime | None) -> str | None:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def iso_value(t: datetime | None) -> datetime | str | None:
+    """What ``dumps`` turns into ``iso(t)``: a UTC datetime itself (formatted in C when
+    the response is encoded, ~3 us less per time field), any other one as iso(t)."""
+    if t is not None and t.tzinfo is timezone.utc:
+        return t
+    return iso(t)
+
+
 def category(value: float) -> str:
     if value > 0.7:
         return "High"
@@ -594,9 +646,9 @@ def memory_json(m: Any, *, include_embedding: bool = False) -> dict[str, Any]:
         "id": m.id,
         "content": m.content,
         "confidence": confidence_json(m.confidence, "stored confidence"),
-        "created_at": iso(m.created_at),
-        "observed_at": iso(m.created_at),
-        "last_access": iso(getattr(m, "last_access", None)),
+        "created_at": iso_value(m.created_at),
+        "observed_at": iso_value(m.created_at),
+        "last_access": iso_value(getattr(m, "last_access", None)),
         "access_count": int(getattr(m, "access_count", 0) or 0),
         "tags": list(getattr(m, "tags", ()) or ()),
         "memory_type": getattr(m, "memory_type", "semantic"),
@@ -606,7 +658,7 @@ def memory_json(m: Any, *, include_embedding: bool = False) -> dict[str, Any]:
     }
     if out["memory_type"] == "episodic":
         out["what"] = m.content
-        out["when"] = iso(m.created_at)
+        out["when"] = iso_value(m.created_at)
         out["where_location"] = getattr(m, "location", None)
         out["who"] = list(getattr(m, "who", ()) or ())
         out["why"] = getattr(m, "why", None)
@@ -635,8 +687,8 @@ def hit_json(hit: Any, *, retrieval_path: str, activation: float | None = None) 
         "activation_level": min(1.0, max(0.0, float(activation if activation is not None else hit.retention))),
         "similarity_score": min(1.0, max(0.0, float(hit.score))),
         "retrieval_path": retrieval_path,
-        "observed_at": iso(m.created_at),
-        "last_access": iso(getattr(m, "last_access", None)),
+        "observed_at": iso_value(m.created_at),
+        "last_access": iso_value(getattr(m, "last_access", None)),
         "tags": list(getattr(m, "tags", ()) or ()),
         "memory_type": getattr(m, "memory_type", "semantic"),
         "location": getattr(m, "location", None),

@@ -10,6 +10,7 @@ lock), remove the pid file, and return so the process exits 0.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Settings
 from ..net._trio.node import MembershipConfig, serve_membership
+from . import tcp_server
+from .gc_policy import GcPauseRecorder, serve_gc_policy
 from .http import create_app
 from .service import Service
 
@@ -41,6 +44,11 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     cfg.bind = [f"{host}:{settings.port}"]
     cfg.graceful_timeout = settings.graceful_timeout_s
     cfg.keep_alive_timeout = 75.0
+    # hypercorn closes a keep-alive connection after this many requests (default 1,000),
+    # which costs a client a reconnect and, with clients that send the next request
+    # before they read "Connection: close", a failed request. Recycling stays (it bounds
+    # what one connection can hold on to), 100x less often.
+    cfg.keep_alive_max_requests = 100_000
     # Recall by embedding in a query string is ~10 KB; allow long request heads.
     cfg.h11_max_incomplete_size = 256 * 1024
     cfg.backlog = 1024
@@ -97,6 +105,7 @@ async def serve(
     data_dir.mkdir(parents=True, exist_ok=True)
     db = await trio.to_thread.run_sync(lambda: engram.open(data_dir))
     pid_path = settings.pid_path
+    gc_recorder: GcPauseRecorder | None = None
     try:
         async with trio.open_nursery() as nursery:
             svc = Service(db, settings, nursery)
@@ -120,6 +129,11 @@ async def serve(
 
             if handle_signals:
                 await nursery.start(serve_signals)
+            # The engine's heap out of the cyclic collector's way (see gc_policy.py).
+            await nursery.start(serve_gc_policy)
+            gc_pause_children = {g: svc.metrics.gc_pause.labels(str(g)) for g in (0, 1, 2)}
+            gc_recorder = GcPauseRecorder(lambda generation, seconds: gc_pause_children[generation].observe(seconds))
+            gc.callbacks.append(gc_recorder)
             if svc.consolidation is not None:
                 nursery.start_soon(svc.consolidation.serve, name="serve_consolidation")
             token = trio.lowlevel.current_trio_token()
@@ -129,6 +143,7 @@ async def serve(
                     token.run_sync_soon(stop.set)
                 except trio.RunFinishedError:
                     pass
+            tcp_server.install()  # a connection's close must not race its sends (see tcp_server.py)
             async with trio.open_nursery() as http_nursery:
                 binds = await http_nursery.start(lambda task_status: hypercorn_serve(
                     app, _hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status))
@@ -150,6 +165,8 @@ async def serve(
             svc.close_batchers()
             nursery.cancel_scope.cancel()
     finally:
+        if gc_recorder in gc.callbacks:
+            gc.callbacks.remove(gc_recorder)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(db.close)
         try:

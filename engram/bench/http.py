@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import trio
 
-__all__ = ["run_bench", "parse_duration", "parse_mix"]
+__all__ = ["run_bench", "run_bulk", "parse_duration", "parse_mix"]
 
 OPS = ("remember", "recall", "health", "search", "bulk")
 
@@ -74,6 +74,8 @@ class OpStats:
     latencies_ns: list[int] = field(default_factory=list)
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # requests without a response, by exception
+    reconnects: int = 0  # connections the server closed with "Connection: close" (not errors)
 
 
 def _request(method: str, target: str, host: str, headers: dict[str, str], body: bytes = b"") -> bytes:
@@ -91,7 +93,8 @@ class _Conn:
         self.stream = stream
         self.buf = bytearray()
 
-    async def roundtrip(self, request: bytes) -> int:
+    async def roundtrip(self, request: bytes) -> tuple[int, bool]:
+        """Send one request, read its response: (status, whether the server closes after it)."""
         await self.stream.send_all(request)
         while True:
             end = self.buf.find(b"\r\n\r\n")
@@ -104,11 +107,14 @@ class _Conn:
         head = bytes(self.buf[:end]).decode("latin-1")
         status = int(head[9:12])
         length = 0
+        close = False
         for line in head.split("\r\n")[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value.strip())
-                break
+            elif name == "connection" and "close" in value.lower():
+                close = True
         need = end + 4 + length
         while len(self.buf) < need:
             chunk = await self.stream.receive_some(max(65536, need - len(self.buf)))
@@ -116,7 +122,7 @@ class _Conn:
                 raise ConnectionError("server closed the connection")
             self.buf += chunk
         del self.buf[:need]
-        return status
+        return status, close
 
 
 def _unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -198,15 +204,23 @@ async def _phase(host: str, port: int, clients: int, duration_s: float, mix: dic
                 if conn is None:
                     conn = _Conn(await trio.open_tcp_stream(host, port))
                 t0 = time.perf_counter_ns()
-                status = await conn.roundtrip(req)
+                status, close = await conn.roundtrip(req)
                 t1 = time.perf_counter_ns()
-            except (OSError, ConnectionError, trio.BrokenResourceError, ValueError):
+            except (OSError, ConnectionError, trio.BrokenResourceError, ValueError) as exc:
                 conn_errors += 1
                 stats[op].errors += 1
+                name = type(exc).__name__
+                stats[op].failures[name] = stats[op].failures.get(name, 0) + 1
+                if conn is not None:
+                    await conn.stream.aclose()
                 conn = None
                 await trio.sleep(0.01)
                 continue
             s = stats[op]
+            if close:  # the server asked for a new connection: honour it, it is not an error
+                s.reconnects += 1
+                await conn.stream.aclose()
+                conn = None
             s.statuses[status] = s.statuses.get(status, 0) + 1
             if 200 <= status < 300:
                 s.latencies_ns.append(t1 - t0)
@@ -238,6 +252,7 @@ def _summarise(name: str, clients: int, stats: dict[str, OpStats], elapsed_s: fl
         lat = sorted(s.latencies_ns)
         all_ns.extend(lat)
         per_op[op] = {"ok": len(lat), "errors": s.errors, "statuses": {str(k): v for k, v in sorted(s.statuses.items())},
+                      "failures": dict(sorted(s.failures.items())), "reconnects": s.reconnects,
                       "throughput_per_s": round(len(lat) / elapsed_s, 1),
                       "p50_ms": round(_pct(lat, 0.50), 3), "p95_ms": round(_pct(lat, 0.95), 3), "p99_ms": round(_pct(lat, 0.99), 3)}
     all_ns.sort()
@@ -245,6 +260,35 @@ def _summarise(name: str, clients: int, stats: dict[str, OpStats], elapsed_s: fl
             "errors": sum(s.errors for s in stats.values()), "throughput_per_s": round(len(all_ns) / elapsed_s, 1),
             "p50_ms": round(_pct(all_ns, 0.50), 3), "p95_ms": round(_pct(all_ns, 0.95), 3), "p99_ms": round(_pct(all_ns, 0.99), 3),
             "ops": per_op}
+
+
+EFFECTS_ALL = ("priming", "fan", "interference", "reconsolidation", "spacing")
+
+
+def _ensure_space(url: str, space: str, effects: str, api_key: str, log: Callable[[str], None]) -> list[str] | None:
+    """Create ``space`` with recall's cognitive effects on (all) or off ([]) if it does not
+    exist; check them if it does. ``effects="default"`` leaves the space as it is.
+    Returns the space's effects (None if unknown). Raises ValueError on a mismatch."""
+    import httpx
+
+    if effects not in ("default", "on", "off"):
+        raise ValueError(f"--effects: {effects!r} is not allowed; allowed: default, on, off")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=60.0) as c:
+        spaces = {doc["id"]: doc for doc in c.get("/api/v1/spaces").json().get("spaces", [])}
+        have = spaces.get(space)
+        if have is None and effects != "default":
+            wanted = list(EFFECTS_ALL) if effects == "on" else []
+            r = c.post("/api/v1/spaces", json={"id": space, "config": {"effects": wanted}})
+            if r.status_code not in (200, 201):
+                raise ValueError(f"cannot create space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+            have = r.json()
+            log(f"space {space!r} created with effects {have.get('effects')}")
+        current = have.get("effects") if have is not None else None
+        if effects != "default" and current is not None and bool(current) != (effects == "on"):
+            raise ValueError(f"--effects {effects}: space {space!r} already exists with effects {current}; "
+                             "effects are fixed at creation, so pick another --space")
+        return current
 
 
 def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable[[str], None]) -> int:
@@ -278,7 +322,7 @@ def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable
 
 
 def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload: int, space: str, dimension: int,
-              baseline: bool, api_key: str = "", log: Callable[[str], None] = print) -> dict[str, Any]:
+              baseline: bool, api_key: str = "", effects: str = "default", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark against ``url``; returns the report (``text`` holds the table)."""
     duration_s = parse_duration(duration)
     mix_weights = parse_mix(mix)
@@ -288,6 +332,7 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
     parsed = urllib.parse.urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     host_header = f"{host}:{port}"
+    space_effects = _ensure_space(url, space, effects, api_key, log)
     stored = _preload(url, space, preload, dimension, api_key, log) if preload > 0 else 0
     pool = 4000 if mix_weights.get("remember") else 512
     requests = _build_requests(mix_weights, host_header, space, dimension, api_key, pool, seed=int(time.time()) % 100000)
@@ -301,7 +346,9 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         log(f"phase {mix} x{n} for {duration_s:g}s")
         st, el, _ = trio.run(_phase, host, port, n, duration_s, mix_weights, requests)
         results.append(_summarise(mix, n, st, el))
-    lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, {duration_s:g}s per phase",
+    effects_text = "default" if space_effects is None else (", ".join(space_effects) or "none")
+    lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, recall effects: {effects_text}, "
+             f"{duration_s:g}s per phase",
              f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"]
     for r in results:
         lines.append(f"{r['phase']:<28}{r['clients']:>8}{r['ok']:>9}{r['errors']:>6}{r['throughput_per_s']:>10.1f}"
@@ -310,6 +357,12 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
             for op, o in r["ops"].items():
                 lines.append(f"  {op:<26}{'':>8}{o['ok']:>9}{o['errors']:>6}{o['throughput_per_s']:>10.1f}"
                              f"{o['p50_ms']:>9.2f}{o['p95_ms']:>9.2f}{o['p99_ms']:>9.2f}")
+    for r in results:
+        for op, o in r["ops"].items():
+            if o["failures"]:
+                lines.append(f"failures ({r['phase']}, {op}, {r['clients']} clients; requests without a response): {o['failures']}")
+            if o["reconnects"]:
+                lines.append(f"reconnects ({r['phase']}, {op}): {o['reconnects']} (server sent Connection: close; not errors)")
     ratios = {}
     if baseline:
         for n in client_counts:
@@ -325,8 +378,63 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
             ratios[f"{mix} throughput {hi} clients / {lo} client(s)"] = round(b["throughput_per_s"] / a["throughput_per_s"], 3)
     for k, v in ratios.items():
         lines.append(f"ratio {k}: {v}")
-    return {"url": url, "space": space, "preloaded": stored, "duration_s": duration_s, "results": results, "ratios": ratios,
+    return {"url": url, "space": space, "effects": space_effects, "preloaded": stored, "duration_s": duration_s, "results": results, "ratios": ratios,
             "text": "\n".join(lines)}
+
+
+def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimension: int = 768, api_key: str = "",
+             seed: int = 7, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Durable bulk remember, end to end: ``count`` new memories in bodies of ``batch``
+    (msgpack with raw float32 embeddings, or JSON lines), one request at a time.
+
+    Splits each request's wall time into the engine's share (``engine_seconds`` in the
+    response: Space.remember_many, WAL write and fsync) and the HTTP side (transfer,
+    decode, validation, response); body building on the client is not counted."""
+    import httpx
+    import msgpack
+
+    if fmt not in ("msgpack", "jsonl"):
+        raise ValueError(f"--format: {fmt!r} is not allowed; allowed: msgpack, jsonl")
+    if count < 1 or batch < 1:
+        raise ValueError("--count and --batch must be >= 1")
+    headers = {"X-Memory-Space": space}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    rng = np.random.default_rng(seed)
+    wall_s = engine_s = 0.0
+    done = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=600.0) as c:
+        start = int(c.get("/api/v1/memories", params={"limit": 1}).json().get("count", 0))
+        while done < count:
+            k = min(batch, count - done)
+            vs = rng.standard_normal((k, dimension)).astype("<f4")
+            if fmt == "msgpack":
+                body = msgpack.packb([{"content": f"bulk {seed} {start + done + i}", "embedding": v.tobytes(), "confidence": 0.8}
+                                      for i, v in enumerate(vs)])
+                ctype = "application/msgpack"
+            else:
+                body = "\n".join('{"content":"bulk %d %d","confidence":0.8,"embedding":%s}' % (seed, start + done + i, _vec_json(v))
+                                  for i, v in enumerate(vs)).encode()
+                ctype = "application/x-ndjson"
+            t0 = time.perf_counter()
+            r = c.post("/api/v1/memories/bulk", content=body, headers={"Content-Type": ctype})
+            wall_s += time.perf_counter() - t0
+            if r.status_code != 201:
+                raise RuntimeError(f"bulk failed: HTTP {r.status_code} {r.text[:300]}")
+            engine_s += float(r.json().get("engine_seconds", 0.0))
+            done += k
+    http_s = max(0.0, wall_s - engine_s)
+    per_s = done / wall_s
+    engine_per_s = done / engine_s if engine_s else 0.0
+    http_share = http_s / wall_s
+    doc: dict[str, Any] = {"format": fmt, "count": done, "batch": batch, "wall_s": round(wall_s, 3), "engine_s": round(engine_s, 3),
+                           "per_s": round(per_s, 1), "engine_per_s": round(engine_per_s, 1) if engine_s else None,
+                           "http_us_per_memory": round(http_s / done * 1e6, 1), "http_share": round(http_share, 3)}
+    doc["text"] = (f"bulk {fmt}, {done} memories in bodies of {batch}, durable: {per_s:,.0f}/s end to end; "
+                   f"engine (remember_many + WAL + fsync) {engine_s:.2f}s = {engine_per_s:,.0f}/s; "
+                   f"HTTP side (transfer, decode, validation, response) {http_s:.2f}s = {doc['http_us_per_memory']} us/memory, "
+                   f"{100 * http_share:.0f}% of the wall time")
+    return doc
 
 
 def main_json(argv: list[str]) -> None:  # pragma: no cover - convenience for python -m

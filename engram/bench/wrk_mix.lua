@@ -1,6 +1,8 @@
 -- wrk script: the remember:recall=1:4 mix of `engram bench http`, for a second opinion
 -- from a C load generator. Usage (space "bench" preloaded by `engram bench http`):
 --   wrk -t2 -c16 -d30s -s engram/bench/wrk_mix.lua http://127.0.0.1:7432
+-- or, for another space (e.g. one made with `engram bench http --effects off --space bench-off`):
+--   wrk -t2 -c16 -d30s -s engram/bench/wrk_mix.lua http://127.0.0.1:7432 -- bench-off
 -- and the same-run baseline: wrk -t2 -c16 -d30s http://127.0.0.1:7432/health
 -- Remember bodies and recall queries are built once per thread from random unit
 -- vectors (768 numbers, 4 decimals); remembers repeat after 256, and dedup answers
@@ -31,12 +33,13 @@ end
 
 function init(args)
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-  local headers = { ["Content-Type"] = "application/json", ["X-Memory-Space"] = "bench" }
+  local space = args[1] or "bench"
+  local headers = { ["Content-Type"] = "application/json", ["X-Memory-Space"] = space }
   for i = 1, pool do
     local body = string.format('{"content":"wrk memory %d %d","confidence":0.8,"embedding":%s}', i, math.random(1e9), vector())
     remembers[i] = wrk.format("POST", "/api/v1/memories/remember", headers, body)
     recalls[i] = wrk.format("GET", "/api/v1/memories/recall?max_results=10&threshold=0&embedding=" .. urlencode(vector()),
-                            { ["X-Memory-Space"] = "bench" })
+                            { ["X-Memory-Space"] = space })
   end
 end
 

@@ -1,0 +1,124 @@
+"""hypercorn's trio connection handler with a close that cannot race a send.
+
+hypercorn (0.18) serialises its sends on a connection with ``send_lock``, but its
+``_close`` calls ``SocketStream.send_eof`` without that lock, and trio's ``send_eof``
+holds the stream's send conflict detector across a checkpoint. Any other task that
+sends in that window gets ``trio.BusyResourceError`` ("another task is currently
+sending data on this SocketStream"). One request is enough to make it happen: a
+request with ``Connection: close`` followed by more bytes on the same connection.
+The reader task answers the extra bytes with a 400 while the app task, having sent
+its response, closes; the reader's send raises, nothing in hypercorn catches it,
+and it leaves ``TCPServer.run`` into ``trio.serve_listeners``' nursery, which
+stops the whole server. Under plain load the same window costs a dropped
+keep-alive connection now and then.
+
+``EngramTCPServer`` keeps hypercorn's behaviour and changes three things:
+- ``_close`` takes ``send_lock`` (bounded wait; if a sender is stuck on a peer that
+  does not read, closing the socket is what unblocks it, as before), so the EOF
+  is sent after any response in flight, never beside it;
+- ``run`` contains an ordinary exception of one connection: it is logged and that
+  connection is dropped; the listener and every other connection go on;
+- a response head is held back until the next bytes of the connection, so that head
+  and body leave in one ``send`` (hypercorn sends them separately: two syscalls and,
+  on loopback, two wake-ups of the client per response). The app sends the body right
+  after the head without yielding, so they meet in the same scheduler tick; if the
+  body is late (a stream), a task spawned with the head sends it alone one tick later.
+
+``install()`` points hypercorn's trio worker at this class; ``engram serve`` calls it
+before it binds. It must not be used for anything but hypercorn's trio worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from typing import Any
+
+import hypercorn.trio.run as _hypercorn_run
+import trio
+from hypercorn.events import Event, RawData
+from hypercorn.trio.tcp_server import TCPServer
+
+__all__ = ["EngramTCPServer", "install", "CLOSE_LOCK_WAIT_S"]
+
+log = logging.getLogger("engram.hypercorn")
+
+# How long a close waits for a send in flight to finish before closing under it.
+CLOSE_LOCK_WAIT_S = 5.0
+
+
+class EngramTCPServer(TCPServer):
+    """One HTTP connection (see the module docstring for what differs from hypercorn's)."""
+
+    connection_errors_count = 0  # class-wide: connections dropped by a contained error
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held_head: bytes | None = None
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            held = self._held_head
+            if held is None:
+                task_group = getattr(self, "_task_group", None)
+                nursery = getattr(task_group, "_nursery", None)
+                if nursery is not None and event.data.startswith(b"HTTP/"):
+                    self._held_head = event.data
+                    nursery.start_soon(self._send_held_head)
+                    return
+            else:
+                self._held_head = None
+                event = RawData(held + event.data, event.address)
+        await super().protocol_send(event)
+
+    async def _send_held_head(self) -> None:
+        held = self._held_head
+        if held is not None:  # nothing followed the head within its tick
+            self._held_head = None
+            await super().protocol_send(RawData(held))
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        except* Exception as group:  # trio.Cancelled is a BaseException and still propagates
+            EngramTCPServer.connection_errors_count += 1
+            log.warning("dropped one connection after an error in its handler: %r", group.exceptions[0],
+                        exc_info=group.exceptions[0])
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            if self.send_lock.statistics().owner is trio.lowlevel.current_task():
+                await self._close_holding_lock()  # this task holds the lock: nobody else is sending
+                return
+            with trio.move_on_after(CLOSE_LOCK_WAIT_S):
+                async with self.send_lock:
+                    await self._close_holding_lock()
+                    return
+            # A send has been stuck for CLOSE_LOCK_WAIT_S (the peer reads nothing):
+            # closing the socket makes that send fail with ClosedResourceError,
+            # which hypercorn's protocol_send handles.
+            await self.stream.aclose()
+
+    async def _close_holding_lock(self) -> None:
+        held = self._held_head
+        if held is not None:
+            self._held_head = None
+            try:
+                await self.stream.send_all(held)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the peer is gone; closing is all that is left
+        await super()._close()
+
+
+def install() -> None:
+    """Make hypercorn's trio worker serve connections with EngramTCPServer (idempotent).
+
+    Raises RuntimeError if this hypercorn no longer has the names this relies on.
+    """
+    current = getattr(_hypercorn_run, "TCPServer", None)
+    if current is EngramTCPServer:
+        return
+    if current is not TCPServer or not all(hasattr(TCPServer, name) for name in ("_close", "protocol_send", "run")):
+        raise RuntimeError("hypercorn.trio.run.TCPServer is not the class engram.api.tcp_server patches; "
+                           "check the hypercorn version (tested with 0.18)")
+    _hypercorn_run.TCPServer = EngramTCPServer  # type: ignore[misc]

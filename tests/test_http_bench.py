@@ -1,0 +1,119 @@
+"""``engram bench http`` and the space setting it relies on.
+
+Proves: (1) POST /api/v1/spaces accepts ``config.effects`` (recall's cognitive effects,
+fixed at creation), lists it in the space document, and refuses bad values with the
+error envelope (400 for an unknown effect, 422 for a wrong type); a space created with
+``[]`` answers recall hits that carry no effects. (2) The load generator honours
+``Connection: close``: it reconnects and counts no error (a tiny in-test HTTP server
+closes every third response). (3) A short real run with ``effects="off"`` creates the
+space with no effects, reports both phases and a health ratio, and refuses to reuse a
+space whose effects differ. (4) The bulk bench stores what it says, in both formats,
+and its engine time is part of its wall time. How: a real ``engram serve`` child (conftest) and httpx.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from conftest import vec
+from engram.bench import http as bench
+
+
+def test_space_effects_setting(module_server):
+    with module_server.client() as c:
+        r = c.post("/api/v1/spaces", json={"id": "plain-recall", "config": {"effects": []}})
+        assert r.status_code == 201, r.text
+        assert r.json()["effects"] == []
+        r = c.post("/api/v1/spaces", json={"id": "some-effects", "config": {"effects": ["spacing", "priming"]}})
+        assert r.status_code == 201, r.text
+        assert r.json()["effects"] == ["priming", "spacing"]  # the engine's canonical order
+        listed = {s["id"]: s for s in c.get("/api/v1/spaces").json()["spaces"]}
+        assert listed["plain-recall"]["effects"] == []
+
+        r = c.post("/api/v1/spaces", json={"id": "bad-effects", "config": {"effects": ["telepathy"]}})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "INVALID_MEMORY_INPUT"
+        assert "telepathy" in r.json()["error"]["message"]
+        r = c.post("/api/v1/spaces", json={"id": "bad-effects", "config": {"effects": "priming"}})
+        assert r.status_code == 422, r.text
+        assert "bad-effects" not in {s["id"] for s in c.get("/api/v1/spaces").json()["spaces"]}
+
+        h = {"X-Memory-Space": "plain-recall"}
+        for i in range(3):
+            r = c.post("/api/v1/memories/remember", json={"content": f"fact {i}", "embedding": vec(500 + i)}, headers=h)
+            assert r.status_code == 201, r.text
+        for _ in range(2):  # a second recall is where priming would show
+            body = c.post("/api/v1/memories/recall", json={"embedding": vec(500), "threshold": 0}, headers=h).json()
+        hits = body["memories"]["vivid"] + body["memories"]["associated"]
+        assert hits and all(hit["effects"] == [] for hit in hits)
+
+
+def test_client_honours_connection_close():
+    async def main() -> dict:
+        served = 0
+
+        async def handle(stream: trio.SocketStream) -> None:
+            nonlocal served
+            buf = b""
+            try:
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        chunk = await stream.receive_some(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    _, _, buf = buf.partition(b"\r\n\r\n")
+                    served += 1
+                    close = served % 3 == 0
+                    await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                          + (b"Connection: close\r\n" if close else b"") + b"\r\nok")
+                    if close:
+                        return
+            finally:
+                await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, handle, 0)
+            port = listeners[0].socket.getsockname()[1]
+            request = {"health": [bench._request("GET", "/health", f"127.0.0.1:{port}", {})]}
+            stats, _elapsed, conn_errors = await bench._phase("127.0.0.1", port, 2, 0.5, {"health": 1}, request)
+            nursery.cancel_scope.cancel()
+        return {"stats": stats["health"], "conn_errors": conn_errors}
+
+    out = trio.run(main)
+    assert out["conn_errors"] == 0
+    assert out["stats"].errors == 0
+    assert len(out["stats"].latencies_ns) >= 6
+    assert out["stats"].reconnects >= 2
+
+
+def test_short_run_with_effects_off(module_server):
+    logs: list[str] = []
+    report = bench.run_bench(url=module_server.url, clients="2", duration="1s", mix="remember:recall=1:4", preload=50,
+                             space="bench-plain", dimension=768, baseline=True, effects="off", log=logs.append)
+    assert report["effects"] == []
+    phases = [r["phase"] for r in report["results"]]
+    assert phases == ["health", "remember:recall=1:4"]
+    mixed = report["results"][1]
+    assert mixed["ok"] > 0 and mixed["errors"] == 0
+    assert mixed["ops"]["recall"]["ok"] > 0 and mixed["ops"]["remember"]["ok"] > 0
+    assert "remember:recall=1:4 / health at 2 clients" in report["ratios"]
+    assert "recall effects: none" in report["text"]
+    try:
+        bench.run_bench(url=module_server.url, clients="1", duration="0.2s", mix="recall", preload=0, space="bench-plain",
+                        dimension=768, baseline=False, effects="on", log=logs.append)
+    except ValueError as exc:
+        assert "already exists with effects" in str(exc)
+    else:
+        raise AssertionError("a space created without effects was reused for --effects on")
+
+
+def test_bulk_bench_stores_and_splits_the_time(module_server):
+    for fmt in ("msgpack", "jsonl"):
+        report = bench.run_bulk(url=module_server.url, space=f"bulk-{fmt}", count=250, batch=100, fmt=fmt, seed=3)
+        assert report["count"] == 250
+        assert report["per_s"] > 0 and report["engine_s"] > 0
+        assert 0.0 <= report["http_share"] <= 1.0
+        assert report["engine_s"] <= report["wall_s"]
+        with module_server.client(headers={"X-Memory-Space": f"bulk-{fmt}"}) as c:
+            assert c.get("/api/v1/memories", params={"limit": 1}).json()["count"] == 250
