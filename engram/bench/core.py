@@ -8,6 +8,8 @@
   ``write`` of W records + ``fdatasync`` (the same batch size, the same disk),
   and against SQLite (WAL mode, synchronous=FULL) with W threads.
 - lone durable remember: latency percentiles against a raw 4 KB append + fdatasync.
+- bulk: durable ``remember_many`` of batches of 1,000 into a space that already holds
+  10,000 memories: memories/s and P50/P95/P99 per batch.
 - reopen: time to open a space of n memories from its checkpoint.
 Machines here are noisy: read the ratios, not the absolute times.
 """
@@ -116,6 +118,16 @@ def _vectors(count: int, d: int = 768) -> np.ndarray:
     return np.random.default_rng(1).standard_normal((count, d), dtype=np.float32)
 
 
+def _distinct(vectors: np.ndarray, w: int, i: int) -> np.ndarray:
+    """Writer ``w``'s ``i``-th embedding: the sum of two pool vectors, a different pair each
+    call, so that stores are distinct memories (cosine about 0.5 between two of them), not
+    dedup hits on a few thousand repeated vectors. Costs one 768-float add per call, for
+    Engram and SQLite alike."""
+    a = (w * 131 + i) % len(vectors)
+    b = (w * 977 + i * 7 + 1 + i // len(vectors)) % len(vectors)
+    return vectors[a] + vectors[b if b != a else (b + 1) % len(vectors)]
+
+
 def bench_group_commit(directory: Path, writers: int, seconds: float, dedup: bool) -> dict[str, Any]:
     vectors = _vectors(4096)
     raw = _raw_group_fsync(directory, writers, seconds)
@@ -125,7 +137,7 @@ def bench_group_commit(directory: Path, writers: int, seconds: float, dedup: boo
         def engram_writer(w: int, going: Callable[[], bool]) -> int:
             i = 0
             while going():
-                sp.remember(f"writer {w} memory {i}", embedding=vectors[(w * 131 + i) % 4096], confidence=0.8)
+                sp.remember(f"writer {w} memory {i}", embedding=_distinct(vectors, w, i), confidence=0.8)
                 i += 1
             return i
 
@@ -144,7 +156,7 @@ def bench_group_commit(directory: Path, writers: int, seconds: float, dedup: boo
         i = 0
         while going():
             conn.execute("INSERT INTO memories (content, embedding) VALUES (?, ?)",
-                         (f"writer {w} memory {i}", vectors[(w * 131 + i) % 4096].tobytes()))
+                         (f"writer {w} memory {i}", _distinct(vectors, w, i).tobytes()))
             i += 1
         conn.close()
         return i
@@ -182,6 +194,31 @@ def bench_lone_remember(directory: Path, count: int) -> dict[str, Any]:
     return result
 
 
+def bench_bulk(directory: Path, batches: int, batch_items: int = 1000, preload: int = 10_000) -> dict[str, Any]:
+    """Durable remember_many (the HTTP bulk endpoint's engine call) at a 10k-memory space."""
+    rng = np.random.default_rng(2)
+    total = preload + batches * batch_items
+    vectors = rng.standard_normal((total, 768), dtype=np.float32)
+    with engram.open(directory / "bulk") as db:
+        sp = db.space("bench")  # defaults: durability "sync", dedup at 0.95
+        for start in range(0, preload, batch_items):
+            sp.remember_many([{"content": f"preloaded memory {i} about topic {i % 97}", "embedding": vectors[i]}
+                              for i in range(start, start + batch_items)])
+        times = []
+        for b in range(batches):
+            base = preload + b * batch_items
+            items = [{"content": f"bulk memory {i} about topic {i % 97}", "embedding": vectors[i], "confidence": 0.8}
+                     for i in range(base, base + batch_items)]
+            start = time.perf_counter()
+            ids = sp.remember_many(items)
+            times.append(time.perf_counter() - start)
+            assert len(ids) == batch_items
+        assert len(sp) == total
+    result = {"batch_items": batch_items, "preload": preload, "per_batch": percentiles(times)}
+    result["memories_per_s"] = batches * batch_items / sum(times)
+    return result
+
+
 def bench_reopen(directory: Path, n: int) -> dict[str, Any]:
     vectors = _vectors(n)
     path = directory / "reopen"
@@ -205,10 +242,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--writers", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--lone", type=int, default=2000, help="lone remembers to time")
-    parser.add_argument("--only", choices=["recall", "group", "lone", "reopen"], action="append")
+    parser.add_argument("--bulk-batches", type=int, default=20, help="remember_many batches of 1,000 to time")
+    parser.add_argument("--only", choices=["recall", "group", "lone", "bulk", "reopen"], action="append")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    chosen = set(args.only or ["recall", "group", "lone", "reopen"])
+    chosen = set(args.only or ["recall", "group", "lone", "bulk", "reopen"])
     results: dict[str, Any] = {"impl": _core.IMPL}
     with tempfile.TemporaryDirectory(dir=os.environ.get("ENGRAM_BENCH_DIR")) as tmp:
         directory = Path(tmp)
@@ -219,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
             results["group_commit_no_dedup"] = bench_group_commit(directory, args.writers, args.seconds, dedup=False)
         if "lone" in chosen:
             results["lone_remember"] = bench_lone_remember(directory, args.lone)
+        if "bulk" in chosen:
+            results["bulk_remember_many"] = bench_bulk(directory, args.bulk_batches)
         if "reopen" in chosen:
             results["reopen"] = bench_reopen(directory, args.n)
     print(json.dumps(results, indent=2))
