@@ -34,6 +34,8 @@ __all__ = [
     "topk_cosine_batch",
     "row_inv_norms",
     "quantize_rows",
+    "lsh_keys",
+    "pair_scores",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",
     "linkage",
@@ -43,6 +45,8 @@ __all__ = [
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
         approx_scores_batch,
+        lsh_keys,
+        pair_scores,
         cosine_scores,
         crc32c,
         decode_record,
@@ -58,6 +62,7 @@ else:
     try:
         from engram._core._topk import approx_scores_batch, cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
+        from engram._core._dedup import lsh_keys, pair_scores
         from engram._core._linkage import cosine_distances, linkage
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(

@@ -485,3 +485,94 @@ def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarr
     if queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != codes.shape[1]:
         raise ValueError(f"queries: must be float32 of shape (b, {codes.shape[1]}); example: np.ones((1, d), np.float32)")
     return ((queries @ codes.astype(np.float32).T) * scales[None, :]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Dedup on store: LSH keys over int8 codes, cosines of pairs (compiled: _dedup.pyx, dedup.h)
+
+LSH_DIMENSION_MAX = 65536  # keeps every int32 partial sum of int8 products exact
+
+
+def _check_lsh_args(codes: object, planes: object, bits: int) -> None:
+    if not isinstance(codes, np.ndarray) or codes.dtype != np.int8 or codes.ndim != 2 or not codes.flags.c_contiguous:
+        raise ValueError("codes: must be a C-contiguous 2-d int8 array; example: quantize_rows(m)[0]")
+    if not isinstance(planes, np.ndarray) or planes.dtype != np.int8 or planes.ndim != 2 or not planes.flags.c_contiguous:
+        raise ValueError("planes: must be a C-contiguous 2-d int8 array; example: np.ones((336, 768), np.int8)")
+    if planes.shape[1] != codes.shape[1]:
+        raise ValueError(f"planes: {planes.shape[1]} columns, codes have {codes.shape[1]}; allowed: the same; example: (336, {codes.shape[1]})")
+    if codes.shape[1] > LSH_DIMENSION_MAX:
+        raise ValueError(f"codes: {codes.shape[1]} columns; allowed: at most {LSH_DIMENSION_MAX}; example: 768")
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 48:
+        raise ValueError(f"bits: {bits!r} not allowed; allowed: an integer from 1 to 48; example: 14")
+    if planes.shape[0] % bits:
+        raise ValueError(f"planes: {planes.shape[0]} rows is not a multiple of bits={bits}; example: {bits * 24}")
+
+
+def lsh_keys(codes: np.ndarray, planes: np.ndarray, bits: int) -> np.ndarray:
+    """Sign-random-projection keys, int64 (b, tables) with tables = planes.shape[0] // bits.
+
+    Bit j of key t of row i is set when the integer dot product of ``codes[i]``
+    and ``planes[t * bits + j]`` is > 0; key t then has ``t << bits`` added, so
+    table t's keys lie in ``[t << bits, (t + 1) << bits)``. The dot products are
+    exact (here in float64, whose 53-bit mantissa holds every partial sum), so any
+    order of summation gives the same keys.
+    """
+    _check_lsh_args(codes, planes, bits)
+    tables = planes.shape[0] // bits
+    dots = codes.astype(np.float64) @ planes.astype(np.float64).T
+    signs = (dots > 0).reshape(codes.shape[0], tables, bits).astype(np.int64)
+    weights = np.int64(1) << np.arange(bits, dtype=np.int64)
+    return signs @ weights + (np.arange(tables, dtype=np.int64) << bits)
+
+
+def _check_pair_args(matrix: object, inv_norms: object, rows: object, queries: object, query_inv_norms: object,
+                     query_of: object) -> None:
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2 or not matrix.flags.c_contiguous:
+        raise ValueError("matrix: must be a C-contiguous 2-d float32 array; example: np.zeros((10, 768), np.float32)")
+    n, d = matrix.shape
+    if not isinstance(inv_norms, np.ndarray) or inv_norms.dtype != np.float32 or inv_norms.ndim != 1 or inv_norms.shape[0] < n \
+            or not inv_norms.flags.c_contiguous:
+        raise ValueError(f"inv_norms: must be C-contiguous float32 with at least {n} entries; example: np.ones(n, np.float32)")
+    if not isinstance(queries, np.ndarray) or queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != d \
+            or not queries.flags.c_contiguous:
+        raise ValueError(f"queries: must be C-contiguous float32 of shape (b, {d}); example: np.ones((1, {d}), np.float32)")
+    b = queries.shape[0]
+    if not isinstance(query_inv_norms, np.ndarray) or query_inv_norms.dtype != np.float32 or query_inv_norms.shape != (b,) \
+            or not query_inv_norms.flags.c_contiguous:
+        raise ValueError(f"query_inv_norms: must be C-contiguous float32 of shape ({b},); example: row_inv_norms(queries)")
+    for name, index, bound in (("rows", rows, n), ("query_of", query_of, b)):
+        if not isinstance(index, np.ndarray) or index.dtype != np.int64 or index.ndim != 1 or not index.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous 1-d int64 array; example: np.array([0, 2], np.int64)")
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= bound):
+            raise ValueError(f"{name}: an index is outside 0..{bound - 1}; allowed: 0 <= index < {bound}; example: 0")
+    if rows.shape != query_of.shape:
+        raise ValueError(f"query_of: shape {query_of.shape} differs from rows' {rows.shape}; allowed: one query per row; example: np.zeros(len(rows), np.int64)")
+
+
+def pair_scores(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, queries: np.ndarray,
+                query_inv_norms: np.ndarray, query_of: np.ndarray) -> np.ndarray:
+    """Cosine of each pair, float32 of shape (len(rows),).
+
+    ``out[k]`` has exactly the bits of ``cosine_scores(matrix[rows[k]:rows[k]+1],
+    inv_norms[rows[k]:rows[k]+1], queries[query_of[k]:query_of[k]+1],
+    query_inv_norms[query_of[k]:query_of[k]+1])[0, 0]``: the lane dot product, then
+    times the row's inverse norm, then times the query's.
+    """
+    _check_pair_args(matrix, inv_norms, rows, queries, query_inv_norms, query_of)
+    if rows.size == 0:
+        return np.zeros(0, np.float32)
+    a = matrix[rows]
+    q = queries[query_of]
+    n, d = a.shape
+    lanes = DOT_LANES
+    full = d - d % lanes
+    acc = np.zeros((n, lanes), np.float32)
+    for c in range(0, full, lanes):
+        acc += a[:, c : c + lanes] * q[:, c : c + lanes]
+    for j in range(full, d):
+        acc[:, j - full] += a[:, j] * q[:, j]
+    width = lanes
+    while width > 1:
+        width //= 2
+        acc = acc[:, :width] + acc[:, width : 2 * width]
+    return acc[:, 0] * inv_norms[rows] * query_inv_norms[query_of]

@@ -1,0 +1,127 @@
+/* Kernels of dedup on store: LSH keys of new rows, exact cosines of (row, query) pairs.
+ *
+ * LSH keys are sign-random-projection (SimHash) keys from int8 codes, in exact
+ * integer arithmetic.
+ *
+ * Bit j of table t of row i is set when dot(codes[i], planes[t * bits + j]) > 0,
+ * the dot product taken over int8 values in an int32 accumulator. Every product
+ * and every partial sum is an exact integer (|sum| <= 128 * 128 * 65536 < 2**31
+ * for the dimensions allowed), so the result does not depend on the order of the
+ * additions: the AVX2 path and the scalar path give the twin's bits.
+ *
+ * Speed: 336 planes of 768 int8 are 258 KB, more than L1 and L2 per row, so the
+ * planes are streamed once per batch, four at a time (3 KB, in L1), against every
+ * row of the batch widened once to int16.
+ */
+#ifndef ENGRAM_DEDUP_H
+#define ENGRAM_DEDUP_H
+
+#include <stdint.h>
+
+#include "scan.h"
+
+/* dots[i * p + r] = dot(rows[i], planes[r]) for r in [r_start, r_stop). */
+static void engram_lsh_dots_scalar(const int16_t *rows, int64_t b, int64_t d, const int8_t *planes,
+                                   int64_t r_start, int64_t r_stop, int64_t p, int32_t *dots) {
+    for (int64_t r = r_start; r < r_stop; r++) {
+        const int8_t *plane = planes + r * d;
+        for (int64_t i = 0; i < b; i++) {
+            const int16_t *row = rows + i * d;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < d; k++) acc += (int32_t)row[k] * (int32_t)plane[k];
+            dots[i * p + r] = acc;
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define ENGRAM_LSH_AVX2 1
+
+__attribute__((target("avx2")))
+static inline int32_t engram_hsum8(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* The same as the scalar kernel for r in [0, p - p % 4), four planes per pass. */
+__attribute__((target("avx2")))
+static int64_t engram_lsh_dots_avx2(const int16_t *rows, int64_t b, int64_t d, const int8_t *planes, int64_t p,
+                                    int32_t *dots) {
+    const int64_t full = d - d % 16;
+    int64_t r = 0;
+    for (; r + 4 <= p; r += 4) {
+        const int8_t *p0 = planes + r * d, *p1 = p0 + d, *p2 = p1 + d, *p3 = p2 + d;
+        for (int64_t i = 0; i < b; i++) {
+            const int16_t *row = rows + i * d;
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+            for (int64_t k = 0; k < full; k += 16) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(row + k));
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p0 + k)))));
+                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p1 + k)))));
+                s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p2 + k)))));
+                s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p3 + k)))));
+            }
+            int32_t a0 = engram_hsum8(s0), a1 = engram_hsum8(s1), a2 = engram_hsum8(s2), a3 = engram_hsum8(s3);
+            for (int64_t k = full; k < d; k++) {
+                a0 += (int32_t)row[k] * (int32_t)p0[k];
+                a1 += (int32_t)row[k] * (int32_t)p1[k];
+                a2 += (int32_t)row[k] * (int32_t)p2[k];
+                a3 += (int32_t)row[k] * (int32_t)p3[k];
+            }
+            int32_t *o = dots + i * p + r;
+            o[0] = a0;
+            o[1] = a1;
+            o[2] = a2;
+            o[3] = a3;
+        }
+    }
+    return r;
+}
+#endif
+
+/* rows: scratch of b * d int16; dots: scratch of b * tables * bits int32. */
+static void engram_lsh_keys(const int8_t *codes, int64_t b, int64_t d, const int8_t *planes, int64_t tables,
+                            int64_t bits, int64_t *out, int16_t *rows, int32_t *dots) {
+    const int64_t p = tables * bits;
+    int64_t done = 0;
+    for (int64_t i = 0; i < b * d; i++) rows[i] = codes[i];
+#ifdef ENGRAM_LSH_AVX2
+    if (__builtin_cpu_supports("avx2")) done = engram_lsh_dots_avx2(rows, b, d, planes, p, dots);
+#endif
+    engram_lsh_dots_scalar(rows, b, d, planes, done, p, p, dots);
+    for (int64_t i = 0; i < b; i++) {
+        for (int64_t t = 0; t < tables; t++) {
+            int64_t key = 0;
+            const int32_t *row_dots = dots + i * p + t * bits;
+            for (int64_t j = 0; j < bits; j++)
+                if (row_dots[j] > 0) key |= (int64_t)1 << j;
+            out[i * tables + t] = key + (t << bits);
+        }
+    }
+}
+
+/* Cosines of pairs: out[k] = dot(M[rows[k]], Q[qidx[k]]) * inv_norms[rows[k]] * q_inv[qidx[k]].
+ *
+ * The same operations in the same order as engram_scores_block (16 lanes, no
+ * FMA, the fixed reduction tree, then the two multiplications left to right), so
+ * each score has the bits cosine_scores gives that row and query. A batch of new
+ * rows is checked against each one's own LSH candidates in one call, without
+ * copying the candidate rows out of the matrix.
+ */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void engram_pair_scores(const float *M, const float *inv_norms, const int64_t *rows, const float *Q,
+                               const float *q_inv, const int64_t *qidx, int64_t count, int64_t d, float *out) {
+    const int64_t full = d - d % 16;
+    for (int64_t k = 0; k < count; k++) {
+        const float *row = M + rows[k] * d;
+        const float *q0 = Q + qidx[k] * d;
+        engram_v16f a0 = {0};
+        for (int64_t c = 0; c < full; c += 16) a0 += engram_load16(row + c) * engram_load16(q0 + c);
+        out[k] = engram_finish(a0, row, q0, full, d) * inv_norms[rows[k]] * q_inv[qidx[k]];
+    }
+}
+
+#endif
