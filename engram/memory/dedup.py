@@ -121,12 +121,20 @@ class DedupIndex:
                 query_parts.append(np.repeat(np.arange(flat.size, dtype=np.int64) // TABLES, lengths))
         delta = self._delta
         if delta:
+            # Python lists first, one array at the end: a bucket is a row or two.
+            delta_rows: list[int] = []
+            delta_queries: list[int] = []
+            get = delta.get
             for j, query in enumerate(keys.tolist()):
+                found = len(delta_rows)
                 for key in query:
-                    bucket = delta.get(key)
+                    bucket = get(key)
                     if bucket:
-                        row_parts.append(np.asarray(bucket, np.int64))
-                        query_parts.append(np.full(len(bucket), j, np.int64))
+                        delta_rows.extend(bucket)
+                delta_queries.extend([j] * (len(delta_rows) - found))
+            if delta_rows:
+                row_parts.append(np.array(delta_rows, np.int64))
+                query_parts.append(np.array(delta_queries, np.int64))
         if not row_parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         rows = np.concatenate(row_parts)
