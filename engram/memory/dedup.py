@@ -41,22 +41,39 @@ _SEED = 0x5EED_DEDB
 # 1: float32 signs of the embedding (the fixed-lane cosine kernel); 2: int8 codes x int8 planes.
 SCHEME = 2
 _PLANE_SCALE = 32.0
-# Rows past the sorted base live in a dict of buckets; re-sorting 100k rows every
-# 16384 stores costs about a microsecond per store and bounds the dict's size.
+# Rows past the sorted base go to the delta; re-sorting 100k rows every 16384
+# stores costs about a microsecond per store and bounds the delta's size.
 DELTA_ROWS_MAX = 16384
+KEYS = TABLES << BITS  # every key is below this: tables index arrays directly
+# Delta rows per key held in the slot table; the rare bucket past it spills to a dict.
+DELTA_SLOTS = 4
+# Rows added but not yet in the delta's arrays (added in one vectorised step).
+PENDING_ROWS_MAX = 1024
 
 
 class DedupIndex:
+    """Rows by LSH key: a sorted base (CSR over the key space) plus a delta of newer rows.
+
+    The delta is a slot table, ``DELTA_SLOTS`` rows per key, with a count per key
+    and a dict for the few buckets that overflow. New rows are queued by ``add``
+    and put in the table in one NumPy step at the next lookup, so a batch of
+    stores costs a handful of array operations, not a dict update per key.
+    """
+
     def __init__(self, dimension: int) -> None:
         rng = np.random.Generator(np.random.PCG64(_SEED))
         gauss = rng.standard_normal((TABLES * BITS, dimension))
         self._planes = np.ascontiguousarray(np.clip(np.rint(gauss * _PLANE_SCALE), -127, 127).astype(np.int8))
-        # Keys of table t lie in [t << BITS, (t + 1) << BITS): the tables' sorted key
-        # arrays concatenated in table order form one sorted array, searched at once.
-        self._base_keys = np.zeros(0, np.int64)
+        # Base: rows sorted by key; rows of key k are _base_rows[_base_start[k]:_base_start[k + 1]].
         self._base_rows = np.zeros(0, np.int64)
+        self._base_start: np.ndarray | None = None
         self._base_n = 0
-        self._delta: dict[int, list[int]] = {}
+        # Delta (allocated on first use; pages are touched only where keys land).
+        self._slot_rows: np.ndarray | None = None
+        self._slot_count: np.ndarray | None = None
+        self._spill: dict[int, list[int]] = {}
+        self._pending_rows: list[int] = []
+        self._pending_keys: list[list[int]] = []
 
     def keys_for(self, embeddings: np.ndarray) -> np.ndarray:
         """Keys, int64 of shape (b, TABLES), for float32 embeddings (b, d); table t's keys lie in [t << BITS, (t+1) << BITS)."""
@@ -68,96 +85,122 @@ class DedupIndex:
         return _core.lsh_keys(np.ascontiguousarray(codes), self._planes, BITS)
 
     def rebuild(self, keys: np.ndarray) -> None:
-        """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES) in the sorted base."""
+        """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES) in the sorted base; empty the delta."""
         n = keys.shape[0]
-        key_parts = []
         row_parts = []
         for table in range(TABLES):
             # 14-bit keys as uint16: NumPy sorts them with a radix sort, in linear time.
             local = (keys[:, table] - (table << BITS)).astype(np.uint16)
-            order = np.argsort(local, kind="stable")
-            key_parts.append(local[order].astype(np.int64) + (table << BITS))
-            row_parts.append(order.astype(np.int64))
-        self._base_keys = np.concatenate(key_parts) if n else np.zeros(0, np.int64)
-        self._base_rows = np.concatenate(row_parts) if n else np.zeros(0, np.int64)
+            row_parts.append(np.argsort(local, kind="stable").astype(np.int64))
+        if n:
+            self._base_rows = np.concatenate(row_parts)
+            counts = np.bincount(np.ascontiguousarray(keys.T).reshape(-1), minlength=KEYS)
+            start = np.zeros(KEYS + 1, np.int64)
+            np.cumsum(counts, out=start[1:])
+            self._base_start = start
+        else:
+            self._base_rows = np.zeros(0, np.int64)
+            self._base_start = None
         self._base_n = n
-        self._delta = {}
+        if self._slot_count is not None:
+            self._slot_count.fill(0)
+        self._spill = {}
+        self._pending_rows = []
+        self._pending_keys = []
 
     def add(self, row: int, keys: list[int]) -> None:
         """Index a row appended after the base (the base is re-sorted every DELTA_ROWS_MAX rows)."""
-        delta = self._delta
-        for key in keys:
-            bucket = delta.get(key)
-            if bucket is None:
-                delta[key] = [row]
-            else:
-                bucket.append(row)
+        self._pending_rows.append(row)
+        self._pending_keys.append(keys)
+        if len(self._pending_rows) >= PENDING_ROWS_MAX:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Put the queued rows in the slot table (or the spill dict when a key's slots are full)."""
+        if not self._pending_rows:
+            return
+        if self._slot_count is None:
+            self._slot_rows = np.empty((KEYS, DELTA_SLOTS), np.int64)
+            self._slot_count = np.zeros(KEYS, np.int64)
+        assert self._slot_rows is not None
+        counts = self._slot_count
+        rows = np.repeat(np.array(self._pending_rows, np.int64), TABLES)
+        flat = np.array(self._pending_keys, np.int64).reshape(-1)
+        self._pending_rows = []
+        self._pending_keys = []
+        if rows.size == TABLES:
+            slots = counts[flat]  # one row: its keys are distinct (one per table)
+        else:
+            # Rows sharing a key take consecutive slots, in row order.
+            order = np.argsort(flat, kind="stable")
+            ordered = flat[order]
+            first = np.ones(ordered.size, np.bool_)
+            first[1:] = ordered[1:] != ordered[:-1]
+            group_start = np.nonzero(first)[0]
+            rank = np.arange(ordered.size) - np.repeat(group_start, np.diff(np.append(group_start, ordered.size)))
+            slots = np.empty_like(flat)
+            slots[order] = counts[ordered] + rank
+        fits = slots < DELTA_SLOTS
+        self._slot_rows[flat[fits], slots[fits]] = rows[fits]
+        np.add.at(counts, flat, 1)
+        if not fits.all():
+            for key, row in zip(flat[~fits].tolist(), rows[~fits].tolist()):
+                self._spill.setdefault(key, []).append(row)
 
     def needs_rebuild(self, n: int) -> bool:
-        """Whether the rows past the base (scanned linearly) have grown enough to re-sort."""
+        """Whether the rows past the base have grown enough to re-sort."""
         return n - self._base_n > DELTA_ROWS_MAX
 
     def candidates_batch(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates of many queries at once: (query index, row) pairs, int64, sorted by
         query then row, without duplicates (dead rows included). ``keys``: (b, TABLES).
 
-        Query j's rows are exactly ``candidates(keys[j])``; one ``searchsorted`` serves
-        the whole batch.
+        Query j's rows are exactly ``candidates(keys[j])``; the whole batch is a few
+        gathers over the base's offsets and the delta's slots.
         """
+        self._flush()
         b = keys.shape[0]
+        flat = np.ascontiguousarray(keys, np.int64).reshape(-1)
+        owner = np.arange(flat.size, dtype=np.int64) // TABLES
         query_parts = []
         row_parts = []
-        if self._base_keys.size and b:
-            flat = keys.reshape(-1)
-            lo = self._base_keys.searchsorted(flat, side="left")
-            hi = self._base_keys.searchsorted(flat, side="right")
-            lengths = hi - lo
+        if self._base_start is not None and b:
+            lo = self._base_start[flat]
+            lengths = self._base_start[flat + 1] - lo
             total = int(lengths.sum())
             if total:
-                # Concatenate the ranges base_rows[lo:hi] without a Python loop.
+                # Concatenate the ranges base_rows[lo:lo + length] without a Python loop.
                 ends = np.cumsum(lengths)
                 index = np.arange(total, dtype=np.int64) - np.repeat(ends - lengths - lo, lengths)
                 row_parts.append(self._base_rows[index])
-                query_parts.append(np.repeat(np.arange(flat.size, dtype=np.int64) // TABLES, lengths))
-        delta = self._delta
-        if delta:
-            # Python lists first, one array at the end: a bucket is a row or two.
-            delta_rows: list[int] = []
-            delta_queries: list[int] = []
-            get = delta.get
-            for j, query in enumerate(keys.tolist()):
-                found = len(delta_rows)
-                for key in query:
-                    bucket = get(key)
-                    if bucket:
-                        delta_rows.extend(bucket)
-                delta_queries.extend([j] * (len(delta_rows) - found))
-            if delta_rows:
-                row_parts.append(np.array(delta_rows, np.int64))
-                query_parts.append(np.array(delta_queries, np.int64))
+                query_parts.append(np.repeat(owner, lengths))
+        if self._slot_count is not None and self._slot_rows is not None:
+            counts = self._slot_count[flat]
+            held = np.minimum(counts, DELTA_SLOTS)
+            if held.any():
+                mask = np.arange(DELTA_SLOTS) < held[:, None]
+                row_parts.append(self._slot_rows[flat][mask])
+                query_parts.append(np.repeat(owner, held))
+            if self._spill:
+                spilled = np.nonzero(counts > DELTA_SLOTS)[0]
+                for position in spilled.tolist():
+                    bucket = self._spill[int(flat[position])]
+                    row_parts.append(np.array(bucket, np.int64))
+                    query_parts.append(np.full(len(bucket), owner[position], np.int64))
         if not row_parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         rows = np.concatenate(row_parts)
         queries = np.concatenate(query_parts)
-        # One sort of (query, row) as a single int64 key, then drop repeats.
+        # One sort of (query, row) as a single int64 key, then drop repeats (a plain
+        # sort: np.unique's hash path is several times slower on these sizes).
         n = int(rows.max()) + 1
-        combined = np.unique(queries * n + rows)
+        combined = queries * n + rows
+        combined.sort()
+        if combined.size > 1:
+            combined = combined[np.concatenate(([True], combined[1:] != combined[:-1]))]
         return combined // n, combined % n
 
     def candidates(self, keys: list[int]) -> np.ndarray:
-        """Rows sharing at least one key, sorted, without duplicates (dead rows included)."""
-        query = np.asarray(keys, np.int64)
-        parts = []
-        if self._base_keys.size:
-            lo = self._base_keys.searchsorted(query, side="left")
-            hi = self._base_keys.searchsorted(query, side="right")
-            rows = self._base_rows
-            parts = [rows[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a]
-        delta = self._delta
-        for key in keys:
-            bucket = delta.get(key)
-            if bucket:
-                parts.append(np.asarray(bucket, np.int64))
-        if not parts:
-            return np.zeros(0, np.int64)
-        return np.unique(np.concatenate(parts))
+        """Rows sharing at least one key with one query, sorted, without duplicates (dead rows included)."""
+        _, rows = self.candidates_batch(np.asarray(keys, np.int64).reshape(1, TABLES))
+        return rows
