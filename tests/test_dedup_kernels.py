@@ -119,3 +119,101 @@ def test_pair_scores_read_rows_in_place_and_reject_bad_indices() -> None:
             impl.pair_scores(matrix, inv, np.array([0], np.int64), q, qi, np.array([3], np.int64))
         with pytest.raises(ValueError, match="rows"):
             impl.pair_scores(matrix, inv, np.array([0], np.int32), q, qi, np.array([0], np.int64))
+
+
+@given(st.integers(1, 40), st.integers(0, 6), st.integers(0, 2**32 - 1))
+@settings(max_examples=150, deadline=None)
+def test_quantize_rows_equals_twin(d: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    magnitudes = rng.choice(np.array([0.0, 1e-38, 1e-3, 1.0, 1e4, 1e37]), size=(n, 1))
+    matrix = (rng.standard_normal((n, d)) * magnitudes).astype(np.float32)
+    if n:
+        matrix[rng.integers(0, n)] = np.round(matrix[0] * 2) / 2  # halves: rint ties to even
+    expected_codes, expected_scales = _ref.quantize_rows(matrix)
+    assert np.all(np.abs(matrix - expected_codes.astype(np.float32) * expected_scales[:, None]) <= expected_scales[:, None] / 2 * 1.0001 + 1e-45)
+    for impl in impls:
+        codes, scales = impl.quantize_rows(matrix)
+        assert codes.tobytes() == expected_codes.tobytes()
+        assert scales.tobytes() == expected_scales.tobytes()
+
+
+def test_quantize_rows_rejects_non_finite() -> None:
+    for impl in impls + [_ref]:
+        for bad in (np.nan, np.inf):
+            m = np.ones((2, 8), np.float32)
+            m[1, 3] = bad
+            with pytest.raises(ValueError, match="NaN or infinity"):
+                impl.quantize_rows(m)
+
+
+def _index_arrays(rng: np.random.Generator, n: int, keys_count: int, slots: int):
+    """A base over the first rows (CSR) and a slot table over the rest, as DedupIndex keeps them."""
+    tables = 3
+    row_keys = rng.integers(0, keys_count, (n, tables)).astype(np.int64)
+    base_n = int(rng.integers(0, n + 1))
+    flat = row_keys[:base_n].T.reshape(-1)  # entry j: table j // base_n, row j % base_n
+    order = np.argsort(flat, kind="stable")
+    base_rows = np.tile(np.arange(base_n, dtype=np.int64), tables)[order]
+    start = np.zeros(keys_count + 1, np.int64)
+    np.cumsum(np.bincount(flat, minlength=keys_count), out=start[1:])
+    slot_rows = np.full((keys_count, slots), -7, np.int64)  # unheld slots hold junk
+    slot_count = np.zeros(keys_count, np.int64)
+    for row in range(base_n, n):
+        for key in row_keys[row].tolist():
+            if slot_count[key] < slots:
+                slot_rows[key, slot_count[key]] = row
+            slot_count[key] += 1
+    return tables, (start if base_n else None), base_rows, slot_rows, slot_count
+
+
+@given(st.integers(1, 30), st.integers(1, 5), st.integers(0, 2**32 - 1), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_dedup_matches_equal_twin(n: int, b: int, seed: int, with_slots: bool) -> None:
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(1, 40))
+    keys_count = int(rng.integers(1, 12))
+    tables, base_start, base_rows, slot_rows, slot_count = _index_arrays(rng, n, keys_count, 2)
+    if not with_slots:
+        slot_rows = slot_count = None
+    matrix = rng.integers(-2, 3, (n + 3, d)).astype(np.float32)  # rows past n: capacity, as in a space
+    queries = matrix[rng.integers(0, n, b)] + rng.integers(0, 2, (b, d)).astype(np.float32)  # near and exact duplicates
+    inv = _core.row_inv_norms(matrix)
+    q_inv = _core.row_inv_norms(queries)
+    alive = rng.random(n + 3) < 0.8
+    episodic = rng.random(n + 3) < 0.2
+    eligible = rng.random(b) < 0.8
+    keys = rng.integers(0, keys_count, (b, tables)).astype(np.int64)
+    threshold = float(rng.choice([0.0, 0.5, 0.95, 1.0]))
+    expected = _ref.dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                                  matrix, inv, queries, q_inv, threshold)
+    # The specification spelt out: candidates by key, alive and not episodic, pair score >= threshold.
+    want = []
+    for i in range(b):
+        if not eligible[i]:
+            continue
+        rows = set()
+        for key in keys[i].tolist():
+            if base_start is not None:
+                rows.update(base_rows[base_start[key] : base_start[key + 1]].tolist())
+            if slot_rows is not None:
+                rows.update(slot_rows[key, : min(int(slot_count[key]), 2)].tolist())
+        for row in sorted(rows):
+            if alive[row] and not episodic[row]:
+                score = _ref.cosine_scores(matrix[row : row + 1], inv[row : row + 1], queries[i : i + 1], q_inv[i : i + 1])[0, 0]
+                if score >= np.float32(threshold):
+                    want.append((i, row, float(score)))
+    assert list(zip(*(part.tolist() for part in expected))) == want
+    for impl in impls:
+        got = impl.dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                                 matrix, inv, queries, q_inv, threshold)
+        assert [part.tobytes() for part in got] == [part.tobytes() for part in expected]
+
+
+def test_dedup_matches_refuses_rows_outside_the_matrix() -> None:
+    matrix = np.ones((4, 8), np.float32)
+    inv = _core.row_inv_norms(matrix)
+    start = np.array([0, 1, 1], np.int64)
+    for impl in impls:
+        with pytest.raises(ValueError, match="outside"):
+            impl.dedup_matches(np.array([[0]], np.int64), np.ones(1, bool), start, np.array([9], np.int64), None, None,
+                               np.ones(4, bool), np.zeros(4, bool), matrix, inv, matrix[:1].copy(), inv[:1].copy(), 0.5)

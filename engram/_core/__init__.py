@@ -16,7 +16,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, quantize_rows, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, row_inv_norms
 
 __all__ = [
     "IMPL",
@@ -36,6 +36,7 @@ __all__ = [
     "quantize_rows",
     "lsh_keys",
     "pair_scores",
+    "dedup_matches",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",
     "linkage",
@@ -45,8 +46,10 @@ __all__ = [
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
         approx_scores_batch,
+        dedup_matches,
         lsh_keys,
         pair_scores,
+        quantize_rows,
         cosine_scores,
         crc32c,
         decode_record,
@@ -62,7 +65,7 @@ else:
     try:
         from engram._core._topk import approx_scores_batch, cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
-        from engram._core._dedup import lsh_keys, pair_scores
+        from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows
         from engram._core._linkage import cosine_distances, linkage
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(

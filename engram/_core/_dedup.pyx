@@ -8,11 +8,21 @@ batch's keys lets the writers behind it validate their next calls.
 """
 
 import numpy as np
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 
-from engram._core._ref import _check_lsh_args, _check_pair_args
+from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args
 
 cdef extern from "dedup.h" nogil:
+    int engram_quantize_rows(const float *M, int64_t n, int64_t d, int8_t *codes, float *scales)
+    int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const int64_t *base_start,
+                                  const int64_t *slot_count, int64_t slots)
+    int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tables, const uint8_t *eligible,
+                                 const int64_t *base_start, const int64_t *base_rows,
+                                 const int64_t *slot_rows, const int64_t *slot_count, int64_t slots,
+                                 const uint8_t *alive, const uint8_t *episodic, const float *M,
+                                 const float *inv_norms, const float *Q, const float *q_inv, int64_t d,
+                                 int64_t n, float threshold, int64_t *scratch, int64_t *out_query,
+                                 int64_t *out_row, float *out_score)
     void engram_pair_scores(const float *M, const float *inv_norms, const int64_t *rows, const float *Q,
                             const float *q_inv, const int64_t *qidx, int64_t count, int64_t d, float *out)
     void engram_lsh_keys(const int8_t *codes, int64_t b, int64_t d, const int8_t *planes, int64_t tables,
@@ -63,3 +73,89 @@ def pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query_of):
     with nogil:
         engram_pair_scores(&m[0, 0], &inv[0], &r[0], &q[0, 0], &qi[0], &qo[0], count, d, &o[0])
     return out
+
+
+def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                  matrix, inv_norms, queries, query_inv_norms, threshold):
+    """See ``engram._core._ref.dedup_matches``: same contract, same bits, compiled."""
+    _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                        matrix, inv_norms, queries, query_inv_norms)
+    cdef int64_t b = keys.shape[0]
+    cdef int64_t tables = keys.shape[1]
+    cdef int64_t d = matrix.shape[1]
+    cdef int64_t slots = 0 if slot_rows is None else slot_rows.shape[1]
+    cdef const int64_t[:, ::1] k = keys
+    cdef const uint8_t[::1] el = eligible.view(np.uint8)
+    cdef const int64_t[::1] bs
+    cdef const int64_t[::1] br
+    cdef const int64_t[:, ::1] sr
+    cdef const int64_t[::1] sc
+    cdef const int64_t *bs_p = NULL
+    cdef const int64_t *br_p = NULL
+    cdef const int64_t *sr_p = NULL
+    cdef const int64_t *sc_p = NULL
+    if base_start is not None:
+        bs = base_start
+        bs_p = &bs[0]
+        if base_rows.shape[0]:
+            br = base_rows
+            br_p = &br[0]
+    if slot_rows is not None:
+        sr = slot_rows
+        sc = slot_count
+        sr_p = &sr[0, 0]
+        sc_p = &sc[0]
+    cdef int64_t i, raw, total = 0, largest = 0
+    for i in range(b):
+        if el[i]:
+            raw = engram_raw_candidates(&k[i, 0], tables, bs_p, sc_p, slots)
+            total += raw
+            if raw > largest:
+                largest = raw
+    out_query = np.empty(total, np.int64)
+    out_row = np.empty(total, np.int64)
+    out_score = np.empty(total, np.float32)
+    if total == 0:
+        return out_query, out_row, out_score
+    scratch = np.empty(largest, np.int64)
+    cdef int64_t[::1] oq = out_query
+    cdef int64_t[::1] orow = out_row
+    cdef float[::1] osc = out_score
+    cdef int64_t[::1] scr = scratch
+    cdef const uint8_t[::1] al = alive.view(np.uint8)
+    cdef const uint8_t[::1] ep = episodic.view(np.uint8)
+    cdef const float[:, ::1] m = matrix
+    cdef const float[::1] inv = inv_norms
+    cdef const float[:, ::1] q = queries
+    cdef const float[::1] qi = query_inv_norms
+    cdef float thr = np.float32(threshold)
+    cdef int64_t rows_n = matrix.shape[0]
+    cdef int64_t written
+    with nogil:
+        written = engram_dedup_matches(&k[0, 0], b, tables, &el[0], bs_p, br_p, sr_p, sc_p, slots, &al[0], &ep[0],
+                                       &m[0, 0], &inv[0], &q[0, 0], &qi[0], d, rows_n, thr, &scr[0], &oq[0], &orow[0],
+                                       &osc[0])
+    if written < 0:
+        raise ValueError(f"base_rows/slot_rows: a candidate row is outside 0..{rows_n - 1}; example: the DedupIndex's arrays")
+    return out_query[:written], out_row[:written], out_score[:written]
+
+
+def quantize_rows(matrix):
+    """See ``engram._core._ref.quantize_rows``: same contract, same bits, compiled."""
+    _check_quantize_args(matrix)
+    cdef int64_t n = matrix.shape[0]
+    cdef int64_t d = matrix.shape[1]
+    codes = np.empty((n, d), np.int8)
+    scales = np.empty(n, np.float32)
+    if n == 0:
+        return codes, scales
+    source = np.ascontiguousarray(matrix)
+    cdef const float[:, ::1] m = source
+    cdef int8_t[:, ::1] c = codes
+    cdef float[::1] sc = scales
+    cdef int status
+    with nogil:
+        status = engram_quantize_rows(&m[0, 0], n, d, &c[0, 0], &sc[0])
+    if status < 0:
+        raise ValueError("matrix: contains NaN or infinity; allowed: finite values; example: np.zeros((10, 768), np.float32)")
+    return codes, scales

@@ -461,12 +461,22 @@ def linkage(X: np.ndarray, method: str = "average") -> np.ndarray:
 APPROX_BOUND_FACTOR = 0.54
 
 
-def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 codes (n, d) and float32 scales (n,) with |x - codes * scale| <= scale / 2."""
-    if matrix.dtype != np.float32 or matrix.ndim != 2:
+def _check_quantize_args(matrix: object) -> None:
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
         raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")
-    if matrix.shape[1] > 4096:
-        raise ValueError(f"matrix: {matrix.shape[1]} columns; allowed: at most 4096 for the int8 scan; example: 768")
+    if not 1 <= matrix.shape[1] <= 4096:
+        raise ValueError(f"matrix: {matrix.shape[1]} columns; allowed: 1 to 4096 for the int8 scan; example: 768")
+
+
+def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes (n, d) and float32 scales (n,) with |x - codes * scale| <= scale / 2.
+
+    scale = float32(max|x| / 127.0) in float64; codes = clip(rint(x / scale), -127, 127)
+    in float64 (scale 1 for a zero row). Non-finite values are a ValueError.
+    """
+    _check_quantize_args(matrix)
+    if not np.isfinite(matrix).all():
+        raise ValueError("matrix: contains NaN or infinity; allowed: finite values; example: np.zeros((10, 768), np.float32)")
     amax = np.max(np.abs(matrix), axis=1) if matrix.shape[0] else np.zeros(0, np.float32)
     scales = (amax.astype(np.float64) / 127.0).astype(np.float32)
     safe = np.where(scales > 0, scales, np.float32(1.0)).astype(np.float64)
@@ -576,3 +586,83 @@ def pair_scores(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, que
         width //= 2
         acc = acc[:, :width] + acc[:, width : 2 * width]
     return acc[:, 0] * inv_norms[rows] * query_inv_norms[query_of]
+
+
+def _check_matches_args(keys: object, eligible: object, base_start: object, base_rows: object, slot_rows: object,
+                        slot_count: object, alive: object, episodic: object, matrix: object, inv_norms: object,
+                        queries: object, query_inv_norms: object) -> None:
+    def arr(name: str, value: object, dtype: type, ndim: int) -> None:
+        if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {np.dtype(dtype).name} array; example: see DedupIndex")
+
+    arr("keys", keys, np.int64, 2)
+    arr("eligible", eligible, np.bool_, 1)
+    arr("alive", alive, np.bool_, 1)
+    arr("episodic", episodic, np.bool_, 1)
+    b = keys.shape[0]  # type: ignore[union-attr]
+    if eligible.shape != (b,):  # type: ignore[union-attr]
+        raise ValueError(f"eligible: must have shape ({b},); example: np.ones({b}, bool)")
+    _check_pair_args(matrix, inv_norms, np.zeros(0, np.int64), queries, query_inv_norms, np.zeros(0, np.int64))
+    if queries.shape[0] != b:  # type: ignore[union-attr]
+        raise ValueError(f"queries: {queries.shape[0]} rows, keys have {b}; allowed: one query per key row; example: the new vectors")  # type: ignore[union-attr]
+    n = matrix.shape[0]  # type: ignore[union-attr]
+    if alive.shape[0] < n or episodic.shape[0] < n:  # type: ignore[union-attr]
+        raise ValueError(f"alive/episodic: must cover the matrix's {n} rows; example: the space's arrays")
+    key_count = None
+    if base_start is not None:
+        arr("base_start", base_start, np.int64, 1)
+        arr("base_rows", base_rows, np.int64, 1)
+        key_count = base_start.shape[0] - 1  # type: ignore[union-attr]
+    if slot_rows is not None:
+        arr("slot_rows", slot_rows, np.int64, 2)
+        arr("slot_count", slot_count, np.int64, 1)
+        if slot_count.shape[0] != slot_rows.shape[0]:  # type: ignore[union-attr]
+            raise ValueError("slot_count: one count per slot_rows row; example: np.zeros(len(slot_rows), np.int64)")
+        if key_count is not None and key_count != slot_rows.shape[0]:  # type: ignore[union-attr]
+            raise ValueError("slot_rows: one row per key, as base_start has; example: the DedupIndex's arrays")
+        key_count = slot_rows.shape[0]  # type: ignore[union-attr]
+    if key_count is not None and keys.size and (int(keys.min()) < 0 or int(keys.max()) >= key_count):  # type: ignore[union-attr]
+        raise ValueError(f"keys: a key is outside 0..{key_count - 1}; example: DedupIndex.keys_for(vectors)")
+
+
+def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray | None, base_rows: np.ndarray,
+                  slot_rows: np.ndarray | None, slot_count: np.ndarray | None, alive: np.ndarray, episodic: np.ndarray,
+                  matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray,
+                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored rows a batch of new vectors may duplicate: (query, row, score) arrays, in (query, row) order.
+
+    For each query i with ``eligible[i]``: the distinct rows sharing a key with
+    ``keys[i]``, found in the base (rows ``base_rows[base_start[k]:base_start[k + 1]]``
+    of key k; no base when ``base_start`` is None) or in the delta's slot table
+    (the first ``min(slot_count[k], slots)`` entries of ``slot_rows[k]``; none when
+    ``slot_rows`` is None), that are ``alive`` and not ``episodic``, whose
+    ``pair_scores`` cosine is >= ``float32(threshold)``. A candidate row outside
+    the matrix is a ValueError.
+    """
+    _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                        matrix, inv_norms, queries, query_inv_norms)
+    b, tables = keys.shape
+    query_parts = [np.zeros(0, np.int64)]
+    row_parts = [np.zeros(0, np.int64)]
+    for i in np.nonzero(eligible)[0].tolist():
+        for key in keys[i].tolist():
+            if base_start is not None:
+                found = base_rows[base_start[key] : base_start[key + 1]]
+                row_parts.append(found)
+                query_parts.append(np.full(found.size, i, np.int64))
+            if slot_rows is not None:
+                assert slot_count is not None
+                found = slot_rows[key, : min(int(slot_count[key]), slot_rows.shape[1])]
+                row_parts.append(found)
+                query_parts.append(np.full(found.size, i, np.int64))
+    pairs = np.unique(np.stack([np.concatenate(query_parts), np.concatenate(row_parts)], axis=1), axis=0)
+    if pairs.size and (int(pairs[:, 1].min()) < 0 or int(pairs[:, 1].max()) >= matrix.shape[0]):
+        raise ValueError(f"base_rows/slot_rows: a candidate row is outside 0..{matrix.shape[0] - 1}; example: the DedupIndex's arrays")
+    query = np.ascontiguousarray(pairs[:, 0])
+    rows = np.ascontiguousarray(pairs[:, 1])
+    keep = alive[rows] & ~episodic[rows]
+    query = query[keep]
+    rows = rows[keep]
+    scores = pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query)
+    passing = scores >= np.float32(threshold)
+    return query[passing], rows[passing], scores[passing]

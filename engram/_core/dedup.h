@@ -16,7 +16,9 @@
 #ifndef ENGRAM_DEDUP_H
 #define ENGRAM_DEDUP_H
 
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "scan.h"
 
@@ -103,6 +105,14 @@ static void engram_lsh_keys(const int8_t *codes, int64_t b, int64_t d, const int
     }
 }
 
+/* One pair's cosine: the operations of engram_scores_block's single-query path. */
+static inline float engram_pair_score_one(const float *row, const float *q0, int64_t d, float inv_row, float inv_q) {
+    const int64_t full = d - d % 16;
+    engram_v16f a0 = {0};
+    for (int64_t c = 0; c < full; c += 16) a0 += engram_load16(row + c) * engram_load16(q0 + c);
+    return engram_finish(a0, row, q0, full, d) * inv_row * inv_q;
+}
+
 /* Cosines of pairs: out[k] = dot(M[rows[k]], Q[qidx[k]]) * inv_norms[rows[k]] * q_inv[qidx[k]].
  *
  * The same operations in the same order as engram_scores_block (16 lanes, no
@@ -114,14 +124,99 @@ static void engram_lsh_keys(const int8_t *codes, int64_t b, int64_t d, const int
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void engram_pair_scores(const float *M, const float *inv_norms, const int64_t *rows, const float *Q,
                                const float *q_inv, const int64_t *qidx, int64_t count, int64_t d, float *out) {
-    const int64_t full = d - d % 16;
-    for (int64_t k = 0; k < count; k++) {
-        const float *row = M + rows[k] * d;
-        const float *q0 = Q + qidx[k] * d;
-        engram_v16f a0 = {0};
-        for (int64_t c = 0; c < full; c += 16) a0 += engram_load16(row + c) * engram_load16(q0 + c);
-        out[k] = engram_finish(a0, row, q0, full, d) * inv_norms[rows[k]] * q_inv[qidx[k]];
+    for (int64_t k = 0; k < count; k++)
+        out[k] = engram_pair_score_one(M + rows[k] * d, Q + qidx[k] * d, d, inv_norms[rows[k]], q_inv[qidx[k]]);
+}
+
+/* int8 codes of rows, as _ref.quantize_rows: scale = float32(max|x| / 127.0) computed
+ * in double, codes = clip(rint(x / scale), -127, 127) in double (scale 1 for a zero
+ * row). Every step is one correctly rounded IEEE operation, so the bits are the
+ * twin's. Returns -1 for a non-finite value (nothing else is defined for it). */
+static int engram_quantize_rows(const float *M, int64_t n, int64_t d, int8_t *codes, float *scales) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = M + i * d;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < d; k++) {
+            float a = fabsf(row[k]);
+            if (!(a <= 3.4028234663852886e38f)) return -1; /* NaN or infinity */
+            if (a > amax) amax = a;
+        }
+        float scale = (float)((double)amax / 127.0);
+        scales[i] = scale;
+        double safe = scale > 0.0f ? (double)scale : 1.0;
+        int8_t *out = codes + i * d;
+        for (int64_t k = 0; k < d; k++) {
+            double v = nearbyint((double)row[k] / safe);
+            if (v > 127.0) v = 127.0;
+            if (v < -127.0) v = -127.0;
+            out[k] = (int8_t)v;
+        }
     }
+    return 0;
+}
+
+static int engram_cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Raw candidate count of query i (with repeats): base ranges plus held delta slots of its keys. */
+static int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const int64_t *base_start,
+                                     const int64_t *slot_count, int64_t slots) {
+    int64_t total = 0;
+    for (int64_t t = 0; t < tables; t++) {
+        int64_t key = keys[t];
+        if (base_start) total += base_start[key + 1] - base_start[key];
+        if (slot_count) total += slot_count[key] < slots ? slot_count[key] : slots;
+    }
+    return total;
+}
+
+/* Dedup matches of a batch: for each eligible query i, the distinct rows sharing a
+ * key with it (in the base's CSR ranges or the delta's held slots) that are alive
+ * and not episodic, scored as engram_pair_score_one, kept when score >= threshold.
+ * Written in (query, row) order; returns how many, or -1 for a candidate row
+ * outside [0, n) (nothing is read out of bounds). scratch holds the largest raw
+ * candidate count of one query; the outputs hold the raw total. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tables, const uint8_t *eligible,
+                                    const int64_t *base_start, const int64_t *base_rows,
+                                    const int64_t *slot_rows, const int64_t *slot_count, int64_t slots,
+                                    const uint8_t *alive, const uint8_t *episodic, const float *M,
+                                    const float *inv_norms, const float *Q, const float *q_inv, int64_t d,
+                                    int64_t n, float threshold, int64_t *scratch, int64_t *out_query,
+                                    int64_t *out_row, float *out_score) {
+    int64_t written = 0;
+    for (int64_t i = 0; i < b; i++) {
+        if (!eligible[i]) continue;
+        const int64_t *qk = keys + i * tables;
+        int64_t m = 0;
+        for (int64_t t = 0; t < tables; t++) {
+            int64_t key = qk[t];
+            if (base_start)
+                for (int64_t p = base_start[key]; p < base_start[key + 1]; p++) scratch[m++] = base_rows[p];
+            if (slot_count) {
+                int64_t held = slot_count[key] < slots ? slot_count[key] : slots;
+                for (int64_t s = 0; s < held; s++) scratch[m++] = slot_rows[key * slots + s];
+            }
+        }
+        if (m > 1) qsort(scratch, (size_t)m, sizeof(int64_t), engram_cmp_i64);
+        const float *q = Q + i * d;
+        for (int64_t k = 0; k < m; k++) {
+            int64_t row = scratch[k];
+            if (k > 0 && row == scratch[k - 1]) continue;
+            if (row < 0 || row >= n) return -1;
+            if (!alive[row] || episodic[row]) continue;
+            float score = engram_pair_score_one(M + row * d, q, d, inv_norms[row], q_inv[i]);
+            if (score >= threshold) {
+                out_query[written] = i;
+                out_row[written] = row;
+                out_score[written] = score;
+                written++;
+            }
+        }
+    }
+    return written;
 }
 
 #endif

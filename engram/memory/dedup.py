@@ -200,6 +200,43 @@ class DedupIndex:
             combined = combined[np.concatenate(([True], combined[1:] != combined[:-1]))]
         return combined // n, combined % n
 
+    def matches_batch(self, keys: np.ndarray, eligible: np.ndarray, alive: np.ndarray, episodic: np.ndarray,
+                      matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray,
+                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indexed rows at or above ``threshold`` for each eligible query: (query, row, score), in (query, row) order.
+
+        Rows are this index's candidates (``candidates_batch``) that are ``alive`` and
+        not ``episodic``; scores are ``pair_scores`` bits. One kernel call does the
+        lookup, the filtering and the scoring; rows in spilled buckets are added here.
+        """
+        self._flush()
+        query, rows, scores = _core.dedup_matches(
+            keys, eligible, self._base_start, self._base_rows, self._slot_rows, self._slot_count, alive, episodic,
+            matrix, inv_norms, queries, query_inv_norms, threshold,
+        )
+        if self._spill:
+            extra_query: list[int] = []
+            extra_rows: list[int] = []
+            for i in np.nonzero(eligible)[0].tolist():
+                for key in keys[i].tolist():
+                    for row in self._spill.get(key, ()):
+                        extra_query.append(i)
+                        extra_rows.append(row)
+            if extra_rows:
+                eq = np.array(extra_query, np.int64)
+                er = np.array(extra_rows, np.int64)
+                keep = alive[er] & ~episodic[er]
+                eq, er = eq[keep], er[keep]
+                es = _core.pair_scores(matrix, inv_norms, er, queries, query_inv_norms, eq)
+                passing = es >= np.float32(threshold)
+                query = np.concatenate([query, eq[passing]])
+                rows = np.concatenate([rows, er[passing]])
+                scores = np.concatenate([scores, es[passing]])
+                n = int(rows.max()) + 1 if rows.size else 1
+                _, first = np.unique(query * n + rows, return_index=True)  # sorted, one per (query, row)
+                query, rows, scores = query[first], rows[first], scores[first]
+        return query, rows, scores
+
     def candidates(self, keys: list[int]) -> np.ndarray:
         """Rows sharing at least one key with one query, sorted, without duplicates (dead rows included)."""
         _, rows = self.candidates_batch(np.asarray(keys, np.int64).reshape(1, TABLES))

@@ -1681,20 +1681,12 @@ def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norm
     Candidates are the LSH index's; dead and episodic rows are dropped as the dedup
     rule says; scores are the pair kernel's (the bits of cosine_scores for each pair).
     """
-    chosen = np.nonzero(eligible)[0]
-    if chosen.size == 0:
+    if not eligible.any():
         return {}
-    query, rows = space._dedup.candidates_batch(keys[chosen])
-    if rows.size == 0:
-        return {}
-    query = chosen[query]
-    keep = space._alive[rows] & ~space._episodic[rows]
-    query = query[keep]
-    rows = rows[keep]
-    scores = _core.pair_scores(space._matrix, space._inv_norms, rows, vectors, inv_norms, query)
-    passing = scores >= threshold
+    query, rows, scores = space._dedup.matches_batch(keys, eligible, space._alive, space._episodic, space._matrix,
+                                                     space._inv_norms, vectors, inv_norms, threshold)
     out: dict[int, List[tuple[float, int]]] = {}
-    for v, row, score in zip(query[passing].tolist(), rows[passing].tolist(), scores[passing].tolist()):
+    for v, row, score in zip(query.tolist(), rows.tolist(), scores.tolist()):
         out.setdefault(v, []).append((score, row))
     return out
 
