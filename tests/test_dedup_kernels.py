@@ -203,9 +203,44 @@ def test_dedup_matches_equal_twin(n: int, b: int, seed: int, with_slots: bool) -
                 if score >= np.float32(threshold):
                     want.append((i, row, float(score)))
     assert list(zip(*(part.tolist() for part in expected))) == want
+    codes, scales = _ref.quantize_rows(matrix)
+    query_codes, query_scales = _ref.quantize_rows(queries)
     for impl in impls:
         got = impl.dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
                                  matrix, inv, queries, q_inv, threshold)
+        assert [part.tobytes() for part in got] == [part.tobytes() for part in expected]
+        # The int8 prefilter skips only rows that cannot pass: the same output.
+        got = impl.dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                                 matrix, inv, queries, q_inv, threshold, codes, scales, query_codes, query_scales)
+        assert [part.tobytes() for part in got] == [part.tobytes() for part in expected]
+
+
+def test_dedup_prefilter_keeps_every_pair_at_the_threshold_on_random_768() -> None:
+    # Queries at controlled cosines around 0.95 to rows of a random matrix: the int8
+    # bound must never drop a pair whose float32 score passes.
+    rng = np.random.default_rng(21)
+    n, d, b = 400, 768, 200
+    matrix = rng.standard_normal((n, d)).astype(np.float32)
+    targets = rng.integers(0, n, b)
+    noise = rng.standard_normal((b, d)).astype(np.float32)
+    unit = matrix[targets] / np.linalg.norm(matrix[targets], axis=1, keepdims=True)
+    noise -= (noise * unit).sum(1, keepdims=True) * unit
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    cosines = rng.uniform(0.93, 0.97, b)
+    queries = (unit * cosines[:, None] + noise * np.sqrt(1 - cosines**2)[:, None]).astype(np.float32)
+    queries *= rng.uniform(0.1, 10, (b, 1)).astype(np.float32)
+    inv = _core.row_inv_norms(matrix)
+    q_inv = _core.row_inv_norms(queries)
+    codes, scales = _core.quantize_rows(matrix)
+    query_codes, query_scales = _core.quantize_rows(queries)
+    keys = np.zeros((b, 1), np.int64)  # one key holding every row: all pairs are candidates
+    start = np.array([0, n], np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    args = (keys, np.ones(b, bool), start, rows, None, None, np.ones(n, bool), np.zeros(n, bool), matrix, inv, queries, q_inv, 0.95)
+    expected = _ref.dedup_matches(*args)
+    assert 50 < expected[0].size < b  # pairs on both sides of the threshold
+    for impl in impls:
+        got = impl.dedup_matches(*args, codes, scales, query_codes, query_scales)
         assert [part.tobytes() for part in got] == [part.tobytes() for part in expected]
 
 

@@ -21,8 +21,9 @@ cdef extern from "dedup.h" nogil:
                                  const int64_t *slot_rows, const int64_t *slot_count, int64_t slots,
                                  const uint8_t *alive, const uint8_t *episodic, const float *M,
                                  const float *inv_norms, const float *Q, const float *q_inv, int64_t d,
-                                 int64_t n, float threshold, int64_t *scratch, int64_t *out_query,
-                                 int64_t *out_row, float *out_score)
+                                 int64_t n, float threshold, const int8_t *codes, const float *scales,
+                                 const int8_t *q_codes, const float *q_scales, int64_t *scratch,
+                                 int64_t *out_query, int64_t *out_row, float *out_score)
     void engram_pair_scores(const float *M, const float *inv_norms, const int64_t *rows, const float *Q,
                             const float *q_inv, const int64_t *qidx, int64_t count, int64_t d, float *out)
     void engram_lsh_keys(const int8_t *codes, int64_t b, int64_t d, const int8_t *planes, int64_t tables,
@@ -76,10 +77,15 @@ def pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query_of):
 
 
 def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
-                  matrix, inv_norms, queries, query_inv_norms, threshold):
-    """See ``engram._core._ref.dedup_matches``: same contract, same bits, compiled."""
+                  matrix, inv_norms, queries, query_inv_norms, threshold, codes=None, scales=None,
+                  query_codes=None, query_scales=None):
+    """See ``engram._core._ref.dedup_matches``: same contract, same bits, compiled.
+
+    With int8 codes of the rows and the queries, rows that provably cannot reach
+    the threshold are skipped before their float32 score (see dedup.h).
+    """
     _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
-                        matrix, inv_norms, queries, query_inv_norms)
+                        matrix, inv_norms, queries, query_inv_norms, codes, scales, query_codes, query_scales)
     cdef int64_t b = keys.shape[0]
     cdef int64_t tables = keys.shape[1]
     cdef int64_t d = matrix.shape[1]
@@ -130,11 +136,28 @@ def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, 
     cdef const float[::1] qi = query_inv_norms
     cdef float thr = np.float32(threshold)
     cdef int64_t rows_n = matrix.shape[0]
+    cdef const int8_t[:, ::1] cv
+    cdef const float[::1] sv
+    cdef const int8_t[:, ::1] qcv
+    cdef const float[::1] qsv
+    cdef const int8_t *c_p = NULL
+    cdef const float *s_p = NULL
+    cdef const int8_t *qc_p = NULL
+    cdef const float *qs_p = NULL
+    if codes is not None:
+        cv = codes
+        sv = scales
+        qcv = query_codes
+        qsv = query_scales
+        c_p = &cv[0, 0]
+        s_p = &sv[0]
+        qc_p = &qcv[0, 0]
+        qs_p = &qsv[0]
     cdef int64_t written
     with nogil:
         written = engram_dedup_matches(&k[0, 0], b, tables, &el[0], bs_p, br_p, sr_p, sc_p, slots, &al[0], &ep[0],
-                                       &m[0, 0], &inv[0], &q[0, 0], &qi[0], d, rows_n, thr, &scr[0], &oq[0], &orow[0],
-                                       &osc[0])
+                                       &m[0, 0], &inv[0], &q[0, 0], &qi[0], d, rows_n, thr, c_p, s_p, qc_p, qs_p, &scr[0],
+                                       &oq[0], &orow[0], &osc[0])
     if written < 0:
         raise ValueError(f"base_rows/slot_rows: a candidate row is outside 0..{rows_n - 1}; example: the DedupIndex's arrays")
     return out_query[:written], out_row[:written], out_score[:written]

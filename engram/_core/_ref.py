@@ -590,7 +590,8 @@ def pair_scores(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, que
 
 def _check_matches_args(keys: object, eligible: object, base_start: object, base_rows: object, slot_rows: object,
                         slot_count: object, alive: object, episodic: object, matrix: object, inv_norms: object,
-                        queries: object, query_inv_norms: object) -> None:
+                        queries: object, query_inv_norms: object, codes: object = None, scales: object = None,
+                        query_codes: object = None, query_scales: object = None) -> None:
     def arr(name: str, value: object, dtype: type, ndim: int) -> None:
         if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
             raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {np.dtype(dtype).name} array; example: see DedupIndex")
@@ -608,6 +609,17 @@ def _check_matches_args(keys: object, eligible: object, base_start: object, base
     n = matrix.shape[0]  # type: ignore[union-attr]
     if alive.shape[0] < n or episodic.shape[0] < n:  # type: ignore[union-attr]
         raise ValueError(f"alive/episodic: must cover the matrix's {n} rows; example: the space's arrays")
+    if codes is not None:
+        arr("codes", codes, np.int8, 2)
+        arr("scales", scales, np.float32, 1)
+        arr("query_codes", query_codes, np.int8, 2)
+        arr("query_scales", query_scales, np.float32, 1)
+        if codes.shape != matrix.shape or scales.shape != (n,):  # type: ignore[union-attr]
+            raise ValueError(f"codes/scales: must be the matrix's int8 codes {matrix.shape} and scales ({n},); example: quantize_rows(matrix)")  # type: ignore[union-attr]
+        if query_codes.shape != queries.shape or query_scales.shape != (b,):  # type: ignore[union-attr]
+            raise ValueError(f"query_codes/query_scales: must be the queries' codes {queries.shape} and scales ({b},); example: quantize_rows(queries)")  # type: ignore[union-attr]
+    elif not (scales is None and query_codes is None and query_scales is None):
+        raise ValueError("codes: scales, query_codes and query_scales come with codes; example: all four or none")
     key_count = None
     if base_start is not None:
         arr("base_start", base_start, np.int64, 1)
@@ -628,7 +640,9 @@ def _check_matches_args(keys: object, eligible: object, base_start: object, base
 def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray | None, base_rows: np.ndarray,
                   slot_rows: np.ndarray | None, slot_count: np.ndarray | None, alive: np.ndarray, episodic: np.ndarray,
                   matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray,
-                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  threshold: float, codes: np.ndarray | None = None, scales: np.ndarray | None = None,
+                  query_codes: np.ndarray | None = None,
+                  query_scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stored rows a batch of new vectors may duplicate: (query, row, score) arrays, in (query, row) order.
 
     For each query i with ``eligible[i]``: the distinct rows sharing a key with
@@ -637,10 +651,12 @@ def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray
     (the first ``min(slot_count[k], slots)`` entries of ``slot_rows[k]``; none when
     ``slot_rows`` is None), that are ``alive`` and not ``episodic``, whose
     ``pair_scores`` cosine is >= ``float32(threshold)``. A candidate row outside
-    the matrix is a ValueError.
+    the matrix is a ValueError. ``codes``/``scales`` (``quantize_rows`` of the
+    matrix) and ``query_codes``/``query_scales`` (of the queries) change nothing in
+    the result: the compiled kernel uses them to skip rows that cannot pass.
     """
     _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
-                        matrix, inv_norms, queries, query_inv_norms)
+                        matrix, inv_norms, queries, query_inv_norms, codes, scales, query_codes, query_scales)
     b, tables = keys.shape
     query_parts = [np.zeros(0, np.int64)]
     row_parts = [np.zeros(0, np.int64)]

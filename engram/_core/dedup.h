@@ -175,6 +175,8 @@ static int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const 
 /* Dedup matches of a batch: for each eligible query i, the distinct rows sharing a
  * key with it (in the base's CSR ranges or the delta's held slots) that are alive
  * and not episodic, scored as engram_pair_score_one, kept when score >= threshold.
+ * With int8 codes (codes != NULL) a row whose bound from the codes cannot reach the
+ * threshold is not scored: the output is the same, fewer bytes are read.
  * Written in (query, row) order; returns how many, or -1 for a candidate row
  * outside [0, n) (nothing is read out of bounds). scratch holds the largest raw
  * candidate count of one query; the outputs hold the raw total. */
@@ -184,9 +186,13 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
                                     const int64_t *slot_rows, const int64_t *slot_count, int64_t slots,
                                     const uint8_t *alive, const uint8_t *episodic, const float *M,
                                     const float *inv_norms, const float *Q, const float *q_inv, int64_t d,
-                                    int64_t n, float threshold, int64_t *scratch, int64_t *out_query,
-                                    int64_t *out_row, float *out_score) {
+                                    int64_t n, float threshold, const int8_t *codes, const float *scales,
+                                    const int8_t *q_codes, const float *q_scales, int64_t *scratch,
+                                    int64_t *out_query, int64_t *out_row, float *out_score) {
     int64_t written = 0;
+    /* The float32 score of a pair is within (d / 16 + 10) * 2**-24 of its real cosine;
+     * a row is skipped on its int8 bound only when even that cannot reach the threshold. */
+    const double margin = 4.0 * (double)d / 16777216.0 + 1e-6;
     for (int64_t i = 0; i < b; i++) {
         if (!eligible[i]) continue;
         const int64_t *qk = keys + i * tables;
@@ -202,11 +208,30 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
         }
         if (m > 1) qsort(scratch, (size_t)m, sizeof(int64_t), engram_cmp_i64);
         const float *q = Q + i * d;
+        double q_l1 = 0.0;
+        if (codes)
+            for (int64_t c = 0; c < d; c++) q_l1 += fabs((double)q[c]);
         for (int64_t k = 0; k < m; k++) {
             int64_t row = scratch[k];
             if (k > 0 && row == scratch[k - 1]) continue;
             if (row < 0 || row >= n) return -1;
             if (!alive[row] || episodic[row]) continue;
+            if (codes) {
+                /* x = sx cx + ex, q = sq cq + eq with |ex| <= sx / 2, |eq| <= sq / 2 per
+                 * coordinate, so x.q <= sx sq cx.cq + sx / 2 |q|_1 + sx sq / 2 |cx|_1:
+                 * exact integers and a rigorous upper bound of the cosine from 768 bytes
+                 * of the row instead of 3 KB. */
+                const int8_t *cx = codes + row * d;
+                const int8_t *cq = q_codes + i * d;
+                int32_t dot = 0, l1 = 0;
+                for (int64_t c = 0; c < d; c++) {
+                    dot += (int32_t)cx[c] * (int32_t)cq[c];
+                    l1 += cx[c] < 0 ? -(int32_t)cx[c] : (int32_t)cx[c];
+                }
+                double sx = scales[row], sq = q_scales[i];
+                double upper = sx * sq * (double)dot + 0.5 * sx * q_l1 + 0.5 * sx * sq * (double)l1;
+                if (upper * (double)inv_norms[row] * (double)q_inv[i] < (double)threshold - margin) continue;
+            }
             float score = engram_pair_score_one(M + row * d, q, d, inv_norms[row], q_inv[i]);
             if (score >= threshold) {
                 out_query[written] = i;

@@ -202,7 +202,9 @@ class DedupIndex:
 
     def matches_batch(self, keys: np.ndarray, eligible: np.ndarray, alive: np.ndarray, episodic: np.ndarray,
                       matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray,
-                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      threshold: float, codes: np.ndarray | None = None, scales: np.ndarray | None = None,
+                      query_codes: np.ndarray | None = None,
+                      query_scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Indexed rows at or above ``threshold`` for each eligible query: (query, row, score), in (query, row) order.
 
         Rows are this index's candidates (``candidates_batch``) that are ``alive`` and
@@ -212,16 +214,18 @@ class DedupIndex:
         self._flush()
         query, rows, scores = _core.dedup_matches(
             keys, eligible, self._base_start, self._base_rows, self._slot_rows, self._slot_count, alive, episodic,
-            matrix, inv_norms, queries, query_inv_norms, threshold,
+            matrix, inv_norms, queries, query_inv_norms, threshold, codes, scales, query_codes, query_scales,
         )
         if self._spill:
+            assert self._slot_count is not None
             extra_query: list[int] = []
             extra_rows: list[int] = []
-            for i in np.nonzero(eligible)[0].tolist():
-                for key in keys[i].tolist():
-                    for row in self._spill.get(key, ()):
-                        extra_query.append(i)
-                        extra_rows.append(row)
+            # Only keys whose bucket overflowed have rows in the spill dict.
+            overflowed = (self._slot_count[keys] > DELTA_SLOTS) & eligible[:, None]
+            for i, t in zip(*(part.tolist() for part in np.nonzero(overflowed))):
+                for row in self._spill[int(keys[i, t])]:
+                    extra_query.append(i)
+                    extra_rows.append(row)
             if extra_rows:
                 eq = np.array(extra_query, np.int64)
                 er = np.array(extra_rows, np.int64)

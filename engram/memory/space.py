@@ -1591,7 +1591,7 @@ class _StorePlan:
             scales_list = scales.tolist()
             if threshold is not None:
                 eligible = np.array([item.memory_type != "episodic" and not item.sources for item in vector_items], np.bool_)
-                state_passing = _state_matches(space, keys, stacked, inv_norms, eligible, threshold)
+                state_passing = _state_matches(space, keys, stacked, inv_norms, codes, scales, eligible, threshold)
                 batch_passing = _batch_matches(keys, stacked, inv_norms, eligible, threshold)
 
         items = space._items
@@ -1674,8 +1674,8 @@ class _StorePlan:
             self.ids.append(item.id)
 
 
-def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray,
-                   eligible: np.ndarray, threshold: float) -> dict[int, List[tuple[float, int]]]:
+def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray, codes: np.ndarray,
+                   scales: np.ndarray, eligible: np.ndarray, threshold: float) -> dict[int, List[tuple[float, int]]]:
     """Stored rows at or above the threshold for each eligible new vector: {vector: [(score, row)]}.
 
     Candidates are the LSH index's; dead and episodic rows are dropped as the dedup
@@ -1683,8 +1683,10 @@ def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norm
     """
     if not eligible.any():
         return {}
+    # The int8 codes let the kernel skip rows that cannot reach the threshold.
     query, rows, scores = space._dedup.matches_batch(keys, eligible, space._alive, space._episodic, space._matrix,
-                                                     space._inv_norms, vectors, inv_norms, threshold)
+                                                     space._inv_norms, vectors, inv_norms, threshold,
+                                                     space._codes, space._scales, codes, scales)
     out: dict[int, List[tuple[float, int]]] = {}
     for v, row, score in zip(query.tolist(), rows.tolist(), scores.tolist()):
         out.setdefault(v, []).append((score, row))
