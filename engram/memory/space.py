@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import secrets
 import threading
 import time
@@ -169,10 +170,9 @@ class Space:
         # checkpoint, close), before _lock; readers never take it.
         self._write_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
-        # Store requests waiting for the group-commit leader (see _store).
+        # The open generation of store requests, led by its first caller (see _store).
         self._queue_lock = threading.Lock()
-        self._queue: List[_StoreRequest] = []
-        self._leading = False
+        self._generation: _Generation | None = None
         self._items: dict[str, Item] = {}
         self._text: TextIndex | None = None  # built on first text query (see _text_index)
         self._graph = AssociationGraph()
@@ -641,41 +641,45 @@ class Space:
     def _store(self, prepared: List[tuple[Item, np.ndarray | None]]) -> List[str]:
         """Store validated items through the space's group commit; return their ids.
 
-        The calling thread only queues its request. The first caller to find no
-        leader leads: it takes every queued request as one batch, stores it (see
-        _store_batch), wakes each requester, then hands the lead to the first request
-        queued meanwhile. So concurrent writers share one planning pass, one WAL write
-        and one fsync, and each waits on its own lock (no thundering herd).
+        Stores form generations. The caller that opens a generation leads it: it
+        waits for the write lock (held by the previous generation's leader through
+        its fsync), closes the generation, stores every request in it as one batch
+        (see _store_batch), then wakes all its followers with one system call. The
+        others only queue and sleep. So concurrent writers share one planning pass,
+        one WAL write and one fsync, and a batch's wake-up does not cost the leader
+        one context switch per follower (which, measured with 32 writers, took half
+        of the time the leader held the GIL).
         """
         request = _StoreRequest(prepared)
         with self._queue_lock:
-            self._queue.append(request)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            request.gate.acquire()  # released when stored, failed, or handed the lead
-            if not request.lead:
-                if request.error is not None:
-                    raise request.error
-                assert request.ids is not None
-                return request.ids
-        checkpoint_due = self._lead_store()
-        if checkpoint_due:
-            self.checkpoint()
+            generation = self._generation
+            lead = generation is None
+            if generation is None:
+                generation = self._generation = _Generation()
+            else:
+                generation.add_follower()
+            generation.requests.append(request)
+        if lead:
+            if self._lead_generation(generation):
+                self.checkpoint()
+        else:
+            generation.wait()
         if request.error is not None:
             raise request.error
         assert request.ids is not None
         return request.ids
 
-    def _lead_store(self) -> bool:
-        """Store the queued requests as one batch, wake them, pass the lead on; return whether a checkpoint is due."""
-        with self._queue_lock:
-            batch = self._queue
-            self._queue = []
-        assert batch
+    def _lead_generation(self, generation: _Generation) -> bool:
+        """Store a generation's requests as one batch and wake them; return whether a checkpoint is due."""
         checkpoint_due = False
+        batch: List[_StoreRequest] = []
         try:
             with self._write_lock:
+                with self._queue_lock:
+                    # Closed: later callers open the next generation.
+                    if self._generation is generation:
+                        self._generation = None
+                    batch = list(generation.requests)
                 ids = self._store_batch([item for request in batch for item in request.prepared])
                 checkpoint_due = self._wal.bytes_written - self._wal_bytes_at_checkpoint > self.config.checkpoint_wal_bytes
             position = 0
@@ -683,19 +687,10 @@ class Space:
                 request.ids = ids[position : position + len(request.prepared)]
                 position += len(request.prepared)
         except BaseException as exc:
-            for request in batch:
+            for request in generation.requests:
                 request.error = exc
         finally:
-            with self._queue_lock:
-                successor = self._queue[0] if self._queue else None
-                if successor is None:
-                    self._leading = False
-                else:
-                    successor.lead = True
-            for request in batch:
-                request.gate.release()
-            if successor is not None:
-                successor.gate.release()
+            generation.wake()
         return checkpoint_due
 
     def _store_batch(self, prepared: List[tuple[Item, np.ndarray | None]]) -> List[str]:
@@ -1538,17 +1533,63 @@ class Space:
 class _StoreRequest:
     """One caller's items on their way through the group commit (see Space._store)."""
 
-    __slots__ = ("prepared", "gate", "ids", "error", "lead")
+    __slots__ = ("prepared", "ids", "error")
 
     def __init__(self, prepared: List[tuple[Item, np.ndarray | None]]) -> None:
         self.prepared = prepared
-        # Held until the leader is done with this request (or hands it the lead):
-        # the requester blocks on it, and only it is woken.
-        self.gate = threading.Lock()
-        self.gate.acquire()
         self.ids: List[str] | None = None
         self.error: BaseException | None = None
-        self.lead = False
+
+
+class _Generation:
+    """The store requests that one leader commits together, and how its followers sleep.
+
+    Followers block reading a semaphore eventfd; the leader writes their count once,
+    and the kernel wakes them all in that one call. Without eventfd (not Linux), a
+    threading.Semaphore does the same job with one release per follower.
+    """
+
+    __slots__ = ("requests", "_followers", "_fd", "_semaphore")
+
+    def __init__(self) -> None:
+        self.requests: List[_StoreRequest] = []
+        self._followers = 0
+        self._fd = -1
+        self._semaphore: threading.Semaphore | None = None
+
+    def add_follower(self) -> None:
+        """Called under the queue lock before the follower appends its request."""
+        if self._followers == 0:
+            if _EVENTFD:
+                self._fd = os.eventfd(0, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
+            else:
+                self._semaphore = threading.Semaphore(0)
+        self._followers += 1
+
+    def wait(self) -> None:
+        if self._fd >= 0:
+            os.eventfd_read(self._fd)
+        else:
+            assert self._semaphore is not None
+            self._semaphore.acquire()
+
+    def wake(self) -> None:
+        if self._followers == 0:
+            return
+        if self._fd >= 0:
+            os.eventfd_write(self._fd, self._followers)
+        else:
+            assert self._semaphore is not None
+            self._semaphore.release(self._followers)
+
+    def __del__(self) -> None:
+        # The last reference goes when the last follower has read its wake-up.
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+_EVENTFD = hasattr(os, "eventfd") and hasattr(os, "EFD_SEMAPHORE")
 
 
 class _StorePlan:
