@@ -285,6 +285,11 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
             int64_t row = scratch[k];
             if (k > 0 && row == scratch[k - 1]) continue;
             if (row < 0 || row >= n) return -1;
+            /* Candidates are scattered over the matrix: ask for a later one's codes now. */
+            if (codes && k + 3 < m && scratch[k + 3] >= 0 && scratch[k + 3] < n) {
+                const char *ahead = (const char *)(codes + scratch[k + 3] * d);
+                for (int64_t line = 0; line < d; line += 64) __builtin_prefetch(ahead + line, 0, 0);
+            }
             if (!alive[row] || episodic[row]) continue;
             if (codes) {
                 /* x = sx cx + ex, q = sq cq + eq with |ex| <= sx / 2, |eq| <= sq / 2 per

@@ -130,6 +130,7 @@ class DedupIndex:
         self._pending_keys = []
         if rows.size == TABLES:
             slots = counts[flat]  # one row: its keys are distinct (one per table)
+            counts[flat] = slots + 1
         else:
             # Rows sharing a key take consecutive slots, in row order.
             order = np.argsort(flat, kind="stable")
@@ -137,12 +138,13 @@ class DedupIndex:
             first = np.ones(ordered.size, np.bool_)
             first[1:] = ordered[1:] != ordered[:-1]
             group_start = np.nonzero(first)[0]
-            rank = np.arange(ordered.size) - np.repeat(group_start, np.diff(np.append(group_start, ordered.size)))
+            group_size = np.diff(np.append(group_start, ordered.size))
+            rank = np.arange(ordered.size) - np.repeat(group_start, group_size)
             slots = np.empty_like(flat)
             slots[order] = counts[ordered] + rank
+            counts[ordered[group_start]] += group_size  # distinct keys: a plain fancy-index add
         fits = slots < DELTA_SLOTS
         self._slot_rows[flat[fits], slots[fits]] = rows[fits]
-        np.add.at(counts, flat, 1)
         if not fits.all():
             for key, row in zip(flat[~fits].tolist(), rows[~fits].tolist()):
                 self._spill.setdefault(key, []).append(row)
