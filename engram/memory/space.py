@@ -4,11 +4,17 @@ State: a contiguous float32 matrix of embeddings (one row per embedded memory,
 grown by doubling, deleted rows tombstoned and compacted copy-on-write), an id
 map of ``Item`` records, a text index, an association graph and a dedup index.
 
-Writes: validate everything first (a rejected call changes nothing), then under
-the space lock apply each change to memory and append its WAL record, so LSN
-order is the order of effects; then, outside the lock, wait for the group commit
-that makes the LSN durable. A write is visible to concurrent readers slightly
-before it is acknowledged; it is acknowledged only once durable.
+Writes: validate everything first, in the caller's thread (a rejected call
+changes nothing). Stores (remember, remember_episode, remember_many) then queue
+for the space's group commit: one leader per generation of waiting callers plans
+the whole batch against the state (dedup, eviction, overwrites decided item by
+item, arithmetic batched in compiled kernels), appends its records, fsyncs once,
+and only then applies it to memory, so a store is visible to readers only once it
+is durable and acknowledged right after. Every state change (a store batch from
+plan to apply, the other writes through _commit, checkpoints, close) holds the
+write lock, then the space lock for the part readers must not see half done, so
+LSN order is the order of effects. The other writes (forget, associate,
+reconsolidate, consolidate) still apply under the lock before their fsync.
 
 Reads: take a consistent view of the arrays under the lock (cheap: references and
 the row count), then scan without it; the matrix is never modified below the
@@ -289,7 +295,7 @@ class Space:
 
     def _apply_remember(
         self, item: Item, embedding: np.ndarray | None, keys: List[int] | None, replaces: str | None,
-        inv_norm: float | None = None, code: tuple[np.ndarray, float] | None = None,
+        inv_norm: float | None = None, code: tuple[np.ndarray, float] | None = None, written: bool = False,
     ) -> None:
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
@@ -302,7 +308,7 @@ class Space:
                 self._text.remove(old.id)
         if embedding is not None:
             assert keys is not None
-            item.row = self._append_row(item, embedding, inv_norm, keys, code)
+            item.row = self._append_row(item, embedding, inv_norm, keys, code, written)
         else:
             item.row = -1
         self._items[item.id] = item
@@ -369,8 +375,18 @@ class Space:
 
     def _append_row(
         self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: List[int],
-        code: tuple[np.ndarray, float] | None = None,
+        code: tuple[np.ndarray, float] | None = None, written: bool = False,
     ) -> int:
+        """Append ``item``'s row; ``written``: its arrays already hold the row's values
+        at ``self._n`` (see _write_rows), only the bookkeeping is left."""
+        if written:
+            row = self._n
+            self._row_ids.append(item.id)
+            self._n += 1
+            self._dedup.add(row, keys)
+            if self._dedup.needs_rebuild(self._n):
+                self._dedup.rebuild(self._lsh_keys[: self._n])
+            return row
         if self._n == self._matrix.shape[0]:
             self._grow(max(1024, 2 * self._matrix.shape[0]))
         row = self._n
@@ -703,6 +719,28 @@ class Space:
             generation.wake()
         return checkpoint_due
 
+    def _write_rows(self, plan: _StorePlan, vectors: List[int]) -> None:
+        """Write the rows the next stores will append (rows n, n + 1, ... in order) with one
+        slice assignment per array; _append_row then only does the bookkeeping. Rows at
+        or past n are not visible to readers, and a row the batch later removes is
+        tombstoned after, as one by one (caller holds the lock)."""
+        if not vectors:
+            return
+        n = self._n
+        k = len(vectors)
+        if n + k > self._matrix.shape[0]:
+            self._grow(max(1024, 2 * self._matrix.shape[0], n + k))
+        index = np.array(vectors, np.int64)
+        stop = n + k
+        self._matrix[n:stop] = plan.stacked[index]
+        self._inv_norms[n:stop] = plan.inv_norms[index]
+        self._alive[n:stop] = True
+        self._created[n:stop] = [plan.vector_items[v].created_ns for v in vectors]
+        self._episodic[n:stop] = [plan.vector_items[v].memory_type == "episodic" for v in vectors]
+        self._lsh_keys[n:stop] = plan.keys[index]
+        self._codes[n:stop] = plan.codes[index]
+        self._scales[n:stop] = plan.scales[index]
+
     def _gather(self, generation: _Generation) -> None:
         """Let the writers the last batch just woke join this one before it closes.
 
@@ -757,14 +795,16 @@ class Space:
         for start in range(0, len(actions), STORE_CHUNK_ITEMS):
             # A large batch is applied in chunks so that readers are not stalled behind it.
             with self._lock:
-                for action in actions[start : start + STORE_CHUNK_ITEMS]:
+                chunk = actions[start : start + STORE_CHUNK_ITEMS]
+                self._write_rows(plan, [action[7] for action in chunk if action[0] == "remember" and action[7] >= 0])
+                for action in chunk:
                     if action[0] == "forget":
                         self._apply_forget(action[1])
                         self.evicted += 1
                         _log_eviction(self.id, action[1])
                     else:
-                        _, item, vector, keys, replaces, inv_norm, code = action
-                        self._apply_remember(item, vector, keys, replaces, inv_norm, code)
+                        _, item, vector, keys, replaces, inv_norm, code, v = action
+                        self._apply_remember(item, vector, keys, replaces, inv_norm, code, written=v >= 0)
         with self._lock:
             self.deduplicated += plan.deduplicated
             self._compact_if_sparse()
@@ -1636,7 +1676,8 @@ class _StorePlan:
     ``actions`` to apply once durable, the ``ids`` to answer and the dedup count.
     """
 
-    __slots__ = ("entries", "actions", "ids", "deduplicated")
+    __slots__ = ("entries", "actions", "ids", "deduplicated", "vector_items", "stacked", "inv_norms", "codes",
+                 "scales", "keys")
 
     def __init__(self, space: Space, prepared: List[tuple[Item, np.ndarray | None]]) -> None:
         self.entries: List[tuple[int, bytes]] = []
@@ -1654,11 +1695,13 @@ class _StorePlan:
         threshold = space.config.dedup_threshold
         state_passing: dict[int, List[tuple[float, int]]] = {}
         batch_passing: dict[int, List[tuple[float, int]]] = {}
+        self.vector_items = vector_items
         if vectors:
             stacked = np.stack(vectors)
             inv_norms = _core.row_inv_norms(stacked)
             codes, scales = _core.quantize_rows(stacked)
             keys = space._dedup.keys_for_codes(codes)
+            self.stacked, self.inv_norms, self.codes, self.scales, self.keys = stacked, inv_norms, codes, scales, keys
             keys_list = keys.tolist()
             inv_list = inv_norms.tolist()
             scales_list = scales.tolist()
@@ -1742,7 +1785,7 @@ class _StorePlan:
                 keys_row = keys_list[v]
                 inv_norm = inv_list[v]
                 code = (codes[v], scales_list[v])
-            self.actions.append(("remember", item, vector, keys_row, replaces, inv_norm, code))
+            self.actions.append(("remember", item, vector, keys_row, replaces, inv_norm, code, v))
             self.entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
             self.ids.append(item.id)
 
