@@ -252,3 +252,17 @@ def test_dedup_matches_refuses_rows_outside_the_matrix() -> None:
         with pytest.raises(ValueError, match="outside"):
             impl.dedup_matches(np.array([[0]], np.int64), np.ones(1, bool), start, np.array([9], np.int64), None, None,
                                np.ones(4, bool), np.zeros(4, bool), matrix, inv, matrix[:1].copy(), inv[:1].copy(), 0.5)
+
+
+def test_dedup_matches_refuses_keys_and_offsets_outside_the_index() -> None:
+    matrix = np.ones((4, 8), np.float32)
+    inv = _core.row_inv_norms(matrix)
+    rows = np.array([0, 1], np.int64)
+    good = np.array([0, 1, 2], np.int64)
+    for impl in impls + [_ref]:
+        with pytest.raises(ValueError, match="keys"):
+            impl.dedup_matches(np.array([[2]], np.int64), np.ones(1, bool), good, rows, None, None,
+                               np.ones(4, bool), np.zeros(4, bool), matrix, inv, matrix[:1].copy(), inv[:1].copy(), 0.5)
+        with pytest.raises(ValueError, match="base_start"):
+            impl.dedup_matches(np.array([[1]], np.int64), np.ones(1, bool), np.array([0, 1, 5], np.int64), rows, None, None,
+                               np.ones(4, bool), np.zeros(4, bool), matrix, inv, matrix[:1].copy(), inv[:1].copy(), 0.5)

@@ -14,8 +14,8 @@ from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_
 
 cdef extern from "dedup.h" nogil:
     int engram_quantize_rows(const float *M, int64_t n, int64_t d, int8_t *codes, float *scales)
-    int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const int64_t *base_start,
-                                  const int64_t *slot_count, int64_t slots)
+    int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const int64_t *base_start, int64_t base_len,
+                                  const int64_t *slot_count, int64_t slots, int64_t key_count)
     int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tables, const uint8_t *eligible,
                                  const int64_t *base_start, const int64_t *base_rows,
                                  const int64_t *slot_rows, const int64_t *slot_count, int64_t slots,
@@ -112,9 +112,23 @@ def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, 
         sr_p = &sr[0, 0]
         sc_p = &sc[0]
     cdef int64_t i, raw, total = 0, largest = 0
+    cdef int64_t base_len = 0 if base_start is None else base_rows.shape[0]
+    cdef int64_t key_count = 0
+    if base_start is not None:
+        key_count = base_start.shape[0] - 1
+    if slot_rows is not None:
+        key_count = slot_rows.shape[0]
+    if base_start is None and slot_rows is None:
+        key_count = 1 << 62  # no index: keys are never used
+    if tables == 0:
+        key_count = 1 << 62
     for i in range(b):
         if el[i]:
-            raw = engram_raw_candidates(&k[i, 0], tables, bs_p, sc_p, slots)
+            raw = engram_raw_candidates(&k[i, 0], tables, bs_p, base_len, sc_p, slots, key_count)
+            if raw == -1:
+                raise ValueError(f"keys: a key is outside 0..{key_count - 1}; example: DedupIndex.keys_for(vectors)")
+            if raw == -2:
+                raise ValueError(f"base_start: offsets must rise within 0..{base_len}; example: the DedupIndex's arrays")
             total += raw
             if raw > largest:
                 largest = raw

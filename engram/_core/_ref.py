@@ -592,49 +592,47 @@ def _check_matches_args(keys: object, eligible: object, base_start: object, base
                         slot_count: object, alive: object, episodic: object, matrix: object, inv_norms: object,
                         queries: object, query_inv_norms: object, codes: object = None, scales: object = None,
                         query_codes: object = None, query_scales: object = None) -> None:
-    def arr(name: str, value: object, dtype: type, ndim: int) -> None:
-        if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
-            raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {np.dtype(dtype).name} array; example: see DedupIndex")
-
-    arr("keys", keys, np.int64, 2)
-    arr("eligible", eligible, np.bool_, 1)
-    arr("alive", alive, np.bool_, 1)
-    arr("episodic", episodic, np.bool_, 1)
-    b = keys.shape[0]  # type: ignore[union-attr]
-    if eligible.shape != (b,):  # type: ignore[union-attr]
-        raise ValueError(f"eligible: must have shape ({b},); example: np.ones({b}, bool)")
-    _check_pair_args(matrix, inv_norms, np.zeros(0, np.int64), queries, query_inv_norms, np.zeros(0, np.int64))
-    if queries.shape[0] != b:  # type: ignore[union-attr]
-        raise ValueError(f"queries: {queries.shape[0]} rows, keys have {b}; allowed: one query per key row; example: the new vectors")  # type: ignore[union-attr]
-    n = matrix.shape[0]  # type: ignore[union-attr]
-    if alive.shape[0] < n or episodic.shape[0] < n:  # type: ignore[union-attr]
-        raise ValueError(f"alive/episodic: must cover the matrix's {n} rows; example: the space's arrays")
+    """Types, shapes and sizes (one pass, no allocation: this runs on every store). Keys and
+    index offsets are range-checked where they are used (the kernel, or dedup_matches)."""
+    checks = [("keys", keys, _I64, 2), ("eligible", eligible, _BOOL, 1), ("alive", alive, _BOOL, 1),
+              ("episodic", episodic, _BOOL, 1), ("matrix", matrix, _F32, 2), ("inv_norms", inv_norms, _F32, 1),
+              ("queries", queries, _F32, 2), ("query_inv_norms", query_inv_norms, _F32, 1)]
     if codes is not None:
-        arr("codes", codes, np.int8, 2)
-        arr("scales", scales, np.float32, 1)
-        arr("query_codes", query_codes, np.int8, 2)
-        arr("query_scales", query_scales, np.float32, 1)
-        if codes.shape != matrix.shape or scales.shape != (n,):  # type: ignore[union-attr]
-            raise ValueError(f"codes/scales: must be the matrix's int8 codes {matrix.shape} and scales ({n},); example: quantize_rows(matrix)")  # type: ignore[union-attr]
-        if query_codes.shape != queries.shape or query_scales.shape != (b,):  # type: ignore[union-attr]
-            raise ValueError(f"query_codes/query_scales: must be the queries' codes {queries.shape} and scales ({b},); example: quantize_rows(queries)")  # type: ignore[union-attr]
+        checks += [("codes", codes, _I8, 2), ("scales", scales, _F32, 1), ("query_codes", query_codes, _I8, 2),
+                   ("query_scales", query_scales, _F32, 1)]
     elif not (scales is None and query_codes is None and query_scales is None):
         raise ValueError("codes: scales, query_codes and query_scales come with codes; example: all four or none")
-    key_count = None
     if base_start is not None:
-        arr("base_start", base_start, np.int64, 1)
-        arr("base_rows", base_rows, np.int64, 1)
-        key_count = base_start.shape[0] - 1  # type: ignore[union-attr]
+        checks += [("base_start", base_start, _I64, 1), ("base_rows", base_rows, _I64, 1)]
     if slot_rows is not None:
-        arr("slot_rows", slot_rows, np.int64, 2)
-        arr("slot_count", slot_count, np.int64, 1)
+        checks += [("slot_rows", slot_rows, _I64, 2), ("slot_count", slot_count, _I64, 1)]
+    for name, value, dtype, ndim in checks:
+        if type(value) is not np.ndarray or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {dtype.name} array; example: see DedupIndex")
+    n, d = matrix.shape  # type: ignore[union-attr]
+    b = keys.shape[0]  # type: ignore[union-attr]
+    if eligible.shape[0] != b or queries.shape != (b, d) or query_inv_norms.shape[0] != b:  # type: ignore[union-attr]
+        raise ValueError(f"eligible/queries/query_inv_norms: one per key row ({b}) and {d} columns; example: the new vectors")
+    if inv_norms.shape[0] < n or alive.shape[0] < n or episodic.shape[0] < n:  # type: ignore[union-attr]
+        raise ValueError(f"inv_norms/alive/episodic: must cover the matrix's {n} rows; example: the space's arrays")
+    if codes is not None:
+        if codes.shape != (n, d) or scales.shape[0] != n:  # type: ignore[union-attr]
+            raise ValueError(f"codes/scales: must be the matrix's int8 codes ({n}, {d}) and scales ({n},); example: quantize_rows(matrix)")
+        if query_codes.shape != (b, d) or query_scales.shape[0] != b:  # type: ignore[union-attr]
+            raise ValueError(f"query_codes/query_scales: must be the queries' codes ({b}, {d}) and scales ({b},); example: quantize_rows(queries)")
+    if base_start is not None and base_start.shape[0] < 1:  # type: ignore[union-attr]
+        raise ValueError("base_start: needs at least one offset; example: np.zeros(keys + 1, np.int64)")
+    if slot_rows is not None:
         if slot_count.shape[0] != slot_rows.shape[0]:  # type: ignore[union-attr]
             raise ValueError("slot_count: one count per slot_rows row; example: np.zeros(len(slot_rows), np.int64)")
-        if key_count is not None and key_count != slot_rows.shape[0]:  # type: ignore[union-attr]
+        if base_start is not None and base_start.shape[0] - 1 != slot_rows.shape[0]:  # type: ignore[union-attr]
             raise ValueError("slot_rows: one row per key, as base_start has; example: the DedupIndex's arrays")
-        key_count = slot_rows.shape[0]  # type: ignore[union-attr]
-    if key_count is not None and keys.size and (int(keys.min()) < 0 or int(keys.max()) >= key_count):  # type: ignore[union-attr]
-        raise ValueError(f"keys: a key is outside 0..{key_count - 1}; example: DedupIndex.keys_for(vectors)")
+
+
+_I64 = np.dtype(np.int64)
+_I8 = np.dtype(np.int8)
+_F32 = np.dtype(np.float32)
+_BOOL = np.dtype(np.bool_)
 
 
 def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray | None, base_rows: np.ndarray,
@@ -658,12 +656,20 @@ def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray
     _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
                         matrix, inv_norms, queries, query_inv_norms, codes, scales, query_codes, query_scales)
     b, tables = keys.shape
+    key_count = None if base_start is None else base_start.shape[0] - 1
+    if slot_rows is not None:
+        key_count = slot_rows.shape[0]
+    if key_count is not None and keys.size and (int(keys.min()) < 0 or int(keys.max()) >= key_count):
+        raise ValueError(f"keys: a key is outside 0..{key_count - 1}; example: DedupIndex.keys_for(vectors)")
     query_parts = [np.zeros(0, np.int64)]
     row_parts = [np.zeros(0, np.int64)]
     for i in np.nonzero(eligible)[0].tolist():
         for key in keys[i].tolist():
             if base_start is not None:
-                found = base_rows[base_start[key] : base_start[key + 1]]
+                lo, hi = int(base_start[key]), int(base_start[key + 1])
+                if lo < 0 or hi < lo or hi > base_rows.shape[0]:
+                    raise ValueError(f"base_start: offsets must rise within 0..{base_rows.shape[0]}; example: the DedupIndex's arrays")
+                found = base_rows[lo:hi]
                 row_parts.append(found)
                 query_parts.append(np.full(found.size, i, np.int64))
             if slot_rows is not None:

@@ -230,14 +230,21 @@ static int engram_cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Raw candidate count of query i (with repeats): base ranges plus held delta slots of its keys. */
-static int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const int64_t *base_start,
-                                     const int64_t *slot_count, int64_t slots) {
+/* Raw candidate count of query i (with repeats): base ranges plus held delta slots of
+ * its keys; -1 for a key outside [0, key_count), -2 for base offsets that do not rise
+ * within [0, base_len] (nothing is read out of bounds). */
+static int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const int64_t *base_start, int64_t base_len,
+                                     const int64_t *slot_count, int64_t slots, int64_t key_count) {
     int64_t total = 0;
     for (int64_t t = 0; t < tables; t++) {
         int64_t key = keys[t];
-        if (base_start) total += base_start[key + 1] - base_start[key];
-        if (slot_count) total += slot_count[key] < slots ? slot_count[key] : slots;
+        if (key < 0 || key >= key_count) return -1;
+        if (base_start) {
+            int64_t lo = base_start[key], hi = base_start[key + 1];
+            if (lo < 0 || hi < lo || hi > base_len) return -2;
+            total += hi - lo;
+        }
+        if (slot_count) total += slot_count[key] < slots ? (slot_count[key] > 0 ? slot_count[key] : 0) : slots;
     }
     return total;
 }
@@ -272,7 +279,7 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
             if (base_start)
                 for (int64_t p = base_start[key]; p < base_start[key + 1]; p++) scratch[m++] = base_rows[p];
             if (slot_count) {
-                int64_t held = slot_count[key] < slots ? slot_count[key] : slots;
+                int64_t held = slot_count[key] < slots ? (slot_count[key] > 0 ? slot_count[key] : 0) : slots;
                 for (int64_t s = 0; s < held; s++) scratch[m++] = slot_rows[key * slots + s];
             }
         }
