@@ -73,6 +73,8 @@ INTERFERENCE_CACHE_MAX = 2048
 # far apart, for at most this long in all (see Space._gather).
 STORE_GATHER_GAP_S = 100e-6
 STORE_GATHER_MAX_S = 1e-3
+# From this many new rows a store batch writes them with slices (see Space._write_rows).
+WRITE_ROWS_MIN = 4
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
 # From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
@@ -796,7 +798,11 @@ class Space:
             # A large batch is applied in chunks so that readers are not stalled behind it.
             with self._lock:
                 chunk = actions[start : start + STORE_CHUNK_ITEMS]
-                self._write_rows(plan, [action[7] for action in chunk if action[0] == "remember" and action[7] >= 0])
+                rows = [action[7] for action in chunk if action[0] == "remember" and action[7] >= 0]
+                # Slices pay off from a few rows; a lone store writes its row in place.
+                written = len(rows) >= WRITE_ROWS_MIN
+                if written:
+                    self._write_rows(plan, rows)
                 for action in chunk:
                     if action[0] == "forget":
                         self._apply_forget(action[1])
@@ -804,7 +810,7 @@ class Space:
                         _log_eviction(self.id, action[1])
                     else:
                         _, item, vector, keys, replaces, inv_norm, code, v = action
-                        self._apply_remember(item, vector, keys, replaces, inv_norm, code, written=v >= 0)
+                        self._apply_remember(item, vector, keys, replaces, inv_norm, code, written=written and v >= 0)
         with self._lock:
             self.deduplicated += plan.deduplicated
             self._compact_if_sparse()
