@@ -8,7 +8,10 @@ batch's keys lets the writers behind it validate their next calls.
 """
 
 import numpy as np
+cimport numpy as cnp
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
+
+cnp.import_array()
 
 from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args
 
@@ -76,13 +79,20 @@ def pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query_of):
     return out
 
 
+cdef inline void *_data(object array):
+    # Only for arrays whose dtype and C-contiguity the checks above have verified.
+    return cnp.PyArray_DATA(<cnp.ndarray>array)
+
+
 def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
                   matrix, inv_norms, queries, query_inv_norms, threshold, codes=None, scales=None,
                   query_codes=None, query_scales=None):
     """See ``engram._core._ref.dedup_matches``: same contract, same bits, compiled.
 
     With int8 codes of the rows and the queries, rows that provably cannot reach
-    the threshold are skipped before their float32 score (see dedup.h).
+    the threshold are skipped before their float32 score (see dedup.h). Arrays are
+    passed to C by pointer once checked (typed memoryviews cost a microsecond each,
+    and this runs on every store).
     """
     _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
                         matrix, inv_norms, queries, query_inv_norms, codes, scales, query_codes, query_scales)
@@ -90,41 +100,27 @@ def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, 
     cdef int64_t tables = keys.shape[1]
     cdef int64_t d = matrix.shape[1]
     cdef int64_t slots = 0 if slot_rows is None else slot_rows.shape[1]
-    cdef const int64_t[:, ::1] k = keys
-    cdef const uint8_t[::1] el = eligible.view(np.uint8)
-    cdef const int64_t[::1] bs
-    cdef const int64_t[::1] br
-    cdef const int64_t[:, ::1] sr
-    cdef const int64_t[::1] sc
+    cdef const int64_t *k = <const int64_t *>_data(keys)
+    cdef const uint8_t *el = <const uint8_t *>_data(eligible)
     cdef const int64_t *bs_p = NULL
     cdef const int64_t *br_p = NULL
     cdef const int64_t *sr_p = NULL
     cdef const int64_t *sc_p = NULL
+    cdef int64_t base_len = 0
+    cdef int64_t key_count = 1 << 62  # no index: keys are never read
     if base_start is not None:
-        bs = base_start
-        bs_p = &bs[0]
-        if base_rows.shape[0]:
-            br = base_rows
-            br_p = &br[0]
-    if slot_rows is not None:
-        sr = slot_rows
-        sc = slot_count
-        sr_p = &sr[0, 0]
-        sc_p = &sc[0]
-    cdef int64_t i, raw, total = 0, largest = 0
-    cdef int64_t base_len = 0 if base_start is None else base_rows.shape[0]
-    cdef int64_t key_count = 0
-    if base_start is not None:
+        bs_p = <const int64_t *>_data(base_start)
+        br_p = <const int64_t *>_data(base_rows)
+        base_len = base_rows.shape[0]
         key_count = base_start.shape[0] - 1
     if slot_rows is not None:
+        sr_p = <const int64_t *>_data(slot_rows)
+        sc_p = <const int64_t *>_data(slot_count)
         key_count = slot_rows.shape[0]
-    if base_start is None and slot_rows is None:
-        key_count = 1 << 62  # no index: keys are never used
-    if tables == 0:
-        key_count = 1 << 62
+    cdef int64_t i, raw, total = 0, largest = 0
     for i in range(b):
         if el[i]:
-            raw = engram_raw_candidates(&k[i, 0], tables, bs_p, base_len, sc_p, slots, key_count)
+            raw = engram_raw_candidates(k + i * tables, tables, bs_p, base_len, sc_p, slots, key_count)
             if raw == -1:
                 raise ValueError(f"keys: a key is outside 0..{key_count - 1}; example: DedupIndex.keys_for(vectors)")
             if raw == -2:
@@ -138,40 +134,31 @@ def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, 
     if total == 0:
         return out_query, out_row, out_score
     scratch = np.empty(largest, np.int64)
-    cdef int64_t[::1] oq = out_query
-    cdef int64_t[::1] orow = out_row
-    cdef float[::1] osc = out_score
-    cdef int64_t[::1] scr = scratch
-    cdef const uint8_t[::1] al = alive.view(np.uint8)
-    cdef const uint8_t[::1] ep = episodic.view(np.uint8)
-    cdef const float[:, ::1] m = matrix
-    cdef const float[::1] inv = inv_norms
-    cdef const float[:, ::1] q = queries
-    cdef const float[::1] qi = query_inv_norms
     cdef float thr = np.float32(threshold)
     cdef int64_t rows_n = matrix.shape[0]
-    cdef const int8_t[:, ::1] cv
-    cdef const float[::1] sv
-    cdef const int8_t[:, ::1] qcv
-    cdef const float[::1] qsv
     cdef const int8_t *c_p = NULL
     cdef const float *s_p = NULL
     cdef const int8_t *qc_p = NULL
     cdef const float *qs_p = NULL
     if codes is not None:
-        cv = codes
-        sv = scales
-        qcv = query_codes
-        qsv = query_scales
-        c_p = &cv[0, 0]
-        s_p = &sv[0]
-        qc_p = &qcv[0, 0]
-        qs_p = &qsv[0]
+        c_p = <const int8_t *>_data(codes)
+        s_p = <const float *>_data(scales)
+        qc_p = <const int8_t *>_data(query_codes)
+        qs_p = <const float *>_data(query_scales)
+    cdef const uint8_t *al = <const uint8_t *>_data(alive)
+    cdef const uint8_t *ep = <const uint8_t *>_data(episodic)
+    cdef const float *m = <const float *>_data(matrix)
+    cdef const float *inv = <const float *>_data(inv_norms)
+    cdef const float *q = <const float *>_data(queries)
+    cdef const float *qi = <const float *>_data(query_inv_norms)
+    cdef int64_t *scr = <int64_t *>_data(scratch)
+    cdef int64_t *oq = <int64_t *>_data(out_query)
+    cdef int64_t *orow = <int64_t *>_data(out_row)
+    cdef float *osc = <float *>_data(out_score)
     cdef int64_t written
     with nogil:
-        written = engram_dedup_matches(&k[0, 0], b, tables, &el[0], bs_p, br_p, sr_p, sc_p, slots, &al[0], &ep[0],
-                                       &m[0, 0], &inv[0], &q[0, 0], &qi[0], d, rows_n, thr, c_p, s_p, qc_p, qs_p, &scr[0],
-                                       &oq[0], &orow[0], &osc[0])
+        written = engram_dedup_matches(k, b, tables, el, bs_p, br_p, sr_p, sc_p, slots, al, ep, m, inv, q, qi, d,
+                                       rows_n, thr, c_p, s_p, qc_p, qs_p, scr, oq, orow, osc)
     if written < 0:
         raise ValueError(f"base_rows/slot_rows: a candidate row is outside 0..{rows_n - 1}; example: the DedupIndex's arrays")
     return out_query[:written], out_row[:written], out_score[:written]

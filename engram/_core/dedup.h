@@ -274,6 +274,14 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
         if (!eligible[i]) continue;
         const int64_t *qk = keys + i * tables;
         int64_t m = 0;
+        /* The keys' index entries are scattered over megabytes: ask for all of them first. */
+        for (int64_t t = 0; t < tables; t++) {
+            if (base_start) __builtin_prefetch(base_start + qk[t], 0, 0);
+            if (slot_count) {
+                __builtin_prefetch(slot_count + qk[t], 0, 0);
+                __builtin_prefetch(slot_rows + qk[t] * slots, 0, 0);
+            }
+        }
         for (int64_t t = 0; t < tables; t++) {
             int64_t key = qk[t];
             if (base_start)
