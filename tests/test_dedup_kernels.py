@@ -266,3 +266,38 @@ def test_dedup_matches_refuses_keys_and_offsets_outside_the_index() -> None:
         with pytest.raises(ValueError, match="base_start"):
             impl.dedup_matches(np.array([[1]], np.int64), np.ones(1, bool), np.array([0, 1, 5], np.int64), rows, None, None,
                                np.ones(4, bool), np.zeros(4, bool), matrix, inv, matrix[:1].copy(), inv[:1].copy(), 0.5)
+
+
+@given(st.integers(1, 6), st.integers(1, 3), st.integers(0, 40), st.integers(1, 4), st.integers(0, 2**32 - 1))
+@settings(max_examples=150, deadline=None)
+def test_slot_insert_equals_twin(key_count: int, slots: int, n: int, tables: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 1000, n).astype(np.int64)
+    keys = rng.integers(0, key_count, (n, tables)).astype(np.int64)
+    start_counts = rng.integers(0, slots + 2, key_count).astype(np.int64)
+    start_rows = rng.integers(0, 1000, (key_count, slots)).astype(np.int64)
+    expected_rows, expected_count = start_rows.copy(), start_counts.copy()
+    expected = _ref.slot_insert(expected_rows, expected_count, rows, keys)
+    # The rule spelt out: each (row, key) in order takes the key's next slot while there is one.
+    count = start_counts.copy()
+    held = {k: list(start_rows[k, : min(count[k], slots)]) for k in range(key_count)}
+    spilled = []
+    for row, row_keys in zip(rows.tolist(), keys.tolist()):
+        for key in row_keys:
+            if count[key] < slots:
+                held[key].append(row)
+            else:
+                spilled.append((key, row))
+            count[key] += 1
+    assert expected_count.tolist() == count.tolist()
+    assert list(zip(expected[0].tolist(), expected[1].tolist())) == spilled
+    for k in range(key_count):
+        assert expected_rows[k, : min(count[k], slots)].tolist() == held[k][:slots]
+    for impl in impls:
+        got_rows, got_count = start_rows.copy(), start_counts.copy()
+        got = impl.slot_insert(got_rows, got_count, rows, keys)
+        assert got_count.tolist() == expected_count.tolist()
+        assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+        for k in range(key_count):
+            held_k = min(int(expected_count[k]), slots)
+            assert got_rows[k, :held_k].tolist() == expected_rows[k, :held_k].tolist()

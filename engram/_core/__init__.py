@@ -37,6 +37,7 @@ __all__ = [
     "lsh_keys",
     "pair_scores",
     "dedup_matches",
+    "slot_insert",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",
     "linkage",
@@ -50,6 +51,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
         lsh_keys,
         pair_scores,
         quantize_rows,
+        slot_insert,
         cosine_scores,
         crc32c,
         decode_record,
@@ -65,7 +67,7 @@ else:
     try:
         from engram._core._topk import approx_scores_batch, cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
-        from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows
+        from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(

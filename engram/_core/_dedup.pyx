@@ -13,7 +13,7 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 
 cnp.import_array()
 
-from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args
+from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args, _check_slot_args
 
 cdef extern from "dedup.h" nogil:
     int engram_quantize_rows(const float *M, int64_t n, int64_t d, int8_t *codes, float *scales)
@@ -183,3 +183,33 @@ def quantize_rows(matrix):
     if status < 0:
         raise ValueError("matrix: contains NaN or infinity; allowed: finite values; example: np.zeros((10, 768), np.float32)")
     return codes, scales
+
+
+def slot_insert(slot_rows, slot_count, rows, keys):
+    """See ``engram._core._ref.slot_insert``: same contract, same result, compiled."""
+    _check_slot_args(slot_rows, slot_count, rows, keys)
+    cdef int64_t n = rows.shape[0]
+    cdef int64_t tables = keys.shape[1]
+    cdef int64_t slots = slot_rows.shape[1]
+    cdef int64_t *sr = <int64_t *>_data(slot_rows)
+    cdef int64_t *sc = <int64_t *>_data(slot_count)
+    cdef const int64_t *r = <const int64_t *>_data(rows)
+    cdef const int64_t *k = <const int64_t *>_data(keys)
+    spilled_keys = np.empty(n * tables, np.int64)
+    spilled_rows = np.empty(n * tables, np.int64)
+    cdef int64_t *spk = <int64_t *>_data(spilled_keys)
+    cdef int64_t *spr = <int64_t *>_data(spilled_rows)
+    cdef int64_t i, t, key, position, spilled = 0
+    with nogil:
+        for i in range(n):
+            for t in range(tables):
+                key = k[i * tables + t]
+                position = sc[key]
+                if position < slots:
+                    sr[key * slots + position] = r[i]
+                else:
+                    spk[spilled] = key
+                    spr[spilled] = r[i]
+                    spilled += 1
+                sc[key] = position + 1
+    return spilled_keys[:spilled], spilled_rows[:spilled]

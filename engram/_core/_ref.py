@@ -688,3 +688,41 @@ def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray
     scores = pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query)
     passing = scores >= np.float32(threshold)
     return query[passing], rows[passing], scores[passing]
+
+
+def slot_insert(slot_rows: np.ndarray, slot_count: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Put ``rows[i]`` under each of its keys ``keys[i]`` in a slot table, in order; return the
+    (key, row) pairs that found their key's slots full, in order.
+
+    ``slot_rows`` (K, S) int64 holds up to S rows per key; ``slot_count`` (K,) int64
+    counts every row ever put under a key (held or not). For each row i in order and
+    each of its keys k in order: the row goes to slot ``slot_count[k]`` when that is
+    below S, and ``slot_count[k]`` grows by one either way.
+    """
+    _check_slot_args(slot_rows, slot_count, rows, keys)
+    spilled_keys: list[int] = []
+    spilled_rows: list[int] = []
+    slots = slot_rows.shape[1]
+    for row, row_keys in zip(rows.tolist(), keys.tolist()):
+        for key in row_keys:
+            position = int(slot_count[key])
+            if position < slots:
+                slot_rows[key, position] = row
+            else:
+                spilled_keys.append(key)
+                spilled_rows.append(row)
+            slot_count[key] = position + 1
+    return np.array(spilled_keys, np.int64), np.array(spilled_rows, np.int64)
+
+
+def _check_slot_args(slot_rows: object, slot_count: object, rows: object, keys: object) -> None:
+    for name, value, dtype, ndim in (("slot_rows", slot_rows, _I64, 2), ("slot_count", slot_count, _I64, 1),
+                                     ("rows", rows, _I64, 1), ("keys", keys, _I64, 2)):
+        if type(value) is not np.ndarray or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {dtype.name} array; example: see DedupIndex")
+    if not slot_rows.flags.writeable or not slot_count.flags.writeable:  # type: ignore[union-attr]
+        raise ValueError("slot_rows/slot_count: must be writeable; example: the DedupIndex's arrays")
+    if slot_count.shape[0] != slot_rows.shape[0] or keys.shape[0] != rows.shape[0]:  # type: ignore[union-attr]
+        raise ValueError("slot_count/keys: one count per slot row, one key row per row; example: the DedupIndex's arrays")
+    if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= slot_rows.shape[0]):  # type: ignore[union-attr]
+        raise ValueError(f"keys: a key is outside 0..{slot_rows.shape[0] - 1}; example: DedupIndex.keys_for(vectors)")  # type: ignore[union-attr]

@@ -123,31 +123,13 @@ class DedupIndex:
             self._slot_rows = np.empty((KEYS, DELTA_SLOTS), np.int64)
             self._slot_count = np.zeros(KEYS, np.int64)
         assert self._slot_rows is not None
-        counts = self._slot_count
-        rows = np.repeat(np.array(self._pending_rows, np.int64), TABLES)
-        flat = np.array(self._pending_keys, np.int64).reshape(-1)
+        rows = np.array(self._pending_rows, np.int64)
+        keys = np.array(self._pending_keys, np.int64)
         self._pending_rows = []
         self._pending_keys = []
-        if rows.size == TABLES:
-            slots = counts[flat]  # one row: its keys are distinct (one per table)
-            counts[flat] = slots + 1
-        else:
-            # Rows sharing a key take consecutive slots, in row order.
-            order = np.argsort(flat, kind="stable")
-            ordered = flat[order]
-            first = np.ones(ordered.size, np.bool_)
-            first[1:] = ordered[1:] != ordered[:-1]
-            group_start = np.nonzero(first)[0]
-            group_size = np.diff(np.append(group_start, ordered.size))
-            rank = np.arange(ordered.size) - np.repeat(group_start, group_size)
-            slots = np.empty_like(flat)
-            slots[order] = counts[ordered] + rank
-            counts[ordered[group_start]] += group_size  # distinct keys: a plain fancy-index add
-        fits = slots < DELTA_SLOTS
-        self._slot_rows[flat[fits], slots[fits]] = rows[fits]
-        if not fits.all():
-            for key, row in zip(flat[~fits].tolist(), rows[~fits].tolist()):
-                self._spill.setdefault(key, []).append(row)
+        spilled_keys, spilled_rows = _core.slot_insert(self._slot_rows, self._slot_count, rows, keys)
+        for key, row in zip(spilled_keys.tolist(), spilled_rows.tolist()):
+            self._spill.setdefault(key, []).append(row)
 
     def needs_rebuild(self, n: int) -> bool:
         """Whether the rows past the base have grown enough to re-sort."""
