@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -199,3 +200,46 @@ def test_a_write_is_invisible_until_durable_then_visible(tmp_path: Path) -> None
             wal.wait_durable = original
         assert seen_during_sync == [(False, 0)]
         assert "m1" in sp and sp.recall(embedding=vec(1), k=1)[0].id == "m1"
+
+
+def test_a_failed_fsync_fails_the_batch_shows_nothing_and_stops_the_space(tmp_path: Path) -> None:
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        sp.remember("before", embedding=vec(1), id="m0")
+        wal = sp._wal
+        original = wal.wait_durable
+        entered = threading.Event()
+        release = threading.Event()
+
+        def failing_wait(lsn: int) -> None:
+            entered.set()
+            release.wait(5)  # let a second writer queue behind this batch
+            raise OSError(5, "simulated EIO from fdatasync")
+
+        wal.wait_durable = failing_wait
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                sp.remember("second", embedding=vec(3), id="m2")
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                errors.append(exc)
+
+        follower = threading.Thread(target=second)
+        try:
+            with pytest.raises(OSError, match="simulated"):
+                def first() -> None:
+                    entered.wait(5)
+                    follower.start()
+                    time.sleep(0.2)
+                    release.set()
+                threading.Thread(target=first).start()
+                sp.remember("first", embedding=vec(2), id="m1")
+            follower.join(5)
+        finally:
+            wal.wait_durable = original
+        assert "m1" not in sp and "m2" not in sp and "m0" in sp  # nothing of the failed batch is visible
+        # The follower failed too: with the same error if it was in the batch, or refused after.
+        assert len(errors) == 1 and isinstance(errors[0], (OSError, engram.EngramError))
+        with pytest.raises(engram.EngramError, match="storage failure"):
+            sp.remember("after", embedding=vec(4))

@@ -715,6 +715,9 @@ class Space:
                 request.ids = ids[position : position + len(request.prepared)]
                 position += len(request.prepared)
         except BaseException as exc:
+            with self._queue_lock:
+                if self._generation is generation:
+                    self._generation = None  # failed before closing: nobody may join it now
             for request in generation.requests:
                 request.error = exc
         finally:
@@ -793,6 +796,16 @@ class Space:
         else:
             # Only dedup hits: whatever they answer with must be durable too.
             self._wal.wait_durable(self._wal.last_lsn)
+        try:
+            self._apply_plan(plan)
+        except BaseException as exc:
+            # The log holds records that memory does not (all of them): refuse further use.
+            self._failed = exc
+            raise
+        return plan.ids
+
+    def _apply_plan(self, plan: _StorePlan) -> None:
+        """Apply a durable batch's actions in order (the caller holds the write lock)."""
         actions = plan.actions
         for start in range(0, len(actions), STORE_CHUNK_ITEMS):
             # A large batch is applied in chunks so that readers are not stalled behind it.
@@ -814,7 +827,6 @@ class Space:
         with self._lock:
             self.deduplicated += plan.deduplicated
             self._compact_if_sparse()
-        return plan.ids
 
     def forget(self, memory_id: str) -> bool:
         """Delete a memory for real (a WAL tombstone); True if it existed."""
