@@ -1,8 +1,9 @@
 """The interference cache stays equal to a fresh computation as memories come and go.
 
 Recalls fill the cache; stores, forgets and an update of the same id then change
-the stored set; every cached entry must equal what a cold computation over the
-final set gives (same counts, same cosines, so the same factors bit for bit).
+the stored set; every cached entry, once caught up, must equal what a cold
+computation over the final set gives (same counts, same cosine sums, so the same
+factors bit for bit), and what the reference formula gives over the live set.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 import engram
+import engram._core
+from engram.memory import interference_cache
+from engram.memory.cognition import interference
 
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -37,11 +41,81 @@ def test_incremental_cache_equals_cold_computation(tmp_path: Path) -> None:
         sp.forget("m05")
         sp.remember("m07 again", embedding=near(0.4), when=T0 + timedelta(hours=7), id="m07")
         with sp._lock:
-            warm = {mid: (count, sorted(later)) for mid, (count, later) in sp._interference.items()}
+            cached = [sp._items[mid] for mid in list(sp._interference._entries) if mid in sp._items]
+            warm_factors = sp._interference.factors(cached, sp._rows())
+            warm = {it.id: sp._interference.inputs(it.id) for it in cached}
             sp._interference.clear()
-            sp._fill_interference([sp._items[mid] for mid in warm if mid in sp._items])
-            cold = {mid: (count, sorted(later)) for mid, (count, later) in sp._interference.items()}
-        assert warm.keys() >= cold.keys()
-        assert any(count > 0 for count, _ in cold.values()) and any(later for _, later in cold.values())
-        for mid in cold:
-            assert warm[mid] == cold[mid], mid
+            cold_factors = sp._interference.factors(cached, sp._rows())
+            cold = {it.id: sp._interference.inputs(it.id) for it in cached}
+            n = sp._n
+            live = [r for r in range(n) if sp._alive[r]]
+            reference = {}
+            for it in cached:
+                others = np.array([r for r in live if r != it.row], np.int64)
+                sims = engram._core.cosine_scores(sp._matrix[others], sp._inv_norms[others], sp._matrix[it.row : it.row + 1],
+                                                  sp._inv_norms[it.row : it.row + 1])[0]
+                reference[it.id] = interference.factors(it.created_ns, sp._created[others], sims)
+        assert len(cold) >= 10 and "m05" not in cold
+        assert any(count > 0 for count, _, _ in cold.values()) and any(later > 0 for _, later, _ in cold.values())
+        assert warm == cold
+        assert warm_factors == cold_factors == reference
+
+
+def _factors_cold(sp) -> dict:
+    """Each memory's factors computed cold on its own (a kernel call of one query, so
+    the int8 screen can drop rows)."""
+    with sp._lock:
+        cache = interference_cache.InterferenceCache()
+        out = {}
+        for it in sorted((it for it in sp._items.values() if it.row >= 0), key=lambda it: it.id):
+            out.update(cache.factors([it], sp._rows()))
+        return out
+
+
+def test_int8_prescreen_gives_the_exact_factors(tmp_path: Path, monkeypatch) -> None:
+    """Windows above PRESCREEN_ROWS_MIN are screened on int8 codes: the factors must be
+    the same bits as the exact scan's, including memories near both thresholds."""
+    rng = np.random.default_rng(11)
+    center = rng.standard_normal(768)
+    with engram.open(tmp_path, clock=lambda: T0 + timedelta(days=3)) as db:
+        sp = db.space("agent-1", dedup_threshold=None, durability="async")
+        # noise scales spread the cosines to the centre across 0.4..0.95, so pairs fall
+        # on both sides of 0.6 and 0.7
+        scales = np.linspace(0.3, 1.6, 300)
+        sp.remember_many([{"content": f"m{i}", "embedding": (center + s * rng.standard_normal(768)).astype(np.float32),
+                           "when": T0 + timedelta(minutes=7 * i)} for i, s in enumerate(scales)])
+        monkeypatch.setattr(interference_cache, "PRESCREEN_ROWS_MIN", 10**9)
+        exact = _factors_cold(sp)
+        monkeypatch.setattr(interference_cache, "PRESCREEN_ROWS_MIN", 1)
+        screened = _factors_cold(sp)
+    assert exact == screened
+    assert sum(1 for pro, retro in exact.values() if pro < 1.0) > 10
+    assert sum(1 for pro, retro in exact.values() if retro < 1.0) > 10
+    assert sum(1 for pro, retro in exact.values() if pro == 1.0 and retro == 1.0) > 10
+
+
+def test_overflowing_tombstone_log_and_compaction_keep_entries_exact(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(12)
+    center = rng.standard_normal(768)
+    clock = [T0 + timedelta(days=2)]
+    with engram.open(tmp_path, clock=lambda: clock[0]) as db:
+        sp = db.space("agent-1", dedup_threshold=None, durability="async")
+        sp._interference = interference_cache.InterferenceCache(entries_max=50, kills_max=8)
+        ids = sp.remember_many([{"content": f"m{i}", "embedding": (center + 0.7 * rng.standard_normal(768)).astype(np.float32),
+                                 "when": T0 + timedelta(minutes=10 * i)} for i in range(1500)])
+        for round_ in range(3):
+            for victim in ids[round_ * 300 : round_ * 300 + 150]:  # past kills_max, then past the compaction point
+                sp.forget(victim)
+            for _ in range(3):
+                sp.recall(embedding=(center + 0.3 * rng.standard_normal(768)).astype(np.float32), k=20)
+            for victim in ids[round_ * 300 + 150 : round_ * 300 + 155]:  # taken back out of live entries
+                sp.forget(victim)
+            sp.remember_many([{"content": f"r{round_}-{i}", "embedding": (center + 0.7 * rng.standard_normal(768)).astype(np.float32),
+                               "when": T0 + timedelta(minutes=10 * i + 3)} for i in range(0, 1500, 50)])
+            with sp._lock:
+                cached = [sp._items[mid] for mid in list(sp._interference._entries) if mid in sp._items]
+                warm = sp._interference.factors(cached, sp._rows())
+            cold = _factors_cold(sp)
+            assert len(cached) >= 20 and len(sp._interference) <= 50
+            assert all(warm[mid] == cold[mid] for mid in warm)
+        assert any(f != (1.0, 1.0) for f in cold.values())

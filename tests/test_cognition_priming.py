@@ -197,9 +197,24 @@ def test_forgetting_drops_priming_state(tmp_path) -> None:
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", dedup_threshold=None)
         ids = [sp.remember(f"m{i}", embedding=rng.standard_normal(768)) for i in range(5)]
-        for mid in ids:
-            sp.recall(embedding=sp.get(mid).embedding, k=1)
-        assert set(ids) <= set(sp._priming.recalls)
+        for _ in range(2):  # twice: every pair becomes strong enough to prime
+            for mid in ids:
+                sp.recall(embedding=sp.get(mid).embedding, k=1)
+        assert set(ids) <= set(sp._priming.recalls) and set(ids) <= set(sp._priming.strong)
         for mid in ids:
             sp.forget(mid)
         assert sp._priming.recalls == {} and sp._priming.co_recalls == {} and sp._priming.pairs == 0
+        assert sp._priming.strong == {}
+
+
+def test_working_memory_spans_bound_sources_and_partners() -> None:
+    """Only the SOURCES_MAX latest recalls prime, and a recall pairs with at most
+    ASSOCIATIVE_PARTNERS_MAX recent memories, however fast recalls come."""
+    state = priming.PrimingState()
+    t0 = 1_000_000_000_000
+    count = priming.SOURCES_MAX + 10
+    for i in range(count):
+        state.recalled(f"m{i:03d}", t0 + i * 1_000_000, embedded=True)  # one per ms, all within the lifetime
+    active = state.active_sources(t0 + count * 1_000_000)
+    assert [m for _, m in active] == [f"m{i:03d}" for i in range(10, count)]
+    assert state.pairs == 2 * sum(min(i, priming.ASSOCIATIVE_PARTNERS_MAX) for i in range(count))

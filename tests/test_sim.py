@@ -1,7 +1,8 @@
 """The simulator replays a cluster exactly from a seed, and its checkers pass on many seeds.
 
 How: a fixed list of seeds (each draws node count, preset, loss, delay, duplication,
-reorder, partitions, crashes and restarts, stalls and late joins) must exit 0; one fresh
+reorder, partitions, crashes and restarts, stalls and late joins) must exit 0, and so must
+seeds that once failed, with their preset forced; one fresh
 seed, printed so a failure can be replayed, must too. The same seed must give the same
 ``event-log sha256`` line in-process and in a subprocess with another PYTHONHASHSEED.
 Mutations of the core (no refutation, no reconnect) must make the checkers fail, which
@@ -29,6 +30,21 @@ def test_fixed_seed_passes(seed: int) -> None:
     assert result.exit_code == 0, f"seed {seed}: {result.failures}"
 
 
+# Seeds that once failed. Under the first aligned order (which adopted the step of whoever
+# probed us) seeds 13 (local) and 24 (lan) detected a crash after the bound and 48 (local)
+# declared a live member dead; 13 is in FIXED_SEEDS. Then the same seed numbers and 27
+# with each preset forced (the other draws change with it): test_min 27 and 48 had false
+# deaths with nack confirmations on.
+REGRESSION_SEEDS = [(None, 24), (None, 48), ("test_min", 13), ("test_min", 24), ("test_min", 27),
+                    ("test_min", 48), ("local", 13), ("local", 24), ("lan", 13), ("lan", 24), ("lan", 48)]
+
+
+@pytest.mark.parametrize(("preset", "seed"), REGRESSION_SEEDS)
+def test_regression_seed_passes(preset: str | None, seed: int) -> None:
+    result = sim.Simulation(sim.draw_options(seed, preset=preset)).run()
+    assert result.exit_code == 0, f"{preset or 'drawn preset'} seed {seed}: {result.failures}"
+
+
 def test_fresh_seed_passes() -> None:
     seed = random.SystemRandom().randrange(1, 2**31)
     print(f"fresh simulator seed: {seed} (replay: python -m engram.testing.sim --seed {seed})")
@@ -51,12 +67,14 @@ def test_same_seed_same_log_across_processes() -> None:
 
 
 def test_cli_reports_failure_with_seed_and_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # With refutation disabled a stalled or suspected node cannot clear its name.
+    # With refutation disabled a stalled or suspected node cannot clear its name. Seed 2
+    # (10 nodes, test_min, a stall and duplicated packets) suspects live members under either
+    # probe order.
     monkeypatch.setattr(core.Membership, "_refute", lambda self, *args, **kwargs: None)
-    code = sim.main(["--seed", "3"])
+    code = sim.main(["--seed", "2"])
     out = capsys.readouterr().out
     assert code in (sim.EXIT_FALSE_DEATH, sim.EXIT_DISAGREEMENT)
-    assert "seed=3" in out and "reproduce: python -m engram.testing.sim --seed 3" in out
+    assert "seed=2" in out and "reproduce: python -m engram.testing.sim --seed 2" in out
     assert out.strip().splitlines()[-1].startswith("event-log sha256: ")
 
 

@@ -16,7 +16,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, row_inv_norms
 
 __all__ = [
     "IMPL",
@@ -40,6 +40,7 @@ __all__ = [
     "slot_insert",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",
+    "approx_bound_terms",
     "linkage",
     "cosine_distances",
 ]

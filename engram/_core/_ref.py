@@ -457,8 +457,27 @@ def linkage(X: np.ndarray, method: str = "average") -> np.ndarray:
 # satisfies |x . q - a| <= scale / 2 * ||q||_1, plus the approximate kernel's own
 # float32 rounding, below 768 * 2**-24 * 127 * scale * ||q||_1 = 0.0058 * scale * ||q||_1
 # for d = 768 (it grows with d: APPROX_BOUND_FACTOR covers d up to 4096).
+#
+# Where the compiled kernel uses AVX-512 VNNI it quantises the query the same way
+# (codes p, scale s), so a = (c . p) * scale * s, computed exactly in int32. Then
+# |x . q - a| <= scale / 2 * ||q||_1 + s / 2 * ||x||_1, and ||x||_1 <= sqrt(d) ||x||_2.
+# In cosine units (times 1/||x|| and 1/||q||) the bound is, for row i and query j,
+#     scale_i / ||x_i|| * row_coeff_j + constant_j
+# with row_coeff_j = APPROX_BOUND_FACTOR * ||q_j||_1 / ||q_j|| and
+# constant_j = APPROX_BOUND_FACTOR * s_j * sqrt(d) / ||q_j|| + 1e-6 (the final float
+# products). Both kernels and the twin stay inside it.
 
 APPROX_BOUND_FACTOR = 0.54
+
+
+def approx_bound_terms(queries: np.ndarray, q_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row_coeff, constant), float64 (b,): the approximate cosine of row i for query j
+    is within scales[i] * inv_norms[i] * row_coeff[j] + constant[j] of the exact one."""
+    _, q_scales = quantize_rows(queries)
+    inv = q_inv.astype(np.float64)
+    row_coeff = APPROX_BOUND_FACTOR * np.abs(queries.astype(np.float64)).sum(axis=1) * inv
+    constant = APPROX_BOUND_FACTOR * q_scales.astype(np.float64) * np.sqrt(queries.shape[1]) * inv + 1e-6
+    return row_coeff, constant
 
 
 def _check_quantize_args(matrix: object) -> None:

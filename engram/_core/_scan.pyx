@@ -11,11 +11,15 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
-from libc.stdint cimport int8_t
+from libc.stdint cimport int8_t, int32_t
+
+from engram._core._ref import quantize_rows
 
 cdef extern from "scan.h" nogil:
+    int engram_approx_level()
     void engram_approx_block(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
-                             int64_t n_total, int64_t d, const float *Q, int64_t b, float *out)
+                             int64_t n_total, int64_t d, const float *Q, const int8_t *QC,
+                             const float *q_scales, const int32_t *q_sums, int64_t b, float *out)
     void engram_scores_block(const float *M, const float *inv_norms, int64_t start, int64_t stop,
                              int64_t n_total, int64_t d, const float *Q, const float *q_inv, int64_t b,
                              float *out)
@@ -159,6 +163,23 @@ def approx_scores_batch(const signed char[:, ::1] codes, const float[::1] scales
     cdef const float *sp = &scales[0]
     cdef const float *qp = &queries[0, 0]
     cdef float *op = &out_view[0, 0]
+    cdef const int8_t *qcp = NULL
+    cdef const float *qsp = NULL
+    cdef const int32_t *qsum = NULL
+    cdef const signed char[:, ::1] q_codes_view
+    cdef const float[::1] q_scales_view
+    cdef const int32_t[::1] q_sums_view
+    if approx_quantises_queries():
+        # The VNNI kernel takes the queries as int8 codes too, quantised like the rows;
+        # q_sums covers the columns it takes 64 at a time (see scan.h).
+        q_codes, q_scales = quantize_rows(np.asarray(queries))
+        q_sums = q_codes[:, : d - d % 64].sum(axis=1, dtype=np.int32)
+        q_codes_view = q_codes
+        q_scales_view = q_scales
+        q_sums_view = q_sums
+        qcp = <const int8_t *>&q_codes_view[0, 0]
+        qsp = &q_scales_view[0]
+        qsum = &q_sums_view[0]
     cdef int threads = 1
     # The same threshold as the float scan: the conversions make it as compute-heavy.
     if n * b * d >= PARALLEL_WORK_MIN:
@@ -168,5 +189,10 @@ def approx_scores_batch(const signed char[:, ::1] codes, const float[::1] scales
         stop = start + ROW_BLOCK
         if stop > n:
             stop = n
-        engram_approx_block(cp, sp, start, stop, n, d, qp, b, op)
+        engram_approx_block(cp, sp, start, stop, n, d, qp, qcp, qsp, qsum, b, op)
     return out
+
+
+def approx_quantises_queries():
+    """True when approx_scores_batch quantises the queries to int8 (the VNNI kernel)."""
+    return engram_approx_level() == 3

@@ -81,24 +81,90 @@ static void engram_scores_block(const float *M, const float *inv_norms, int64_t 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* A tile of up to 4 rows x 4 queries per pass over the columns: each 16-column chunk
+ * of a row is converted once and each chunk of a query loaded once for 16 products,
+ * so loads and conversions stay under the multiply-adds. */
 __attribute__((target("avx512f")))
 static void engram_approx_avx512(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
                                  int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
     const int64_t full = d - d % 16;
-    for (int64_t i = start; i < stop; i++) {
-        const int8_t *row = codes + i * d;
+    for (int64_t i = start; i < stop; i += 4) {
+        const int64_t rows = stop - i < 4 ? stop - i : 4;
         for (int64_t j = 0; j < b; j += 4) {
             const int64_t m = b - j < 4 ? b - j : 4;
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (int64_t c = 0; c < full; c += 16) {
-                __m512 r = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + c))));
-                for (int64_t t = 0; t < m; t++)
-                    acc[t] = _mm512_fmadd_ps(r, _mm512_loadu_ps(Q + (j + t) * d + c), acc[t]);
+            __m512 acc[4][4];
+            for (int64_t r = 0; r < 4; r++)
+                for (int64_t t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps();
+            if (rows == 4 && m == 4) {
+                for (int64_t c = 0; c < full; c += 16) {
+                    __m512 x[4], q[4];
+                    for (int64_t r = 0; r < 4; r++)
+                        x[r] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(codes + (i + r) * d + c))));
+                    for (int64_t t = 0; t < 4; t++) q[t] = _mm512_loadu_ps(Q + (j + t) * d + c);
+                    for (int64_t r = 0; r < 4; r++)
+                        for (int64_t t = 0; t < 4; t++) acc[r][t] = _mm512_fmadd_ps(x[r], q[t], acc[r][t]);
+                }
+            } else {
+                for (int64_t c = 0; c < full; c += 16) {
+                    for (int64_t r = 0; r < rows; r++) {
+                        __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(codes + (i + r) * d + c))));
+                        for (int64_t t = 0; t < m; t++)
+                            acc[r][t] = _mm512_fmadd_ps(x, _mm512_loadu_ps(Q + (j + t) * d + c), acc[r][t]);
+                    }
+                }
             }
-            for (int64_t t = 0; t < m; t++) {
-                float sum = _mm512_reduce_add_ps(acc[t]);
-                for (int64_t c = full; c < d; c++) sum += row[c] * Q[(j + t) * d + c];
-                out[(j + t) * n_total + i] = sum * scales[i];
+            for (int64_t r = 0; r < rows; r++) {
+                const int8_t *row = codes + (i + r) * d;
+                for (int64_t t = 0; t < m; t++) {
+                    float sum = _mm512_reduce_add_ps(acc[r][t]);
+                    for (int64_t c = full; c < d; c++) sum += row[c] * Q[(j + t) * d + c];
+                    out[(j + t) * n_total + i + r] = sum * scales[i + r];
+                }
+            }
+        }
+    }
+}
+
+/* With AVX-512 VNNI the queries are quantised too (codes q and scale sq per query,
+ * as the rows): one vpdpbusd does 64 int8 multiply-adds into int32, exactly. It
+ * multiplies unsigned by signed bytes, so each row chunk is offset by 128 (xor 0x80)
+ * and 128 x (sum of the query's codes over those columns) is taken back out. Sums stay
+ * below 2**24 (768 x 255 x 127), so the conversion to float is exact; the query's
+ * quantisation error is covered by approx_bound_terms. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void engram_approx_vnni(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                               int64_t n_total, int64_t d, const int8_t *QC, const float *q_scales,
+                               const int32_t *q_sums, int64_t b, float *out) {
+    const int64_t full = d - d % 64;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t i = start; i < stop; i += 4) {
+        const int64_t rows = stop - i < 4 ? stop - i : 4;
+        for (int64_t j = 0; j < b; j += 4) {
+            const int64_t m = b - j < 4 ? b - j : 4;
+            __m512i acc[4][4];
+            for (int64_t r = 0; r < 4; r++)
+                for (int64_t t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_si512();
+            for (int64_t c = 0; c < full; c += 64) {
+                __m512i x[4], q[4];
+                for (int64_t r = 0; r < rows; r++)
+                    x[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(codes + (i + r) * d + c)), flip);
+                for (int64_t t = 0; t < m; t++) q[t] = _mm512_loadu_si512((const void *)(QC + (j + t) * d + c));
+                if (rows == 4 && m == 4) {
+                    for (int64_t r = 0; r < 4; r++)
+                        for (int64_t t = 0; t < 4; t++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], x[r], q[t]);
+                } else {
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t t = 0; t < m; t++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], x[r], q[t]);
+                }
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                const int8_t *row = codes + (i + r) * d;
+                for (int64_t t = 0; t < m; t++) {
+                    const int8_t *qc = QC + (j + t) * d;
+                    int32_t sum = _mm512_reduce_add_epi32(acc[r][t]) - 128 * q_sums[j + t];
+                    for (int64_t c = full; c < d; c++) sum += (int32_t)row[c] * (int32_t)qc[c];
+                    out[(j + t) * n_total + i + r] = (float)sum * scales[i + r] * q_scales[j + t];
+                }
             }
         }
     }
@@ -144,15 +210,29 @@ static void engram_approx_scalar(const int8_t *codes, const float *scales, int64
     }
 }
 
-static void engram_approx_block(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
-                                int64_t n_total, int64_t d, const float *Q, int64_t b, float *out) {
+/* level: 3 VNNI (needs the quantised queries), 2 AVX-512F, 1 AVX2+FMA, 0 scalar. */
+static int engram_approx_level(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        level = (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) ? 3
+              : __builtin_cpu_supports("avx512f") ? 2
+              : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
     }
-    if (level == 2) { engram_approx_avx512(codes, scales, start, stop, n_total, d, Q, b, out); return; }
+    return level;
+#else
+    return 0;
+#endif
+}
+
+static void engram_approx_block(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                                int64_t n_total, int64_t d, const float *Q, const int8_t *QC,
+                                const float *q_scales, const int32_t *q_sums, int64_t b, float *out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    const int level = engram_approx_level();
+    if (level == 3 && QC != 0) { engram_approx_vnni(codes, scales, start, stop, n_total, d, QC, q_scales, q_sums, b, out); return; }
+    if (level >= 2) { engram_approx_avx512(codes, scales, start, stop, n_total, d, Q, b, out); return; }
     if (level == 1) { engram_approx_avx2(codes, scales, start, stop, n_total, d, Q, b, out); return; }
 #endif
     engram_approx_scalar(codes, scales, start, stop, n_total, d, Q, b, out);

@@ -45,12 +45,12 @@ from engram.errors import ClosedError, CorruptionError, EngramError, Reconsolida
 from engram.memory import consolidation
 from engram.memory.cognition import EFFECTS, NS_PER_HOUR
 from engram.memory.cognition import fan as fan_mod
-from engram.memory.cognition import interference as interference_mod
 from engram.memory.cognition import priming as priming_mod
 from engram.memory.cognition import reconsolidation as reconsolidation_mod
 from engram.memory.cognition import spacing as spacing_mod
 from engram.memory import decay as decay_mod
 from engram.memory import records as rec
+from engram.memory.interference_cache import InterferenceCache, Rows
 from engram.memory import validate as check
 from engram.memory.dedup import SCHEME as DEDUP_SCHEME
 from engram.memory.dedup import TABLES as DEDUP_TABLES
@@ -67,8 +67,6 @@ DIMENSION_DEFAULT = 768
 K_MAX = 10_000
 HOPS_MAX = 16
 _COMPACT_MIN_ROWS = 1024
-# Memories whose interference inputs are kept up to date (see Space._fill_interference).
-INTERFERENCE_CACHE_MAX = 2048
 # A group-commit leader waits for more writers while they keep arriving at most this
 # far apart, for at most this long in all (see Space._gather).
 STORE_GATHER_GAP_S = 100e-6
@@ -206,10 +204,9 @@ class Space:
         self._scales = np.zeros(0, np.float32)
         self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
         self._priming = priming_mod.PrimingState()
-        # Interference inputs per recalled memory: (earlier similar count, later similar
-        # cosines). Kept exact as memories come and go (see _interference_update), so a
-        # write costs one small kernel call over the cached memories, not a cache flush.
-        self._interference: dict[str, tuple[int, List[float]]] = {}
+        # Interference inputs per recalled memory, caught up lazily with what was stored
+        # and forgotten since (engram.memory.interference_cache): writes pay nothing.
+        self._interference = InterferenceCache()
         self._history: dict[str, List[tuple[int, float, List[Any], bytes | None]]] = {}
         self._failed: BaseException | None = None
         self._closed = False
@@ -303,8 +300,7 @@ class Space:
             self._apply_forget(replaces)
         old = self._items.get(item.id)
         if old is not None:
-            self._interference_update(old, -1)
-            self._interference.pop(old.id, None)  # its own window's contents change with it
+            self._interference.drop(old.id)  # its own window's contents change with it
             self._drop_row(old)
             if self._text is not None:
                 self._text.remove(old.id)
@@ -314,7 +310,6 @@ class Space:
         else:
             item.row = -1
         self._items[item.id] = item
-        self._interference_update(item, +1)
         if self._text is not None:
             self._text.add(item.id, item.content)
 
@@ -322,8 +317,7 @@ class Space:
         item = self._items.pop(memory_id, None)
         if item is None:
             return False
-        self._interference.pop(memory_id, None)
-        self._interference_update(item, -1)
+        self._interference.drop(memory_id)
         self._priming.forget(memory_id)
         self._drop_row(item)
         if self._text is not None:
@@ -333,44 +327,9 @@ class Space:
         self._history.pop(memory_id, None)
         return True
 
-    def _interference_update(self, item: Item, sign: int) -> None:
-        """Add (+1) or remove (-1) ``item``'s contribution to every cached interference entry.
-
-        Each cosine is computed exactly as _fill_interference computes it (the cached
-        memory as the query, ``item`` as the row), so the cache always equals a fresh
-        computation over the stored set.
-        """
-        if not self._interference or item.row < 0:
-            return
-        cached = [self._items[i] for i in self._interference if i in self._items and i != item.id]
-        cached = [it for it in cached if it.row >= 0]
-        if not cached:
-            return
-        rows = np.array([it.row for it in cached], np.int64)
-        delta = item.created_ns - self._created[rows]
-        in_window = (delta != 0) & (delta >= -interference_mod.PROACTIVE_WINDOW_NS) & (delta <= interference_mod.RETROACTIVE_WINDOW_NS)
-        if not in_window.any():
-            return
-        picked = np.nonzero(in_window)[0]
-        rows = rows[picked]
-        sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[item.row : item.row + 1]),
-                                   np.ascontiguousarray(self._inv_norms[item.row : item.row + 1]),
-                                   np.ascontiguousarray(self._matrix[rows]), self._inv_norms[rows])[:, 0]
-        delta = delta[picked]
-        earlier = (delta < 0) & (sims >= interference_mod.PROACTIVE_COSINE_MIN)
-        later_mask = (delta > 0) & (sims >= interference_mod.RETROACTIVE_COSINE_MIN)
-        for index in np.nonzero(earlier | later_mask)[0].tolist():
-            it = cached[picked[index]]
-            proactive, later = self._interference[it.id]
-            if earlier[index]:
-                proactive += sign
-            if later_mask[index]:
-                sim = float(sims[index])
-                later = later + [sim] if sign > 0 else _without(later, sim)
-            self._interference[it.id] = (proactive, later)
-
     def _drop_row(self, item: Item) -> None:
         if item.row >= 0:
+            self._interference.row_dropped(item.row)
             self._alive[item.row] = False
             self._dead += 1
             item.row = -1
@@ -455,6 +414,7 @@ class Space:
         self._dedup.rebuild(keys[: len(keep)])
         self._matrix = matrix
         self._row_ids = row_ids
+        self._interference.clear()  # rows renumbered
         for row, memory_id in enumerate(row_ids):
             self._items[memory_id].row = row
         self._n = len(keep)
@@ -979,10 +939,10 @@ class Space:
 
         For a large space, a plain top-k query (similarity mode; no text, location or type) first
         scans the int8 codes (a quarter of the bytes), then scores exactly only the
-        rows that can still reach its top k: with bound_i = APPROX_BOUND_FACTOR x
-        scale_i x ||q||_1 (quantisation error plus rounding, in cosine units), every
-        row whose approximate score + bound reaches the k-th best approximate score
-        - bound. The true top k always pass, and exact scores of those rows are the
+        rows that can still reach its top k: with bound_i the error bound of
+        engram._core.approx_bound_terms (quantisation of rows and queries plus
+        rounding, in cosine units), every row whose approximate score + bound_i
+        reaches the k-th best of approximate score - bound. The true top k always pass, and exact scores of those rows are the
         same bits as in a full scan (each row is computed alone, in a fixed order),
         so results are identical; the other rows score -inf. ``parsed`` describes
         the first len(parsed) query rows; later rows (priming) get full exact scans.
@@ -1005,12 +965,12 @@ class Space:
         q_inv = _core.row_inv_norms(chosen)
         approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
         scale_inv = view.scales[:n] * inv_norms
+        row_coeff, constant = _core.approx_bound_terms(chosen, q_inv)
         for position, j in enumerate(eligible):
             query = parsed[j]
             mask = _row_mask(view, query)
             cosine = approx[position] * inv_norms * q_inv[position]
-            l1 = float(np.abs(chosen[position].astype(np.float64)).sum())
-            bound = scale_inv * np.float32(_core.APPROX_BOUND_FACTOR * l1 * float(q_inv[position]))
+            bound = scale_inv * np.float32(row_coeff[position]) + np.float32(constant[position])
             lower = (cosine - bound).astype(np.float32)
             best, values = _core.select_topk(lower, query.k, mask)
             row_scores = np.full(n, -np.inf, np.float32)
@@ -1186,8 +1146,7 @@ class Space:
         if config.has("priming") and chosen:
             self._priming.prune(now)
             semantic = self._semantic_priming(chosen, now)
-        if config.has("interference"):
-            self._fill_interference([c[3] for c in chosen])
+        interference = self._interference.factors([c[3] for c in chosen], self._rows()) if config.has("interference") else {}
         out = []
         for index, (base, score, memory_id, item, path, activation, fan_factor) in enumerate(chosen):
             effects: List[tuple[str, float]] = []
@@ -1204,8 +1163,8 @@ class Space:
                 if factor != 1.0:
                     effects.append(("priming", factor))
                     confidence *= factor
-            if config.has("interference") and item.row >= 0:
-                proactive, retroactive = self._interference_of(item)
+            if memory_id in interference:
+                proactive, retroactive = interference[memory_id]
                 if proactive != 1.0:
                     effects.append(("proactive_interference", proactive))
                     confidence *= proactive
@@ -1235,53 +1194,9 @@ class Space:
                                                   to_sources.astype(np.float64), between.astype(np.float64), now)
         return out
 
-    def _fill_interference(self, items: List[Item]) -> None:
-        """Compute and cache the interference factors of the items not cached yet (caller holds
-        the lock). Items whose time windows overlap share one kernel call over the rows of
-        their joint window; items far apart in time never pull in the rows between them."""
-        todo = sorted((it for it in items if it.row >= 0 and it.id not in self._interference), key=lambda it: (it.created_ns, it.id))
-        if not todo:
-            return
-        n = self._n
-        created = self._created[:n]
-        before = interference_mod.WINDOW_BEFORE_NS
-        after = interference_mod.WINDOW_AFTER_NS
-        groups: List[List[Item]] = []
-        for it in todo:
-            if groups and it.created_ns - before <= groups[-1][-1].created_ns + after:
-                groups[-1].append(it)
-            else:
-                groups.append([it])
-        for group in groups:
-            mask = self._alive[:n] & (created >= group[0].created_ns - before) & (created <= group[-1].created_ns + after)
-            rows = np.nonzero(mask)[0]
-            hit_rows = np.array([it.row for it in group], np.int64)
-            queries = np.ascontiguousarray(self._matrix[hit_rows])
-            # The stored norms for the query side too: _interference_update computes the
-            # same cosines with the roles swapped and must get the same bits.
-            query_inv = np.ascontiguousarray(self._inv_norms[hit_rows])
-            if rows.size * 2 > n:
-                # Most rows are in the window: scanning the contiguous matrix beats copying
-                # them out (each row's score is the same bits either way).
-                sims = _core.cosine_scores(self._matrix[:n], self._inv_norms[:n], queries, query_inv)[:, rows]
-            else:
-                sims = _core.cosine_scores(np.ascontiguousarray(self._matrix[rows]), np.ascontiguousarray(self._inv_norms[rows]),
-                                           queries, query_inv)
-            row_created = created[rows]
-            for index, it in enumerate(group):
-                others = rows != it.row
-                self._interference[it.id] = interference_mod.inputs(it.created_ns, row_created[others], sims[index][others])
-        # Bounded: every write updates each cached entry, and each entry holds a list.
-        # The oldest entries go first; a dropped one is simply recomputed when needed.
-        while len(self._interference) > INTERFERENCE_CACHE_MAX:
-            del self._interference[next(iter(self._interference))]
-
-    def _interference_of(self, item: Item) -> tuple[float, float]:
-        """(proactive, retroactive) factors of an embedded memory, from its cached inputs."""
-        if item.id not in self._interference:
-            self._fill_interference([item])
-        proactive, later = self._interference[item.id]
-        return interference_mod.factors_from(proactive, later)
+    def _rows(self) -> Rows:
+        """The live row arrays, for the interference cache (caller holds the lock)."""
+        return Rows(self._n, self._matrix, self._inv_norms, self._alive, self._created, self._codes, self._scales)
 
     def query(self, text: str) -> Any:
         """Run one statement of the query language (engram.memory.query) and return its QueryResult.
@@ -1908,11 +1823,6 @@ def _row_mask(view: _View, query: _Query) -> np.ndarray:
         mask &= view.created[: view.n] < query.before
     return mask
 
-
-def _without(values: List[float], value: float) -> List[float]:
-    out = list(values)
-    out.remove(value)
-    return out
 
 
 def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:

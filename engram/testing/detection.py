@@ -11,7 +11,9 @@ published figures (100 nodes, 1% loss, kill -9, 30 runs): p50 9.86 s, p99 11.98 
 0.38 s p50. ``--crash-kind host`` makes crashed nodes silent on TCP too (a lost host rather
 than a killed process), which turns off the refused-connection shortcut. ``--baseline``
 turns off Engram's additions to memberlist's algorithm (suspect_on_refused, eager_gossip,
-tell_the_accused) for an A/B comparison on the same seeds.
+tell_the_accused, aligned_probing: memberlist's shuffled probe order) for an A/B comparison
+on the same seeds; ``--probing shuffled`` turns off only the clock-aligned probe order, and
+``--clock-skew-ms`` spreads the hosts' wall clocks wider (bad NTP) to see it degrade.
 """
 
 from __future__ import annotations
@@ -32,23 +34,24 @@ def _percentile(values: list[int], fraction: float) -> int:
 
 
 BASELINE = {"suspect_on_refused": False, "eager_gossip": False, "tell_the_accused": False,
-            "nack_confirmations": False}
+            "nack_confirmations": False, "aligned_probing": False}
 
 
 def measure(seeds: list[int], crash_kind: str = "process", *, verbose: bool = False,
-            overrides: dict[str, bool] | None = None) -> dict[str, float]:
+            overrides: dict[str, bool] | None = None, clock_skew_ms: int | None = None) -> dict[str, float]:
     """Run the seeds and return the figures in seconds (and counts). ``overrides`` are
-    SwimConfig fields applied to every node."""
+    SwimConfig fields applied to every node; ``clock_skew_ms`` replaces the simulator's
+    +-20 ms spread of the hosts' wall clocks."""
     config_for = sim._config_for
     if overrides:
         sim._config_for = lambda *args: config_for(*args).replace(**overrides)  # type: ignore[assignment]
     try:
-        return _measure(seeds, crash_kind, verbose)
+        return _measure(seeds, crash_kind, verbose, clock_skew_ms)
     finally:
         sim._config_for = config_for  # type: ignore[assignment]
 
 
-def _measure(seeds: list[int], crash_kind: str, verbose: bool) -> dict[str, float]:
+def _measure(seeds: list[int], crash_kind: str, verbose: bool, clock_skew_ms: int | None) -> dict[str, float]:
     firsts: list[int] = []
     lasts: list[int] = []
     spreads: list[int] = []
@@ -57,7 +60,8 @@ def _measure(seeds: list[int], crash_kind: str, verbose: bool) -> dict[str, floa
     for seed in seeds:
         options = sim.draw_options(seed, nodes=100, preset="lan", duration_ms=600_000, loss=0.01, delay_ms_min=1,
                                    delay_ms_max=3, duplicate=0.0, reorder=0.0, partition="none", crashes=10,
-                                   restart=True, stalls=0, joins=0, crash_kind=crash_kind)
+                                   restart=True, stalls=0, joins=0, crash_kind=crash_kind,
+                                   clock_skew_ms=clock_skew_ms)
         started = time.perf_counter()
         result = sim.Simulation(options).run()
         wall_s += time.perf_counter() - started
@@ -92,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="101-105", help="e.g. 101-105 or 101,107")
     parser.add_argument("--crash-kind", default="process", choices=["process", "host"])
     parser.add_argument("--baseline", action="store_true", help="memberlist's algorithm without Engram's additions")
+    parser.add_argument("--probing", choices=["aligned", "shuffled"], help="override the probe order only")
+    parser.add_argument("--clock-skew-ms", type=int, help="hosts' wall clocks off by up to +-this (default 20)")
     args = parser.parse_args(argv)
-    figures = measure(_seeds(args.seeds), args.crash_kind, verbose=True,
-                      overrides=BASELINE if args.baseline else None)
+    overrides: dict[str, bool] = dict(BASELINE) if args.baseline else {}
+    if args.probing:
+        overrides["aligned_probing"] = args.probing == "aligned"
+    figures = measure(_seeds(args.seeds), args.crash_kind, verbose=True, overrides=overrides or None,
+                      clock_skew_ms=args.clock_skew_ms)
     for key, value in figures.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
     return 0 if figures["false_deaths"] == 0 else 3

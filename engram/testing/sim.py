@@ -7,7 +7,8 @@ preset, loss, delay, duplication, reorder, a partition, crashes and restarts, ev
 stalls, late joins), and printed first. The run has a start phase (the cluster forms), a
 fault phase, and a healing phase with every fault removed in which the cluster must
 converge. The cores run unchanged (engram.net.swim.core) with real wire bytes; only the
-network and the clock are simulated. Events are ordered by ``(deliver_at_ms, sequence)``
+network and the clock are simulated. Each host's wall clock (the shared clock that aligned
+probing reads) is off by a fixed seeded amount within +-``--clock-skew-ms`` (20 ms). Events are ordered by ``(deliver_at_ms, sequence)``
 and every random draw comes from seeded ``random.Random`` objects, so the same seed gives
 the same event log; the last line printed is ``event-log sha256: <hex>``.
 
@@ -80,6 +81,12 @@ class SimOptions:
     # What a crash looks like from outside: "process" (the host stays up and answers TCP
     # connections to the dead port with a reset, as after kill -9) or "host" (silence).
     crash_kind: str = "process"
+    # Each host's wall clock is off true time by a fixed amount drawn from +-clock_skew_ms
+    # (NTP-grade by default), handed to the core as its clock offset: the cores' shared
+    # clock (aligned probing) is never assumed perfect.
+    clock_skew_ms: int = 20
+    # "aligned" or "shuffled" probe order for every node; "" keeps the preset's choice.
+    probing: str = ""
 
     def describe(self) -> str:
         return " ".join(f"{k}={v}" for k, v in asdict(self).items())
@@ -248,10 +255,19 @@ class Simulation:
 
     # --- node actions -----------------------------------------------------------------
 
+    def clock_skew_ms(self, node: _Node) -> int:
+        """How far ``node``'s wall clock is off the simulator's (true) clock: fixed per host,
+        from its own seeded draw so that the other draws are the same with or without skew."""
+        skew = self.options.clock_skew_ms
+        return random.Random(f"clock-{self.options.seed}-{node.name}").randint(-skew, skew) if skew else 0
+
     def _start(self, node: _Node) -> None:
         o = self.options
         config = _config_for(o.preset, node.name, node.host)
-        node.core = Membership(config, random.Random(f"node-{o.seed}-{node.name}-{node.generation}"), self.now_ms)
+        if o.probing:
+            config = config.replace(aligned_probing=o.probing == "aligned")
+        node.core = Membership(config, random.Random(f"node-{o.seed}-{node.name}-{node.generation}"), self.now_ms,
+                               clock_offset_ms=self.clock_skew_ms(node))
         node.up = True
         live = [n for n in self.nodes if n.up and n is not node and not n.ever_crashed or (n.up and n is not node)]
         if node.index >= o.nodes or node.generation > 0:
@@ -582,11 +598,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--joins", type=int)
     parser.add_argument("--crash-kind", choices=["process", "host"],
                         help="process: the host refuses TCP to a crashed node (kill -9); host: silence")
+    parser.add_argument("--clock-skew-ms", type=int,
+                        help="each host's wall clock is off by a fixed draw from +-this (default 20)")
+    parser.add_argument("--probing", choices=["aligned", "shuffled"],
+                        help="probe order of every node (default: the preset's, aligned_probing)")
     args = parser.parse_args(argv)
     given: dict[str, Any] = dict(nodes=args.nodes, duration_ms=args.duration, preset=args.preset, loss=args.loss,
                                  duplicate=args.duplicate, reorder=args.reorder, partition=args.partition,
                                  crashes=args.crashes, stalls=args.stalls, joins=args.joins,
-                                 crash_kind=args.crash_kind)
+                                 crash_kind=args.crash_kind, clock_skew_ms=args.clock_skew_ms,
+                                 probing=args.probing)
     if args.restart is not None:
         given["restart"] = args.restart == "yes"
     for flag, low, high in (("delay_ms", "delay_ms_min", "delay_ms_max"), ("stall_ms", "stall_ms_min", "stall_ms_max")):

@@ -12,7 +12,8 @@
 Both grow with similarity (the thresholds, and the mean cosine) and with count.
 Times are the memories' creation times (``when``), not wall-clock arrival, so the
 result depends only on the stored set: the space caches the inputs per memory and
-updates them exactly as memories are stored and forgotten. Memories created at the same instant interfere with
+brings them up to date exactly, at the next recall, with what was stored and forgotten
+since (engram.memory.interference_cache). Memories created at the same instant interfere with
 neither rule (neither is earlier).
 """
 
@@ -46,21 +47,41 @@ def retroactive_factor(count: int, mean_cosine: float) -> float:
     return 1.0 - min(RETROACTIVE_MAX, RETROACTIVE_SCALE * mean_cosine * math.sqrt(count))
 
 
-def inputs(created_ns: int, others_created_ns: np.ndarray, others_cosine: np.ndarray) -> tuple[int, list[float]]:
-    """(count of earlier similar memories, cosines of later similar memories): what the
-    factors depend on, in a form the space can keep up to date as memories come and go."""
-    delta = others_created_ns.astype(np.int64) - np.int64(created_ns)
-    earlier = (delta < 0) & (delta >= -PROACTIVE_WINDOW_NS) & (others_cosine >= PROACTIVE_COSINE_MIN)
-    later = (delta > 0) & (delta <= RETROACTIVE_WINDOW_NS) & (others_cosine >= RETROACTIVE_COSINE_MIN)
-    return int(np.count_nonzero(earlier)), [float(c) for c in others_cosine[later].tolist()]
+# Later cosines are summed as integers in these units: a float32 >= 0.5 is an integer
+# multiple of 2**-24, so the sum is exact and independent of the order of the terms.
+COSINE_UNITS_PER_ONE = 1 << 24
 
 
-def factors_from(earlier_count: int, later_cosines: list[float]) -> tuple[float, float]:
-    """The factors from ``inputs``; the mean is summed in sorted order, so it does not
-    depend on the order in which the cosines were collected."""
-    count = len(later_cosines)
-    mean = float(np.sort(np.array(later_cosines, np.float64)).sum() / count) if count else 0.0
-    return proactive_factor(earlier_count), retroactive_factor(count, mean)
+def inputs(created_ns: int, others_created_ns: np.ndarray, others_cosine: np.ndarray) -> tuple[int, int, int]:
+    """(count of earlier similar memories, count of later similar memories, sum of the
+    later cosines in 2**-24 units): what the factors depend on, in a form that can be
+    added to and taken from as memories come and go (engram.memory.interference_cache)."""
+    earlier, later, units = inputs_batch(np.array([created_ns], np.int64), others_created_ns, others_cosine.reshape(1, -1))
+    return int(earlier[0]), int(later[0]), int(units[0])
+
+
+def inputs_batch(created_ns: np.ndarray, others_created_ns: np.ndarray, cosines: np.ndarray,
+                 counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``inputs`` for b memories at once against the same m others: ``cosines`` (b, m);
+    ``counted`` (b, m), if given, says which pairs count at all. Three int64 arrays (b,)."""
+    delta = others_created_ns.astype(np.int64)[None, :] - created_ns.astype(np.int64)[:, None]
+    earlier = (delta < 0) & (delta >= -PROACTIVE_WINDOW_NS) & (cosines >= PROACTIVE_COSINE_MIN)
+    later = (delta > 0) & (delta <= RETROACTIVE_WINDOW_NS) & (cosines >= RETROACTIVE_COSINE_MIN)
+    if counted is not None:
+        earlier &= counted
+        later &= counted
+    which, _ = np.nonzero(later)
+    units = np.rint(cosines[later].astype(np.float64) * COSINE_UNITS_PER_ONE).astype(np.int64)
+    per_memory = np.zeros(cosines.shape[0], np.int64)
+    np.add.at(per_memory, which, units)
+    return earlier.sum(axis=1, dtype=np.int64), later.sum(axis=1, dtype=np.int64), per_memory
+
+
+def factors_from_totals(earlier_count: int, later_count: int, later_units: int) -> tuple[float, float]:
+    """The factors from ``inputs`` (summed over any split of the other memories): the
+    same bits as ``factors`` over the whole set."""
+    mean = later_units / COSINE_UNITS_PER_ONE / later_count if later_count else 0.0
+    return proactive_factor(earlier_count), retroactive_factor(later_count, mean)
 
 
 def factors(created_ns: int, others_created_ns: np.ndarray, others_cosine: np.ndarray) -> tuple[float, float]:

@@ -15,7 +15,10 @@ Three kinds, combined with saturation into one confidence factor per hit:
 - Associative priming (McKoon & Ratcliff 1992). Recalled memories (top hits) that
   were recalled within 30 s of each other at least twice prime each other with
   strength P(B|A) = co-recalls(A, B) / recalls(A): boost 0.15 x P(B|A), decaying
-  like a semantic prime.
+  like a semantic prime. A recall pairs with at most the 16 memories recalled most
+  recently within those 30 s (a working-memory span): at an agent's pace that is
+  every one of them, and a space serving many recalls a second does not pay for
+  thousands of pairs per recall.
 - Repetition priming (Tulving & Schacter 1990): +5% per earlier exposure (the
   memory's access count), at most 30%.
 
@@ -29,7 +32,10 @@ matters to the hits of a later recall, so it is computed for them, from the
 recalled memories of the last 6 s (20 half-lives). Consequences, stated plainly:
 the "10 neighbours" cap and lateral inhibition apply among the hits of the later
 recall (the primed candidates competing now), not among the source's neighbours
-in the whole space; hop 2 relays through hits primed at hop 1. Priming state lives
+in the whole space; hop 2 relays through hits primed at hop 1. Only the 64 most
+recent recalls act as sources (a working-memory span): at an agent's pace that is
+all of the last 6 s, while a space answering hundreds of recalls a second does not
+score every hit against a thousand sources. Priming state lives
 in memory only: it lasts seconds and is not written to the WAL; a reopened space
 starts unprimed.
 """
@@ -37,7 +43,7 @@ starts unprimed.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -52,11 +58,13 @@ REFRACTORY_NS = 50 * NS_PER_MS
 LATERAL_INHIBITION = 0.3
 ASSOCIATIVE_WINDOW_NS = 30 * NS_PER_S
 ASSOCIATIVE_MIN_CO_RECALLS = 2
+ASSOCIATIVE_PARTNERS_MAX = 16
 ASSOCIATIVE_BOOST_MAX = 0.15
 REPETITION_STEP = 0.05
 REPETITION_MAX = 0.30
 # After 20 half-lives (6 s) a prime is below 1e-6 of its start: forget it.
 PRIME_LIFETIME_NS = 20 * HALF_LIFE_NS
+SOURCES_MAX = 64
 PAIRS_MAX = 100_000  # bound on the associative co-recall table
 PRUNE_INTERVAL_NS = 2 * NS_PER_S
 
@@ -99,11 +107,13 @@ class PrimingState:
     """A space's live primes. The space holds its lock while calling these."""
 
     def __init__(self) -> None:
-        self.sources: list[tuple[int, str]] = []  # (t0, id) of recalled embedded memories, oldest first
+        # (t0, id) of recalled embedded memories, oldest first, the SOURCES_MAX latest
+        self.sources: deque[tuple[int, str]] = deque(maxlen=SOURCES_MAX)
         self.associative: dict[str, list[tuple[int, float]]] = {}
-        self.recent: deque[tuple[int, str]] = deque()
+        self.recent: "OrderedDict[str, int]" = OrderedDict()  # id -> when last recalled, least recent first
         self.recalls: dict[str, int] = {}
         self.co_recalls: dict[str, dict[str, int]] = {}  # a -> b -> times recalled within 30 s of each other
+        self.strong: dict[str, set[str]] = {}  # a -> the b with co_recalls[a][b] >= ASSOCIATIVE_MIN_CO_RECALLS
         self.pairs = 0
         self.pruned_ns: int | None = None
 
@@ -112,7 +122,7 @@ class PrimingState:
         if self.pruned_ns is not None and 0 <= now_ns - self.pruned_ns < PRUNE_INTERVAL_NS:
             return
         self.pruned_ns = now_ns
-        self.sources = [(t0, m) for t0, m in self.sources if now_ns - t0 <= PRIME_LIFETIME_NS]
+        self.sources = deque(((t0, m) for t0, m in self.sources if now_ns - t0 <= PRIME_LIFETIME_NS), maxlen=SOURCES_MAX)
         for target in list(self.associative):
             alive = [(t0, b) for t0, b in self.associative[target] if now_ns - t0 <= PRIME_LIFETIME_NS]
             if alive:
@@ -126,20 +136,34 @@ class PrimingState:
         if embedded:
             self.sources.append((now_ns, memory_id))
         # Associative: one co-recall per pair per recall event, within 30 s.
-        while self.recent and now_ns - self.recent[0][0] > ASSOCIATIVE_WINDOW_NS:
-            self.recent.popleft()
-        partners = sorted({other for t0, other in self.recent if other != memory_id and 0 <= now_ns - t0})
+        while self.recent:
+            oldest, t0 = next(iter(self.recent.items()))
+            if now_ns - t0 <= ASSOCIATIVE_WINDOW_NS:
+                break
+            del self.recent[oldest]
+        partners = []
+        for other, t0 in reversed(self.recent.items()):
+            if len(partners) == ASSOCIATIVE_PARTNERS_MAX:
+                break
+            if other != memory_id and 0 <= now_ns - t0:
+                partners.append(other)
+        partners.sort()
         self.recalls[memory_id] = self.recalls.get(memory_id, 0) + 1
         for other in partners:
             for a, b in ((memory_id, other), (other, memory_id)):
                 row = self.co_recalls.setdefault(a, {})
                 if b in row:
                     row[b] += 1
+                    if row[b] == ASSOCIATIVE_MIN_CO_RECALLS:
+                        self.strong.setdefault(a, set()).add(b)
                 elif self.pairs < PAIRS_MAX:
                     row[b] = 1
                     self.pairs += 1
-        self.recent.append((now_ns, memory_id))
-        for b, count in sorted(self.co_recalls.get(memory_id, {}).items()):
+        self.recent[memory_id] = now_ns
+        self.recent.move_to_end(memory_id)
+        strong = self.strong.get(memory_id)
+        for b in sorted(strong) if strong else ():
+            count = self.co_recalls[memory_id][b]
             if count >= ASSOCIATIVE_MIN_CO_RECALLS:
                 strength = count / self.recalls[memory_id]
                 self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
@@ -149,6 +173,7 @@ class PrimingState:
         forever: the soak found this state growing with every id ever recalled)."""
         self.recalls.pop(memory_id, None)
         row = self.co_recalls.pop(memory_id, None)
+        self.strong.pop(memory_id, None)
         if row:
             self.pairs -= len(row)
             for other in row:
@@ -157,8 +182,13 @@ class PrimingState:
                     self.pairs -= 1
                     if not back:
                         del self.co_recalls[other]
+                other_strong = self.strong.get(other)
+                if other_strong is not None:
+                    other_strong.discard(memory_id)
+                    if not other_strong:
+                        del self.strong[other]
         self.associative.pop(memory_id, None)
-        self.sources = [(t0, m) for t0, m in self.sources if m != memory_id]
+        self.sources = deque(((t0, m) for t0, m in self.sources if m != memory_id), maxlen=SOURCES_MAX)
 
     def active_sources(self, now_ns: int) -> list[tuple[int, str]]:
         """Recalled memories whose primes still act at ``now_ns``, in (time, id) order."""
@@ -184,8 +214,11 @@ def semantic_sums(hit_ids: list[str], sources: list[tuple[int, str]], to_sources
     k = len(hit_ids)
     hop1 = np.zeros(k)
     last: list[int | None] = [None] * k
-    for j, (t0, source) in enumerate(sources):
-        targets = [i for i in range(k) if hit_ids[i] != source and to_sources[i, j] >= SEMANTIC_COSINE_MIN]
+    reaching = to_sources >= SEMANTIC_COSINE_MIN
+    # Only sources that reach some hit can prime (or reset a refractory period).
+    for j in np.nonzero(reaching.any(axis=0))[0].tolist():
+        t0, source = sources[j]
+        targets = [i for i in np.nonzero(reaching[:, j])[0].tolist() if hit_ids[i] != source]
         targets.sort(key=lambda i: (-float(to_sources[i, j]), hit_ids[i]))
         targets = targets[:NEIGHBOURS_MAX]
         boosts = inhibited([semantic_boost(float(to_sources[i, j]), 1) for i in targets])

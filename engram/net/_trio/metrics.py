@@ -17,7 +17,7 @@ Metric names (all prefixed ``engram_``):
   cluster_up, cluster_members{state}, cluster_partition_state{state},
   cluster_reachable_fraction, cluster_confidence_penalty,
   swim_awareness_score, swim_incarnation,
-  swim_probes_total, swim_probes_failed_total, swim_indirect_probes_total,
+  swim_probes_total, swim_probes_failed_total, swim_probes_aligned_total, swim_indirect_probes_total,
   swim_tcp_pings_total, swim_tcp_ping_successes_total, swim_nacks_received_total,
   swim_suspicions_total{reason}, swim_suspicions_by_pair_total{suspect,suspected_by,reason},
   swim_refutes_total, swim_deaths_declared_total,
@@ -48,6 +48,7 @@ _STATES = ("alive", "suspect", "dead", "left")
 _COUNTERS = (
     ("probes", "probes", "Direct probes started"),
     ("probes_failed", "probes_failed", "Probe rounds that ended with no ack (direct, indirect or TCP)"),
+    ("probes_aligned", "probes_aligned", "Probes sent to the clock-aligned target (aligned probing)"),
     ("indirect_probes", "indirect_probes", "Indirect ping requests sent to peers"),
     ("tcp_pings", "tcp_pings", "TCP fallback pings attempted"),
     ("tcp_ping_successes", "tcp_ping_successes", "TCP fallback pings answered"),

@@ -40,7 +40,7 @@ from typing import Any
 import trio
 
 from engram.errors import ValidationError
-from engram.net._trio.clock import now_ms
+from engram.net._trio.clock import now_ms, wall_offset_ms
 from engram.net._trio.discovery import resolve_srv_seeds
 from engram.net.dns import DnsError
 from engram.net.swim import codec
@@ -252,7 +252,7 @@ class _Runtime:
         self.swim = swim
         self.nursery = nursery
         self.udp = udp
-        self.core = Membership(swim, random.Random(), now_ms())
+        self.core = Membership(swim, random.Random(), now_ms(), clock_offset_ms=wall_offset_ms())
         self.handle = MembershipHandle(self.core, nursery, config)
         self.handle._poke = self.flush  # type: ignore[method-assign]
         self.send_channel, self.receive_channel = trio.open_memory_channel[tuple[tuple[str, int], bytes]](_DATAGRAM_QUEUE_MAX)
@@ -294,6 +294,8 @@ class _Runtime:
             self.wakeup = trio.Event()
             with trio.move_on_at(deadline_ms / 1000):
                 await self.wakeup.wait()
+            # The wall clock may have been stepped (NTP): keep the shared clock current.
+            self.core.set_clock_offset(wall_offset_ms())
             self.core.tick(now_ms())
             self.flush()
 
@@ -480,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconnect-interval-ms", type=int, default=None,
                         help="how often to try a failed member again (heals partitions); preset default")
     parser.add_argument("--probe-interval-ms", type=int, default=None, help="probe period; preset default")
+    parser.add_argument("--probing", choices=["aligned", "shuffled"], default=None,
+                        help="probe order: clock-aligned ring (default) or memberlist's shuffled list")
     parser.add_argument("--http-addr", default="")
     parser.add_argument("--data-addr", default="")
     parser.add_argument("--role", default="engram")
@@ -498,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                               partition_healing_ms=args.partition_healing_ms,
                               swim_overrides={key: value for key, value in (
                                   ("reconnect_interval_ms", args.reconnect_interval_ms),
-                                  ("probe_interval_ms", args.probe_interval_ms)) if value is not None})
+                                  ("probe_interval_ms", args.probe_interval_ms),
+                                  ("aligned_probing", None if args.probing is None else args.probing == "aligned"),
+                              ) if value is not None})
     try:
         config.swim_config()
     except ValidationError as exc:

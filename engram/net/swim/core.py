@@ -9,7 +9,10 @@ this module never reads a clock, opens a socket or draws randomness from anywher
 injected ``random.Random``, so a whole cluster replays from a seed.
 
 How a member is found dead (memberlist state.go, with Lifeguard):
-1. Every probe interval (times awareness) we ping the next member of a shuffled list.
+1. Every probe interval (times awareness) we ping the next member: by default the one the
+   shared clock's slot assigns us on the sorted ring, so that the cluster probes each
+   member about once per interval (see _next_aligned_target); memberlist's shuffled list
+   with aligned_probing off.
 2. No ack within the probe timeout: k random members ping it for us (and nack if they
    cannot reach it either) while we also try a ping over TCP (a ``StreamRequest``).
 3. Nothing by the end of the interval: we suspect it and gossip the suspicion. Missing
@@ -104,6 +107,8 @@ class Metrics:
     decode_errors: int = 0
     probes: int = 0
     probes_failed: int = 0
+    # Probes that went to the clock-aligned target (config.aligned_probing).
+    probes_aligned: int = 0
     indirect_probes: int = 0
     tcp_pings: int = 0
     tcp_ping_successes: int = 0
@@ -177,7 +182,7 @@ def _host(addr: bytes) -> str | None:
 class Membership:
     """One node's membership protocol state. Not thread-safe; one driver owns it."""
 
-    def __init__(self, config: SwimConfig, rng: random.Random, now_ms: int) -> None:
+    def __init__(self, config: SwimConfig, rng: random.Random, now_ms: int, *, clock_offset_ms: int = 0) -> None:
         self.config = config
         self.name = config.node_name
         self._rng = rng
@@ -192,10 +197,18 @@ class Membership:
         # Set when a member changed state during the current verb; see _push_fresh_news.
         self._fresh_news = False
         self._fresh_mark = 0
-        # Aligned probing (config.aligned_probing): our step along the sorted ring of
-        # members, and that ring cached until the next member change.
-        self._probe_step = rng.randrange(1 << 30)
+        # Aligned probing (config.aligned_probing; see _next_aligned_target). The shared
+        # clock is now_ms + _clock_offset_ms (the driver's wall clock); our probes fall at
+        # _probe_phase_ms into each probe interval of it. The ring of probe-able members is
+        # cached until the next member change. _probe_ticks counts our probe ticks and
+        # _last_probed says at which tick we last probed each ring member (or when it
+        # entered the ring): the completeness guard, independent of any clock.
+        self._clock_offset_ms = clock_offset_ms
+        self._probe_phase_ms = rng.randrange(1 << 30) % config.probe_interval_ms
         self._ring_cache: tuple[list[str], dict[str, int]] | None = None
+        self._probe_ticks = 0
+        self._last_probed: dict[str, int] = {}
+        self._last_reap_tick = 0
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, _Stream] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -227,7 +240,10 @@ class Membership:
         self._members[self.name] = me
         self._queue_alive(me)
         # Stagger the periodic work so a cluster started at once does not beat in step.
-        self._schedule(now_ms + rng.randrange(config.probe_interval_ms), "probe", None)
+        first_probe_ms = now_ms + rng.randrange(config.probe_interval_ms)
+        if config.aligned_probing:
+            first_probe_ms = self._slot_start_ms(self._slot(now_ms) + 1)
+        self._schedule(first_probe_ms, "probe", None)
         self._schedule(now_ms + rng.randrange(config.gossip_interval_ms), "gossip", None)
         self._schedule(now_ms + self._push_pull_interval_ms() + rng.randrange(config.probe_interval_ms),
                        "push_pull", None)
@@ -236,6 +252,12 @@ class Membership:
                            "reconnect", None)
 
     # --- public verbs -----------------------------------------------------------------
+
+    def set_clock_offset(self, offset_ms: int) -> None:
+        """Tell the core the shared (wall) clock: ``wall_ms - now_ms``. Aligned probing
+        reads its steps from that clock so that every node agrees on them; a wrong or
+        jumping offset only makes the order less aligned, never incomplete."""
+        self._clock_offset_ms = offset_ms
 
     @property
     def incarnation(self) -> int:
@@ -448,7 +470,7 @@ class Membership:
     def _on_timer_probe(self, _key: None, now_ms: int) -> None:
         target = self._next_probe_target(now_ms)
         if target is None:
-            self._schedule(now_ms + self.config.probe_interval_ms, "probe", None)
+            self._schedule(self._next_probe_ms(now_ms, now_ms), "probe", None)
             return
         self._seq_no = (self._seq_no + 1) & 0xFFFFFFFF
         interval_ms = self.awareness.scale_ms(self.config.probe_interval_ms)
@@ -497,7 +519,7 @@ class Membership:
         if probe.acked or probe.tcp_ok:
             self._probe = None
             self._cancel("probe_timeout", seq_no)
-            self._schedule(max(now_ms, probe.started_ms + self.config.probe_interval_ms), "probe", None)
+            self._schedule(self._next_probe_ms(now_ms, probe.started_ms), "probe", None)
             return
         self._end_failed_probe(probe, now_ms, refused=False)
 
@@ -507,7 +529,7 @@ class Membership:
         self._probe = None
         self._cancel("probe_timeout", probe.seq_no)
         self._cancel("probe_end", probe.seq_no)
-        self._schedule(max(now_ms, probe.started_ms + self.config.probe_interval_ms), "probe", None)
+        self._schedule(self._next_probe_ms(now_ms, probe.started_ms), "probe", None)
         self._ended_probe = probe
         self.metrics.probes_failed += 1
         if refused:
@@ -553,7 +575,7 @@ class Membership:
         self._cancel("probe_end", probe.seq_no)
         if not probe.direct_window_over:
             self.awareness.apply_delta(-1)
-        self._schedule(max(now_ms, probe.started_ms + self.config.probe_interval_ms), "probe", None)
+        self._schedule(self._next_probe_ms(now_ms, probe.started_ms), "probe", None)
 
     def _on_timer_gossip(self, _key: None, now_ms: int) -> None:
         self._schedule(now_ms + self.config.gossip_interval_ms, "gossip", None)
@@ -721,8 +743,6 @@ class Membership:
             reply_to = (host, ping.source_port)
         self._send(reply_to, Ack(ping.seq_no), self._members.get(ping.source_node))
         sender = ping.source_node
-        if self.config.aligned_probing and sender and sender != self.name:
-            self._align_probe_step(sender)
         if (sender and sender not in self._members and self.config.unknown_sender_sync_ms > 0
                 and not self._leaving):
             # Someone knows us but we do not know them: their join rumour was lost. Sync
@@ -757,7 +777,8 @@ class Membership:
                             NodeState.ALIVE, now_ms)
             self._members[alive.node] = member
             self._failed.pop(alive.node, None)
-            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), alive.node)
+            if not self.config.aligned_probing:  # (the aligned order keeps no list that could grow)
+                self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), alive.node)
             self._broadcasts.queue(alive.node, codec.encode_message(alive))
             self._event(member, now_ms, "joined")
             return
@@ -916,36 +937,85 @@ class Membership:
     def _next_probe_target(self, now_ms: int) -> Member | None:
         if not self.config.aligned_probing:
             return self._next_shuffled_target(now_ms)
+        return self._next_aligned_target(now_ms)
+
+    def _slot(self, now_ms: int) -> int:
+        """The probe interval of the shared clock whose start (at our phase) is nearest to
+        ``now_ms``. Our ticks fall on those starts; rounding to the nearest keeps a tick
+        that fires a little late, or a clock offset that moved by a millisecond, in its slot."""
+        interval = self.config.probe_interval_ms
+        return (now_ms + self._clock_offset_ms - self._probe_phase_ms + interval // 2) // interval
+
+    def _slot_start_ms(self, slot: int) -> int:
+        """Our local time at which ``slot`` starts (where our probe for it is due)."""
+        return slot * self.config.probe_interval_ms + self._probe_phase_ms - self._clock_offset_ms
+
+    def _next_probe_ms(self, now_ms: int, started_ms: int) -> int:
+        """When the next probe tick is due after a round that started at ``started_ms``:
+        one probe interval later (memberlist), or with aligned probing at the start of the
+        next slot of the shared clock, so that ticks stay on its grid instead of drifting
+        by each timer's lateness."""
+        if not self.config.aligned_probing:
+            return max(now_ms, started_ms + self.config.probe_interval_ms)
+        return max(now_ms, self._slot_start_ms(self._slot(started_ms) + 1))
+
+    def _next_aligned_target(self, now_ms: int) -> Member | None:
+        """Clock-aligned round robin (config.aligned_probing).
+
+        The ring is the probe-able members (alive, suspect) and ourselves sorted by name,
+        n long, we at index i. At a tick in slot s of the shared clock we probe
+        ring[(i + 1 + s mod (n - 1)) mod n]. For one s that maps the ring onto itself with
+        no fixed point, so when every node ticks once per slot each member is probed by
+        exactly one node per probe interval (the gap between two probes of a member is
+        under two intervals, where random order gives exponential waits); and over n - 1
+        consecutive slots each node probes every other member once.
+
+        Correctness never rests on the clock. Every tick counts, and a member we have not
+        probed for 2(n - 1) ticks is probed before the aligned target (memberlist's
+        shuffled rounds allow 2(n - 1) - 1). The extra tick matters: a member displaced by
+        this guard is next due, along the ring, exactly 2(n - 1) ticks after its last
+        probe; a limit one lower makes it displace another member then, and so on forever
+        (in the simulator that kept about 3% of all ticks off the aligned order). So
+        skipped slots (a stall), clock jumps, ring changes or views that disagree only
+        cost alignment. While our awareness score is above zero our ticks are stretched
+        and skip slots, so we probe the member we probed longest ago instead: a plain
+        round robin, each member once per n - 1 ticks.
+        """
         ring, index = self._ring()
         count = len(ring)
-        if count <= 1:
-            self._reap(now_ms)
-            return None
-        step = self._probe_step % (count - 1)
-        self._probe_step = step + 1
-        if step == count - 2:
+        self._probe_ticks += 1
+        tick = self._probe_ticks
+        if tick - self._last_reap_tick >= max(1, count - 1):
+            self._last_reap_tick = tick
             self._reap(now_ms)  # once per round, as the shuffled order does
-        return self._members[ring[(index + 1 + step) % count]]
+        if count <= 1:
+            return None
+        last = self._last_probed
+        preferred = (index + 1 + self._slot(now_ms) % (count - 1)) % count
+        target = ring[preferred]
+        if self.awareness.score > 0 or tick - min(last.values()) >= 2 * (count - 1):
+            # The member probed longest ago; ties go to the one whose slot passed most recently.
+            oldest = last[target]
+            for back in range(1, count):
+                position = (preferred - back) % count
+                if position != index and last[ring[position]] < oldest:
+                    target, oldest = ring[position], last[ring[position]]
+        if target == ring[preferred]:
+            self.metrics.probes_aligned += 1
+        last[target] = tick
+        return self._members[target]
 
     def _ring(self) -> tuple[list[str], int]:
-        """Probe-able members and ourselves sorted by name, and our index in that ring."""
+        """Probe-able members and ourselves sorted by name, and our index in that ring.
+        Members entering the ring count as probed now (the completeness guard starts)."""
         if self._ring_cache is None:
             ring = sorted(name for name, member in self._members.items()
                           if name == self.name or member.state in (NodeState.ALIVE, NodeState.SUSPECT))
             self._ring_cache = (ring, {name: i for i, name in enumerate(ring)})
+            last = self._last_probed
+            self._last_probed = {name: last.get(name, self._probe_ticks) for name in ring if name != self.name}
         ring, positions = self._ring_cache
         return ring, positions[self.name]
-
-    def _align_probe_step(self, prober: str) -> None:
-        """``prober`` just probed us: adopt the step it is at, so that at any moment the
-        members probe a permutation of the ring (everyone probed once per interval)."""
-        ring, index = self._ring()
-        assert self._ring_cache is not None
-        position = self._ring_cache[1].get(prober)
-        if position is None or position == index or len(ring) < 3:
-            return
-        # prober's step t satisfies (position + 1 + t) % n == index; we take the next one.
-        self._probe_step = (index - position - 1) % len(ring) + 1
 
     def _next_shuffled_target(self, now_ms: int) -> Member | None:
         for _ in range(len(self._probe_order) + 1):
