@@ -83,14 +83,10 @@ def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarra
     """A float32 copy of ``value`` after checking length, finiteness and a non-zero norm."""
     example = f"[0.1, 0.2, ...] ({dimension} numbers)"
     if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (dimension,):
-        # Fast path for the common case, on every store: the largest and smallest values
-        # tell both (NaN propagates through max and min; a zero vector has both 0), in
-        # two reductions without a temporary array.
-        high = float(value.max())
-        low = float(value.min())
-        if not (math.isfinite(high) and math.isfinite(low)):
+        # Fast path for the common case: one pass for finiteness, one for non-zero.
+        if not np.isfinite(value).all():
             raise ValidationError(field, "contains NaN or infinity", f"{dimension} finite numbers", example)
-        if high == 0.0 and low == 0.0:
+        if not value.any():
             raise ValidationError(field, "is the zero vector, which has no direction", "a vector with a non-zero norm", example)
         return value.copy()
     if isinstance(value, (str, bytes)) or value is None:
