@@ -29,6 +29,12 @@ if os.environ.get("ENGRAM_PURE") != "1":
                 extra_compile_args=COMPILE_ARGS,
             ),
             Extension(
+                "engram._core._dedup",
+                ["engram/_core/_dedup.pyx"],
+                include_dirs=["engram/_core", numpy.get_include()],
+                extra_compile_args=COMPILE_ARGS,
+            ),
+            Extension(
                 "engram._core._scan",
                 ["engram/_core/_scan.pyx"],
                 include_dirs=["engram/_core", numpy.get_include()],

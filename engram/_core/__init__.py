@@ -16,7 +16,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, quantize_rows, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, row_inv_norms
 
 __all__ = [
     "IMPL",
@@ -34,6 +34,10 @@ __all__ = [
     "topk_cosine_batch",
     "row_inv_norms",
     "quantize_rows",
+    "lsh_keys",
+    "pair_scores",
+    "dedup_matches",
+    "slot_insert",
     "approx_scores_batch",
     "APPROX_BOUND_FACTOR",
     "approx_bound_terms",
@@ -44,6 +48,11 @@ __all__ = [
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
         approx_scores_batch,
+        dedup_matches,
+        lsh_keys,
+        pair_scores,
+        quantize_rows,
+        slot_insert,
         cosine_scores,
         crc32c,
         decode_record,
@@ -59,6 +68,7 @@ else:
     try:
         from engram._core._topk import approx_scores_batch, cosine_scores, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
+        from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(

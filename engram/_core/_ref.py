@@ -480,12 +480,22 @@ def approx_bound_terms(queries: np.ndarray, q_inv: np.ndarray) -> tuple[np.ndarr
     return row_coeff, constant
 
 
-def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 codes (n, d) and float32 scales (n,) with |x - codes * scale| <= scale / 2."""
-    if matrix.dtype != np.float32 or matrix.ndim != 2:
+def _check_quantize_args(matrix: object) -> None:
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
         raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")
-    if matrix.shape[1] > 4096:
-        raise ValueError(f"matrix: {matrix.shape[1]} columns; allowed: at most 4096 for the int8 scan; example: 768")
+    if not 1 <= matrix.shape[1] <= 4096:
+        raise ValueError(f"matrix: {matrix.shape[1]} columns; allowed: 1 to 4096 for the int8 scan; example: 768")
+
+
+def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes (n, d) and float32 scales (n,) with |x - codes * scale| <= scale / 2.
+
+    scale = float32(max|x| / 127.0) in float64; codes = clip(rint(x / scale), -127, 127)
+    in float64 (scale 1 for a zero row). Non-finite values are a ValueError.
+    """
+    _check_quantize_args(matrix)
+    if not np.isfinite(matrix).all():
+        raise ValueError("matrix: contains NaN or infinity; allowed: finite values; example: np.zeros((10, 768), np.float32)")
     amax = np.max(np.abs(matrix), axis=1) if matrix.shape[0] else np.zeros(0, np.float32)
     scales = (amax.astype(np.float64) / 127.0).astype(np.float32)
     safe = np.where(scales > 0, scales, np.float32(1.0)).astype(np.float64)
@@ -504,3 +514,234 @@ def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarr
     if queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != codes.shape[1]:
         raise ValueError(f"queries: must be float32 of shape (b, {codes.shape[1]}); example: np.ones((1, d), np.float32)")
     return ((queries @ codes.astype(np.float32).T) * scales[None, :]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Dedup on store: LSH keys over int8 codes, cosines of pairs (compiled: _dedup.pyx, dedup.h)
+
+LSH_DIMENSION_MAX = 65536  # keeps every int32 partial sum of int8 products exact
+
+
+def _check_lsh_args(codes: object, planes: object, bits: int) -> None:
+    if not isinstance(codes, np.ndarray) or codes.dtype != np.int8 or codes.ndim != 2 or not codes.flags.c_contiguous:
+        raise ValueError("codes: must be a C-contiguous 2-d int8 array; example: quantize_rows(m)[0]")
+    if not isinstance(planes, np.ndarray) or planes.dtype != np.int8 or planes.ndim != 2 or not planes.flags.c_contiguous:
+        raise ValueError("planes: must be a C-contiguous 2-d int8 array; example: np.ones((336, 768), np.int8)")
+    if planes.shape[1] != codes.shape[1]:
+        raise ValueError(f"planes: {planes.shape[1]} columns, codes have {codes.shape[1]}; allowed: the same; example: (336, {codes.shape[1]})")
+    if codes.shape[1] > LSH_DIMENSION_MAX:
+        raise ValueError(f"codes: {codes.shape[1]} columns; allowed: at most {LSH_DIMENSION_MAX}; example: 768")
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 48:
+        raise ValueError(f"bits: {bits!r} not allowed; allowed: an integer from 1 to 48; example: 14")
+    if planes.shape[0] % bits:
+        raise ValueError(f"planes: {planes.shape[0]} rows is not a multiple of bits={bits}; example: {bits * 24}")
+
+
+def lsh_keys(codes: np.ndarray, planes: np.ndarray, bits: int) -> np.ndarray:
+    """Sign-random-projection keys, int64 (b, tables) with tables = planes.shape[0] // bits.
+
+    Bit j of key t of row i is set when the integer dot product of ``codes[i]``
+    and ``planes[t * bits + j]`` is > 0; key t then has ``t << bits`` added, so
+    table t's keys lie in ``[t << bits, (t + 1) << bits)``. The dot products are
+    exact (here in float64, whose 53-bit mantissa holds every partial sum), so any
+    order of summation gives the same keys.
+    """
+    _check_lsh_args(codes, planes, bits)
+    tables = planes.shape[0] // bits
+    dots = codes.astype(np.float64) @ planes.astype(np.float64).T
+    signs = (dots > 0).reshape(codes.shape[0], tables, bits).astype(np.int64)
+    weights = np.int64(1) << np.arange(bits, dtype=np.int64)
+    return signs @ weights + (np.arange(tables, dtype=np.int64) << bits)
+
+
+def _check_pair_args(matrix: object, inv_norms: object, rows: object, queries: object, query_inv_norms: object,
+                     query_of: object) -> None:
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2 or not matrix.flags.c_contiguous:
+        raise ValueError("matrix: must be a C-contiguous 2-d float32 array; example: np.zeros((10, 768), np.float32)")
+    n, d = matrix.shape
+    if not isinstance(inv_norms, np.ndarray) or inv_norms.dtype != np.float32 or inv_norms.ndim != 1 or inv_norms.shape[0] < n \
+            or not inv_norms.flags.c_contiguous:
+        raise ValueError(f"inv_norms: must be C-contiguous float32 with at least {n} entries; example: np.ones(n, np.float32)")
+    if not isinstance(queries, np.ndarray) or queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != d \
+            or not queries.flags.c_contiguous:
+        raise ValueError(f"queries: must be C-contiguous float32 of shape (b, {d}); example: np.ones((1, {d}), np.float32)")
+    b = queries.shape[0]
+    if not isinstance(query_inv_norms, np.ndarray) or query_inv_norms.dtype != np.float32 or query_inv_norms.shape != (b,) \
+            or not query_inv_norms.flags.c_contiguous:
+        raise ValueError(f"query_inv_norms: must be C-contiguous float32 of shape ({b},); example: row_inv_norms(queries)")
+    for name, index, bound in (("rows", rows, n), ("query_of", query_of, b)):
+        if not isinstance(index, np.ndarray) or index.dtype != np.int64 or index.ndim != 1 or not index.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous 1-d int64 array; example: np.array([0, 2], np.int64)")
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= bound):
+            raise ValueError(f"{name}: an index is outside 0..{bound - 1}; allowed: 0 <= index < {bound}; example: 0")
+    if rows.shape != query_of.shape:
+        raise ValueError(f"query_of: shape {query_of.shape} differs from rows' {rows.shape}; allowed: one query per row; example: np.zeros(len(rows), np.int64)")
+
+
+def pair_scores(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, queries: np.ndarray,
+                query_inv_norms: np.ndarray, query_of: np.ndarray) -> np.ndarray:
+    """Cosine of each pair, float32 of shape (len(rows),).
+
+    ``out[k]`` has exactly the bits of ``cosine_scores(matrix[rows[k]:rows[k]+1],
+    inv_norms[rows[k]:rows[k]+1], queries[query_of[k]:query_of[k]+1],
+    query_inv_norms[query_of[k]:query_of[k]+1])[0, 0]``: the lane dot product, then
+    times the row's inverse norm, then times the query's.
+    """
+    _check_pair_args(matrix, inv_norms, rows, queries, query_inv_norms, query_of)
+    if rows.size == 0:
+        return np.zeros(0, np.float32)
+    a = matrix[rows]
+    q = queries[query_of]
+    n, d = a.shape
+    lanes = DOT_LANES
+    full = d - d % lanes
+    acc = np.zeros((n, lanes), np.float32)
+    for c in range(0, full, lanes):
+        acc += a[:, c : c + lanes] * q[:, c : c + lanes]
+    for j in range(full, d):
+        acc[:, j - full] += a[:, j] * q[:, j]
+    width = lanes
+    while width > 1:
+        width //= 2
+        acc = acc[:, :width] + acc[:, width : 2 * width]
+    return acc[:, 0] * inv_norms[rows] * query_inv_norms[query_of]
+
+
+def _check_matches_args(keys: object, eligible: object, base_start: object, base_rows: object, slot_rows: object,
+                        slot_count: object, alive: object, episodic: object, matrix: object, inv_norms: object,
+                        queries: object, query_inv_norms: object, codes: object = None, scales: object = None,
+                        query_codes: object = None, query_scales: object = None) -> None:
+    """Types, shapes and sizes (one pass, no allocation: this runs on every store). Keys and
+    index offsets are range-checked where they are used (the kernel, or dedup_matches)."""
+    checks = [("keys", keys, _I64, 2), ("eligible", eligible, _BOOL, 1), ("alive", alive, _BOOL, 1),
+              ("episodic", episodic, _BOOL, 1), ("matrix", matrix, _F32, 2), ("inv_norms", inv_norms, _F32, 1),
+              ("queries", queries, _F32, 2), ("query_inv_norms", query_inv_norms, _F32, 1)]
+    if codes is not None:
+        checks += [("codes", codes, _I8, 2), ("scales", scales, _F32, 1), ("query_codes", query_codes, _I8, 2),
+                   ("query_scales", query_scales, _F32, 1)]
+    elif not (scales is None and query_codes is None and query_scales is None):
+        raise ValueError("codes: scales, query_codes and query_scales come with codes; example: all four or none")
+    if base_start is not None:
+        checks += [("base_start", base_start, _I64, 1), ("base_rows", base_rows, _I64, 1)]
+    if slot_rows is not None:
+        checks += [("slot_rows", slot_rows, _I64, 2), ("slot_count", slot_count, _I64, 1)]
+    for name, value, dtype, ndim in checks:
+        if type(value) is not np.ndarray or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {dtype.name} array; example: see DedupIndex")
+    n, d = matrix.shape  # type: ignore[union-attr]
+    b = keys.shape[0]  # type: ignore[union-attr]
+    if eligible.shape[0] != b or queries.shape != (b, d) or query_inv_norms.shape[0] != b:  # type: ignore[union-attr]
+        raise ValueError(f"eligible/queries/query_inv_norms: one per key row ({b}) and {d} columns; example: the new vectors")
+    if inv_norms.shape[0] < n or alive.shape[0] < n or episodic.shape[0] < n:  # type: ignore[union-attr]
+        raise ValueError(f"inv_norms/alive/episodic: must cover the matrix's {n} rows; example: the space's arrays")
+    if codes is not None:
+        if codes.shape != (n, d) or scales.shape[0] != n:  # type: ignore[union-attr]
+            raise ValueError(f"codes/scales: must be the matrix's int8 codes ({n}, {d}) and scales ({n},); example: quantize_rows(matrix)")
+        if query_codes.shape != (b, d) or query_scales.shape[0] != b:  # type: ignore[union-attr]
+            raise ValueError(f"query_codes/query_scales: must be the queries' codes ({b}, {d}) and scales ({b},); example: quantize_rows(queries)")
+    if base_start is not None and base_start.shape[0] < 1:  # type: ignore[union-attr]
+        raise ValueError("base_start: needs at least one offset; example: np.zeros(keys + 1, np.int64)")
+    if slot_rows is not None:
+        if slot_count.shape[0] != slot_rows.shape[0]:  # type: ignore[union-attr]
+            raise ValueError("slot_count: one count per slot_rows row; example: np.zeros(len(slot_rows), np.int64)")
+        if base_start is not None and base_start.shape[0] - 1 != slot_rows.shape[0]:  # type: ignore[union-attr]
+            raise ValueError("slot_rows: one row per key, as base_start has; example: the DedupIndex's arrays")
+
+
+_I64 = np.dtype(np.int64)
+_I8 = np.dtype(np.int8)
+_F32 = np.dtype(np.float32)
+_BOOL = np.dtype(np.bool_)
+
+
+def dedup_matches(keys: np.ndarray, eligible: np.ndarray, base_start: np.ndarray | None, base_rows: np.ndarray,
+                  slot_rows: np.ndarray | None, slot_count: np.ndarray | None, alive: np.ndarray, episodic: np.ndarray,
+                  matrix: np.ndarray, inv_norms: np.ndarray, queries: np.ndarray, query_inv_norms: np.ndarray,
+                  threshold: float, codes: np.ndarray | None = None, scales: np.ndarray | None = None,
+                  query_codes: np.ndarray | None = None,
+                  query_scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored rows a batch of new vectors may duplicate: (query, row, score) arrays, in (query, row) order.
+
+    For each query i with ``eligible[i]``: the distinct rows sharing a key with
+    ``keys[i]``, found in the base (rows ``base_rows[base_start[k]:base_start[k + 1]]``
+    of key k; no base when ``base_start`` is None) or in the delta's slot table
+    (the first ``min(slot_count[k], slots)`` entries of ``slot_rows[k]``; none when
+    ``slot_rows`` is None), that are ``alive`` and not ``episodic``, whose
+    ``pair_scores`` cosine is >= ``float32(threshold)``. A candidate row outside
+    the matrix is a ValueError. ``codes``/``scales`` (``quantize_rows`` of the
+    matrix) and ``query_codes``/``query_scales`` (of the queries) change nothing in
+    the result: the compiled kernel uses them to skip rows that cannot pass.
+    """
+    _check_matches_args(keys, eligible, base_start, base_rows, slot_rows, slot_count, alive, episodic,
+                        matrix, inv_norms, queries, query_inv_norms, codes, scales, query_codes, query_scales)
+    b, tables = keys.shape
+    key_count = None if base_start is None else base_start.shape[0] - 1
+    if slot_rows is not None:
+        key_count = slot_rows.shape[0]
+    if key_count is not None and keys.size and (int(keys.min()) < 0 or int(keys.max()) >= key_count):
+        raise ValueError(f"keys: a key is outside 0..{key_count - 1}; example: DedupIndex.keys_for(vectors)")
+    query_parts = [np.zeros(0, np.int64)]
+    row_parts = [np.zeros(0, np.int64)]
+    for i in np.nonzero(eligible)[0].tolist():
+        for key in keys[i].tolist():
+            if base_start is not None:
+                lo, hi = int(base_start[key]), int(base_start[key + 1])
+                if lo < 0 or hi < lo or hi > base_rows.shape[0]:
+                    raise ValueError(f"base_start: offsets must rise within 0..{base_rows.shape[0]}; example: the DedupIndex's arrays")
+                found = base_rows[lo:hi]
+                row_parts.append(found)
+                query_parts.append(np.full(found.size, i, np.int64))
+            if slot_rows is not None:
+                assert slot_count is not None
+                found = slot_rows[key, : min(int(slot_count[key]), slot_rows.shape[1])]
+                row_parts.append(found)
+                query_parts.append(np.full(found.size, i, np.int64))
+    pairs = np.unique(np.stack([np.concatenate(query_parts), np.concatenate(row_parts)], axis=1), axis=0)
+    if pairs.size and (int(pairs[:, 1].min()) < 0 or int(pairs[:, 1].max()) >= matrix.shape[0]):
+        raise ValueError(f"base_rows/slot_rows: a candidate row is outside 0..{matrix.shape[0] - 1}; example: the DedupIndex's arrays")
+    query = np.ascontiguousarray(pairs[:, 0])
+    rows = np.ascontiguousarray(pairs[:, 1])
+    keep = alive[rows] & ~episodic[rows]
+    query = query[keep]
+    rows = rows[keep]
+    scores = pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query)
+    passing = scores >= np.float32(threshold)
+    return query[passing], rows[passing], scores[passing]
+
+
+def slot_insert(slot_rows: np.ndarray, slot_count: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Put ``rows[i]`` under each of its keys ``keys[i]`` in a slot table, in order; return the
+    (key, row) pairs that found their key's slots full, in order.
+
+    ``slot_rows`` (K, S) int64 holds up to S rows per key; ``slot_count`` (K,) int64
+    counts every row ever put under a key (held or not). For each row i in order and
+    each of its keys k in order: the row goes to slot ``slot_count[k]`` when that is
+    below S, and ``slot_count[k]`` grows by one either way.
+    """
+    _check_slot_args(slot_rows, slot_count, rows, keys)
+    spilled_keys: list[int] = []
+    spilled_rows: list[int] = []
+    slots = slot_rows.shape[1]
+    for row, row_keys in zip(rows.tolist(), keys.tolist()):
+        for key in row_keys:
+            position = int(slot_count[key])
+            if position < slots:
+                slot_rows[key, position] = row
+            else:
+                spilled_keys.append(key)
+                spilled_rows.append(row)
+            slot_count[key] = position + 1
+    return np.array(spilled_keys, np.int64), np.array(spilled_rows, np.int64)
+
+
+def _check_slot_args(slot_rows: object, slot_count: object, rows: object, keys: object) -> None:
+    for name, value, dtype, ndim in (("slot_rows", slot_rows, _I64, 2), ("slot_count", slot_count, _I64, 1),
+                                     ("rows", rows, _I64, 1), ("keys", keys, _I64, 2)):
+        if type(value) is not np.ndarray or value.dtype != dtype or value.ndim != ndim or not value.flags.c_contiguous:
+            raise ValueError(f"{name}: must be a C-contiguous {ndim}-d {dtype.name} array; example: see DedupIndex")
+    if not slot_rows.flags.writeable or not slot_count.flags.writeable:  # type: ignore[union-attr]
+        raise ValueError("slot_rows/slot_count: must be writeable; example: the DedupIndex's arrays")
+    if slot_count.shape[0] != slot_rows.shape[0] or keys.shape[0] != rows.shape[0]:  # type: ignore[union-attr]
+        raise ValueError("slot_count/keys: one count per slot row, one key row per row; example: the DedupIndex's arrays")
+    if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= slot_rows.shape[0]):  # type: ignore[union-attr]
+        raise ValueError(f"keys: a key is outside 0..{slot_rows.shape[0] - 1}; example: DedupIndex.keys_for(vectors)")  # type: ignore[union-attr]
