@@ -132,7 +132,7 @@ class InterferenceCache:
         hit_rows = np.array([it.row for it in group], np.int64)
         queries = np.ascontiguousarray(rows.matrix[hit_rows])
         query_inv = np.ascontiguousarray(rows.inv_norms[hit_rows])
-        sims = _scores(rows, new_rows, queries, query_inv)
+        new_rows, sims = _scores(rows, new_rows, queries, query_inv)
         kills = self._kills
         entries = []
         for it in group:
@@ -176,18 +176,20 @@ def _window_groups(items: List[Embedded]) -> List[List[Embedded]]:
     return groups
 
 
-def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.ndarray) -> np.ndarray:
-    """Exact cosines (b, len(picked)) where they can reach the retroactive threshold;
-    below it they may be any value under the threshold.
+def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``picked`` that may reach the retroactive threshold for some query,
+    and their exact cosines (b, len(those rows)).
 
     Large windows are screened on the int8 codes first: a row whose approximate cosine
     plus its error bound (engram._core.approx_bound_terms, as in Space._scan) stays
     below 0.6 for every query cannot count for either rule, so only the others are
     scored exactly (with the same bits as a full scan: each row is computed alone).
+    The screen takes each bound term at its largest over the queries: a looser bound,
+    the same exact answer, and one pass over the (b, rows) scores instead of several.
     """
     b = queries.shape[0]
     if picked.size == 0:
-        return np.zeros((b, 0), np.float32)
+        return picked, np.zeros((b, 0), np.float32)
     # Rows are appended in arrival order, so a window is often (nearly) one run of rows:
     # then the kernels read that slice of the arrays in place and the window's columns
     # are picked from the result, instead of copying the rows out first.
@@ -199,17 +201,16 @@ def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.n
             approx = _core.approx_scores_batch(rows.codes[low:high], rows.scales[low:high], queries)[:, columns]
         else:
             approx = _core.approx_scores_batch(np.ascontiguousarray(rows.codes[picked]), rows.scales[picked], queries)
-        inv = rows.inv_norms[picked]
+        inv = rows.inv_norms[picked].astype(np.float64)
         row_coeff, constant = _core.approx_bound_terms(queries, query_inv)
-        bound = (rows.scales[picked] * inv)[None, :] * row_coeff[:, None] + constant[:, None]
-        reach = (approx * inv[None, :] * query_inv[:, None] + bound) >= interference_mod.RETROACTIVE_COSINE_MIN
-        candidates = np.nonzero(reach.any(axis=0))[0]
-        out = np.zeros((b, picked.size), np.float32)
-        if candidates.size:
-            chosen = picked[candidates]
-            out[:, candidates] = _core.cosine_scores(np.ascontiguousarray(rows.matrix[chosen]), np.ascontiguousarray(rows.inv_norms[chosen]),
-                                                     queries, query_inv)
-        return out
+        best = (approx * query_inv[:, None]).max(axis=0).astype(np.float64) * inv
+        reach = best + rows.scales[picked] * inv * row_coeff.max() + constant.max() >= interference_mod.RETROACTIVE_COSINE_MIN
+        picked = picked[reach]
+        if picked.size == 0:
+            return picked, np.zeros((b, 0), np.float32)
+        return picked, _core.cosine_scores(np.ascontiguousarray(rows.matrix[picked]), np.ascontiguousarray(rows.inv_norms[picked]),
+                                           queries, query_inv)
     if dense:
-        return _core.cosine_scores(rows.matrix[low:high], rows.inv_norms[low:high], queries, query_inv)[:, columns]
-    return _core.cosine_scores(np.ascontiguousarray(rows.matrix[picked]), np.ascontiguousarray(rows.inv_norms[picked]), queries, query_inv)
+        return picked, _core.cosine_scores(rows.matrix[low:high], rows.inv_norms[low:high], queries, query_inv)[:, columns]
+    return picked, _core.cosine_scores(np.ascontiguousarray(rows.matrix[picked]), np.ascontiguousarray(rows.inv_norms[picked]),
+                                       queries, query_inv)
