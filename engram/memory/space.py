@@ -340,30 +340,24 @@ class Space:
     ) -> int:
         """Append ``item``'s row; ``written``: its arrays already hold the row's values
         at ``self._n`` (see _write_rows), only the bookkeeping is left."""
-        if written:
+        if not written:
+            if self._n == self._matrix.shape[0]:
+                self._grow(max(1024, 2 * self._matrix.shape[0]))
             row = self._n
-            self._row_ids.append(item.id)
-            self._n += 1
-            self._dedup.add(row, keys)
-            if self._dedup.needs_rebuild(self._n):
-                self._dedup.rebuild(self._lsh_keys[: self._n])
-            return row
-        if self._n == self._matrix.shape[0]:
-            self._grow(max(1024, 2 * self._matrix.shape[0]))
+            self._matrix[row] = embedding
+            if inv_norm is None:
+                inv_norm = _core.row_inv_norms(embedding.reshape(1, -1))[0]
+            self._inv_norms[row] = inv_norm
+            self._alive[row] = True
+            self._created[row] = item.created_ns
+            self._episodic[row] = item.memory_type == "episodic"
+            self._lsh_keys[row] = keys
+            if code is None:
+                codes, scales = _core.quantize_rows(embedding.reshape(1, -1))
+                code = (codes[0], float(scales[0]))
+            self._codes[row] = code[0]
+            self._scales[row] = code[1]
         row = self._n
-        self._matrix[row] = embedding
-        if inv_norm is None:
-            inv_norm = _core.row_inv_norms(embedding.reshape(1, -1))[0]
-        self._inv_norms[row] = inv_norm
-        self._alive[row] = True
-        self._created[row] = item.created_ns
-        self._episodic[row] = item.memory_type == "episodic"
-        self._lsh_keys[row] = keys
-        if code is None:
-            codes, scales = _core.quantize_rows(embedding.reshape(1, -1))
-            code = (codes[0], float(scales[0]))
-        self._codes[row] = code[0]
-        self._scales[row] = code[1]
         self._row_ids.append(item.id)
         self._n += 1
         self._dedup.add(row, keys)
