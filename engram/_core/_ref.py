@@ -473,7 +473,7 @@ APPROX_BOUND_FACTOR = 0.54
 def approx_bound_terms(queries: np.ndarray, q_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row_coeff, constant), float64 (b,): the approximate cosine of row i for query j
     is within scales[i] * inv_norms[i] * row_coeff[j] + constant[j] of the exact one."""
-    _, q_scales = quantize_rows(queries)
+    q_scales = quantize_scales(queries)
     inv = q_inv.astype(np.float64)
     row_coeff = APPROX_BOUND_FACTOR * np.abs(queries.astype(np.float64)).sum(axis=1) * inv
     constant = APPROX_BOUND_FACTOR * q_scales.astype(np.float64) * np.sqrt(queries.shape[1]) * inv + 1e-6
@@ -496,11 +496,17 @@ def quantize_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _check_quantize_args(matrix)
     if not np.isfinite(matrix).all():
         raise ValueError("matrix: contains NaN or infinity; allowed: finite values; example: np.zeros((10, 768), np.float32)")
-    amax = np.max(np.abs(matrix), axis=1) if matrix.shape[0] else np.zeros(0, np.float32)
-    scales = (amax.astype(np.float64) / 127.0).astype(np.float32)
+    scales = quantize_scales(matrix)
     safe = np.where(scales > 0, scales, np.float32(1.0)).astype(np.float64)
     codes = np.clip(np.rint(matrix.astype(np.float64) / safe[:, None]), -127, 127).astype(np.int8)
     return codes, scales
+
+
+def quantize_scales(matrix: np.ndarray) -> np.ndarray:
+    """The float32 scales ``quantize_rows`` gives, without the codes (the bound needs
+    only the queries' scales)."""
+    amax = np.max(np.abs(matrix), axis=1) if matrix.shape[0] else np.zeros(0, np.float32)
+    return (amax.astype(np.float64) / 127.0).astype(np.float32)
 
 
 def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray) -> np.ndarray:

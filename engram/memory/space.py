@@ -949,7 +949,8 @@ class Space:
             if n >= APPROX_SCAN_ROWS_MIN and query.mode == "similarity" and query.text is None
             and query.location is None and query.types is None
         ]
-        exact_rows = [j for j in range(queries.shape[0]) if j not in set(eligible)]
+        approximate = set(eligible)
+        exact_rows = [j for j in range(queries.shape[0]) if j not in approximate]
         out = np.empty((queries.shape[0], n), np.float32)
         if exact_rows:
             out[exact_rows] = _core.cosine_scores(matrix, inv_norms, np.ascontiguousarray(queries[exact_rows]))

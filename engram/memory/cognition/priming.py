@@ -154,19 +154,19 @@ class PrimingState:
                 row = self.co_recalls.setdefault(a, {})
                 if b in row:
                     row[b] += 1
-                    if row[b] == ASSOCIATIVE_MIN_CO_RECALLS:
-                        self.strong.setdefault(a, set()).add(b)
                 elif self.pairs < PAIRS_MAX:
                     row[b] = 1
                     self.pairs += 1
+                else:
+                    continue
+                if row[b] >= ASSOCIATIVE_MIN_CO_RECALLS:
+                    self.strong.setdefault(a, set()).add(b)
         self.recent[memory_id] = now_ns
         self.recent.move_to_end(memory_id)
-        strong = self.strong.get(memory_id)
-        for b in sorted(strong) if strong else ():
-            count = self.co_recalls[memory_id][b]
-            if count >= ASSOCIATIVE_MIN_CO_RECALLS:
-                strength = count / self.recalls[memory_id]
-                self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
+        counts = self.co_recalls.get(memory_id, {})
+        for b in sorted(self.strong.get(memory_id, ())):
+            strength = counts[b] / self.recalls[memory_id]
+            self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
 
     def forget(self, memory_id: str) -> None:
         """Drop everything kept about a forgotten memory (its counts would otherwise stay
