@@ -13,7 +13,7 @@ cnp.import_array()
 
 from libc.stdint cimport int8_t, int32_t
 
-from engram._core._ref import quantize_rows
+from engram._core._dedup import quantize_rows  # the compiled one: same bits as the twin
 
 cdef extern from "scan.h" nogil:
     int engram_approx_level()
