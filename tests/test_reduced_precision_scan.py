@@ -19,6 +19,12 @@ import engram
 from engram import _core
 from engram.memory import space as space_mod
 
+
+def _approx_quantises_queries() -> bool:
+    from engram._core._scan import approx_quantises_queries
+
+    return bool(approx_quantises_queries())
+
 pytestmark = pytest.mark.kernel
 
 
@@ -81,3 +87,26 @@ def test_codes_survive_a_checkpoint_unchanged(tmp_path: Path) -> None:
         n = sp._n
         codes, scales = _core.quantize_rows(np.ascontiguousarray(sp._matrix[:n]))
         assert np.array_equal(sp._codes[:n], codes) and np.array_equal(sp._scales[:n], scales)
+
+
+@pytest.mark.parametrize("d", [768, 100])
+def test_approx_scores_do_not_depend_on_tile_shape(d: int) -> None:
+    """Every batch size and row count (full 4 x 4 tiles, partial tiles, the last rows)
+    scores each (row, query) pair with the same bits as that query alone; with the
+    VNNI kernel those bits are the exact integer dot product of the codes, scaled."""
+    if _core.IMPL == "python":
+        pytest.skip("the NumPy twin leaves the order to BLAS (documented); the property is the compiled kernel's")
+    rng = np.random.default_rng(d)
+    matrix = rng.standard_normal((135, d), dtype=np.float32)
+    codes, scales = _core.quantize_rows(matrix)
+    queries = rng.standard_normal((9, d), dtype=np.float32)
+    alone = np.stack([_core.approx_scores_batch(codes, scales, queries[j : j + 1])[0] for j in range(9)])
+    for n in (1, 2, 3, 5, 64, 67, 135):
+        for b in range(1, 10):
+            got = _core.approx_scores_batch(np.ascontiguousarray(codes[:n]), scales[:n], queries[:b])
+            assert got.view(np.int32).tolist() == alone[:b, :n].view(np.int32).tolist(), (n, b)
+    if _approx_quantises_queries():
+        q_codes, q_scales = _core.quantize_rows(queries)
+        dots = (q_codes.astype(np.int64) @ codes.astype(np.int64).T).astype(np.float32)
+        want = (dots * scales[None, :]) * q_scales[:, None]
+        assert alone.view(np.int32).tolist() == want.view(np.int32).tolist()
