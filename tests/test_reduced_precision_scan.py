@@ -110,3 +110,75 @@ def test_approx_scores_do_not_depend_on_tile_shape(d: int) -> None:
         dots = (q_codes.astype(np.int64) @ codes.astype(np.int64).T).astype(np.float32)
         want = (dots * scales[None, :]) * q_scales[:, None]
         assert alone.view(np.int32).tolist() == want.view(np.int32).tolist()
+
+
+def _candidates_by_sorting(approx, inv, scale_inv, q_inv, coeff, constant, k, mask):
+    """approx_candidates' definition, by a full sort."""
+    allowed = np.ones(len(approx), bool) if mask is None else mask
+    cosine = approx * inv * np.float32(q_inv)
+    bound = scale_inv * np.float32(coeff) + np.float32(constant)
+    lower = np.sort((cosine - bound)[allowed])[::-1]
+    if len(lower) < k:
+        return np.flatnonzero(allowed)
+    return np.flatnonzero(allowed & (cosine + bound >= lower[k - 1]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_approx_candidates_match_their_definition(seed: int) -> None:
+    from engram._core import _ref
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    # Few distinct values: many ties at the k-th lower bound.
+    approx = (rng.integers(-40, 40, n) / 8).astype(np.float32)
+    inv = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    scale_inv = rng.uniform(0.001, 0.01, n).astype(np.float32)
+    q_inv, coeff, constant = float(np.float32(rng.uniform(0.5, 2))), float(rng.uniform(0.5, 3)), float(rng.uniform(0, 0.01))
+    for mask in (None, rng.random(n) < 0.3, np.zeros(n, bool)):
+        for k in (1, 3, 10, n, n + 5):
+            want = _candidates_by_sorting(approx, inv, scale_inv, q_inv, coeff, constant, k, mask).tolist()
+            assert _core.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, k, mask).tolist() == want
+            assert _ref.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, k, mask).tolist() == want
+    with pytest.raises(ValueError, match="mask"):
+        _core.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, 3, np.ones(n + 1, bool))
+
+
+def test_scores_rows_equal_a_full_scan() -> None:
+    from engram._core import _ref
+
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((300, 768), dtype=np.float32)
+    inv = _core.row_inv_norms(matrix)
+    query = rng.standard_normal(768).astype(np.float32)
+    q_inv = _core.row_inv_norms(query.reshape(1, -1))[0]
+    full = _core.cosine_scores(matrix, inv, query.reshape(1, -1), np.array([q_inv], np.float32))[0]
+    rows = np.array([299, 0, 7, 8, 9, 10, 150, 7], np.int64)
+    for impl in (_core.scores_rows, _ref.scores_rows):
+        got = impl(matrix, inv, rows, query, q_inv)
+        assert got.view(np.int32).tolist() == full[rows].view(np.int32).tolist()
+        with pytest.raises(ValueError, match="rows"):
+            impl(matrix, inv, np.array([300], np.int64), query, q_inv)
+
+
+def test_int8_screen_with_a_time_filter_gives_the_exact_answer(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    rng = np.random.default_rng(12)
+    n = space_mod.APPROX_SCAN_ROWS_MIN + 100
+    base = rng.standard_normal((n, 768), dtype=np.float32)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None, durability="async", effects=())
+        for start in range(0, n, 4096):
+            sp.remember_many([{"content": f"m{i}", "embedding": base[i], "id": f"m{i:06d}", "when": t0 + timedelta(minutes=i)}
+                              for i in range(start, min(n, start + 4096))])
+        view = sp._view()
+        created = view.created[: view.n]
+        query = base[9000] + 0.3 * rng.standard_normal(768).astype(np.float32)
+        after, before = t0 + timedelta(minutes=5000), t0 + timedelta(minutes=12000)
+        hits = sp.recall(embedding=query, k=10, after=after, before=before)
+        scores = _core.cosine_scores(view.matrix[: view.n], view.inv_norms[: view.n], query.reshape(1, -1))[0]
+        allowed = view.alive & (created >= int(after.timestamp() * 1e9)) & (created < int(before.timestamp() * 1e9))
+        order = sorted((-float(scores[i]), view.row_ids[i]) for i in np.flatnonzero(allowed))[:10]
+        assert [h.id for h in hits] == [mid for _, mid in order]
+        assert "m009000" in [h.id for h in hits]

@@ -39,6 +39,8 @@ __all__ = [
     "dedup_matches",
     "slot_insert",
     "approx_scores_batch",
+    "approx_candidates",
+    "scores_rows",
     "APPROX_BOUND_FACTOR",
     "approx_bound_terms",
     "linkage",
@@ -47,7 +49,9 @@ __all__ = [
 
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
+        approx_candidates,
         approx_scores_batch,
+        scores_rows,
         dedup_matches,
         lsh_keys,
         pair_scores,
@@ -66,7 +70,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
     IMPL = "python"
 else:
     try:
-        from engram._core._topk import approx_scores_batch, cosine_scores, select_topk, topk_cosine, topk_cosine_batch
+        from engram._core._topk import approx_candidates, approx_scores_batch, cosine_scores, scores_rows, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage

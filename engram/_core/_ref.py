@@ -480,6 +480,45 @@ def approx_bound_terms(queries: np.ndarray, q_inv: np.ndarray) -> tuple[np.ndarr
     return row_coeff, constant
 
 
+def approx_candidates(approx: np.ndarray, inv_norms: np.ndarray, scale_inv: np.ndarray, q_inv: float,
+                      row_coeff: float, constant: float, k: int, mask: np.ndarray | None) -> np.ndarray:
+    """Rows (int64, ascending) that may reach one query's top ``k``, from its int8 scores.
+
+    cosine = approx * inv_norms * q_inv and bound = scale_inv * row_coeff + constant, in
+    float32; the k-th best lower bound (cosine - bound) over the allowed rows decides:
+    every allowed row whose upper bound (cosine + bound) reaches it is kept, all of them
+    when fewer than ``k`` rows are allowed. The compiled kernel does the same float32
+    operations in the same order, so it keeps the same rows.
+    """
+    n = approx.shape[0]
+    if inv_norms.shape != (n,) or scale_inv.shape != (n,):
+        raise ValueError(f"inv_norms/scale_inv: must have {n} entries like approx; example: float32 arrays of shape ({n},)")
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != (n,)):
+        raise ValueError(f"mask: must be bool of shape ({n},) or None; example: np.ones({n}, bool)")
+    if k <= 0 or n == 0:
+        return np.zeros(0, np.int64)
+    allowed = np.ones(n, bool) if mask is None else mask
+    cosine = approx * inv_norms * np.float32(q_inv)
+    bound = scale_inv * np.float32(row_coeff) + np.float32(constant)
+    lower = (cosine - bound).astype(np.float32)
+    best, values = select_topk(lower, k, allowed)
+    if len(best) < k:
+        return np.flatnonzero(allowed).astype(np.int64)
+    return np.flatnonzero(allowed & (cosine + bound >= values[k - 1])).astype(np.int64)
+
+
+def scores_rows(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, query: np.ndarray, q_inv: float) -> np.ndarray:
+    """Exact scores (float32) of the listed rows for one query: the same bits as those rows
+    in ``cosine_scores`` over the whole matrix."""
+    n, d = matrix.shape
+    if query.shape != (d,) or inv_norms.shape != (n,):
+        raise ValueError(f"query/inv_norms: must have {d} and {n} entries; example: a float32 query of shape ({d},)")
+    rows = np.asarray(rows, np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise ValueError(f"rows: every row must be in 0..{n - 1}; example: np.array([0, 5], np.int64)")
+    return cosine_scores(matrix[rows], inv_norms[rows], query.reshape(1, -1), np.array([q_inv], np.float32))[0]
+
+
 def _check_quantize_args(matrix: object) -> None:
     if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
         raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")

@@ -196,3 +196,104 @@ def approx_scores_batch(const signed char[:, ::1] codes, const float[::1] scales
 def approx_quantises_queries():
     """True when approx_scores_batch quantises the queries to int8 (the VNNI kernel)."""
     return engram_approx_level() == 3
+
+
+def approx_candidates(const float[::1] approx, const float[::1] inv_norms, const float[::1] scale_inv,
+                      float q_inv, float row_coeff, float constant, Py_ssize_t k, mask):
+    """Rows (int64, ascending) that may reach one query's top ``k``, from its int8 scores.
+
+    Two passes over the rows, no temporaries: the same float32 operations in the same
+    order as the NumPy twin (``_ref.approx_candidates``), so the same rows. cosine =
+    approx * inv_norms * q_inv, bound = scale_inv * row_coeff + constant; the k-th
+    best lower bound (cosine - bound) over the allowed rows is found with a min-heap,
+    then every allowed row whose upper bound (cosine + bound) reaches it is kept. With
+    fewer than ``k`` allowed rows, all of them are.
+    """
+    cdef Py_ssize_t n = approx.shape[0]
+    if inv_norms.shape[0] != n or scale_inv.shape[0] != n:
+        raise ValueError(f"inv_norms/scale_inv: must have {n} entries like approx; example: float32 arrays of shape ({n},)")
+    cdef const unsigned char[::1] allowed
+    cdef bint use_mask = mask is not None
+    if use_mask:
+        if mask.dtype != np.bool_ or mask.shape != (n,):
+            raise ValueError(f"mask: must be bool of shape ({n},) or None; example: np.ones({n}, bool)")
+        allowed = mask.view(np.uint8)
+    if k <= 0 or n == 0:
+        return np.zeros(0, np.int64)
+    heap_arr = np.empty(k, np.float32)
+    cdef float[::1] heap = heap_arr
+    cdef Py_ssize_t size = 0, i, pos, parent, count = 0
+    cdef float cosine, bound, lower, tmp, kth
+    with nogil:
+        for i in range(n):
+            if use_mask and not allowed[i]:
+                continue
+            cosine = approx[i] * inv_norms[i] * q_inv
+            bound = scale_inv[i] * row_coeff + constant
+            lower = cosine - bound
+            if lower != lower:
+                continue
+            if size < k:
+                pos = size
+                heap[pos] = lower
+                size += 1
+                while pos > 0:
+                    parent = (pos - 1) // 2
+                    if heap[parent] > heap[pos]:
+                        tmp = heap[parent]
+                        heap[parent] = heap[pos]
+                        heap[pos] = tmp
+                        pos = parent
+                    else:
+                        break
+            elif lower > heap[0]:
+                heap[0] = lower
+                _sift_down(&heap[0], k, 0)
+    if size < k:
+        # Fewer allowed rows than k: every allowed row is a candidate.
+        return np.arange(n, dtype=np.int64) if not use_mask else np.flatnonzero(mask).astype(np.int64)
+    kth = heap[0]
+    out = np.empty(n, np.int64)
+    cdef long long[::1] out_view = out
+    with nogil:
+        for i in range(n):
+            if use_mask and not allowed[i]:
+                continue
+            cosine = approx[i] * inv_norms[i] * q_inv
+            bound = scale_inv[i] * row_coeff + constant
+            if cosine + bound >= kth:
+                out_view[count] = i
+                count += 1
+    return out[:count].copy()
+
+
+def scores_rows(const float[:, ::1] matrix, const float[::1] inv_norms, const long long[::1] rows,
+                const float[::1] query, float q_inv):
+    """Exact scores of the listed rows for one query, read in place (no gathered copy).
+
+    Each row is scored by the same kernel call as in a full scan, alone, so its bits
+    equal that scan's (a row's score never depends on its neighbours).
+    """
+    cdef Py_ssize_t count = rows.shape[0]
+    cdef int64_t n = matrix.shape[0]
+    cdef int64_t d = matrix.shape[1]
+    if query.shape[0] != d or inv_norms.shape[0] != n:
+        raise ValueError(f"query/inv_norms: must have {d} and {n} entries; example: a float32 query of shape ({d},)")
+    out = np.empty(count, np.float32)
+    cdef float[::1] out_view = out
+    cdef Py_ssize_t position
+    cdef int64_t row
+    cdef float qi = q_inv
+    cdef bint bad = False
+    if count == 0:
+        return out
+    with nogil:
+        for position in range(count):
+            row = rows[position]
+            if row < 0 or row >= n:
+                bad = True
+                break
+            engram_scores_block(&matrix[row, 0], &inv_norms[row], 0, 1, 1, d, &query[0], &qi, 1, &out_view[position])
+    if bad:
+        raise ValueError(f"rows: every row must be in 0..{n - 1}; example: np.array([0, 5], np.int64)")
+    return out

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from engram._core._scan import approx_candidates as _approx_candidates
 from engram._core._scan import approx_scores_batch as _approx_scores_batch
 from engram._core._scan import scores_batch, select_candidates
+from engram._core._scan import scores_rows as _scores_rows
 from engram._core._ref import _check_topk_args, _query_inv_norms
 
 def cosine_scores(
@@ -76,3 +78,19 @@ def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarr
     if queries.dtype != np.float32 or queries.ndim != 2 or queries.shape[1] != codes.shape[1]:
         raise ValueError(f"queries: must be float32 of shape (b, {codes.shape[1]}); example: np.ones((1, d), np.float32)")
     return _approx_scores_batch(codes, np.ascontiguousarray(scales, np.float32), np.ascontiguousarray(queries))
+
+
+def approx_candidates(approx: np.ndarray, inv_norms: np.ndarray, scale_inv: np.ndarray, q_inv: float,
+                      row_coeff: float, constant: float, k: int, mask: np.ndarray | None) -> np.ndarray:
+    """See ``engram._core._ref.approx_candidates``: same contract, same rows, compiled."""
+    for name, array in (("approx", approx), ("inv_norms", inv_norms), ("scale_inv", scale_inv)):
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or array.ndim != 1:
+            raise ValueError(f"{name}: must be a 1-d float32 array; example: np.zeros(10, np.float32)")
+    return _approx_candidates(np.ascontiguousarray(approx), np.ascontiguousarray(inv_norms), np.ascontiguousarray(scale_inv),
+                              float(q_inv), float(row_coeff), float(constant), int(k), mask)
+
+
+def scores_rows(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, query: np.ndarray, q_inv: float) -> np.ndarray:
+    """See ``engram._core._ref.scores_rows``: same contract, same bits, compiled."""
+    _check_topk_args(matrix, inv_norms, query.reshape(1, -1), 0, None)
+    return _scores_rows(matrix, inv_norms, np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(query), float(q_inv))

@@ -902,10 +902,11 @@ class Space:
         priming = self.config.has("priming")
         view = self._view()
         scores = None
+        screened: dict[int, np.ndarray] = {}
         with_vectors = [p for p in parsed if p.vector is not None]
         if with_vectors and view.n:
             queries_matrix = np.stack([p.vector for p in with_vectors])
-            scores = self._scan(view, queries_matrix, with_vectors)
+            scores, screened = self._scan(view, queries_matrix, with_vectors)
         now = self._now_ns()
         results = []
         vector_index = 0
@@ -915,10 +916,12 @@ class Space:
             self._check_open()
             for query in parsed:
                 row_scores = None
+                rows = None
                 if query.vector is not None:
                     row_scores = scores[vector_index] if scores is not None else np.zeros(0, np.float32)
+                    rows = screened.get(vector_index)
                     vector_index += 1
-                hits = self._rank(query, view, row_scores, now)
+                hits = self._rank(query, view, row_scores, now, rows)
                 results.append(hits)
                 if priming and hits:
                     top = self._items.get(hits[0].id)
@@ -927,9 +930,10 @@ class Space:
             self._touch([hit.id for hits in results for hit in hits], now)
         return results
 
-    def _scan(self, view: _View, queries: np.ndarray, parsed: List["_Query"]) -> np.ndarray:
+    def _scan(self, view: _View, queries: np.ndarray, parsed: List["_Query"]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """Cosine scores (b, n) of every row for each query row, bit-identical to a full exact scan
-        wherever they can decide a result.
+        wherever they can decide a result, and for the queries screened on int8 codes the
+        rows (ascending) outside which their scores are -inf.
 
         For a large space, a plain top-k query (similarity mode; no text, location or type) first
         scans the int8 codes (a quarter of the bytes), then scores exactly only the
@@ -952,10 +956,11 @@ class Space:
         approximate = set(eligible)
         exact_rows = [j for j in range(queries.shape[0]) if j not in approximate]
         out = np.empty((queries.shape[0], n), np.float32)
+        candidates: dict[int, np.ndarray] = {}
         if exact_rows:
             out[exact_rows] = _core.cosine_scores(matrix, inv_norms, np.ascontiguousarray(queries[exact_rows]))
         if not eligible:
-            return out
+            return out, candidates
         chosen = np.ascontiguousarray(queries[eligible])
         q_inv = _core.row_inv_norms(chosen)
         approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
@@ -963,24 +968,16 @@ class Space:
         row_coeff, constant = _core.approx_bound_terms(chosen, q_inv)
         for position, j in enumerate(eligible):
             query = parsed[j]
-            mask = _row_mask(view, query)
-            cosine = approx[position] * inv_norms * q_inv[position]
-            bound = scale_inv * np.float32(row_coeff[position]) + np.float32(constant[position])
-            lower = (cosine - bound).astype(np.float32)
-            best, values = _core.select_topk(lower, query.k, mask)
-            row_scores = np.full(n, -np.inf, np.float32)
-            if len(best) < query.k:
-                rows = np.nonzero(mask)[0]  # fewer allowed rows than k: all of them
-            else:
-                rows = np.nonzero(mask & (cosine + bound >= values[query.k - 1]))[0]
+            rows = _core.approx_candidates(approx[position], inv_norms, scale_inv, q_inv[position],
+                                           row_coeff[position], constant[position], query.k, _row_mask(view, query))
             if rows.size * 4 > n:  # the bound could not narrow it: a full exact scan is cheaper
                 out[j] = _core.cosine_scores(matrix, inv_norms, chosen[position : position + 1])[0]
                 continue
-            row_scores[rows] = _core.cosine_scores(
-                np.ascontiguousarray(matrix[rows]), inv_norms[rows], chosen[position : position + 1], q_inv[position : position + 1]
-            )[0]
-            out[j] = row_scores
-        return out
+            row_scores = out[j]
+            row_scores.fill(-np.inf)
+            row_scores[rows] = _core.scores_rows(matrix, inv_norms, rows, chosen[position], q_inv[position])
+            candidates[j] = rows
+        return out, candidates
 
     def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
         prefix = "" if index is None else f"queries[{index}]."
@@ -1020,9 +1017,19 @@ class Space:
             return False
         return True
 
-    def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int) -> List[Hit]:
+    def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int,
+              screened_rows: np.ndarray | None = None) -> List[Hit]:
+        """Hits of one query from its row scores; ``screened_rows`` (ascending) are the only
+        rows whose score is not -inf, when the int8 screen chose them (a plain top-k query)."""
         candidates: dict[str, float] = {}
-        if row_scores is not None and view.n:
+        if row_scores is not None and view.n and screened_rows is not None:
+            # Select among the screened rows only: the same rows in the same order as over
+            # all n (ascending rows keep the index tie-break), without a pass over n.
+            sub, values = _core.select_topk(np.ascontiguousarray(row_scores[screened_rows]), query.k,
+                                            _row_mask(view, query, screened_rows))
+            for row, value in zip(screened_rows[sub].tolist(), values.tolist()):
+                candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
+        elif row_scores is not None and view.n:
             mask = _row_mask(view, query)
             # With a text cue too, take a wider cosine shortlist so the blend can reorder it.
             # Hybrid ranking re-orders a wider shortlist too.
@@ -1809,13 +1816,19 @@ class _Query:
     mode: str = "similarity"
 
 
-def _row_mask(view: _View, query: _Query) -> np.ndarray:
-    """Rows a vector query may return: alive, and inside its time filter (after <= t < before)."""
-    mask = view.alive.copy()
+def _row_mask(view: _View, query: _Query, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows a vector query may return: alive, and inside its time filter (after <= t < before);
+    for the listed ``rows`` only when given."""
+    if rows is None:
+        mask = view.alive.copy()
+        created = view.created[: view.n]
+    else:
+        mask = view.alive[rows]
+        created = view.created[rows]
     if query.after is not None:
-        mask &= view.created[: view.n] >= query.after
+        mask &= created >= query.after
     if query.before is not None:
-        mask &= view.created[: view.n] < query.before
+        mask &= created < query.before
     return mask
 
 
