@@ -166,7 +166,12 @@ class PrimingState:
         counts = self.co_recalls.get(memory_id, {})
         for b in sorted(self.strong.get(memory_id, ())):
             strength = counts[b] / self.recalls[memory_id]
-            self.associative.setdefault(b, []).append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
+            primes = self.associative.setdefault(b, [])
+            # Primes past their lifetime count zero (decayed): drop them from the front
+            # here, so a busy target's list holds only live ones between prunes.
+            while primes and 0 <= now_ns - primes[0][0] and now_ns - primes[0][0] > PRIME_LIFETIME_NS:
+                del primes[0]
+            primes.append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
 
     def forget(self, memory_id: str) -> None:
         """Drop everything kept about a forgotten memory (its counts would otherwise stay
@@ -196,7 +201,13 @@ class PrimingState:
 
     def factor(self, memory_id: str, now_ns: int, access_count: int, semantic_sum: float) -> float:
         """1 + priming for one hit at ``now_ns``; ``semantic_sum`` from ``semantic_sums``."""
-        associative = sum(decayed(b, now_ns - t0) for t0, b in self.associative.get(memory_id, ()))
+        # decayed() inlined: a busy space reads dozens of primes per hit. Same terms in
+        # the same order as sum(decayed(...)), so the same bits.
+        associative = 0.0
+        for t0, boost in self.associative.get(memory_id, ()):
+            since = now_ns - t0
+            if 0 <= since <= PRIME_LIFETIME_NS:
+                associative += boost * 0.5 ** (since / HALF_LIFE_NS)
         return 1.0 + combine(semantic_sum, associative, repetition(access_count))
 
 
