@@ -99,6 +99,43 @@ class RecallOnSpace:
         return cache["spread"][stat]
 
 
+class RecallBatchOnSpace:
+    """recall_many() through the engine: a lone query against a batch of 16 sharing one
+    scan (what the HTTP server does with recalls that arrive together), 10k and 100k
+    rows, effects off so the scan is what is measured. Reports per-query latency of
+    each and the batch's throughput gain; the 100k gain is the engine's share of the
+    HTTP target (16 clients >= 4x one client)."""
+
+    params = (RECALL_SIZES, PERCENTILES)
+    param_names = ["n", "stat"]
+    timeout = 900
+
+    def setup_cache(self):
+        out = {}
+        for n in RECALL_SIZES:
+            directory = tempfile.mkdtemp(dir=bench_dir())
+            db, sp = _filled_space(n, directory, effects=())
+            queries = [{"embedding": q, "k": 10} for q in vectors(256, seed=5)]
+            it = iter(range(10**9))
+            sp.recall_many(queries[:16])
+            one = sample(lambda: sp.recall_many([queries[next(it) % 256]]), 60)
+            batch = sample(lambda: sp.recall_many([queries[(next(it) + j) % 256] for j in range(16)]), 20)
+            out[n] = {"one": one, "batch16_per_query": {key: value / 16 for key, value in batch.items() if key in PERCENTILES},
+                      "gain": batch["ops_per_s"] * 16 / one["ops_per_s"]}
+            db.close()
+            shutil.rmtree(directory)
+        return out
+
+    def track_one_query_ms(self, cache, n, stat):
+        return cache[n]["one"][stat]
+
+    def track_batch16_per_query_ms(self, cache, n, stat):
+        return cache[n]["batch16_per_query"][stat]
+
+    def track_batch16_throughput_gain(self, cache, n, stat):
+        return cache[n]["gain"]
+
+
 class Remember:
     """Durable (fsync'd, group commit) and relaxed (async) remember, one writer."""
 
