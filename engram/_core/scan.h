@@ -125,35 +125,54 @@ static void engram_approx_avx512(const int8_t *codes, const float *scales, int64
     }
 }
 
-/* One tile: R rows x M queries, R and M compile-time constants at every call (the
- * function is always inlined), so the accumulators stay in registers for partial
- * tiles too. With loop bounds known only at run time the compiler kept them on the
- * stack: a lone query scanned at about a sixth of the speed it does now. */
+/* One row x M queries, M a compile-time constant at every call (the function is
+ * always inlined), so the accumulators stay in registers for every M. With bounds
+ * known only at run time the compiler kept them on the stack. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline))
 static inline void engram_vnni_tile(const int8_t *codes, const float *scales, int64_t i, int64_t j,
                                     int64_t n_total, int64_t d, int64_t full, const int8_t *QC,
-                                    const float *q_scales, const int32_t *q_sums, float *out,
-                                    const int R, const int M) {
+                                    const float *q_scales, const int32_t *q_sums, float *out, const int M) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512i acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < M; t++) acc[r][t] = _mm512_setzero_si512();
+    const int8_t *row = codes + i * d;
+    __m512i acc[4];
+    for (int t = 0; t < M; t++) acc[t] = _mm512_setzero_si512();
     for (int64_t c = 0; c < full; c += 64) {
-        __m512i x[4], q[4];
-        for (int r = 0; r < R; r++)
-            x[r] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(codes + (i + r) * d + c)), flip);
-        for (int t = 0; t < M; t++) q[t] = _mm512_loadu_si512((const void *)(QC + (j + t) * d + c));
-        for (int r = 0; r < R; r++)
-            for (int t = 0; t < M; t++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], x[r], q[t]);
+        const __m512i x = _mm512_xor_si512(_mm512_loadu_si512((const void *)(row + c)), flip);
+        for (int t = 0; t < M; t++)
+            acc[t] = _mm512_dpbusd_epi32(acc[t], x, _mm512_loadu_si512((const void *)(QC + (j + t) * d + c)));
     }
-    for (int r = 0; r < R; r++) {
-        const int8_t *row = codes + (i + r) * d;
-        for (int t = 0; t < M; t++) {
-            const int8_t *qc = QC + (j + t) * d;
-            int32_t sum = _mm512_reduce_add_epi32(acc[r][t]) - 128 * q_sums[j + t];
-            for (int64_t c = full; c < d; c++) sum += (int32_t)row[c] * (int32_t)qc[c];
-            out[(j + t) * n_total + i + r] = (float)sum * scales[i + r] * q_scales[j + t];
-        }
+    for (int t = 0; t < M; t++) {
+        const int8_t *qc = QC + (j + t) * d;
+        int32_t sum = _mm512_reduce_add_epi32(acc[t]) - 128 * q_sums[j + t];
+        for (int64_t c = full; c < d; c++) sum += (int32_t)row[c] * (int32_t)qc[c];
+        out[(j + t) * n_total + i] = (float)sum * scales[i] * q_scales[j + t];
+    }
+}
+
+/* One query against rows [start, stop), one row at a time: the rows are read as one
+ * sequential stream (four rows interleaved ran at a third of the bandwidth here when
+ * only one query used them), with four accumulators over alternating chunks so the
+ * multiply-adds do not wait on each other. Integer sums: the same bits as a tile. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void engram_vnni_query_rows(const int8_t *codes, const float *scales, int64_t start, int64_t stop,
+                                   int64_t n_total, int64_t d, int64_t full, const int8_t *qc,
+                                   float q_scale, int32_t q_sum, float *out_row) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t i = start; i < stop; i++) {
+        const int8_t *row = codes + i * d;
+        __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        int64_t c = 0;
+        for (; c + 256 <= full; c += 256)
+            for (int u = 0; u < 4; u++)
+                acc[u] = _mm512_dpbusd_epi32(acc[u], _mm512_xor_si512(_mm512_loadu_si512((const void *)(row + c + 64 * u)), flip),
+                                             _mm512_loadu_si512((const void *)(qc + c + 64 * u)));
+        for (; c < full; c += 64)
+            acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_xor_si512(_mm512_loadu_si512((const void *)(row + c)), flip),
+                                         _mm512_loadu_si512((const void *)(qc + c)));
+        __m512i total = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
+        int32_t sum = _mm512_reduce_add_epi32(total) - 128 * q_sum;
+        for (int64_t k = full; k < d; k++) sum += (int32_t)row[k] * (int32_t)qc[k];
+        out_row[i] = (float)sum * scales[i] * q_scale;
     }
 }
 
@@ -169,22 +188,26 @@ static void engram_approx_vnni(const int8_t *codes, const float *scales, int64_t
                                int64_t n_total, int64_t d, const int8_t *QC, const float *q_scales,
                                const int32_t *q_sums, int64_t b, float *out) {
     const int64_t full = d - d % 64;
-#define ENGRAM_VNNI_TILE(R, M) engram_vnni_tile(codes, scales, i, j, n_total, d, full, QC, q_scales, q_sums, out, R, M)
-    int64_t i = start;
-    for (; i + 4 <= stop; i += 4) {
-        int64_t j = 0;
-        for (; j + 4 <= b; j += 4) ENGRAM_VNNI_TILE(4, 4);
-        switch (b - j) {
-            case 3: ENGRAM_VNNI_TILE(4, 3); break;
-            case 2: ENGRAM_VNNI_TILE(4, 2); break;
-            case 1: ENGRAM_VNNI_TILE(4, 1); break;
-            default: break;
+#define ENGRAM_VNNI_TILE(M) engram_vnni_tile(codes, scales, i, j, n_total, d, full, QC, q_scales, q_sums, out, M)
+    /* Row by row, so the codes are read as one sequential stream: tiles of four rows
+     * read four interleaved streams, and ran here at a third of the bandwidth (100k
+     * rows, one thread: 16 queries took 17.8 ms that way, 4.7 ms this way, a lone
+     * query 4.2 ms). The queries, 768 bytes each, stay in L1 across rows. */
+    const int64_t whole = b - b % 4;
+    if (whole > 0 || b % 4 > 1) {
+        for (int64_t i = start; i < stop; i++) {
+            int64_t j = 0;
+            for (; j < whole; j += 4) ENGRAM_VNNI_TILE(4);
+            switch (b - j) {
+                case 3: ENGRAM_VNNI_TILE(3); break;
+                case 2: ENGRAM_VNNI_TILE(2); break;
+                default: break;
+            }
         }
     }
-    for (; i < stop; i++) {  /* the last rows of the matrix: one at a time */
-        int64_t j = 0;
-        for (; j + 4 <= b; j += 4) ENGRAM_VNNI_TILE(1, 4);
-        for (; j < b; j++) ENGRAM_VNNI_TILE(1, 1);
+    if (b % 4 == 1) {  /* the last query alone: four accumulators over a row's chunks */
+        const int64_t q = b - 1;
+        engram_vnni_query_rows(codes, scales, start, stop, n_total, d, full, QC + q * d, q_scales[q], q_sums[q], out + q * n_total);
     }
 #undef ENGRAM_VNNI_TILE
 }
