@@ -190,9 +190,10 @@ static void engram_approx_vnni(const int8_t *codes, const float *scales, int64_t
     const int64_t full = d - d % 64;
 #define ENGRAM_VNNI_TILE(M) engram_vnni_tile(codes, scales, i, j, n_total, d, full, QC, q_scales, q_sums, out, M)
     /* Row by row, so the codes are read as one sequential stream: tiles of four rows
-     * read four interleaved streams, and ran here at a third of the bandwidth (100k
-     * rows, one thread: 16 queries took 17.8 ms that way, 4.7 ms this way, a lone
-     * query 4.2 ms). The queries, 768 bytes each, stay in L1 across rows. */
+     * read four interleaved streams, and ran here at a third of the bandwidth when few
+     * queries shared them (100k rows, one thread: a lone query 8.3 -> 4.5 ms, four
+     * queries 12.3 -> 5 ms; sixteen stay compute-bound, ~17 ms either way). The
+     * queries, 768 bytes each, stay in L1 across rows. */
     const int64_t whole = b - b % 4;
     if (whole > 0 || b % 4 > 1) {
         for (int64_t i = start; i < stop; i++) {
