@@ -138,10 +138,9 @@ def test_approx_candidates_match_their_definition(seed: int) -> None:
     for mask in (None, rng.random(n) < 0.3, np.zeros(n, bool)):
         for k in (1, 3, 10, n, n + 5):
             want = _candidates_by_sorting(approx, inv, scale_inv, q_inv, coeff, constant, k, mask).tolist()
-            assert _core.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, k, mask).tolist() == want
             assert _ref.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, k, mask).tolist() == want
     with pytest.raises(ValueError, match="mask"):
-        _core.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, 3, np.ones(n + 1, bool))
+        _ref.approx_candidates(approx, inv, scale_inv, q_inv, coeff, constant, 3, np.ones(n + 1, bool))
 
 
 def test_scores_rows_equal_a_full_scan() -> None:
@@ -154,11 +153,10 @@ def test_scores_rows_equal_a_full_scan() -> None:
     q_inv = _core.row_inv_norms(query.reshape(1, -1))[0]
     full = _core.cosine_scores(matrix, inv, query.reshape(1, -1), np.array([q_inv], np.float32))[0]
     rows = np.array([299, 0, 7, 8, 9, 10, 150, 7], np.int64)
-    for impl in (_core.scores_rows, _ref.scores_rows):
-        got = impl(matrix, inv, rows, query, q_inv)
-        assert got.view(np.int32).tolist() == full[rows].view(np.int32).tolist()
-        with pytest.raises(ValueError, match="rows"):
-            impl(matrix, inv, np.array([300], np.int64), query, q_inv)
+    got = _ref.scores_rows(matrix, inv, rows, query, q_inv)
+    assert got.view(np.int32).tolist() == full[rows].view(np.int32).tolist()
+    with pytest.raises(ValueError, match="rows"):
+        _ref.scores_rows(matrix, inv, np.array([300], np.int64), query, q_inv)
 
 
 def test_int8_screen_with_a_time_filter_gives_the_exact_answer(tmp_path: Path) -> None:
@@ -184,3 +182,47 @@ def test_int8_screen_with_a_time_filter_gives_the_exact_answer(tmp_path: Path) -
         order = sorted((-float(scores[i]), view.row_ids[i]) for i in np.flatnonzero(allowed))[:10]
         assert [h.id for h in hits] == [mid for _, mid in order]
         assert f"m{target:06d}" in [h.id for h in hits]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_screen_batch_matches_its_definition(seed: int) -> None:
+    """The batch kernel keeps, for every query, the rows approx_candidates keeps over the
+    rows its time filter allows, scored like scores_rows; and flags a query whose
+    candidates exceed a quarter of the rows instead of scoring them."""
+    from engram._core import _ref
+
+    rng = np.random.default_rng(100 + seed)
+    n, b = int(rng.integers(200, 2500)), int(rng.integers(4, 12))
+    matrix = rng.standard_normal((n, 64), dtype=np.float32)
+    matrix[: n // 3] = matrix[0] + 0.01 * rng.standard_normal((n // 3, 64), dtype=np.float32)  # near-ties
+    codes, scales = _core.quantize_rows(matrix)
+    inv = _core.row_inv_norms(matrix)
+    queries = rng.standard_normal((b, 64), dtype=np.float32)
+    queries[0] = matrix[0]
+    q_inv = _core.row_inv_norms(queries)
+    approx = _core.approx_scores_batch(codes, scales, queries)
+    coeff, constant = _core.approx_bound_terms(queries, q_inv)
+    ks = rng.integers(1, 60, b).astype(np.int64)
+    ks[-1] = n + 3  # more than the rows: every allowed row
+    created = rng.integers(0, 1000, n).astype(np.int64)
+    after = rng.integers(-5, 500, b).astype(np.int64)
+    before = after + rng.integers(0, 900, b)
+    after[0], before[0] = np.iinfo(np.int64).min, np.iinfo(np.int64).max  # no time filter, as recall passes it
+    alive = rng.random(n) < 0.9
+    args = (approx, inv, scales * inv, q_inv, coeff, constant, ks, after, before, alive, created, matrix, queries)
+    offsets, rows, scores, full = _core.screen_batch(*args)
+    for j in range(b):
+        mask = alive & (created >= after[j]) & (created < before[j])
+        want = _ref.approx_candidates(approx[j], inv, scales * inv, float(q_inv[j]), float(coeff[j]), float(constant[j]), int(ks[j]), mask)
+        got = rows[offsets[j] : offsets[j + 1]]
+        if want.size * 4 > n:
+            assert full[j] and got.size == 0
+            continue
+        assert not full[j]
+        assert got.tolist() == want.tolist()
+        exact = _core.cosine_scores(matrix, inv, queries[j : j + 1], q_inv[j : j + 1])[0]
+        assert scores[offsets[j] : offsets[j + 1]].view(np.int32).tolist() == exact[want].view(np.int32).tolist()
+    twin = _ref.screen_batch(*args)
+    for got_part, want_part in zip((offsets, rows, scores, full), twin):
+        assert np.asarray(got_part).tolist() == np.asarray(want_part).tolist()
+    assert full[0] and not full.all()  # query 0 sits among the near-ties: it falls back; others do not

@@ -24,7 +24,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, approx_candidates, row_inv_norms, scores_rows
 
 __all__ = [
     "IMPL",
@@ -49,6 +49,7 @@ __all__ = [
     "approx_scores_batch",
     "approx_candidates",
     "scores_rows",
+    "screen_batch",
     "APPROX_BOUND_FACTOR",
     "approx_bound_terms",
     "linkage",
@@ -57,9 +58,8 @@ __all__ = [
 
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
-        approx_candidates,
         approx_scores_batch,
-        scores_rows,
+        screen_batch,
         dedup_matches,
         lsh_keys,
         pair_scores,
@@ -78,7 +78,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
     IMPL = "python"
 else:
     try:
-        from engram._core._topk import approx_candidates, approx_scores_batch, cosine_scores, scores_rows, select_topk, topk_cosine, topk_cosine_batch
+        from engram._core._topk import approx_scores_batch, cosine_scores, screen_batch, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage

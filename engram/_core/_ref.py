@@ -519,6 +519,44 @@ def scores_rows(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, que
     return cosine_scores(matrix[rows], inv_norms[rows], query.reshape(1, -1), np.array([q_inv], np.float32))[0]
 
 
+def screen_batch(approx: np.ndarray, inv_norms: np.ndarray, scale_inv: np.ndarray, q_inv: np.ndarray,
+                 row_coeff: np.ndarray, constant: np.ndarray, ks: np.ndarray, after: np.ndarray, before: np.ndarray,
+                 alive_mask: np.ndarray, created: np.ndarray, matrix: np.ndarray, queries: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's int8 candidates and their exact scores, for a batch.
+
+    Query j may return the rows that are alive with after[j] <= created < before[j];
+    its candidates are ``approx_candidates`` over those rows with k = ks[j], scored by
+    ``scores_rows``. Returns (offsets int64 (b + 1), rows int64, scores float32, full
+    bool (b,)): query j's rows, ascending, are rows[offsets[j]:offsets[j + 1]]; a query
+    with more candidates than a quarter of the rows gets none and full[j] True (the
+    caller scans it in full instead).
+    """
+    b, n = approx.shape
+    if (inv_norms.shape != (n,) or scale_inv.shape != (n,) or created.shape != (n,) or matrix.shape[0] < n
+            or queries.shape != (b, matrix.shape[1])):
+        raise ValueError(f"screen_batch: arrays must describe the same {n} rows and {b} queries; example: see Space._scan")
+    for name, array in (("q_inv", q_inv), ("row_coeff", row_coeff), ("constant", constant), ("ks", ks), ("after", after), ("before", before)):
+        if array.shape != (b,):
+            raise ValueError(f"{name}: must have one entry per query ({b}); example: np.ones({b})")
+    if alive_mask.dtype != np.bool_ or alive_mask.shape != (n,):
+        raise ValueError(f"alive_mask: must be bool of shape ({n},); example: np.ones({n}, bool)")
+    offsets = np.zeros(b + 1, np.int64)
+    full = np.zeros(b, bool)
+    parts_rows, parts_scores = [], []
+    for j in range(b):
+        mask = alive_mask & (created >= after[j]) & (created < before[j])
+        rows = approx_candidates(approx[j], inv_norms, scale_inv, float(q_inv[j]), float(row_coeff[j]), float(constant[j]), int(ks[j]), mask)
+        if rows.size * 4 > n:
+            full[j] = True
+            rows = rows[:0]
+        parts_rows.append(rows)
+        parts_scores.append(scores_rows(matrix[:n], inv_norms, rows, queries[j], float(q_inv[j])))
+        offsets[j + 1] = offsets[j] + rows.size
+    return (offsets, np.concatenate(parts_rows) if parts_rows else np.zeros(0, np.int64),
+            np.concatenate(parts_scores).astype(np.float32) if parts_scores else np.zeros(0, np.float32), full)
+
+
 def _check_quantize_args(matrix: object) -> None:
     if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
         raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")

@@ -198,102 +198,139 @@ def approx_quantises_queries():
     return engram_approx_level() == 3
 
 
-def approx_candidates(const float[::1] approx, const float[::1] inv_norms, const float[::1] scale_inv,
-                      float q_inv, float row_coeff, float constant, Py_ssize_t k, mask):
-    """Rows (int64, ascending) that may reach one query's top ``k``, from its int8 scores.
+cdef inline bint _allowed(const unsigned char *alive, const int64_t *created, int64_t i,
+                          int64_t after, int64_t before) noexcept nogil:
+    return alive[i] != 0 and created[i] >= after and created[i] < before
 
-    Two passes over the rows, no temporaries: the same float32 operations in the same
-    order as the NumPy twin (``_ref.approx_candidates``), so the same rows. cosine =
-    approx * inv_norms * q_inv, bound = scale_inv * row_coeff + constant; the k-th
-    best lower bound (cosine - bound) over the allowed rows is found with a min-heap,
-    then every allowed row whose upper bound (cosine + bound) reaches it is kept. With
-    fewer than ``k`` allowed rows, all of them are.
+
+cdef Py_ssize_t _kth_lower(const float *approx, const float *inv_norms, const float *scale_inv,
+                           const unsigned char *alive, const int64_t *created, int64_t after, int64_t before,
+                           Py_ssize_t n, float q_inv, float coeff, float constant, Py_ssize_t k,
+                           float *heap, float *kth) noexcept nogil:
+    """The k-th best lower bound over the allowed rows into *kth; returns how many rows
+    were allowed, capped at k (fewer than k: every allowed row is a candidate)."""
+    cdef Py_ssize_t size = 0, i, pos, parent
+    cdef float cosine, bound, lower, tmp
+    for i in range(n):
+        if not _allowed(alive, created, i, after, before):
+            continue
+        cosine = approx[i] * inv_norms[i] * q_inv
+        bound = scale_inv[i] * coeff + constant
+        lower = cosine - bound
+        if lower != lower:
+            continue
+        if size < k:
+            pos = size
+            heap[pos] = lower
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if heap[parent] > heap[pos]:
+                    tmp = heap[parent]
+                    heap[parent] = heap[pos]
+                    heap[pos] = tmp
+                    pos = parent
+                else:
+                    break
+        elif lower > heap[0]:
+            heap[0] = lower
+            _sift_down(heap, k, 0)
+    if size == k:
+        kth[0] = heap[0]
+    return size
+
+
+def screen_batch(const float[:, ::1] approx, const float[::1] inv_norms, const float[::1] scale_inv,
+                 const float[::1] q_inv, const double[::1] row_coeff, const double[::1] constant,
+                 const long long[::1] ks, const long long[::1] after, const long long[::1] before,
+                 alive_mask, const long long[::1] created, const float[:, ::1] matrix, const float[:, ::1] queries):
+    """Each query's int8 candidates and their exact scores, for a whole batch in one call.
+
+    For query j: the rows allowed (alive, after[j] <= created < before[j]) whose upper
+    bound reaches the k-th best lower bound (as ``approx_candidates``), each scored
+    exactly as in a full scan (as ``scores_rows``). Returns (offsets int64 (b + 1),
+    rows int64, scores float32): query j's rows, ascending, are rows[offsets[j]:
+    offsets[j + 1]]. A query whose candidates exceed a quarter of the rows gets none
+    and full[j] True (a full exact scan is cheaper than scoring them one by one):
+    (offsets, rows, scores, full). The GIL is released for all the work but one
+    allocation, so a batch hands it over twice, not three times per query.
     """
-    cdef Py_ssize_t n = approx.shape[0]
-    if inv_norms.shape[0] != n or scale_inv.shape[0] != n:
-        raise ValueError(f"inv_norms/scale_inv: must have {n} entries like approx; example: float32 arrays of shape ({n},)")
-    cdef const unsigned char[::1] allowed
-    cdef bint use_mask = mask is not None
-    if use_mask:
-        if mask.dtype != np.bool_ or mask.shape != (n,):
-            raise ValueError(f"mask: must be bool of shape ({n},) or None; example: np.ones({n}, bool)")
-        allowed = mask.view(np.uint8)
-    if k <= 0 or n == 0:
-        return np.zeros(0, np.int64)
-    heap_arr = np.empty(k, np.float32)
-    cdef float[::1] heap = heap_arr
-    cdef Py_ssize_t size = 0, i, pos, parent, count = 0
-    cdef float cosine, bound, lower, tmp, kth
-    with nogil:
+    cdef Py_ssize_t b = approx.shape[0], n = approx.shape[1], d = matrix.shape[1]
+    if (inv_norms.shape[0] != n or scale_inv.shape[0] != n or created.shape[0] != n or matrix.shape[0] < n
+            or queries.shape[0] != b or queries.shape[1] != d):
+        raise ValueError(f"screen_batch: arrays must describe the same {n} rows and {b} queries; example: see Space._scan")
+    for name, array in (("q_inv", q_inv), ("row_coeff", row_coeff), ("constant", constant), ("ks", ks), ("after", after), ("before", before)):
+        if array.shape[0] != b:
+            raise ValueError(f"{name}: must have one entry per query ({b}); example: np.ones({b})")
+    cdef const unsigned char[::1] alive = alive_mask.view(np.uint8)
+    if alive.shape[0] != n:
+        raise ValueError(f"alive_mask: must be bool of shape ({n},); example: np.ones({n}, bool)")
+    offsets = np.zeros(b + 1, np.int64)
+    full = np.zeros(b, bool)
+    if b == 0 or n == 0:
+        return offsets, np.zeros(0, np.int64), np.zeros(0, np.float32), full
+    cdef long long kmax = max(1, max(ks))
+    heaps_arr = np.empty((b, kmax), np.float32)
+    kth_arr = np.full(b, -np.inf, np.float32)
+    counts_arr = np.zeros(b, np.int64)
+    fewer_arr = np.zeros(b, np.uint8)  # fewer allowed rows than k: every one is a candidate
+    cdef unsigned char[::1] fewer = fewer_arr
+    cdef float[:, ::1] heaps = heaps_arr
+    cdef float[::1] kth = kth_arr
+    cdef long long[::1] counts = counts_arr
+    cdef unsigned char[::1] full_view = full.view(np.uint8)
+    cdef Py_ssize_t j, i, size, count, position
+    cdef float cosine, bound, coeff, const_j, qi
+    cdef int threads = 1
+    if b >= 2 and n * b >= 200000:
+        threads = openmp.omp_get_max_threads()
+    for j in prange(b, nogil=True, schedule="dynamic", chunksize=1, num_threads=threads):
+        if ks[j] <= 0:
+            continue
+        coeff = <float>row_coeff[j]
+        const_j = <float>constant[j]
+        size = _kth_lower(&approx[j, 0], &inv_norms[0], &scale_inv[0], &alive[0], <const int64_t *>&created[0],
+                          after[j], before[j], n, q_inv[j], coeff, const_j, ks[j], &heaps[j, 0], &kth[j])
+        if size < ks[j]:
+            fewer[j] = 1
+        count = 0
         for i in range(n):
-            if use_mask and not allowed[i]:
+            if not _allowed(&alive[0], <const int64_t *>&created[0], i, after[j], before[j]):
                 continue
-            cosine = approx[i] * inv_norms[i] * q_inv
-            bound = scale_inv[i] * row_coeff + constant
-            lower = cosine - bound
-            if lower != lower:
+            if fewer[j]:
+                count = count + 1
                 continue
-            if size < k:
-                pos = size
-                heap[pos] = lower
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) // 2
-                    if heap[parent] > heap[pos]:
-                        tmp = heap[parent]
-                        heap[parent] = heap[pos]
-                        heap[pos] = tmp
-                        pos = parent
-                    else:
-                        break
-            elif lower > heap[0]:
-                heap[0] = lower
-                _sift_down(&heap[0], k, 0)
-    if size < k:
-        # Fewer allowed rows than k: every allowed row is a candidate.
-        return np.arange(n, dtype=np.int64) if not use_mask else np.flatnonzero(mask).astype(np.int64)
-    kth = heap[0]
-    out = np.empty(n, np.int64)
-    cdef long long[::1] out_view = out
-    with nogil:
+            cosine = approx[j, i] * inv_norms[i] * q_inv[j]
+            bound = scale_inv[i] * coeff + const_j
+            if cosine + bound >= kth[j]:
+                count = count + 1
+        if count * 4 > n:
+            full_view[j] = 1
+        else:
+            counts[j] = count
+    np.cumsum(counts_arr, out=offsets[1:])
+    total = int(offsets[b])
+    rows_arr = np.empty(total, np.int64)
+    scores_arr = np.empty(total, np.float32)
+    cdef long long[::1] rows = rows_arr
+    cdef float[::1] scores = scores_arr
+    cdef long long[::1] offs = offsets
+    for j in prange(b, nogil=True, schedule="dynamic", chunksize=1, num_threads=threads):
+        if counts[j] == 0:
+            continue
+        coeff = <float>row_coeff[j]
+        const_j = <float>constant[j]
+        qi = q_inv[j]
+        position = offs[j]
         for i in range(n):
-            if use_mask and not allowed[i]:
+            if not _allowed(&alive[0], <const int64_t *>&created[0], i, after[j], before[j]):
                 continue
-            cosine = approx[i] * inv_norms[i] * q_inv
-            bound = scale_inv[i] * row_coeff + constant
-            if cosine + bound >= kth:
-                out_view[count] = i
-                count += 1
-    return out[:count].copy()
-
-
-def scores_rows(const float[:, ::1] matrix, const float[::1] inv_norms, const long long[::1] rows,
-                const float[::1] query, float q_inv):
-    """Exact scores of the listed rows for one query, read in place (no gathered copy).
-
-    Each row is scored by the same kernel call as in a full scan, alone, so its bits
-    equal that scan's (a row's score never depends on its neighbours).
-    """
-    cdef Py_ssize_t count = rows.shape[0]
-    cdef int64_t n = matrix.shape[0]
-    cdef int64_t d = matrix.shape[1]
-    if query.shape[0] != d or inv_norms.shape[0] != n:
-        raise ValueError(f"query/inv_norms: must have {d} and {n} entries; example: a float32 query of shape ({d},)")
-    out = np.empty(count, np.float32)
-    cdef float[::1] out_view = out
-    cdef Py_ssize_t position
-    cdef int64_t row
-    cdef float qi = q_inv
-    cdef bint bad = False
-    if count == 0:
-        return out
-    with nogil:
-        for position in range(count):
-            row = rows[position]
-            if row < 0 or row >= n:
-                bad = True
-                break
-            engram_scores_block(&matrix[row, 0], &inv_norms[row], 0, 1, 1, d, &query[0], &qi, 1, &out_view[position])
-    if bad:
-        raise ValueError(f"rows: every row must be in 0..{n - 1}; example: np.array([0, 5], np.int64)")
-    return out
+            if not fewer[j]:
+                cosine = approx[j, i] * inv_norms[i] * qi
+                bound = scale_inv[i] * coeff + const_j
+                if not (cosine + bound >= kth[j]):
+                    continue
+            rows[position] = i
+            engram_scores_block(&matrix[i, 0], &inv_norms[i], 0, 1, 1, d, &queries[j, 0], &qi, 1, &scores[position])
+            position = position + 1
+    return offsets, rows_arr, scores_arr, full

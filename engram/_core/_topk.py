@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engram._core._scan import approx_candidates as _approx_candidates
 from engram._core._scan import approx_scores_batch as _approx_scores_batch
 from engram._core._scan import scores_batch, select_candidates
-from engram._core._scan import scores_rows as _scores_rows
+from engram._core._scan import screen_batch as _screen_batch
 from engram._core._ref import _check_topk_args, _query_inv_norms
 
 def cosine_scores(
@@ -80,17 +79,14 @@ def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarr
     return _approx_scores_batch(codes, np.ascontiguousarray(scales, np.float32), np.ascontiguousarray(queries))
 
 
-def approx_candidates(approx: np.ndarray, inv_norms: np.ndarray, scale_inv: np.ndarray, q_inv: float,
-                      row_coeff: float, constant: float, k: int, mask: np.ndarray | None) -> np.ndarray:
-    """See ``engram._core._ref.approx_candidates``: same contract, same rows, compiled."""
-    for name, array in (("approx", approx), ("inv_norms", inv_norms), ("scale_inv", scale_inv)):
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or array.ndim != 1:
-            raise ValueError(f"{name}: must be a 1-d float32 array; example: np.zeros(10, np.float32)")
-    return _approx_candidates(np.ascontiguousarray(approx), np.ascontiguousarray(inv_norms), np.ascontiguousarray(scale_inv),
-                              float(q_inv), float(row_coeff), float(constant), int(k), mask)
-
-
-def scores_rows(matrix: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray, query: np.ndarray, q_inv: float) -> np.ndarray:
-    """See ``engram._core._ref.scores_rows``: same contract, same bits, compiled."""
-    _check_topk_args(matrix, inv_norms, query.reshape(1, -1), 0, None)
-    return _scores_rows(matrix, inv_norms, np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(query), float(q_inv))
+def screen_batch(approx, inv_norms, scale_inv, q_inv, row_coeff, constant, ks, after, before, alive_mask, created, matrix, queries):
+    """See ``engram._core._ref.screen_batch``: same contract, same rows and bits, compiled,
+    with the GIL released for the work (queries in parallel for large batches)."""
+    if alive_mask.dtype != np.bool_:
+        raise ValueError("alive_mask: must be a bool array; example: np.ones(n, bool)")
+    return _screen_batch(np.ascontiguousarray(approx, np.float32), np.ascontiguousarray(inv_norms, np.float32),
+                         np.ascontiguousarray(scale_inv, np.float32), np.ascontiguousarray(q_inv, np.float32),
+                         np.ascontiguousarray(row_coeff, np.float64), np.ascontiguousarray(constant, np.float64),
+                         np.ascontiguousarray(ks, np.int64), np.ascontiguousarray(after, np.int64),
+                         np.ascontiguousarray(before, np.int64), np.ascontiguousarray(alive_mask),
+                         np.ascontiguousarray(created, np.int64), matrix, np.ascontiguousarray(queries, np.float32))

@@ -904,12 +904,12 @@ class Space:
         parsed = [self._parse_query(q, i if len(queries) > 1 else None) for i, q in enumerate(queries)]
         priming = self.config.has("priming")
         view = self._view()
-        scores = None
-        screened: dict[int, np.ndarray] = {}
+        full: dict[int, np.ndarray] = {}
+        screened: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with_vectors = [p for p in parsed if p.vector is not None]
         if with_vectors and view.n:
             queries_matrix = np.stack([p.vector for p in with_vectors])
-            scores, screened = self._scan(view, queries_matrix, with_vectors)
+            full, screened = self._scan(view, queries_matrix, with_vectors)
         now = self._now_ns()
         results = []
         vector_index = 0
@@ -919,12 +919,12 @@ class Space:
             self._check_open()
             for query in parsed:
                 row_scores = None
-                rows = None
+                shortlist = None
                 if query.vector is not None:
-                    row_scores = scores[vector_index] if scores is not None else np.zeros(0, np.float32)
-                    rows = screened.get(vector_index)
+                    row_scores = full.get(vector_index, np.zeros(0, np.float32))
+                    shortlist = screened.get(vector_index)
                     vector_index += 1
-                hits = self._rank(query, view, row_scores, now, rows)
+                hits = self._rank(query, view, row_scores, now, shortlist)
                 results.append(hits)
                 if priming and hits:
                     top = self._items.get(hits[0].id)
@@ -933,19 +933,21 @@ class Space:
             self._touch([hit.id for hits in results for hit in hits], now)
         return results
 
-    def _scan(self, view: _View, queries: np.ndarray, parsed: List["_Query"]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """Cosine scores (b, n) of every row for each query row, bit-identical to a full exact scan
-        wherever they can decide a result, and for the queries screened on int8 codes the
-        rows (ascending) outside which their scores are -inf.
+    def _scan(self, view: _View, queries: np.ndarray, parsed: List["_Query"]
+              ) -> tuple[dict[int, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """Cosine scores of each query row: ``full[j]`` every row's exact score, or
+        ``screened[j] = (rows, scores)``, the exact scores of the only rows that can
+        reach query j's top k (every other row is out of it).
 
-        For a large space, a plain top-k query (similarity mode; no text, location or type) first
-        scans the int8 codes (a quarter of the bytes), then scores exactly only the
-        rows that can still reach its top k: with bound_i the error bound of
-        engram._core.approx_bound_terms (quantisation of rows and queries plus
-        rounding, in cosine units), every row whose approximate score + bound_i
-        reaches the k-th best of approximate score - bound. The true top k always pass, and exact scores of those rows are the
-        same bits as in a full scan (each row is computed alone, in a fixed order),
-        so results are identical; the other rows score -inf. ``parsed`` describes
+        For a large space, a plain top-k query (similarity mode; no text, location or
+        type) is screened on the int8 codes (a quarter of the bytes): with bound_i the
+        error bound of engram._core.approx_bound_terms (quantisation of rows and
+        queries plus rounding, in cosine units), only rows whose approximate score +
+        bound_i reaches the k-th best of approximate score - bound are scored exactly.
+        The true top k always pass, and their exact scores are the same bits as in a
+        full scan (each row is computed alone, in a fixed order), so results are
+        identical. The whole batch is screened in one kernel call that holds the GIL
+        only to allocate its result (engram._core.screen_batch). ``parsed`` describes
         the first len(parsed) query rows; later rows (priming) get full exact scans.
         """
         n = view.n
@@ -958,29 +960,31 @@ class Space:
         ]
         approximate = set(eligible)
         exact_rows = [j for j in range(queries.shape[0]) if j not in approximate]
-        out = np.empty((queries.shape[0], n), np.float32)
-        candidates: dict[int, np.ndarray] = {}
+        full: dict[int, np.ndarray] = {}
+        screened: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if exact_rows:
-            out[exact_rows] = _core.cosine_scores(matrix, inv_norms, np.ascontiguousarray(queries[exact_rows]))
+            scores = _core.cosine_scores(matrix, inv_norms, np.ascontiguousarray(queries[exact_rows]))
+            full.update(zip(exact_rows, scores))
         if not eligible:
-            return out, candidates
+            return full, screened
         chosen = np.ascontiguousarray(queries[eligible])
         q_inv = _core.row_inv_norms(chosen)
         approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
-        scale_inv = view.scales[:n] * inv_norms
         row_coeff, constant = _core.approx_bound_terms(chosen, q_inv)
+        offsets, rows, scores, whole = _core.screen_batch(
+            approx, inv_norms, view.scales[:n] * inv_norms, q_inv, row_coeff, constant,
+            np.array([parsed[j].k for j in eligible], np.int64),
+            np.array([_TIME_MIN if parsed[j].after is None else parsed[j].after for j in eligible], np.int64),
+            np.array([_TIME_MAX if parsed[j].before is None else parsed[j].before for j in eligible], np.int64),
+            view.alive, view.created[:n], matrix, chosen,
+        )
         for position, j in enumerate(eligible):
-            query = parsed[j]
-            rows = _core.approx_candidates(approx[position], inv_norms, scale_inv, q_inv[position],
-                                           row_coeff[position], constant[position], query.k, _row_mask(view, query))
-            if rows.size * 4 > n:  # the bound could not narrow it: a full exact scan is cheaper
-                out[j] = _core.cosine_scores(matrix, inv_norms, chosen[position : position + 1])[0]
-                continue
-            row_scores = out[j]
-            row_scores.fill(-np.inf)
-            row_scores[rows] = _core.scores_rows(matrix, inv_norms, rows, chosen[position], q_inv[position])
-            candidates[j] = rows
-        return out, candidates
+            if whole[position]:  # the bound could not narrow it: a full exact scan is cheaper
+                full[j] = _core.cosine_scores(matrix, inv_norms, chosen[position : position + 1])[0]
+            else:
+                span = slice(int(offsets[position]), int(offsets[position + 1]))
+                screened[j] = (rows[span], scores[span])
+        return full, screened
 
     def _parse_query(self, raw: dict[str, Any], index: int | None) -> "_Query":
         prefix = "" if index is None else f"queries[{index}]."
@@ -1021,16 +1025,16 @@ class Space:
         return True
 
     def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int,
-              screened_rows: np.ndarray | None = None) -> List[Hit]:
-        """Hits of one query from its row scores; ``screened_rows`` (ascending) are the only
-        rows whose score is not -inf, when the int8 screen chose them (a plain top-k query)."""
+              shortlist: tuple[np.ndarray, np.ndarray] | None = None) -> List[Hit]:
+        """Hits of one query from its row scores, or from the (rows ascending, exact scores)
+        the int8 screen kept for a plain top-k query (no other row can reach its top k)."""
         candidates: dict[str, float] = {}
-        if row_scores is not None and view.n and screened_rows is not None:
-            # Select among the screened rows only: the same rows in the same order as over
-            # all n (ascending rows keep the index tie-break), without a pass over n.
-            sub, values = _core.select_topk(np.ascontiguousarray(row_scores[screened_rows]), query.k,
-                                            _row_mask(view, query, screened_rows))
-            for row, value in zip(screened_rows[sub].tolist(), values.tolist()):
+        if shortlist is not None:
+            # Selecting among the shortlisted rows gives the same rows in the same order as
+            # over all n (ascending rows keep the index tie-break), without a pass over n.
+            rows, scores = shortlist
+            sub, values = _core.select_topk(scores, query.k, _row_mask(view, query, rows))
+            for row, value in zip(rows[sub].tolist(), values.tolist()):
                 candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
         elif row_scores is not None and view.n:
             mask = _row_mask(view, query)
@@ -1817,6 +1821,11 @@ class _Query:
     location: str | None
     types: frozenset[str] | None
     mode: str = "similarity"
+
+
+# Open ends of a time filter for the screen kernel (created times are int64 ns).
+_TIME_MIN = np.iinfo(np.int64).min
+_TIME_MAX = np.iinfo(np.int64).max
 
 
 def _row_mask(view: _View, query: _Query, rows: np.ndarray | None = None) -> np.ndarray:
