@@ -917,6 +917,7 @@ class Space:
         # item map, the text index and rows, which writers change: hold the lock.
         with self._lock:
             self._check_open()
+            chosen_per_query = []
             for query in parsed:
                 row_scores = None
                 shortlist = None
@@ -924,7 +925,16 @@ class Space:
                     row_scores = full.get(vector_index, np.zeros(0, np.float32))
                     shortlist = screened.get(vector_index)
                     vector_index += 1
-                hits = self._rank(query, view, row_scores, now, shortlist)
+                chosen_per_query.append(self._rank(query, view, row_scores, now, shortlist))
+            if self.config.has("interference"):
+                # Bring the interference entries of every query's hits up to date in one
+                # pass (one kernel call per window group, not one per query). Which hits
+                # a query has does not depend on the effects, and a caught-up entry is the
+                # same whenever it is caught up, so each query's effects below are as if
+                # it ran alone; priming still follows the queries' order.
+                self._interference.update(_unique_embedded(chosen_per_query), self._rows())
+            for chosen in chosen_per_query:
+                hits = self._with_effects(chosen, now)
                 results.append(hits)
                 if priming and hits:
                     top = self._items.get(hits[0].id)
@@ -1025,9 +1035,10 @@ class Space:
         return True
 
     def _rank(self, query: "_Query", view: _View, row_scores: np.ndarray | None, now: int,
-              shortlist: tuple[np.ndarray, np.ndarray] | None = None) -> List[Hit]:
-        """Hits of one query from its row scores, or from the (rows ascending, exact scores)
-        the int8 screen kept for a plain top-k query (no other row can reach its top k)."""
+              shortlist: tuple[np.ndarray, np.ndarray] | None = None) -> List[tuple[float, float, str, Item, str, float | None, float]]:
+        """The chosen hits of one query (see _finish) from its row scores, or from the (rows
+        ascending, exact scores) the int8 screen kept for a plain top-k query (no other
+        row can reach its top k)."""
         candidates: dict[str, float] = {}
         if shortlist is not None:
             # Selecting among the shortlisted rows gives the same rows in the same order as
@@ -1081,8 +1092,9 @@ class Space:
             hits.sort(key=lambda h: (-h[0], h[1]))
         return self._finish(query, hits, now)
 
-    def _finish(self, query: "_Query", ranked: List[tuple[float, str, Item]], now: int) -> List[Hit]:
-        """Apply the recall mode to the ranked matches, then the cognitive effects (caller holds the lock)."""
+    def _finish(self, query: "_Query", ranked: List[tuple[float, str, Item]], now: int) -> List[tuple[float, float, str, Item, str, float | None, float]]:
+        """Apply the recall mode to the ranked matches: the chosen hits, before the cognitive
+        effects that _with_effects applies (caller holds the lock)."""
         filter_only = query.vector is None and query.text is None
         first_path = "filter" if filter_only else "similarity"
         matched: List[tuple[float, str, Item]] = []
@@ -1096,7 +1108,7 @@ class Space:
         if query.mode == "similarity":
             for score, memory_id, item in matched:
                 chosen.append((score, score, memory_id, item, first_path, None, 1.0))
-            return self._with_effects(chosen, now)
+            return chosen
         seeds = {memory_id: score for score, memory_id, _ in matched[: query.k]}
         use_fan = self.config.has("fan")
         kind = self.config.fan_divisor if use_fan else "none"
@@ -1121,7 +1133,7 @@ class Space:
             reached.sort(key=lambda r: (-r[0], r[1]))
             for value, memory_id, item, path in reached[: query.k]:
                 chosen.append((value, value, memory_id, item, path, value, fan_factor(memory_id)))
-            return self._with_effects(chosen, now)
+            return chosen
         assert query.mode == "hybrid"
         similarity = {memory_id: score for score, memory_id, _ in matched}
         blended = []
@@ -1146,7 +1158,7 @@ class Space:
         blended.sort(key=lambda b: (-b[0], b[1]))
         for blend, memory_id, item, path, base, act_value in blended[: query.k]:
             chosen.append((base, blend, memory_id, item, path, act_value, fan_factor(memory_id)))
-        return self._with_effects(chosen, now)
+        return chosen
 
     def _with_effects(self, chosen: List[tuple[float, float, str, Item, str, float | None, float]], now: int) -> List[Hit]:
         """Hits with every enabled effect applied and listed (caller holds the lock)."""
@@ -1821,6 +1833,17 @@ class _Query:
     location: str | None
     types: frozenset[str] | None
     mode: str = "similarity"
+
+
+def _unique_embedded(chosen_per_query: List[List[tuple[float, float, str, Item, str, float | None, float]]]) -> List[Item]:
+    """The distinct items with a row among every query's chosen hits, first seen first."""
+    seen: dict[str, Item] = {}
+    for chosen in chosen_per_query:
+        for entry in chosen:
+            item = entry[3]
+            if item.row >= 0 and item.id not in seen:
+                seen[item.id] = item
+    return list(seen.values())
 
 
 # Open ends of a time filter for the screen kernel (created times are int64 ns).
