@@ -119,3 +119,33 @@ def test_overflowing_tombstone_log_and_compaction_keep_entries_exact(tmp_path: P
             assert len(cached) >= 20 and len(sp._interference) <= 50
             assert all(warm[mid] == cold[mid] for mid in warm)
         assert any(f != (1.0, 1.0) for f in cold.values())
+
+
+def test_a_batch_of_recalls_reports_each_hits_exact_factors(tmp_path: Path) -> None:
+    """recall_many catches up every query's hits in one pass before the effects: each
+    hit's interference must still be its memory's own factors over the live rows."""
+    rng = np.random.default_rng(8)
+    center = rng.standard_normal(768)
+    clock = [T0 + timedelta(days=2)]
+    with engram.open(tmp_path, clock=lambda: clock[0]) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+
+        def near(scale: float) -> np.ndarray:
+            return (center + scale * rng.standard_normal(768)).astype(np.float32)
+
+        for i in range(40):
+            sp.remember(f"m{i}", embedding=near(0.6), when=T0 + timedelta(hours=i), id=f"m{i:02d}")
+        sp.recall_many([{"embedding": near(0.3), "k": 8} for _ in range(3)])  # warm some entries
+        sp.remember("late", embedding=near(0.5), when=T0 + timedelta(hours=20, minutes=30), id="late")
+        sp.forget("m11")
+        batches = sp.recall_many([{"embedding": near(0.3), "k": 8} for _ in range(4)])
+        want = _factors_cold(sp)
+        checked = 0
+        for hits in batches:
+            for hit in hits:
+                effects = dict(hit.effects)
+                proactive, retroactive = want[hit.id]
+                assert effects.get("proactive_interference", 1.0) == proactive
+                assert effects.get("retroactive_interference", 1.0) == retroactive
+                checked += proactive != 1.0 or retroactive != 1.0
+        assert checked >= 5  # the factors are not all neutral
