@@ -226,3 +226,52 @@ def test_screen_batch_matches_its_definition(seed: int) -> None:
     for got_part, want_part in zip((offsets, rows, scores, full), twin):
         assert np.asarray(got_part).tolist() == np.asarray(want_part).tolist()
     assert full[0] and not full.all()  # query 0 sits among the near-ties: it falls back; others do not
+
+
+def test_residual_bound_covers_integer_scores_and_is_tighter() -> None:
+    """|exact cosine - approximate cosine| <= r_i * row_coeff_j + constant_j when rows and
+    queries are both quantised and multiplied exactly (the VNNI kernel; emulated in
+    float64 otherwise), over rows of very different scales; and on random data the
+    bound is well under the per-coordinate one."""
+    from engram.memory import residuals
+
+    rng = np.random.default_rng(21)
+    matrix = rng.standard_normal((3000, 768), dtype=np.float32) * rng.uniform(0.01, 100, (3000, 1)).astype(np.float32)
+    matrix[:200] = matrix[0] + 1e-3 * rng.standard_normal((200, 768), dtype=np.float32)
+    codes, scales = _core.quantize_rows(matrix)
+    queries = rng.standard_normal((6, 768), dtype=np.float32)
+    queries[0] = matrix[0]
+    q_codes, q_scales = _core.quantize_rows(queries)
+    inv, q_inv = _core.row_inv_norms(matrix), _core.row_inv_norms(queries)
+    integer = (q_codes.astype(np.int64) @ codes.astype(np.int64).T).astype(np.float64)
+    approx = integer * scales[None, :] * q_scales[:, None]
+    if _core.approx_quantises_queries():
+        approx = _core.approx_scores_batch(codes, scales, queries).astype(np.float64)
+    exact = (queries.astype(np.float64) @ matrix.astype(np.float64).T) * inv[None, :] * q_inv[:, None]
+    approx_cosine = (approx.astype(np.float32) * inv[None, :] * q_inv[:, None]).astype(np.float64)
+    r = residuals.row_residuals(matrix, codes, scales).astype(np.float64)
+    row_coeff, constant = residuals.query_terms(queries, q_codes, q_scales)
+    bound = r[None, :] * row_coeff[:, None] + constant[:, None]
+    error = np.abs(approx_cosine - exact)
+    assert np.all(error <= bound)
+    assert float(np.max(error / bound)) > 0.05  # not vacuous
+    old_coeff, old_constant = _core.approx_bound_terms(queries, q_inv)
+    per_coordinate = (scales * inv)[None, :] * old_coeff[:, None] + old_constant[:, None]
+    assert float(np.mean(bound)) < 0.7 * float(np.mean(per_coordinate))
+
+
+def test_row_residuals_follow_appends_and_layouts() -> None:
+    from engram.memory import residuals
+
+    rng = np.random.default_rng(4)
+    matrix = rng.standard_normal((50, 768), dtype=np.float32)
+    codes, scales = _core.quantize_rows(matrix)
+    cache = residuals.RowResiduals()
+    first = cache.of(0, matrix, codes, scales, 20).copy()
+    both = cache.of(0, matrix, codes, scales, 50)
+    assert both[:20].tolist() == first.tolist()
+    assert both.tolist() == residuals.row_residuals(matrix, codes, scales).tolist()
+    shuffled = np.ascontiguousarray(matrix[::-1])
+    s_codes, s_scales = _core.quantize_rows(shuffled)
+    assert cache.of(1, shuffled, s_codes, s_scales, 50).tolist() == residuals.row_residuals(shuffled, s_codes, s_scales).tolist()
+    assert both.tolist() == residuals.row_residuals(matrix, codes, scales).tolist()  # the old layout's values kept

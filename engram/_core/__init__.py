@@ -50,6 +50,7 @@ __all__ = [
     "approx_candidates",
     "scores_rows",
     "screen_batch",
+    "approx_quantises_queries",
     "APPROX_BOUND_FACTOR",
     "approx_bound_terms",
     "linkage",
@@ -58,6 +59,7 @@ __all__ = [
 
 if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
+        approx_quantises_queries,
         approx_scores_batch,
         screen_batch,
         dedup_matches,
@@ -78,7 +80,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
     IMPL = "python"
 else:
     try:
-        from engram._core._topk import approx_scores_batch, cosine_scores, screen_batch, select_topk, topk_cosine, topk_cosine_batch
+        from engram._core._topk import approx_quantises_queries, approx_scores_batch, cosine_scores, screen_batch, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage

@@ -586,6 +586,12 @@ def quantize_scales(matrix: np.ndarray) -> np.ndarray:
     return (amax.astype(np.float64) / 127.0).astype(np.float32)
 
 
+def approx_quantises_queries() -> bool:
+    """Whether approx_scores_batch quantises the queries too and sums in integers (the
+    compiled VNNI kernel); the twin multiplies in float, so no."""
+    return False
+
+
 def approx_scores_batch(codes: np.ndarray, scales: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Approximate dot products ``(codes[i] . q) * scales[i]``, float32 (b, n).
 

@@ -16,6 +16,7 @@ import numpy as np
 from engram._core._scan import approx_scores_batch as _approx_scores_batch
 from engram._core._scan import scores_batch, select_candidates
 from engram._core._scan import screen_batch as _screen_batch
+from engram._core._scan import approx_quantises_queries as _approx_quantises_queries
 from engram._core._ref import _check_topk_args, _query_inv_norms
 
 def cosine_scores(
@@ -90,3 +91,8 @@ def screen_batch(approx, inv_norms, scale_inv, q_inv, row_coeff, constant, ks, a
                          np.ascontiguousarray(ks, np.int64), np.ascontiguousarray(after, np.int64),
                          np.ascontiguousarray(before, np.int64), np.ascontiguousarray(alive_mask),
                          np.ascontiguousarray(created, np.int64), matrix, np.ascontiguousarray(queries, np.float32))
+
+
+def approx_quantises_queries() -> bool:
+    """See ``engram._core._ref.approx_quantises_queries``: True with the VNNI kernel."""
+    return bool(_approx_quantises_queries())

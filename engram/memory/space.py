@@ -51,6 +51,8 @@ from engram.memory.cognition import spacing as spacing_mod
 from engram.memory import decay as decay_mod
 from engram.memory import records as rec
 from engram.memory.interference_cache import InterferenceCache, Rows
+from engram.memory.residuals import RowResiduals
+from engram.memory import residuals as residuals_mod
 from engram.memory import validate as check
 from engram.memory.dedup import SCHEME as DEDUP_SCHEME
 from engram.memory.dedup import TABLES as DEDUP_TABLES
@@ -168,6 +170,7 @@ class _View:
     row_ids: List[str]
     codes: np.ndarray
     scales: np.ndarray
+    layout: int  # row numbering: compaction starts a new one
 
 
 class Space:
@@ -195,6 +198,8 @@ class Space:
         d = config.dimension
         self._n = 0
         self._dead = 0
+        self._layout = 0  # bumped when compaction renumbers the rows
+        self._residuals = RowResiduals()  # for the int8 screen's bound (see _scan)
         self._matrix = np.zeros((0, d), np.float32)
         self._inv_norms = np.zeros(0, np.float32)
         self._alive = np.zeros(0, np.bool_)
@@ -412,6 +417,7 @@ class Space:
         self._matrix = matrix
         self._row_ids = row_ids
         self._interference.clear()  # rows renumbered
+        self._layout += 1
         for row, memory_id in enumerate(row_ids):
             self._items[memory_id].row = row
         self._n = len(keep)
@@ -432,7 +438,7 @@ class Space:
             self._check_open()
             n = self._n
             return _View(n, self._matrix, self._inv_norms, self._alive[:n].copy(), self._created, self._episodic,
-                         self._row_ids, self._codes, self._scales)
+                         self._row_ids, self._codes, self._scales, self._layout)
 
     # ------------------------------------------------------------------
     # writing
@@ -980,9 +986,17 @@ class Space:
         chosen = np.ascontiguousarray(queries[eligible])
         q_inv = _core.row_inv_norms(chosen)
         approx = _core.approx_scores_batch(view.codes[:n], view.scales[:n], chosen)
-        row_coeff, constant = _core.approx_bound_terms(chosen, q_inv)
+        if _core.approx_quantises_queries():
+            # Integer dot products of quantised rows and queries: the residual bound
+            # (engram.memory.residuals) is exact and much tighter.
+            q_codes, q_scales = _core.quantize_rows(chosen)
+            row_coeff, constant = residuals_mod.query_terms(chosen, q_codes, q_scales)
+            per_row = self._residuals.of(view.layout, view.matrix, view.codes, view.scales, n)
+        else:
+            row_coeff, constant = _core.approx_bound_terms(chosen, q_inv)
+            per_row = view.scales[:n] * inv_norms
         offsets, rows, scores, whole = _core.screen_batch(
-            approx, inv_norms, view.scales[:n] * inv_norms, q_inv, row_coeff, constant,
+            approx, inv_norms, per_row, q_inv, row_coeff, constant,
             np.array([parsed[j].k for j in eligible], np.int64),
             np.array([_TIME_MIN if parsed[j].after is None else parsed[j].after for j in eligible], np.int64),
             np.array([_TIME_MAX if parsed[j].before is None else parsed[j].before for j in eligible], np.int64),
