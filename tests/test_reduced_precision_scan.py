@@ -275,3 +275,16 @@ def test_row_residuals_follow_appends_and_layouts() -> None:
     s_codes, s_scales = _core.quantize_rows(shuffled)
     assert cache.of(1, shuffled, s_codes, s_scales, 50).tolist() == residuals.row_residuals(shuffled, s_codes, s_scales).tolist()
     assert both.tolist() == residuals.row_residuals(matrix, codes, scales).tolist()  # the old layout's values kept
+
+
+def test_compiled_row_residuals_match_the_definition() -> None:
+    from engram.memory import residuals
+
+    rng = np.random.default_rng(9)
+    matrix = rng.standard_normal((300, 100), dtype=np.float32) * rng.uniform(1e-3, 1e3, (300, 1)).astype(np.float32)
+    matrix[5] = 0.0
+    codes, scales = _core.quantize_rows(matrix)
+    want = residuals.row_residuals(matrix, codes, scales)
+    got = residuals._compute(matrix, codes, scales)
+    assert want[5] == 0.0 or want[5] == np.nextafter(np.float32(0), np.float32(1))
+    assert np.abs(got.view(np.int32).astype(np.int64) - want.view(np.int32)).max() <= 1

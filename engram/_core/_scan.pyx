@@ -334,3 +334,36 @@ def screen_batch(const float[:, ::1] approx, const float[::1] inv_norms, const f
             engram_scores_block(&matrix[i, 0], &inv_norms[i], 0, 1, 1, d, &queries[j, 0], &qi, 1, &scores[position])
             position = position + 1
     return offsets, rows_arr, scores_arr, full
+
+
+from libc.math cimport sqrt, nextafterf, INFINITY
+
+
+def row_residuals(const float[:, ::1] matrix, const signed char[:, ::1] codes, const float[::1] scales):
+    """||x - codes * scale|| / ||x|| of each row, float32 rounded up (0 for a zero row).
+
+    Sums in double in column order: x and codes * scale are exact in double, so the
+    result is within a few double ulps of the real ratio, far below the float32 ulp it
+    is rounded up by (engram.memory.residuals keeps the NumPy definition).
+    """
+    cdef Py_ssize_t n = matrix.shape[0], d = matrix.shape[1], i, c
+    if codes.shape[0] != n or codes.shape[1] != d or scales.shape[0] != n:
+        raise ValueError(f"codes/scales: must match the matrix ({n} x {d}); example: quantize_rows(matrix)")
+    out = np.empty(n, np.float32)
+    cdef float[::1] out_view = out
+    cdef double sx, se, x, e, scale
+    with nogil:
+        for i in range(n):
+            sx = 0.0
+            se = 0.0
+            scale = scales[i]
+            for c in range(d):
+                x = matrix[i, c]
+                e = x - <double>codes[i, c] * scale
+                sx = sx + x * x
+                se = se + e * e
+            if sx > 0.0:
+                out_view[i] = nextafterf(<float>(sqrt(se) / sqrt(sx)), INFINITY)
+            else:
+                out_view[i] = nextafterf(<float>sqrt(se), INFINITY)
+    return out

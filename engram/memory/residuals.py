@@ -31,7 +31,11 @@ CHUNK_ROWS = 4096  # rows per float64 pass (24 MB at d = 768)
 
 
 def row_residuals(matrix: np.ndarray, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """||x - codes * scale|| / ||x|| of each row, float32 rounded up (0 for a zero row)."""
+    """||x - codes * scale|| / ||x|| of each row, float32 rounded up (0 for a zero row).
+
+    The definition; the bound is only used with the compiled VNNI kernel, so the space
+    computes it with the compiled ``_scan.row_residuals`` (about 10x faster; within a
+    float32 ulp of this, above the real value as this is)."""
     out = np.empty(matrix.shape[0], np.float32)
     for start in range(0, matrix.shape[0], CHUNK_ROWS):
         stop = min(matrix.shape[0], start + CHUNK_ROWS)
@@ -66,7 +70,7 @@ class RowResiduals:
         """Residuals of rows [0, n) of this layout, computing only the rows not seen yet."""
         with self._lock:
             if layout < self._layout:  # a reader still on arrays from before a compaction
-                return row_residuals(matrix[:n], codes[:n], scales[:n])
+                return _compute(matrix[:n], codes[:n], scales[:n])
             if layout != self._layout:
                 # A fresh array: readers of the old layout keep the values they were given.
                 self._layout, self._count, self._values = layout, 0, np.zeros(0, np.float32)
@@ -76,6 +80,16 @@ class RowResiduals:
                     grown[: self._count] = self._values[: self._count]
                     self._values = grown
                 start = self._count
-                self._values[start:n] = row_residuals(matrix[start:n], codes[start:n], scales[start:n])
+                self._values[start:n] = _compute(matrix[start:n], codes[start:n], scales[start:n])
                 self._count = n
             return self._values[:n]
+
+
+def _compute(matrix: np.ndarray, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    from engram import _core
+
+    if _core.IMPL == "compiled":
+        from engram._core._scan import row_residuals as compiled
+
+        return compiled(matrix, codes, np.ascontiguousarray(scales, np.float32))
+    return row_residuals(matrix, codes, scales)
