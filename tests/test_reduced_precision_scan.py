@@ -288,3 +288,41 @@ def test_compiled_row_residuals_match_the_definition() -> None:
     got = residuals._compute(matrix, codes, scales)
     assert want[5] == 0.0 or want[5] == np.nextafter(np.float32(0), np.float32(1))
     assert np.abs(got.view(np.int32).astype(np.int64) - want.view(np.int32)).max() <= 1
+
+
+def test_screened_recalls_stay_exact_while_writers_grow_the_space(tmp_path: Path) -> None:
+    """Recall batches on several threads while other threads append rows (the matrix and
+    the residual cache grow under them): every screened recall returns the exact answer,
+    which the appended rows, far from every query, never change."""
+    import threading
+
+    rng = np.random.default_rng(31)
+    n = space_mod.APPROX_SCAN_ROWS_MIN + 300
+    centers = rng.standard_normal((8, 768), dtype=np.float32)
+    base = np.repeat(centers, n // 8 + 1, axis=0)[:n] + 0.6 * rng.standard_normal((n, 768), dtype=np.float32)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None, durability="async", effects=())
+        sp.remember_many([{"content": f"m{i}", "embedding": base[i], "id": f"m{i:06d}"} for i in range(n)])
+        queries = [{"embedding": centers[j] + 0.1 * rng.standard_normal(768).astype(np.float32), "k": 10} for j in range(8)]
+        want = [[h.id for h in hits] for hits in sp.recall_many(queries)]
+        far = -np.repeat(centers.sum(axis=0, keepdims=True), 4000, axis=0) + 3.0 * rng.standard_normal((4000, 768), dtype=np.float32)
+        errors: list[str] = []
+
+        def write(part: int) -> None:
+            for start in range(part * 2000, (part + 1) * 2000, 100):
+                sp.remember_many([{"content": f"far{i}", "embedding": far[i]} for i in range(start, start + 100)])
+
+        def read() -> None:
+            for _ in range(15):
+                got = [[h.id for h in hits] for hits in sp.recall_many(queries)]
+                if got != want:
+                    errors.append(f"{got} != {want}")
+
+        threads = [threading.Thread(target=write, args=(p,)) for p in range(2)] + [threading.Thread(target=read) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(sp) == n + 4000
+        assert [[h.id for h in hits] for hits in sp.recall_many(queries)] == want
