@@ -1222,8 +1222,11 @@ class Space:
         hit_rows = np.array([chosen[i][3].row for i in embedded], np.int64)
         hits = np.ascontiguousarray(self._matrix[hit_rows])
         hit_inv = np.ascontiguousarray(self._inv_norms[hit_rows])
-        # The deterministic cosine kernel: (hits x sources) and (hits x hits).
+        # The deterministic cosine kernel: (hits x sources), then (hits x hits) only when some
+        # source reaches some hit: otherwise nothing primes (hop 1 is zero, so is the relay).
         to_sources = _core.cosine_scores(np.ascontiguousarray(self._matrix[source_rows]), np.ascontiguousarray(self._inv_norms[source_rows]), hits, hit_inv)
+        if not (to_sources >= priming_mod.SEMANTIC_COSINE_MIN).any():
+            return out
         between = _core.cosine_scores(hits, hit_inv, hits, hit_inv)
         out[embedded] = priming_mod.semantic_sums([chosen[i][2] for i in embedded], [(t0, m) for t0, m, _ in sources],
                                                   to_sources.astype(np.float64), between.astype(np.float64), now)
