@@ -88,6 +88,32 @@ cdef inline void _sift_down(float *heap, Py_ssize_t size, Py_ssize_t pos) noexce
         pos = smallest
 
 
+cdef inline Py_ssize_t _heap_offer(float *heap, Py_ssize_t size, Py_ssize_t k, float value) noexcept nogil:
+    """Keep the k largest values offered so far in a min-heap of ``size`` entries; returns
+    the new size. NaN is never kept (comparisons with NaN are false)."""
+    cdef Py_ssize_t pos, parent
+    cdef float tmp
+    if value != value:
+        return size
+    if size < k:
+        pos = size
+        heap[pos] = value
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if heap[parent] > heap[pos]:
+                tmp = heap[parent]
+                heap[parent] = heap[pos]
+                heap[pos] = tmp
+                pos = parent
+            else:
+                break
+        return size + 1
+    if value > heap[0]:
+        heap[0] = value
+        _sift_down(heap, k, 0)
+    return size
+
+
 def select_candidates(const float[::1] scores, Py_ssize_t k, mask):
     """Indices (int64, ascending) of every allowed entry whose score is >= the k-th best.
 
@@ -105,31 +131,13 @@ def select_candidates(const float[::1] scores, Py_ssize_t k, mask):
         return np.zeros(0, np.int64)
     heap_arr = np.empty(k, np.float32)
     cdef float[::1] heap = heap_arr
-    cdef Py_ssize_t size = 0, i, pos, parent, count = 0
-    cdef float s, tmp, kth
+    cdef Py_ssize_t size = 0, i, pos, count = 0
+    cdef float kth
     with nogil:
         for i in range(n):
             if use_mask and not allowed[i]:
                 continue
-            s = scores[i]
-            if s != s:
-                continue
-            if size < k:
-                pos = size
-                heap[pos] = s
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) // 2
-                    if heap[parent] > heap[pos]:
-                        tmp = heap[parent]
-                        heap[parent] = heap[pos]
-                        heap[pos] = tmp
-                        pos = parent
-                    else:
-                        break
-            elif s > heap[0]:
-                heap[0] = s
-                _sift_down(&heap[0], k, 0)
+            size = _heap_offer(&heap[0], size, k, scores[i])
     if size == 0:
         return np.zeros(0, np.int64)
     kth = heap[0]
@@ -209,32 +217,14 @@ cdef Py_ssize_t _kth_lower(const float *approx, const float *inv_norms, const fl
                            float *heap, float *kth) noexcept nogil:
     """The k-th best lower bound over the allowed rows into *kth; returns how many rows
     were allowed, capped at k (fewer than k: every allowed row is a candidate)."""
-    cdef Py_ssize_t size = 0, i, pos, parent
-    cdef float cosine, bound, lower, tmp
+    cdef Py_ssize_t size = 0, i
+    cdef float cosine, bound
     for i in range(n):
         if not _allowed(alive, created, i, after, before):
             continue
         cosine = approx[i] * inv_norms[i] * q_inv
         bound = scale_inv[i] * coeff + constant
-        lower = cosine - bound
-        if lower != lower:
-            continue
-        if size < k:
-            pos = size
-            heap[pos] = lower
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) // 2
-                if heap[parent] > heap[pos]:
-                    tmp = heap[parent]
-                    heap[parent] = heap[pos]
-                    heap[pos] = tmp
-                    pos = parent
-                else:
-                    break
-        elif lower > heap[0]:
-            heap[0] = lower
-            _sift_down(heap, k, 0)
+        size = _heap_offer(heap, size, k, cosine - bound)
     if size == k:
         kth[0] = heap[0]
     return size
