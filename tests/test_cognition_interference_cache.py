@@ -21,16 +21,18 @@ from engram.memory.cognition import interference
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
 
-def test_incremental_cache_equals_cold_computation(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
+def _near_one_center(seed: int):
+    """A vector maker: the same random center plus noise of the given scale."""
+    rng = np.random.default_rng(seed)
     center = rng.standard_normal(768)
+    return lambda scale: (center + scale * rng.standard_normal(768)).astype(np.float32)
+
+
+def test_incremental_cache_equals_cold_computation(tmp_path: Path) -> None:
+    near = _near_one_center(3)
     clock = [T0 + timedelta(days=2)]
     with engram.open(tmp_path, clock=lambda: clock[0]) as db:
         sp = db.space("agent-1", dedup_threshold=None)
-
-        def near(scale: float) -> np.ndarray:
-            return (center + scale * rng.standard_normal(768)).astype(np.float32)
-
         for i in range(30):
             sp.remember(f"m{i}", embedding=near(0.6), when=T0 + timedelta(hours=i), id=f"m{i:02d}")
         for _ in range(5):
@@ -124,15 +126,10 @@ def test_overflowing_tombstone_log_and_compaction_keep_entries_exact(tmp_path: P
 def test_a_batch_of_recalls_reports_each_hits_exact_factors(tmp_path: Path) -> None:
     """recall_many catches up every query's hits in one pass before the effects: each
     hit's interference must still be its memory's own factors over the live rows."""
-    rng = np.random.default_rng(8)
-    center = rng.standard_normal(768)
+    near = _near_one_center(8)
     clock = [T0 + timedelta(days=2)]
     with engram.open(tmp_path, clock=lambda: clock[0]) as db:
         sp = db.space("agent-1", dedup_threshold=None)
-
-        def near(scale: float) -> np.ndarray:
-            return (center + scale * rng.standard_normal(768)).astype(np.float32)
-
         for i in range(40):
             sp.remember(f"m{i}", embedding=near(0.6), when=T0 + timedelta(hours=i), id=f"m{i:02d}")
         sp.recall_many([{"embedding": near(0.3), "k": 8} for _ in range(3)])  # warm some entries
