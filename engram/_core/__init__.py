@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 
 from engram._core._common import (
+    EmbeddingValueError,
     HEADER_BYTES,
     PAYLOAD_BYTES_MAX,
     RecordChecksumError,
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, row_inv_norms
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms
 
 __all__ = [
     "IMPL",
@@ -33,6 +34,9 @@ __all__ = [
     "select_topk",
     "topk_cosine_batch",
     "row_inv_norms",
+    "embedding_f32",
+    "prepare_rows",
+    "EmbeddingValueError",
     "quantize_rows",
     "lsh_keys",
     "pair_scores",
@@ -49,7 +53,10 @@ if os.environ.get("ENGRAM_PURE") == "1":
     from engram._core._ref import (
         approx_scores_batch,
         dedup_matches,
+        embedding_f32,
         lsh_keys,
+        prepare_rows,
+        row_inv_norms,
         pair_scores,
         quantize_rows,
         slot_insert,
@@ -70,6 +77,7 @@ else:
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
+        from engram._core._store import embedding_f32, prepare_rows, row_inv_norms
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
             "engram's compiled kernels are not built: reinstall with `pip install .` "

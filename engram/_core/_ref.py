@@ -13,6 +13,8 @@ import numpy as np
 from engram._core._common import (
     DOT_LANES,
     HEADER_BYTES,
+    NORM_LANES,
+    EmbeddingValueError,
     HEADER_STRUCT,
     PAYLOAD_BYTES_MAX,
     RECORD_MAGIC,
@@ -233,13 +235,91 @@ def topk_cosine(
     return topk_cosine_batch(matrix, inv_norms, query.reshape(1, -1), k, mask)[0]
 
 
+def _check_rows_f32(matrix: object) -> None:
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
+        raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")
+
+
 def row_inv_norms(matrix: np.ndarray) -> np.ndarray:
-    """1/||row|| for every row, float32, computed in float64; 0 for a zero row."""
-    squares = np.einsum("ij,ij->i", matrix.astype(np.float64), matrix.astype(np.float64))
-    norms = np.sqrt(squares)
-    out = np.zeros(matrix.shape[0], np.float64)
+    """1/||row|| for every row, float32, computed in float64; 0 for a zero row.
+
+    The order is part of the spec (compiled: store.h): squares in float64 (exact),
+    element k added to lane k % NORM_LANES in index order, then the lanes added
+    pairwise (lane i += lane i + width/2, width halving), then 1/sqrt in float64.
+    """
+    _check_rows_f32(matrix)
+    n, d = matrix.shape
+    squares = matrix.astype(np.float64)
+    squares *= squares
+    lanes = NORM_LANES
+    full = d - d % lanes
+    acc = np.zeros((n, lanes), np.float64)
+    for c in range(0, full, lanes):
+        acc += squares[:, c : c + lanes]
+    for j in range(full, d):
+        acc[:, j - full] += squares[:, j]
+    width = lanes
+    while width > 1:
+        width //= 2
+        acc = acc[:, :width] + acc[:, width : 2 * width]
+    norms = np.sqrt(acc[:, 0])
+    out = np.zeros(n, np.float64)
     np.divide(1.0, norms, out=out, where=norms > 0)
     return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# The store path (compiled: _store.pyx, store.h)
+
+
+def embedding_f32(value: object, dimension: int) -> np.ndarray:
+    """A new C-contiguous float32 (dimension,) array equal to ``value``, or EmbeddingValueError.
+
+    Accepted: any sequence or array of numbers NumPy converts to float64 (a float32
+    array of the right shape is copied as is). Checked in this order, each on the
+    whole value: a str, bytes or None is "type"; a value NumPy cannot convert is
+    "not_number"; a shape other than (dimension,) is "length"; NaN or infinity is
+    "nonfinite"; a finite value beyond float32 is "float32_range"; all zeros (after
+    the cast to float32) is "zero".
+    """
+    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (dimension,):
+        if not np.isfinite(value).all():
+            raise EmbeddingValueError("nonfinite")
+        if not value.any():
+            raise EmbeddingValueError("zero")
+        return np.array(value, np.float32, order="C")
+    if isinstance(value, (str, bytes)) or value is None:
+        raise EmbeddingValueError("type", type(value).__name__)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise EmbeddingValueError("not_number") from None
+    if array.ndim != 1 or array.shape[0] != dimension:
+        got = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        raise EmbeddingValueError("length", str(got))
+    if not np.all(np.isfinite(array)):
+        raise EmbeddingValueError("nonfinite")
+    with np.errstate(over="ignore"):
+        out = array.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise EmbeddingValueError("float32_range")
+    if not np.any(out):
+        raise EmbeddingValueError("zero")
+    return out
+
+
+def prepare_rows(matrix: np.ndarray, planes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a batch of new rows needs before planning, in one call:
+    ``(row_inv_norms(m), *quantize_rows(m), lsh_keys(codes, planes, bits))``.
+
+    Errors are those of the three: a non-finite value is quantize_rows' ValueError.
+    """
+    _check_quantize_args(matrix)
+    if not matrix.flags.c_contiguous:
+        raise ValueError("matrix: must be C-contiguous; example: np.stack(vectors)")
+    codes, scales = quantize_rows(matrix)
+    keys = lsh_keys(codes, planes, bits)
+    return row_inv_norms(matrix), codes, scales, keys
 
 
 # ---------------------------------------------------------------------------
