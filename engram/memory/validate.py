@@ -63,6 +63,8 @@ def content(value: Any, field: str = "content") -> str:
 
 
 def unit_float(value: Any, field: str, example: str = "0.9") -> float:
+    if type(value) is float and 0.0 <= value <= 1.0:
+        return value  # the common case (NaN fails the comparison and is refused below)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise ValidationError(field, f"expected a number, got {type(value).__name__}", "a number in [0, 1]", example)
     number = float(value)
