@@ -597,8 +597,8 @@ class Space:
             prefix = f"items[{index}]."
             if not isinstance(raw, dict):
                 raise ValidationError(f"items[{index}]", "expected a dict", "a dict with remember()'s arguments", "{'content': 'a'}")
-            unknown = sorted(set(raw) - allowed)
-            if unknown:
+            if not allowed.issuperset(raw):
+                unknown = sorted(set(raw) - allowed)
                 raise ValidationError(prefix + unknown[0], "is not a known field", ", ".join(sorted(allowed)), "{'content': 'a'}")
             mtype = raw.get("memory_type", "semantic")
             importance = raw.get("importance")
@@ -1763,28 +1763,39 @@ def _batch_matches(keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray,
     if repeats.size == 0:
         return {}
     owners = order // keys.shape[1]
-    pairs: set[tuple[int, int]] = set()
-    # Runs of equal keys (rare): every later member is a candidate pair with every earlier one.
-    run_starts = repeats[np.r_[True, repeats[1:] != repeats[:-1] + 1]]
-    for start in run_starts.tolist():
-        stop = start + 1
-        while stop < flat.size and ordered[stop] == ordered[start]:
-            stop += 1
-        members = sorted(set(owners[start:stop].tolist()))
-        for a_pos, earlier in enumerate(members):
-            for later in members[a_pos + 1 :]:
-                if eligible[later]:
-                    pairs.add((later, earlier))
-    if not pairs:
+    # Runs of equal keys: every later member is a candidate pair with every earlier one.
+    # Within a run owners rise (the stable sort keeps flat order, and one owner's keys
+    # all differ: each table has its own range), so a run's pairs are (owners[q],
+    # owners[p]) for p < q. All pairs at once, as offsets inside each run.
+    is_start = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.nonzero(is_start)[0]
+    lengths = np.diff(np.r_[starts, flat.size])
+    multi = lengths > 1
+    starts, lengths = starts[multi], lengths[multi]
+    # Run r has lengths[r] * (lengths[r] - 1) / 2 pairs; pair j of it is (q, p) in the
+    # order q = 1.., p = 0..q-1.
+    counts = lengths * (lengths - 1) // 2
+    run_of = np.repeat(np.arange(starts.size), counts)
+    j = np.arange(run_of.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    q = ((1 + np.sqrt(8 * j + 1)) // 2).astype(np.int64)  # the q whose pairs hold j
+    q -= (q * (q - 1) // 2 > j)  # float rounding, either way
+    q += ((q + 1) * q // 2 <= j)
+    p = j - q * (q - 1) // 2
+    later = owners[starts[run_of] + q]
+    earlier = owners[starts[run_of] + p]
+    keep = eligible[later]
+    later, earlier = later[keep], earlier[keep]
+    if later.size == 0:
         return {}
-    ordered_pairs = sorted(pairs)
-    later_index = np.array([p[0] for p in ordered_pairs], np.int64)
-    earlier_index = np.array([p[1] for p in ordered_pairs], np.int64)
+    # Sorted, one per (later, earlier): the order the pairs are scored and listed in.
+    combined = np.unique(later * m + earlier)
+    later_index = combined // m
+    earlier_index = combined % m
     scores = _core.pair_scores(vectors, inv_norms, earlier_index, vectors, inv_norms, later_index)
     out: dict[int, List[tuple[float, int]]] = {}
-    for later, earlier, score in zip(later_index.tolist(), earlier_index.tolist(), scores.tolist()):
+    for pair_later, pair_earlier, score in zip(later_index.tolist(), earlier_index.tolist(), scores.tolist()):
         if score >= threshold:
-            out.setdefault(later, []).append((score, earlier))
+            out.setdefault(pair_later, []).append((score, pair_earlier))
     return out
 
 
