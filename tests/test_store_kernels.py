@@ -195,3 +195,35 @@ def test_prepare_rows_refuses_what_its_parts_refuse() -> None:
             impl.prepare_rows(np.ones((D, 2), np.float32).T, planes, BITS)
         with pytest.raises(ValueError, match="planes"):
             impl.prepare_rows(np.ones((2, D + 1), np.float32), planes, BITS)
+
+
+@pytest.mark.parametrize("d", [64, 100, 130, 768])
+def test_dedup_prefilter_is_exact_at_every_width(d) -> None:
+    # The int8 bound's integers come from a VNNI path for whole 64-byte blocks and a
+    # scalar tail: queries at cosines around each threshold, rows with saturated codes,
+    # every pair a candidate; the output must be the twin's, bit for bit.
+    rng = np.random.default_rng(d)
+    n, b = 300, 120
+    matrix = rng.standard_normal((n, d)).astype(np.float32)
+    matrix[: n // 4, 0] = 1e4  # codes 127 there, near 0 elsewhere
+    matrix[n // 4 : n // 2] = np.sign(matrix[n // 4 : n // 2])  # codes all +-127
+    targets = rng.integers(0, n, b)
+    unit = matrix[targets] / np.linalg.norm(matrix[targets], axis=1, keepdims=True)
+    noise = rng.standard_normal((b, d)).astype(np.float32)
+    noise -= (noise * unit).sum(1, keepdims=True) * unit
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    for threshold in (0.5, 0.95, 0.999):
+        cosines = np.clip(rng.uniform(threshold - 0.02, threshold + 0.02, b), -1, 1)
+        queries = (unit * cosines[:, None] + noise * np.sqrt(1 - cosines**2)[:, None]).astype(np.float32)
+        inv = _core.row_inv_norms(matrix)
+        q_inv = _core.row_inv_norms(queries)
+        codes, scales = _core.quantize_rows(matrix)
+        query_codes, query_scales = _core.quantize_rows(queries)
+        keys = np.zeros((b, 1), np.int64)
+        args = (keys, np.ones(b, bool), np.array([0, n], np.int64), np.arange(n, dtype=np.int64), None, None,
+                np.ones(n, bool), np.zeros(n, bool), matrix, inv, queries, q_inv, threshold)
+        expected = _ref.dedup_matches(*args)
+        assert expected[0].size > 10
+        for impl in impls[1:] if not COMPILED else [_core]:
+            got = impl.dedup_matches(*args, codes, scales, query_codes, query_scales)
+            assert [part.tobytes() for part in got] == [part.tobytes() for part in expected]

@@ -253,6 +253,35 @@ static int64_t engram_raw_candidates(const int64_t *keys, int64_t tables, const 
     return total;
 }
 
+#ifdef ENGRAM_LSH_AVX2
+/* The int8 bound's two integers for one candidate: dot(cx, cq) and sum |cx|, exact.
+ * vpdpbusd multiplies unsigned by signed bytes, so cx is flipped to cx + 128 (an XOR
+ * of the sign bit) and 128 * sum(cq) taken off; cq_sum_full is sum(cq) over the first
+ * d - d % 64 values. The sum of |cx| is vpsadbw of the absolute bytes. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void engram_code_dot_l1_vnni(const int8_t *cx, const int8_t *cq, int64_t d, int32_t cq_sum_full,
+                                    int32_t *dot_out, int32_t *l1_out) {
+    const int64_t full = d - d % 64;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i acc = zero, sad = zero;
+    for (int64_t k = 0; k < full; k += 64) {
+        const __m512i x = _mm512_loadu_si512((const void *)(cx + k));
+        const __m512i q = _mm512_loadu_si512((const void *)(cq + k));
+        acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(x, flip), q);
+        sad = _mm512_add_epi64(sad, _mm512_sad_epu8(_mm512_abs_epi8(x), zero));
+    }
+    int32_t dot = _mm512_reduce_add_epi32(acc) - 128 * cq_sum_full;
+    int32_t l1 = (int32_t)_mm512_reduce_add_epi64(sad);
+    for (int64_t k = full; k < d; k++) {
+        dot += (int32_t)cx[k] * (int32_t)cq[k];
+        l1 += cx[k] < 0 ? -(int32_t)cx[k] : (int32_t)cx[k];
+    }
+    *dot_out = dot;
+    *l1_out = l1;
+}
+#endif
+
 /* Dedup matches of a batch: for each eligible query i, the distinct rows sharing a
  * key with it (in the base's CSR ranges or the delta's held slots) that are alive
  * and not episodic, scored as engram_pair_score_one, kept when score >= threshold.
@@ -274,6 +303,10 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
     /* The float32 score of a pair is within (d / 16 + 10) * 2**-24 of its real cosine;
      * a row is skipped on its int8 bound only when even that cannot reach the threshold. */
     const double margin = 4.0 * (double)d / 16777216.0 + 1e-6;
+    int vnni = 0;
+#ifdef ENGRAM_LSH_AVX2
+    vnni = codes != NULL && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+#endif
     for (int64_t i = 0; i < b; i++) {
         if (!eligible[i]) continue;
         const int64_t *qk = keys + i * tables;
@@ -298,8 +331,11 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
         if (m > 1) qsort(scratch, (size_t)m, sizeof(int64_t), engram_cmp_i64);
         const float *q = Q + i * d;
         double q_l1 = 0.0;
-        if (codes)
+        int32_t cq_sum_full = 0;
+        if (codes) {
             for (int64_t c = 0; c < d; c++) q_l1 += fabs((double)q[c]);
+            for (int64_t c = 0; c < d - d % 64; c++) cq_sum_full += q_codes[i * d + c];
+        }
         for (int64_t k = 0; k < m; k++) {
             int64_t row = scratch[k];
             if (k > 0 && row == scratch[k - 1]) continue;
@@ -318,10 +354,15 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
                 const int8_t *cx = codes + row * d;
                 const int8_t *cq = q_codes + i * d;
                 int32_t dot = 0, l1 = 0;
-                for (int64_t c = 0; c < d; c++) {
-                    dot += (int32_t)cx[c] * (int32_t)cq[c];
-                    l1 += cx[c] < 0 ? -(int32_t)cx[c] : (int32_t)cx[c];
-                }
+#ifdef ENGRAM_LSH_AVX2
+                if (vnni)
+                    engram_code_dot_l1_vnni(cx, cq, d, cq_sum_full, &dot, &l1);
+                else
+#endif
+                    for (int64_t c = 0; c < d; c++) {
+                        dot += (int32_t)cx[c] * (int32_t)cq[c];
+                        l1 += cx[c] < 0 ? -(int32_t)cx[c] : (int32_t)cx[c];
+                    }
                 double sx = scales[row], sq = q_scales[i];
                 double upper = sx * sq * (double)dot + 0.5 * sx * q_l1 + 0.5 * sx * sq * (double)l1;
                 if (upper * (double)inv_norms[row] * (double)q_inv[i] < (double)threshold - margin) continue;
