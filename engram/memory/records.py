@@ -56,6 +56,16 @@ def item_fields(item: Item) -> list[Any]:
     ]
 
 
+def _item_fields_packed(item: Item) -> tuple[Any, ...]:
+    """``item_fields`` for msgpack only: the tuples as they are (msgpack writes a tuple
+    and a list as the same array, so the bytes are the same) and no list to build."""
+    return (
+        item.id, item.content, item.confidence, item.created_ns, item.last_access_ns, item.access_count,
+        item.tags, item.memory_type, item.location, item.who, item.why, item.how,
+        item.importance, item.valence, item.decay, item.sources, item.metadata, item.stability,
+    )
+
+
 def item_from_fields(values: list[Any]) -> Item:
     # 17 fields before stability existed (older logs and checkpoints), 18 since.
     (mid, content, confidence, created, last, count, tags, mtype, location, who, why, how,
@@ -70,7 +80,7 @@ def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | No
     """The REMEMBER payload. ``packer`` (``msgpack.Packer(use_bin_type=True)``, used by
     one thread at a time) saves building one per record; the bytes are the same."""
     body = {
-        "f": item_fields(item),
+        "f": _item_fields_packed(item),
         "e": None if embedding is None else _le_f32_bytes(embedding),
         "r": replaces,
     }
