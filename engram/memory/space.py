@@ -774,19 +774,41 @@ class Space:
                 # The chunk's new rows, written and indexed at once; each item below then
                 # takes the next row, in the same order.
                 self._write_rows(plan, [action[4] for action in chunk if action[0] == _REMEMBER and action[4] >= 0])
-                for action in chunk:
-                    if action[0] == _FORGET:
-                        self._apply_forget(action[1])
-                        self.evicted += 1
-                        _log_eviction(self.id, action[1])
-                    else:
-                        _, item, vector, replaces, v = action
-                        self._apply_remember(item, vector, None, replaces, written=v >= 0)
+                if plan.simple:
+                    self._apply_new_items(chunk)
+                else:
+                    for action in chunk:
+                        if action[0] == _FORGET:
+                            self._apply_forget(action[1])
+                            self.evicted += 1
+                            _log_eviction(self.id, action[1])
+                        else:
+                            _, item, vector, replaces, v = action
+                            self._apply_remember(item, vector, None, replaces, written=v >= 0)
                 if self._dedup.needs_rebuild(self._n):
                     self._dedup.rebuild(self._lsh_keys[: self._n])
         with self._lock:
             self.deduplicated += plan.deduplicated
             self._compact_if_sparse()
+
+    def _apply_new_items(self, chunk: List[tuple[Any, ...]]) -> None:
+        """_apply_remember for items of a simple plan (new ids, nothing replaced), whose
+        rows _write_rows has written and indexed: what it does for them, in order."""
+        items = self._items
+        row_ids = self._row_ids
+        text = self._text
+        row = self._n
+        for _, item, vector, _replaces, v in chunk:
+            if v >= 0:
+                item.row = row
+                row_ids.append(item.id)
+                row += 1
+            else:
+                item.row = -1
+            items[item.id] = item
+            if text is not None:
+                text.add(item.id, item.content)
+        self._n = row
 
     def forget(self, memory_id: str) -> bool:
         """Delete a memory for real (a WAL tombstone); True if it existed."""
@@ -1612,7 +1634,7 @@ class _StorePlan:
     """
 
     __slots__ = ("entries", "actions", "ids", "deduplicated", "vector_items", "stacked", "inv_norms", "codes",
-                 "scales", "keys")
+                 "scales", "keys", "simple")
 
     def __init__(self, space: Space, prepared: List[tuple[Item, np.ndarray | None]]) -> None:
         self.entries: List[tuple[int, bytes]] = []
@@ -1645,16 +1667,31 @@ class _StorePlan:
                 batch_passing = _batch_matches(keys, stacked, inv_norms, eligible, threshold)
 
         items = space._items
-        removed: set[str] = set()  # stored ids this batch removes
-        dead_rows: set[int] = set()  # their rows
-        live: dict[str, int] = {}  # id -> index in prepared of the batch item holding it now
-        applied = [False] * len(vectors)  # batch vectors stored and not removed since
-        count = len(items)
         capacity = space.config.capacity
         packer = msgpack.Packer(use_bin_type=True)  # this plan's thread only
         entries = self.entries
         actions = self.actions
         ids = self.ids
+        batch_ids = [item.id for item, _ in prepared]
+        # The usual batch: no dedup candidate passed, room for every item, new distinct
+        # ids. Then each item is simply stored, in order, which is what the loop below
+        # decides for it too; only the bookkeeping is skipped.
+        self.simple = not state_passing and not batch_passing \
+            and (capacity is None or len(items) + len(prepared) <= capacity) \
+            and items.keys().isdisjoint(batch_ids) and len(set(batch_ids)) == len(batch_ids)
+        if self.simple:
+            remember = rec.REMEMBER
+            encode = rec.encode_remember
+            for index, (item, vector) in enumerate(prepared):
+                actions.append((_REMEMBER, item, vector, None, offsets[index]))
+                entries.append((remember, encode(item, vector, None, packer)))
+            ids.extend(batch_ids)
+            return
+        removed: set[str] = set()  # stored ids this batch removes
+        dead_rows: set[int] = set()  # their rows
+        live: dict[str, int] = {}  # id -> index in prepared of the batch item holding it now
+        applied = [False] * len(vectors)  # batch vectors stored and not removed since
+        count = len(items)
 
         def kill(memory_id: str) -> None:
             nonlocal count
