@@ -23,7 +23,7 @@ items = st.builds(
     Item, text, text, st.floats(0, 1), st.integers(-(2**63), 2**63 - 1), st.integers(-(2**63), 2**63 - 1),
     st.integers(0, 2**40), st.lists(text, max_size=3).map(tuple), st.sampled_from(["semantic", "episodic"]), maybe_text,
     st.lists(text, max_size=3).map(tuple), maybe_text, maybe_text, maybe_float, maybe_float, maybe_text,
-    st.lists(text, max_size=2).map(tuple), st.dictionaries(text, st.integers() | text | st.none(), max_size=3),
+    st.lists(text, max_size=2).map(tuple), st.dictionaries(text, st.integers(-(2**63), 2**63 - 1) | text | st.none(), max_size=3),
     stability=st.floats(0.1, 100),
 )
 
