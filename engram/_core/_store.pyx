@@ -16,8 +16,8 @@ accept, return and refuse exactly the same values.
 import numpy as np
 cimport numpy as cnp
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.list cimport PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.ref cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int8_t, int64_t
@@ -29,11 +29,18 @@ from engram._core import _ref
 from engram._core._ref import _check_lsh_args, _check_quantize_args
 
 cdef extern from "Python.h":
-    bint PyFloat_CheckExact(object o)
-    bint PyLong_CheckExact(object o)
+    ctypedef struct PyTypeObject:
+        pass
+    PyTypeObject PyFloat_Type
+    PyTypeObject PyLong_Type
+    PyTypeObject *Py_TYPE(PyObject *o)
     bint PyList_CheckExact(object o)
     bint PyTuple_CheckExact(object o)
-    double PyLong_AsDouble(object o) except? -1.0
+    PyObject *PyErr_Occurred()
+    void PyErr_Clear()
+    double _long_as_double "PyLong_AsDouble"(PyObject *o)
+    PyObject *PyList_GET_ITEM(object o, Py_ssize_t i)
+    PyObject *PyTuple_GET_ITEM(object o, Py_ssize_t i)
 
 cdef extern from "store.h" nogil:
     void engram_inv_norms(const float *M, int64_t n, int64_t d, float *out)
@@ -52,25 +59,29 @@ cdef inline cnp.ndarray _empty_f32(Py_ssize_t n):
 
 
 cdef object _from_sequence(object value, bint is_list, Py_ssize_t dimension):
-    """The float32 copy of a list/tuple of exact floats and ints, or None (let the twin decide)."""
+    """The float32 copy of a list/tuple of exact floats and ints, or None (let the twin decide).
+
+    Items are read as borrowed pointers with their exact type compared by address: no
+    reference counting or Python call per value (a 768-float list in about a
+    microsecond)."""
     cdef Py_ssize_t n = PyList_GET_SIZE(value) if is_list else PyTuple_GET_SIZE(value)
     if n != dimension:
         return None
     cdef cnp.ndarray out = _empty_f32(n)
     cdef float *o = <float *>cnp.PyArray_DATA(out)
     cdef Py_ssize_t i
-    cdef object item
+    cdef PyObject *item
     cdef double x
     cdef float f
     cdef bint nonzero = False
     for i in range(n):
-        item = <object>(PyList_GET_ITEM(value, i) if is_list else PyTuple_GET_ITEM(value, i))
-        if PyFloat_CheckExact(item):
-            x = PyFloat_AS_DOUBLE(item)
-        elif PyLong_CheckExact(item):
-            try:
-                x = PyLong_AsDouble(item)
-            except OverflowError:
+        item = PyList_GET_ITEM(value, i) if is_list else PyTuple_GET_ITEM(value, i)
+        if Py_TYPE(item) == &PyFloat_Type:
+            x = PyFloat_AS_DOUBLE(<object>item)
+        elif Py_TYPE(item) == &PyLong_Type:
+            x = _long_as_double(item)
+            if x == -1.0 and PyErr_Occurred():
+                PyErr_Clear()  # too large for a double: the twin decides
                 return None
         else:
             return None
