@@ -8,6 +8,7 @@ the whole package run on these.
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 
 from engram._core._common import (
@@ -306,6 +307,14 @@ def embedding_f32(value: object, dimension: int) -> np.ndarray:
     if not np.any(out):
         raise EmbeddingValueError("zero")
     return out
+
+
+def remember_payload(fields: tuple, embedding: np.ndarray | None, replaces: str | None) -> bytes:
+    """The REMEMBER record's payload: msgpack (``use_bin_type=True``) of the map
+    {"f": fields as an array, "e": the embedding's little-endian float32 bytes or nil,
+    "r": replaces}. Errors are msgpack's (a value it cannot pack)."""
+    body = {"f": fields, "e": None if embedding is None else embedding.astype("<f4").tobytes(), "r": replaces}
+    return msgpack.packb(body, use_bin_type=True)
 
 
 def prepare_rows(matrix: np.ndarray, planes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -180,3 +180,245 @@ def prepare_rows(matrix, planes, int bits):
     if status == -2:
         raise MemoryError("prepare_rows: no memory for the scratch arrays")
     return inv_norms, codes, scales, keys
+
+
+# ---------------------------------------------------------------------------
+# REMEMBER payloads: msgpack of {"f": fields, "e": float32 bytes or None, "r": str or None}
+
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object o, Py_ssize_t *size) except NULL
+    bint PyUnicode_CheckExact(object o)
+    bint PyDict_CheckExact(object o)
+    bint PyList_CheckExact2 "PyList_CheckExact"(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+import sys
+
+cdef bint _LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+cdef inline Py_ssize_t _str_head(Py_ssize_t n):
+    if n < 32:
+        return 1
+    if n < 256:
+        return 2
+    if n < 65536:
+        return 3
+    return 5
+
+
+cdef inline Py_ssize_t _int_size(long long x):
+    if -32 <= x < 128:
+        return 1
+    if x >= 0:
+        if x < 256:
+            return 2
+        if x < 65536:
+            return 3
+        if x < 4294967296:
+            return 5
+        return 9
+    if x >= -128:
+        return 2
+    if x >= -32768:
+        return 3
+    if x >= -2147483648:
+        return 5
+    return 9
+
+
+cdef inline unsigned char *_put_be(unsigned char *o, unsigned long long value, int width):
+    cdef int k
+    for k in range(width):
+        o[k] = <unsigned char>((value >> (8 * (width - 1 - k))) & 0xFF)
+    return o + width
+
+
+cdef unsigned char *_put_str(unsigned char *o, object text):
+    cdef Py_ssize_t n
+    cdef const char *data = PyUnicode_AsUTF8AndSize(text, &n)
+    if n < 32:
+        o[0] = <unsigned char>(0xA0 | n)
+        o += 1
+    elif n < 256:
+        o[0] = 0xD9
+        o = _put_be(o + 1, n, 1)
+    elif n < 65536:
+        o[0] = 0xDA
+        o = _put_be(o + 1, n, 2)
+    else:
+        o[0] = 0xDB
+        o = _put_be(o + 1, n, 4)
+    memcpy(o, data, n)
+    return o + n
+
+
+cdef unsigned char *_put_int(unsigned char *o, long long x):
+    if 0 <= x < 128:
+        o[0] = <unsigned char>x
+        return o + 1
+    if -32 <= x < 0:
+        o[0] = <unsigned char>(x & 0xFF)
+        return o + 1
+    if x >= 0:
+        if x < 256:
+            o[0] = 0xCC
+            return _put_be(o + 1, x, 1)
+        if x < 65536:
+            o[0] = 0xCD
+            return _put_be(o + 1, x, 2)
+        if x < 4294967296:
+            o[0] = 0xCE
+            return _put_be(o + 1, x, 4)
+        o[0] = 0xCF
+        return _put_be(o + 1, x, 8)
+    if x >= -128:
+        o[0] = 0xD0
+        return _put_be(o + 1, <unsigned long long>x, 1)
+    if x >= -32768:
+        o[0] = 0xD1
+        return _put_be(o + 1, <unsigned long long>x, 2)
+    if x >= -2147483648:
+        o[0] = 0xD2
+        return _put_be(o + 1, <unsigned long long>x, 4)
+    o[0] = 0xD3
+    return _put_be(o + 1, <unsigned long long>x, 8)
+
+
+cdef inline Py_ssize_t _array_head(Py_ssize_t n):
+    return 1 if n < 16 else (3 if n < 65536 else 5)
+
+
+cdef unsigned char *_put_array_head(unsigned char *o, Py_ssize_t n):
+    if n < 16:
+        o[0] = <unsigned char>(0x90 | n)
+        return o + 1
+    if n < 65536:
+        o[0] = 0xDC
+        return _put_be(o + 1, n, 2)
+    o[0] = 0xDD
+    return _put_be(o + 1, n, 4)
+
+
+cdef Py_ssize_t _field_size(object value) except -2:
+    """Bytes msgpack writes for ``value``, or -1 for a value this packer leaves to msgpack."""
+    cdef Py_ssize_t n, total, i
+    cdef int overflow = 0
+    cdef long long x
+    if value is None:
+        return 1
+    if PyUnicode_CheckExact(value):
+        PyUnicode_AsUTF8AndSize(value, &n)  # UnicodeEncodeError (a lone surrogate) is msgpack's too
+        return _str_head(n) + n
+    if Py_TYPE(<PyObject *>value) == &PyFloat_Type:
+        return 9
+    if Py_TYPE(<PyObject *>value) == &PyLong_Type:
+        x = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            return -1
+        return _int_size(x)
+    if PyTuple_CheckExact(value) or PyList_CheckExact2(value):
+        n = len(value)
+        total = _array_head(n)
+        for i in range(n):
+            item = value[i]
+            if not PyUnicode_CheckExact(item):
+                return -1
+            total += _field_size(item)
+        return total
+    if PyDict_CheckExact(value) and not value:
+        return 1
+    return -1
+
+
+cdef unsigned char *_put_field(unsigned char *o, object value):
+    cdef int overflow = 0
+    cdef double f
+    cdef unsigned long long bits
+    cdef Py_ssize_t i, n
+    if value is None:
+        o[0] = 0xC0
+        return o + 1
+    if PyUnicode_CheckExact(value):
+        return _put_str(o, value)
+    if Py_TYPE(<PyObject *>value) == &PyFloat_Type:
+        f = PyFloat_AS_DOUBLE(value)
+        memcpy(&bits, &f, 8)
+        o[0] = 0xCB
+        return _put_be(o + 1, bits, 8)
+    if Py_TYPE(<PyObject *>value) == &PyLong_Type:
+        return _put_int(o, PyLong_AsLongLongAndOverflow(value, &overflow))
+    if PyTuple_CheckExact(value) or PyList_CheckExact2(value):
+        n = len(value)
+        o = _put_array_head(o, n)
+        for i in range(n):
+            o = _put_str(o, value[i])
+        return o
+    o[0] = 0x80  # the empty dict (the only one _field_size admits)
+    return o + 1
+
+
+def remember_payload(fields, embedding, replaces):
+    """See ``engram._core._ref.remember_payload``: the same bytes, packed here for the
+    usual values (None, str, float, int64, tuples of str, an empty dict, a C-contiguous
+    float32 vector); anything else is left to the twin (msgpack)."""
+    cdef Py_ssize_t total, size, i, nfields, emb_bytes = 0
+    cdef cnp.ndarray vector
+    if not PyTuple_CheckExact(fields) or not _LITTLE_ENDIAN:
+        return _ref.remember_payload(fields, embedding, replaces)
+    if embedding is not None:
+        if type(embedding) is not np.ndarray:
+            return _ref.remember_payload(fields, embedding, replaces)
+        vector = <cnp.ndarray>embedding
+        if cnp.PyArray_TYPE(vector) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(vector) \
+                or not cnp.PyArray_ISNOTSWAPPED(vector):
+            return _ref.remember_payload(fields, embedding, replaces)
+        emb_bytes = cnp.PyArray_NBYTES(vector)
+    if replaces is not None and not PyUnicode_CheckExact(replaces):
+        return _ref.remember_payload(fields, embedding, replaces)
+    nfields = len(fields)
+    total = 1 + 2 + _array_head(nfields) + 2 + 2  # map, "f", array head, "e", "r"
+    for i in range(nfields):
+        size = _field_size(fields[i])
+        if size < 0:
+            return _ref.remember_payload(fields, embedding, replaces)
+        total += size
+    if embedding is None:
+        total += 1
+    else:
+        total += (2 if emb_bytes < 256 else (3 if emb_bytes < 65536 else 5)) + emb_bytes
+    total += _field_size(replaces)
+    out = PyBytes_FromStringAndSize(NULL, total)
+    cdef unsigned char *start = <unsigned char *>PyBytes_AS_STRING(out)
+    cdef unsigned char *o = start
+    o[0] = 0x83
+    o[1] = 0xA1
+    o[2] = ord("f")
+    o = _put_array_head(o + 3, nfields)
+    for i in range(nfields):
+        o = _put_field(o, fields[i])
+    o[0] = 0xA1
+    o[1] = ord("e")
+    o += 2
+    if embedding is None:
+        o[0] = 0xC0
+        o += 1
+    else:
+        if emb_bytes < 256:
+            o[0] = 0xC4
+            o = _put_be(o + 1, emb_bytes, 1)
+        elif emb_bytes < 65536:
+            o[0] = 0xC5
+            o = _put_be(o + 1, emb_bytes, 2)
+        else:
+            o[0] = 0xC6
+            o = _put_be(o + 1, emb_bytes, 4)
+        memcpy(o, cnp.PyArray_DATA(vector), emb_bytes)
+        o += emb_bytes
+    o[0] = 0xA1
+    o[1] = ord("r")
+    o = _put_field(o + 2, replaces)
+    assert o - start == total
+    return out

@@ -15,6 +15,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from engram import _core
+
 REMEMBER = 1
 FORGET = 2
 ASSOCIATE = 3
@@ -75,28 +77,11 @@ def item_from_fields(values: list[Any]) -> Item:
                 why, how, importance, valence, decay, tuple(sources), metadata, stability=stability)
 
 
-def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | None,
-                    packer: msgpack.Packer | None = None) -> bytes:
-    """The REMEMBER payload. ``packer`` (``msgpack.Packer(use_bin_type=True)``, used by
-    one thread at a time) saves building one per record; the bytes are the same."""
-    body = {
-        "f": _item_fields_packed(item),
-        "e": None if embedding is None else _le_f32_bytes(embedding),
-        "r": replaces,
-    }
-    if packer is None:
-        return msgpack.packb(body, use_bin_type=True)
-    return packer.pack(body)
-
-
-def _le_f32_bytes(vector: np.ndarray) -> bytes:
-    # Already little-endian float32 (the validator's output): one copy instead of two.
-    if vector.dtype == _F32_LE:
-        return vector.tobytes()
-    return vector.astype("<f4").tobytes()
-
-
-_F32_LE = np.dtype("<f4")
+def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | None) -> bytes:
+    """The REMEMBER payload: msgpack of {"f": item_fields(item), "e": little-endian
+    float32 bytes or None, "r": replaces}, packed by ``_core.remember_payload`` (the
+    compiled packer writes the usual values directly; msgpack gives the same bytes)."""
+    return _core.remember_payload(_item_fields_packed(item), embedding, replaces)
 
 
 def decode_remember(payload: bytes, dimension: int) -> tuple[Item, np.ndarray | None, str | None]:

@@ -38,7 +38,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Sequence
 
-import msgpack
 import numpy as np
 
 from engram import _core
@@ -1668,7 +1667,6 @@ class _StorePlan:
 
         items = space._items
         capacity = space.config.capacity
-        packer = msgpack.Packer(use_bin_type=True)  # this plan's thread only
         entries = self.entries
         actions = self.actions
         ids = self.ids
@@ -1684,7 +1682,7 @@ class _StorePlan:
             encode = rec.encode_remember
             for index, (item, vector) in enumerate(prepared):
                 actions.append((_REMEMBER, item, vector, None, offsets[index]))
-                entries.append((remember, encode(item, vector, None, packer)))
+                entries.append((remember, encode(item, vector, None)))
             ids.extend(batch_ids)
             return
         removed: set[str] = set()  # stored ids this batch removes
@@ -1755,7 +1753,7 @@ class _StorePlan:
             if v >= 0:
                 applied[v] = True
             actions.append((_REMEMBER, item, vector, replaces, v))
-            entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces, packer)))
+            entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
             ids.append(memory_id)
 
 
