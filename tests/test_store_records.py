@@ -24,6 +24,8 @@ from engram._core import _ref
 from engram.memory import records as rec
 from engram.memory.records import Item
 
+pytestmark = pytest.mark.kernel
+
 IMPLS = [_ref, _core]
 if os.environ.get("ENGRAM_PURE") != "1":
     from engram._core import _store
