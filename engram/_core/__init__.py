@@ -37,6 +37,7 @@ __all__ = [
     "embedding_f32",
     "prepare_rows",
     "remember_payload",
+    "batch_pairs",
     "EmbeddingValueError",
     "quantize_rows",
     "lsh_keys",
@@ -56,6 +57,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
         dedup_matches,
         embedding_f32,
         lsh_keys,
+        batch_pairs,
         prepare_rows,
         remember_payload,
         row_inv_norms,
@@ -79,7 +81,7 @@ else:
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
-        from engram._core._store import embedding_f32, prepare_rows, remember_payload, row_inv_norms
+        from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
             "engram's compiled kernels are not built: reinstall with `pip install .` "

@@ -168,7 +168,10 @@ def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, 
     cdef int64_t *orow = <int64_t *>_data(out_row)
     cdef float *osc = <float *>_data(out_score)
     cdef int64_t written
-    if total * d > NOGIL_WORK:
+    # By the number of queries, not candidates: a group-commit batch's lookup (a few
+    # dozen queries) keeps the GIL, as the writers behind it are waiting anyway; a
+    # bulk store's lets other threads run.
+    if b * d > NOGIL_WORK:
         with nogil:
             written = engram_dedup_matches(k, b, tables, el, bs_p, br_p, sr_p, sc_p, slots, al, ep, m, inv, q, qi, d,
                                            rows_n, thr, c_p, s_p, qc_p, qs_p, scr, oq, orow, osc)

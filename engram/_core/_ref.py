@@ -317,6 +317,53 @@ def remember_payload(fields: tuple, embedding: np.ndarray | None, replaces: str 
     return msgpack.packb(body, use_bin_type=True)
 
 
+def batch_pairs(keys: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (later, earlier) pairs of a batch's rows that share at least one key value,
+    with ``eligible[later]``, earlier < later: two int64 arrays sorted by (later,
+    earlier), one entry per pair. ``keys`` int64 (m, tables), ``eligible`` bool (m,)."""
+    _check_batch_pairs_args(keys, eligible)
+    m = keys.shape[0]
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if m < 2 or keys.shape[1] == 0:
+        return empty
+    flat = keys.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    owners = order // keys.shape[1]
+    # Runs of equal keys: every later member pairs with every earlier one. Owners rise
+    # within a run (the stable sort keeps flat order) but may repeat (one owner, one
+    # value in two tables): such self-pairs are dropped below.
+    is_start = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.nonzero(is_start)[0]
+    lengths = np.diff(np.r_[starts, flat.size])
+    multi = lengths > 1
+    starts, lengths = starts[multi], lengths[multi]
+    # Run r has lengths[r] * (lengths[r] - 1) / 2 pairs; pair j of it is (q, p) in the
+    # order q = 1.., p = 0..q-1.
+    counts = lengths * (lengths - 1) // 2
+    run_of = np.repeat(np.arange(starts.size), counts)
+    j = np.arange(run_of.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    q = ((1 + np.sqrt(8 * j + 1)) // 2).astype(np.int64)  # the q whose pairs hold j
+    q -= (q * (q - 1) // 2 > j)  # float rounding, either way
+    q += ((q + 1) * q // 2 <= j)
+    p = j - q * (q - 1) // 2
+    later = owners[starts[run_of] + q]
+    earlier = owners[starts[run_of] + p]
+    keep = (later != earlier) & eligible[later]
+    later, earlier = later[keep], earlier[keep]
+    if later.size == 0:
+        return empty
+    combined = np.unique(later * m + earlier)
+    return combined // m, combined % m
+
+
+def _check_batch_pairs_args(keys: object, eligible: object) -> None:
+    if type(keys) is not np.ndarray or keys.dtype != _I64 or keys.ndim != 2 or not keys.flags.c_contiguous:
+        raise ValueError("keys: must be a C-contiguous 2-d int64 array; example: DedupIndex.keys_for(vectors)")
+    if type(eligible) is not np.ndarray or eligible.dtype != _BOOL or eligible.shape != (keys.shape[0],):
+        raise ValueError(f"eligible: must be a bool array of shape ({keys.shape[0]},); example: np.ones(len(keys), bool)")
+
+
 def prepare_rows(matrix: np.ndarray, planes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What a batch of new rows needs before planning, in one call:
     ``(row_inv_norms(m), *quantize_rows(m), lsh_keys(codes, planes, bits))``.

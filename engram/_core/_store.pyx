@@ -422,3 +422,69 @@ def remember_payload(fields, embedding, replaces):
     o = _put_field(o + 2, replaces)
     assert o - start == total
     return out
+
+
+# ---------------------------------------------------------------------------
+# In-batch dedup candidates
+
+cdef enum:
+    # Up to this many rows the pairs are found pair by pair here, holding the GIL; a
+    # larger batch (a bulk store) takes the twin's sort, which releases it.
+    BATCH_PAIRS_DIRECT_MAX = 128
+
+
+cdef extern from "stdlib.h" nogil:
+    void qsort(void *base, size_t nmemb, size_t size, int (*compar)(const void *, const void *))
+
+
+cdef int _cmp_i64(const void *a, const void *b) noexcept nogil:
+    cdef int64_t x = (<const int64_t *>a)[0]
+    cdef int64_t y = (<const int64_t *>b)[0]
+    return (x > y) - (x < y)
+
+
+def batch_pairs(keys, eligible):
+    """See ``engram._core._ref.batch_pairs``: the same pairs in the same order.
+
+    A group-commit batch (a few dozen rows) is checked pair by pair: each row's keys
+    sorted once, then a merge of two sorted lists per pair, in (later, earlier)
+    order, with no NumPy call (each would release the GIL for a few microseconds of
+    work, and with many writer threads every release is a context switch)."""
+    _ref._check_batch_pairs_args(keys, eligible)
+    cdef Py_ssize_t m = keys.shape[0]
+    cdef Py_ssize_t tables = keys.shape[1]
+    if m > BATCH_PAIRS_DIRECT_MAX:
+        return _ref.batch_pairs(keys, eligible)
+    later_out = np.empty(m * (m - 1) // 2 if m > 1 else 0, np.int64)
+    earlier_out = np.empty(later_out.shape[0], np.int64)
+    if m < 2 or tables == 0:
+        return later_out[:0], earlier_out[:0]
+    sorted_keys = np.array(keys, np.int64, order="C", copy=True)
+    cdef int64_t *k = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>sorted_keys)
+    cdef const unsigned char *el = <const unsigned char *>cnp.PyArray_DATA(<cnp.ndarray>eligible)
+    cdef int64_t *lo = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>later_out)
+    cdef int64_t *eo = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>earlier_out)
+    cdef Py_ssize_t i, j, a, b, count = 0
+    cdef const int64_t *x
+    cdef const int64_t *y
+    for i in range(m):
+        qsort(k + i * tables, tables, sizeof(int64_t), _cmp_i64)
+    for i in range(1, m):
+        if not el[i]:
+            continue
+        x = k + i * tables
+        for j in range(i):
+            y = k + j * tables
+            a = 0
+            b = 0
+            while a < tables and b < tables:
+                if x[a] == y[b]:
+                    lo[count] = i
+                    eo[count] = j
+                    count += 1
+                    break
+                if x[a] < y[b]:
+                    a += 1
+                else:
+                    b += 1
+    return later_out[:count], earlier_out[:count]

@@ -718,9 +718,12 @@ class Space:
         """
         if self._last_followers == 0:
             return
+        # As many as last time: everyone is probably in, and another sleep (which lasts
+        # longer than asked on a busy machine) would only delay them all.
+        expected = self._last_followers + 1
         deadline = time.perf_counter() + min(STORE_GATHER_MAX_S, self._last_store_s / 2)
         seen = len(generation.requests)
-        while time.perf_counter() < deadline:
+        while seen < expected and time.perf_counter() < deadline:
             time.sleep(STORE_GATHER_GAP_S)
             count = len(generation.requests)
             if count == seen:
@@ -1788,44 +1791,9 @@ def _batch_matches(keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray,
     index by then); its score is the cosine the stored row would give (same bits,
     same inverse norm).
     """
-    m = keys.shape[0]
-    if m < 2:
+    later_index, earlier_index = _core.batch_pairs(keys, eligible)
+    if later_index.size == 0:
         return {}
-    flat = keys.reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    ordered = flat[order]
-    repeats = np.nonzero(ordered[1:] == ordered[:-1])[0]
-    if repeats.size == 0:
-        return {}
-    owners = order // keys.shape[1]
-    # Runs of equal keys: every later member is a candidate pair with every earlier one.
-    # Within a run owners rise (the stable sort keeps flat order, and one owner's keys
-    # all differ: each table has its own range), so a run's pairs are (owners[q],
-    # owners[p]) for p < q. All pairs at once, as offsets inside each run.
-    is_start = np.r_[True, ordered[1:] != ordered[:-1]]
-    starts = np.nonzero(is_start)[0]
-    lengths = np.diff(np.r_[starts, flat.size])
-    multi = lengths > 1
-    starts, lengths = starts[multi], lengths[multi]
-    # Run r has lengths[r] * (lengths[r] - 1) / 2 pairs; pair j of it is (q, p) in the
-    # order q = 1.., p = 0..q-1.
-    counts = lengths * (lengths - 1) // 2
-    run_of = np.repeat(np.arange(starts.size), counts)
-    j = np.arange(run_of.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    q = ((1 + np.sqrt(8 * j + 1)) // 2).astype(np.int64)  # the q whose pairs hold j
-    q -= (q * (q - 1) // 2 > j)  # float rounding, either way
-    q += ((q + 1) * q // 2 <= j)
-    p = j - q * (q - 1) // 2
-    later = owners[starts[run_of] + q]
-    earlier = owners[starts[run_of] + p]
-    keep = eligible[later]
-    later, earlier = later[keep], earlier[keep]
-    if later.size == 0:
-        return {}
-    # Sorted, one per (later, earlier): the order the pairs are scored and listed in.
-    combined = np.unique(later * m + earlier)
-    later_index = combined // m
-    earlier_index = combined % m
     scores = _core.pair_scores(vectors, inv_norms, earlier_index, vectors, inv_norms, later_index)
     out: dict[int, List[tuple[float, int]]] = {}
     for pair_later, pair_earlier, score in zip(later_index.tolist(), earlier_index.tolist(), scores.tolist()):
