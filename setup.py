@@ -35,6 +35,13 @@ if os.environ.get("ENGRAM_PURE") != "1":
                 extra_compile_args=COMPILE_ARGS,
             ),
             Extension(
+                "engram._core._store",
+                ["engram/_core/_store.pyx"],
+                include_dirs=["engram/_core", numpy.get_include()],
+                extra_compile_args=COMPILE_ARGS,
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            ),
+            Extension(
                 "engram._core._scan",
                 ["engram/_core/_scan.pyx"],
                 include_dirs=["engram/_core", numpy.get_include()],

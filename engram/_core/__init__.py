@@ -18,13 +18,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from engram._core._common import (
+    EmbeddingValueError,
     HEADER_BYTES,
     PAYLOAD_BYTES_MAX,
     RecordChecksumError,
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, approx_candidates, row_inv_norms, scores_rows
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, approx_candidates, scores_rows
 
 __all__ = [
     "IMPL",
@@ -41,6 +42,11 @@ __all__ = [
     "select_topk",
     "topk_cosine_batch",
     "row_inv_norms",
+    "embedding_f32",
+    "prepare_rows",
+    "remember_payload",
+    "batch_pairs",
+    "EmbeddingValueError",
     "quantize_rows",
     "lsh_keys",
     "pair_scores",
@@ -63,7 +69,12 @@ if os.environ.get("ENGRAM_PURE") == "1":
         approx_scores_batch,
         screen_batch,
         dedup_matches,
+        embedding_f32,
         lsh_keys,
+        batch_pairs,
+        prepare_rows,
+        remember_payload,
+        row_inv_norms,
         pair_scores,
         quantize_rows,
         slot_insert,
@@ -84,6 +95,7 @@ else:
         from engram._core._walcodec import crc32c, decode_record, encode_record
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
+        from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
             "engram's compiled kernels are not built: reinstall with `pip install .` "

@@ -25,6 +25,9 @@ PAYLOAD_BYTES_MAX = 64 * 1024 * 1024
 # Cosine scores accumulate in this many float32 lanes, in a fixed order, so the
 # compiled scan and its twin produce the same bits whatever the SIMD width.
 DOT_LANES = 16
+# Inverse row norms sum squares in this many float64 lanes, in a fixed order (see
+# store.h), so the compiled kernel and its twin give the same bits.
+NORM_LANES = 8
 
 
 class RecordError(EngramError):
@@ -42,3 +45,18 @@ class RecordTruncatedError(RecordError):
 
 class RecordChecksumError(RecordError):
     """A header field or a CRC does not match: the bytes are not a valid record."""
+
+
+class EmbeddingValueError(ValueError):
+    """An embedding the store path refuses: ``problem`` says which rule it broke.
+
+    ``problem`` is one of "type" (not a sequence: ``detail`` is the type's name),
+    "not_number", "length" (``detail`` is what was received: a count or a shape),
+    "nonfinite", "float32_range" or "zero". The engine turns it into a
+    ValidationError that names the field; kernels know no field names.
+    """
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(f"embedding: {problem} {detail}".rstrip())

@@ -3,8 +3,10 @@
 
 LSH dot products are exact integers, so the keys equal the twin's bit for bit on
 every machine; pair scores repeat the cosine kernel's operations in its order.
-The GIL is released while a kernel runs: a group-commit leader computing a
-batch's keys lets the writers behind it validate their next calls.
+The GIL is released only while a kernel runs on a large input (more than
+NOGIL_WORK values): for one store or a small group-commit batch the release
+costs more than it gives, since with many writer threads each release hands the
+GIL to another thread and back (two context switches).
 """
 
 import numpy as np
@@ -12,6 +14,10 @@ cimport numpy as cnp
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
 
 cnp.import_array()
+
+cdef enum:
+    # Work (values read) above which a kernel releases the GIL: about 85 rows of 768.
+    NOGIL_WORK = 65536
 
 from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args, _check_slot_args
 
@@ -54,7 +60,10 @@ def lsh_keys(codes, planes, int bits):
         # No coordinates: every dot product is 0, so no bit is set.
         out[:] = np.arange(tables, dtype=np.int64) << bits
         return out
-    with nogil:
+    if b * d > NOGIL_WORK:
+        with nogil:
+            engram_lsh_keys(&c[0, 0], b, d, &p[0, 0], tables, nbits, &o[0, 0], &rs[0], &ds[0])
+    else:
         engram_lsh_keys(&c[0, 0], b, d, &p[0, 0], tables, nbits, &o[0, 0], &rs[0], &ds[0])
     return out
 
@@ -74,7 +83,10 @@ def pair_scores(matrix, inv_norms, rows, queries, query_inv_norms, query_of):
     cdef const int64_t[::1] qo = query_of
     cdef float[::1] o = out
     cdef int64_t d = matrix.shape[1]
-    with nogil:
+    if count * d > NOGIL_WORK:
+        with nogil:
+            engram_pair_scores(&m[0, 0], &inv[0], &r[0], &q[0, 0], &qi[0], &qo[0], count, d, &o[0])
+    else:
         engram_pair_scores(&m[0, 0], &inv[0], &r[0], &q[0, 0], &qi[0], &qo[0], count, d, &o[0])
     return out
 
@@ -156,7 +168,14 @@ def dedup_matches(keys, eligible, base_start, base_rows, slot_rows, slot_count, 
     cdef int64_t *orow = <int64_t *>_data(out_row)
     cdef float *osc = <float *>_data(out_score)
     cdef int64_t written
-    with nogil:
+    # By the number of queries, not candidates: a group-commit batch's lookup (a few
+    # dozen queries) keeps the GIL, as the writers behind it are waiting anyway; a
+    # bulk store's lets other threads run.
+    if b * d > NOGIL_WORK:
+        with nogil:
+            written = engram_dedup_matches(k, b, tables, el, bs_p, br_p, sr_p, sc_p, slots, al, ep, m, inv, q, qi, d,
+                                           rows_n, thr, c_p, s_p, qc_p, qs_p, scr, oq, orow, osc)
+    else:
         written = engram_dedup_matches(k, b, tables, el, bs_p, br_p, sr_p, sc_p, slots, al, ep, m, inv, q, qi, d,
                                        rows_n, thr, c_p, s_p, qc_p, qs_p, scr, oq, orow, osc)
     if written < 0:
@@ -178,7 +197,10 @@ def quantize_rows(matrix):
     cdef int8_t[:, ::1] c = codes
     cdef float[::1] sc = scales
     cdef int status
-    with nogil:
+    if n * d > NOGIL_WORK:
+        with nogil:
+            status = engram_quantize_rows(&m[0, 0], n, d, &c[0, 0], &sc[0])
+    else:
         status = engram_quantize_rows(&m[0, 0], n, d, &c[0, 0], &sc[0])
     if status < 0:
         raise ValueError("matrix: contains NaN or infinity; allowed: finite values; example: np.zeros((10, 768), np.float32)")
@@ -200,16 +222,16 @@ def slot_insert(slot_rows, slot_count, rows, keys):
     cdef int64_t *spk = <int64_t *>_data(spilled_keys)
     cdef int64_t *spr = <int64_t *>_data(spilled_rows)
     cdef int64_t i, t, key, position, spilled = 0
-    with nogil:
-        for i in range(n):
-            for t in range(tables):
-                key = k[i * tables + t]
-                position = sc[key]
-                if position < slots:
-                    sr[key * slots + position] = r[i]
-                else:
-                    spk[spilled] = key
-                    spr[spilled] = r[i]
-                    spilled += 1
-                sc[key] = position + 1
+    # A few operations per key: holding the GIL costs less than handing it over.
+    for i in range(n):
+        for t in range(tables):
+            key = k[i * tables + t]
+            position = sc[key]
+            if position < slots:
+                sr[key * slots + position] = r[i]
+            else:
+                spk[spilled] = key
+                spr[spilled] = r[i]
+                spilled += 1
+            sc[key] = position + 1
     return spilled_keys[:spilled], spilled_rows[:spilled]

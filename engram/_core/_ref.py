@@ -8,11 +8,14 @@ the whole package run on these.
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 
 from engram._core._common import (
     DOT_LANES,
     HEADER_BYTES,
+    NORM_LANES,
+    EmbeddingValueError,
     HEADER_STRUCT,
     PAYLOAD_BYTES_MAX,
     RECORD_MAGIC,
@@ -233,13 +236,146 @@ def topk_cosine(
     return topk_cosine_batch(matrix, inv_norms, query.reshape(1, -1), k, mask)[0]
 
 
+def _check_rows_f32(matrix: object) -> None:
+    if not isinstance(matrix, np.ndarray) or matrix.dtype != np.float32 or matrix.ndim != 2:
+        raise ValueError("matrix: must be a 2-d float32 array; example: np.zeros((10, 768), np.float32)")
+
+
 def row_inv_norms(matrix: np.ndarray) -> np.ndarray:
-    """1/||row|| for every row, float32, computed in float64; 0 for a zero row."""
-    squares = np.einsum("ij,ij->i", matrix.astype(np.float64), matrix.astype(np.float64))
-    norms = np.sqrt(squares)
-    out = np.zeros(matrix.shape[0], np.float64)
+    """1/||row|| for every row, float32, computed in float64; 0 for a zero row.
+
+    The order is part of the spec (compiled: store.h): squares in float64 (exact),
+    element k added to lane k % NORM_LANES in index order, then the lanes added
+    pairwise (lane i += lane i + width/2, width halving), then 1/sqrt in float64.
+    """
+    _check_rows_f32(matrix)
+    n, d = matrix.shape
+    squares = matrix.astype(np.float64)
+    squares *= squares
+    lanes = NORM_LANES
+    full = d - d % lanes
+    acc = np.zeros((n, lanes), np.float64)
+    for c in range(0, full, lanes):
+        acc += squares[:, c : c + lanes]
+    for j in range(full, d):
+        acc[:, j - full] += squares[:, j]
+    width = lanes
+    while width > 1:
+        width //= 2
+        acc = acc[:, :width] + acc[:, width : 2 * width]
+    norms = np.sqrt(acc[:, 0])
+    out = np.zeros(n, np.float64)
     np.divide(1.0, norms, out=out, where=norms > 0)
     return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# The store path (compiled: _store.pyx, store.h)
+
+
+def embedding_f32(value: object, dimension: int) -> np.ndarray:
+    """A new C-contiguous float32 (dimension,) array equal to ``value``, or EmbeddingValueError.
+
+    Accepted: any sequence or array of numbers NumPy converts to float64 (a float32
+    array of the right shape is copied as is). Checked in this order, each on the
+    whole value: a str, bytes or None is "type"; a value NumPy cannot convert is
+    "not_number"; a shape other than (dimension,) is "length"; NaN or infinity is
+    "nonfinite"; a finite value beyond float32 is "float32_range"; all zeros (after
+    the cast to float32) is "zero".
+    """
+    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (dimension,):
+        if not np.isfinite(value).all():
+            raise EmbeddingValueError("nonfinite")
+        if not value.any():
+            raise EmbeddingValueError("zero")
+        return np.array(value, np.float32, order="C")
+    if isinstance(value, (str, bytes)) or value is None:
+        raise EmbeddingValueError("type", type(value).__name__)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise EmbeddingValueError("not_number") from None
+    if array.ndim != 1 or array.shape[0] != dimension:
+        got = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        raise EmbeddingValueError("length", str(got))
+    if not np.all(np.isfinite(array)):
+        raise EmbeddingValueError("nonfinite")
+    with np.errstate(over="ignore"):
+        out = array.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise EmbeddingValueError("float32_range")
+    if not np.any(out):
+        raise EmbeddingValueError("zero")
+    return out
+
+
+def remember_payload(fields: tuple, embedding: np.ndarray | None, replaces: str | None) -> bytes:
+    """The REMEMBER record's payload: msgpack (``use_bin_type=True``) of the map
+    {"f": fields as an array, "e": the embedding's little-endian float32 bytes or nil,
+    "r": replaces}. Errors are msgpack's (a value it cannot pack)."""
+    body = {"f": fields, "e": None if embedding is None else embedding.astype("<f4").tobytes(), "r": replaces}
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def batch_pairs(keys: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (later, earlier) pairs of a batch's rows that share at least one key value,
+    with ``eligible[later]``, earlier < later: two int64 arrays sorted by (later,
+    earlier), one entry per pair. ``keys`` int64 (m, tables), ``eligible`` bool (m,)."""
+    _check_batch_pairs_args(keys, eligible)
+    m = keys.shape[0]
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if m < 2 or keys.shape[1] == 0:
+        return empty
+    flat = keys.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    owners = order // keys.shape[1]
+    # Runs of equal keys: every later member pairs with every earlier one. Owners rise
+    # within a run (the stable sort keeps flat order) but may repeat (one owner, one
+    # value in two tables): such self-pairs are dropped below.
+    is_start = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.nonzero(is_start)[0]
+    lengths = np.diff(np.r_[starts, flat.size])
+    multi = lengths > 1
+    starts, lengths = starts[multi], lengths[multi]
+    # Run r has lengths[r] * (lengths[r] - 1) / 2 pairs; pair j of it is (q, p) in the
+    # order q = 1.., p = 0..q-1.
+    counts = lengths * (lengths - 1) // 2
+    run_of = np.repeat(np.arange(starts.size), counts)
+    j = np.arange(run_of.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    q = ((1 + np.sqrt(8 * j + 1)) // 2).astype(np.int64)  # the q whose pairs hold j
+    q -= (q * (q - 1) // 2 > j)  # float rounding, either way
+    q += ((q + 1) * q // 2 <= j)
+    p = j - q * (q - 1) // 2
+    later = owners[starts[run_of] + q]
+    earlier = owners[starts[run_of] + p]
+    keep = (later != earlier) & eligible[later]
+    later, earlier = later[keep], earlier[keep]
+    if later.size == 0:
+        return empty
+    combined = np.unique(later * m + earlier)
+    return combined // m, combined % m
+
+
+def _check_batch_pairs_args(keys: object, eligible: object) -> None:
+    if type(keys) is not np.ndarray or keys.dtype != _I64 or keys.ndim != 2 or not keys.flags.c_contiguous:
+        raise ValueError("keys: must be a C-contiguous 2-d int64 array; example: DedupIndex.keys_for(vectors)")
+    if type(eligible) is not np.ndarray or eligible.dtype != _BOOL or eligible.shape != (keys.shape[0],):
+        raise ValueError(f"eligible: must be a bool array of shape ({keys.shape[0]},); example: np.ones(len(keys), bool)")
+
+
+def prepare_rows(matrix: np.ndarray, planes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a batch of new rows needs before planning, in one call:
+    ``(row_inv_norms(m), *quantize_rows(m), lsh_keys(codes, planes, bits))``.
+
+    Errors are those of the three: a non-finite value is quantize_rows' ValueError.
+    """
+    _check_quantize_args(matrix)
+    if not matrix.flags.c_contiguous:
+        raise ValueError("matrix: must be C-contiguous; example: np.stack(vectors)")
+    codes, scales = quantize_rows(matrix)
+    keys = lsh_keys(codes, planes, bits)
+    return row_inv_norms(matrix), codes, scales, keys
 
 
 # ---------------------------------------------------------------------------

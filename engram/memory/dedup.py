@@ -80,6 +80,11 @@ class DedupIndex:
         codes, _ = _core.quantize_rows(np.ascontiguousarray(embeddings, np.float32))
         return self.keys_for_codes(codes)
 
+    def prepare(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Inverse norms, int8 codes, scales and keys of new rows (b, d) float32, C-contiguous,
+        in one kernel call (``_core.prepare_rows``: the bits of the separate kernels)."""
+        return _core.prepare_rows(vectors, self._planes, BITS)
+
     def keys_for_codes(self, codes: np.ndarray) -> np.ndarray:
         """Keys for rows already quantised by ``_core.quantize_rows`` (the same keys as ``keys_for``)."""
         return _core.lsh_keys(np.ascontiguousarray(codes), self._planes, BITS)
@@ -115,18 +120,27 @@ class DedupIndex:
         if len(self._pending_rows) >= PENDING_ROWS_MAX:
             self._flush()
 
+    def add_rows(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        """Index rows (int64 (k,)) appended after the base, with their keys (int64 (k, TABLES)),
+        in one step: what ``add`` does for each in turn, without queueing them."""
+        self._flush()  # rows queued by add go first, as they would one by one
+        self._insert(rows, keys)
+
     def _flush(self) -> None:
         """Put the queued rows in the slot table (or the spill dict when a key's slots are full)."""
         if not self._pending_rows:
             return
-        if self._slot_count is None:
-            self._slot_rows = np.empty((KEYS, DELTA_SLOTS), np.int64)
-            self._slot_count = np.zeros(KEYS, np.int64)
-        assert self._slot_rows is not None
         rows = np.array(self._pending_rows, np.int64)
         keys = np.array(self._pending_keys, np.int64)
         self._pending_rows = []
         self._pending_keys = []
+        self._insert(rows, keys)
+
+    def _insert(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        if self._slot_count is None:
+            self._slot_rows = np.empty((KEYS, DELTA_SLOTS), np.int64)
+            self._slot_count = np.zeros(KEYS, np.int64)
+        assert self._slot_rows is not None
         spilled_keys, spilled_rows = _core.slot_insert(self._slot_rows, self._slot_count, rows, keys)
         for key, row in zip(spilled_keys.tolist(), spilled_rows.tolist()):
             self._spill.setdefault(key, []).append(row)

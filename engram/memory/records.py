@@ -15,6 +15,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from engram import _core
+
 REMEMBER = 1
 FORGET = 2
 ASSOCIATE = 3
@@ -56,6 +58,16 @@ def item_fields(item: Item) -> list[Any]:
     ]
 
 
+def _item_fields_packed(item: Item) -> tuple[Any, ...]:
+    """``item_fields`` for msgpack only: the tuples as they are (msgpack writes a tuple
+    and a list as the same array, so the bytes are the same) and no list to build."""
+    return (
+        item.id, item.content, item.confidence, item.created_ns, item.last_access_ns, item.access_count,
+        item.tags, item.memory_type, item.location, item.who, item.why, item.how,
+        item.importance, item.valence, item.decay, item.sources, item.metadata, item.stability,
+    )
+
+
 def item_from_fields(values: list[Any]) -> Item:
     # 17 fields before stability existed (older logs and checkpoints), 18 since.
     (mid, content, confidence, created, last, count, tags, mtype, location, who, why, how,
@@ -66,12 +78,10 @@ def item_from_fields(values: list[Any]) -> Item:
 
 
 def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | None) -> bytes:
-    body = {
-        "f": item_fields(item),
-        "e": None if embedding is None else embedding.astype("<f4").tobytes(),
-        "r": replaces,
-    }
-    return msgpack.packb(body, use_bin_type=True)
+    """The REMEMBER payload: msgpack of {"f": item_fields(item), "e": little-endian
+    float32 bytes or None, "r": replaces}, packed by ``_core.remember_payload`` (the
+    compiled packer writes the usual values directly; msgpack gives the same bytes)."""
+    return _core.remember_payload(_item_fields_packed(item), embedding, replaces)
 
 
 def decode_remember(payload: bytes, dimension: int) -> tuple[Item, np.ndarray | None, str | None]:

@@ -30,7 +30,7 @@ import dataclasses
 import gc
 import logging
 import os
-import secrets
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -73,8 +73,6 @@ _COMPACT_MIN_ROWS = 1024
 # far apart, for at most this long in all (see Space._gather).
 STORE_GATHER_GAP_S = 100e-6
 STORE_GATHER_MAX_S = 1e-3
-# From this many new rows a store batch writes them with slices (see Space._write_rows).
-WRITE_ROWS_MIN = 4
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
 # From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
@@ -313,7 +311,7 @@ class Space:
             if self._text is not None:
                 self._text.remove(old.id)
         if embedding is not None:
-            assert keys is not None
+            assert keys is not None or written
             item.row = self._append_row(item, embedding, inv_norm, keys, code, written)
         else:
             item.row = -1
@@ -343,11 +341,11 @@ class Space:
             item.row = -1
 
     def _append_row(
-        self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: List[int],
+        self, item: Item, embedding: np.ndarray, inv_norm: float | None, keys: List[int] | None,
         code: tuple[np.ndarray, float] | None = None, written: bool = False,
     ) -> int:
-        """Append ``item``'s row; ``written``: its arrays already hold the row's values
-        at ``self._n`` (see _write_rows), only the bookkeeping is left."""
+        """Append ``item``'s row; ``written``: its arrays and the dedup index already hold
+        the row at ``self._n`` (see _write_rows), only the bookkeeping is left."""
         if not written:
             if self._n == self._matrix.shape[0]:
                 self._grow(max(1024, 2 * self._matrix.shape[0]))
@@ -368,9 +366,11 @@ class Space:
         row = self._n
         self._row_ids.append(item.id)
         self._n += 1
-        self._dedup.add(row, keys)
-        if self._dedup.needs_rebuild(self._n):
-            self._dedup.rebuild(self._lsh_keys[: self._n])
+        if not written:  # _write_rows indexed written rows, and checks for a rebuild after them
+            assert keys is not None
+            self._dedup.add(row, keys)
+            if self._dedup.needs_rebuild(self._n):
+                self._dedup.rebuild(self._lsh_keys[: self._n])
         return row
 
     def _grow(self, capacity: int) -> None:
@@ -510,8 +510,10 @@ class Space:
         sources: Any = (),
         field_prefix: str = "",
     ) -> tuple[Item, np.ndarray | None]:
+        # Defaults (None, empty tuples, "semantic") skip their check: this runs on every
+        # writer thread for every store, and a default needs no checking.
         text = check.content(content, field_prefix + ("what" if memory_type == "episodic" else "content"))
-        mtype = check.memory_type(memory_type)
+        mtype = "semantic" if memory_type == "semantic" else check.memory_type(memory_type)
         vector = None if embedding is None else check.embedding(embedding, self.config.dimension, field_prefix + "embedding")
         conf = check.unit_float(confidence, field_prefix + "confidence")
         now = self._now_ns()
@@ -521,24 +523,19 @@ class Space:
         who_tuple = check.tags(who, field_prefix + "who")
         if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(k, str) for k in metadata)):
             raise ValidationError(field_prefix + "metadata", "expected a dict with string keys", "a JSON-like dict", "{'source': 'chat'}")
-        item = Item(
-            id=memory_id,
-            content=text,
-            confidence=conf,
-            created_ns=created,
-            last_access_ns=created,
-            tags=check.tags(tags, field_prefix + "tags"),
-            memory_type=mtype,
-            location=check.short_text(location, field_prefix + ("where" if mtype == "episodic" else "location"), "'lab'"),
-            who=who_tuple,
-            why=check.short_text(why, field_prefix + "why", "'to test the hypothesis'"),
-            how=check.short_text(how, field_prefix + "how", "'by microscope'"),
-            importance=None if importance is None else check.unit_float(importance, field_prefix + "importance", "0.6"),
-            valence=None if valence is None else check.signed_unit_float(valence, field_prefix + "emotional_valence"),
-            decay=fn,
-            sources=tuple(sources),
-            metadata=dict(metadata or {}),
-        )
+        tag_tuple = check.tags(tags, field_prefix + "tags")
+        place = None if location is None else \
+            check.short_text(location, field_prefix + ("where" if mtype == "episodic" else "location"), "'lab'")
+        why_text = None if why is None else check.short_text(why, field_prefix + "why", "'to test the hypothesis'")
+        how_text = None if how is None else check.short_text(how, field_prefix + "how", "'by microscope'")
+        weight = None if importance is None else check.unit_float(importance, field_prefix + "importance", "0.6")
+        feeling = None if valence is None else check.signed_unit_float(valence, field_prefix + "emotional_valence")
+        # Positional: Item's field order (id, content, confidence, created, last access,
+        # access count, tags, type, location, who, why, how, importance, valence, decay,
+        # sources, metadata).
+        item = Item(memory_id, text, conf, created, created, 0, tag_tuple, mtype, place, who_tuple, why_text, how_text,
+                    weight, feeling, fn, sources if type(sources) is tuple else tuple(sources),
+                    {} if metadata is None else dict(metadata))
         return item, vector
 
     def remember(
@@ -608,8 +605,8 @@ class Space:
             prefix = f"items[{index}]."
             if not isinstance(raw, dict):
                 raise ValidationError(f"items[{index}]", "expected a dict", "a dict with remember()'s arguments", "{'content': 'a'}")
-            unknown = sorted(set(raw) - allowed)
-            if unknown:
+            if not allowed.issuperset(raw):
+                unknown = sorted(set(raw) - allowed)
                 raise ValidationError(prefix + unknown[0], "is not a known field", ", ".join(sorted(allowed)), "{'content': 'a'}")
             mtype = raw.get("memory_type", "semantic")
             importance = raw.get("importance")
@@ -688,26 +685,34 @@ class Space:
         return checkpoint_due
 
     def _write_rows(self, plan: _StorePlan, vectors: List[int]) -> None:
-        """Write the rows the next stores will append (rows n, n + 1, ... in order) with one
-        slice assignment per array; _append_row then only does the bookkeeping. Rows at
-        or past n are not visible to readers, and a row the batch later removes is
+        """Write and index the rows the next stores will append (rows n, n + 1, ... in the
+        order of ``vectors``, increasing indices into the plan's arrays) with one slice
+        assignment per array; _append_row then only does the bookkeeping. Rows at or
+        past n are not visible to readers, and a row the batch later removes is
         tombstoned after, as one by one (caller holds the lock)."""
         if not vectors:
             return
         n = self._n
         k = len(vectors)
-        if n + k > self._matrix.shape[0]:
-            self._grow(max(1024, 2 * self._matrix.shape[0], n + k))
-        index = np.array(vectors, np.int64)
         stop = n + k
-        self._matrix[n:stop] = plan.stacked[index]
-        self._inv_norms[n:stop] = plan.inv_norms[index]
+        if stop > self._matrix.shape[0]:
+            self._grow(max(1024, 2 * self._matrix.shape[0], stop))
+        source: slice | np.ndarray
+        if vectors[-1] - vectors[0] == k - 1:
+            source = slice(vectors[0], vectors[0] + k)  # the usual case: no copy to gather
+        else:
+            source = np.array(vectors, np.int64)
+        self._matrix[n:stop] = plan.stacked[source]
+        self._inv_norms[n:stop] = plan.inv_norms[source]
         self._alive[n:stop] = True
-        self._created[n:stop] = [plan.vector_items[v].created_ns for v in vectors]
-        self._episodic[n:stop] = [plan.vector_items[v].memory_type == "episodic" for v in vectors]
-        self._lsh_keys[n:stop] = plan.keys[index]
-        self._codes[n:stop] = plan.codes[index]
-        self._scales[n:stop] = plan.scales[index]
+        items = plan.vector_items
+        self._created[n:stop] = [items[v].created_ns for v in vectors]
+        self._episodic[n:stop] = [items[v].memory_type == "episodic" for v in vectors]
+        keys = plan.keys[source]
+        self._lsh_keys[n:stop] = keys
+        self._codes[n:stop] = plan.codes[source]
+        self._scales[n:stop] = plan.scales[source]
+        self._dedup.add_rows(np.arange(n, stop, dtype=np.int64), keys)
 
     def _gather(self, generation: _Generation) -> None:
         """Let the writers the last batch just woke join this one before it closes.
@@ -722,9 +727,12 @@ class Space:
         """
         if self._last_followers == 0:
             return
+        # As many as last time: everyone is probably in, and another sleep (which lasts
+        # longer than asked on a busy machine) would only delay them all.
+        expected = self._last_followers + 1
         deadline = time.perf_counter() + min(STORE_GATHER_MAX_S, self._last_store_s / 2)
         seen = len(generation.requests)
-        while time.perf_counter() < deadline:
+        while seen < expected and time.perf_counter() < deadline:
             time.sleep(STORE_GATHER_GAP_S)
             count = len(generation.requests)
             if count == seen:
@@ -774,22 +782,44 @@ class Space:
             # A large batch is applied in chunks so that readers are not stalled behind it.
             with self._lock:
                 chunk = actions[start : start + STORE_CHUNK_ITEMS]
-                rows = [action[7] for action in chunk if action[0] == "remember" and action[7] >= 0]
-                # Slices pay off from a few rows; a lone store writes its row in place.
-                written = len(rows) >= WRITE_ROWS_MIN
-                if written:
-                    self._write_rows(plan, rows)
-                for action in chunk:
-                    if action[0] == "forget":
-                        self._apply_forget(action[1])
-                        self.evicted += 1
-                        _log_eviction(self.id, action[1])
-                    else:
-                        _, item, vector, keys, replaces, inv_norm, code, v = action
-                        self._apply_remember(item, vector, keys, replaces, inv_norm, code, written=written and v >= 0)
+                # The chunk's new rows, written and indexed at once; each item below then
+                # takes the next row, in the same order.
+                self._write_rows(plan, [action[4] for action in chunk if action[0] == _REMEMBER and action[4] >= 0])
+                if plan.simple:
+                    self._apply_new_items(chunk)
+                else:
+                    for action in chunk:
+                        if action[0] == _FORGET:
+                            self._apply_forget(action[1])
+                            self.evicted += 1
+                            _log_eviction(self.id, action[1])
+                        else:
+                            _, item, vector, replaces, v = action
+                            self._apply_remember(item, vector, None, replaces, written=v >= 0)
+                if self._dedup.needs_rebuild(self._n):
+                    self._dedup.rebuild(self._lsh_keys[: self._n])
         with self._lock:
             self.deduplicated += plan.deduplicated
             self._compact_if_sparse()
+
+    def _apply_new_items(self, chunk: List[tuple[Any, ...]]) -> None:
+        """_apply_remember for items of a simple plan (new ids, nothing replaced), whose
+        rows _write_rows has written and indexed: what it does for them, in order."""
+        items = self._items
+        row_ids = self._row_ids
+        text = self._text
+        row = self._n
+        for _, item, vector, _replaces, v in chunk:
+            if v >= 0:
+                item.row = row
+                row_ids.append(item.id)
+                row += 1
+            else:
+                item.row = -1
+            items[item.id] = item
+            if text is not None:
+                text.add(item.id, item.content)
+        self._n = row
 
     def forget(self, memory_id: str) -> bool:
         """Delete a memory for real (a WAL tombstone); True if it existed."""
@@ -1632,6 +1662,7 @@ class _Generation:
             self._fd = -1
 
 
+_random_bits = random.getrandbits
 _EVENTFD = hasattr(os, "eventfd") and hasattr(os, "EFD_SEMAPHORE")
 
 
@@ -1648,10 +1679,11 @@ class _StorePlan:
     """
 
     __slots__ = ("entries", "actions", "ids", "deduplicated", "vector_items", "stacked", "inv_norms", "codes",
-                 "scales", "keys")
+                 "scales", "keys", "simple")
 
     def __init__(self, space: Space, prepared: List[tuple[Item, np.ndarray | None]]) -> None:
         self.entries: List[tuple[int, bytes]] = []
+        # (_FORGET, id) or (_REMEMBER, item, vector, replaces, vector index or -1), in order.
         self.actions: List[tuple[Any, ...]] = []
         self.ids: List[str] = []
         self.deduplicated = 0
@@ -1659,8 +1691,10 @@ class _StorePlan:
         vectors: List[np.ndarray] = []
         vector_items: List[Item] = []
         for item, vector in prepared:
-            offsets.append(len(vectors) if vector is not None else -1)
-            if vector is not None:
+            if vector is None:
+                offsets.append(-1)
+            else:
+                offsets.append(len(vectors))
                 vectors.append(vector)
                 vector_items.append(item)
         threshold = space.config.dedup_threshold
@@ -1668,29 +1702,40 @@ class _StorePlan:
         batch_passing: dict[int, List[tuple[float, int]]] = {}
         self.vector_items = vector_items
         if vectors:
-            stacked = np.stack(vectors)
-            inv_norms = _core.row_inv_norms(stacked)
-            codes, scales = _core.quantize_rows(stacked)
-            keys = space._dedup.keys_for_codes(codes)
+            # The validator's vectors are C-contiguous: one needs no copy.
+            stacked = vectors[0].reshape(1, -1) if len(vectors) == 1 else np.stack(vectors)
+            inv_norms, codes, scales, keys = space._dedup.prepare(stacked)
             self.stacked, self.inv_norms, self.codes, self.scales, self.keys = stacked, inv_norms, codes, scales, keys
-            keys_list = keys.tolist()
-            inv_list = inv_norms.tolist()
-            scales_list = scales.tolist()
             if threshold is not None:
                 eligible = np.array([item.memory_type != "episodic" and not item.sources for item in vector_items], np.bool_)
                 state_passing = _state_matches(space, keys, stacked, inv_norms, codes, scales, eligible, threshold)
                 batch_passing = _batch_matches(keys, stacked, inv_norms, eligible, threshold)
 
         items = space._items
+        capacity = space.config.capacity
+        entries = self.entries
+        actions = self.actions
+        ids = self.ids
+        batch_ids = [item.id for item, _ in prepared]
+        # The usual batch: no dedup candidate passed, room for every item, new distinct
+        # ids. Then each item is simply stored, in order, which is what the loop below
+        # decides for it too; only the bookkeeping is skipped.
+        self.simple = not state_passing and not batch_passing \
+            and (capacity is None or len(items) + len(prepared) <= capacity) \
+            and items.keys().isdisjoint(batch_ids) and len(set(batch_ids)) == len(batch_ids)
+        if self.simple:
+            remember = rec.REMEMBER
+            encode = rec.encode_remember
+            for index, (item, vector) in enumerate(prepared):
+                actions.append((_REMEMBER, item, vector, None, offsets[index]))
+                entries.append((remember, encode(item, vector, None)))
+            ids.extend(batch_ids)
+            return
         removed: set[str] = set()  # stored ids this batch removes
         dead_rows: set[int] = set()  # their rows
         live: dict[str, int] = {}  # id -> index in prepared of the batch item holding it now
         applied = [False] * len(vectors)  # batch vectors stored and not removed since
         count = len(items)
-        capacity = space.config.capacity
-
-        def present(memory_id: str) -> bool:
-            return memory_id in live or (memory_id in items and memory_id not in removed)
 
         def kill(memory_id: str) -> None:
             nonlocal count
@@ -1709,9 +1754,12 @@ class _StorePlan:
 
         for index, (item, vector) in enumerate(prepared):
             v = offsets[index]
+            memory_id = item.id
+            # Whether the id is stored now (as the batch's earlier items leave the state).
+            present = memory_id in live or (memory_id in items and memory_id not in removed)
             replaces: str | None = None
-            if threshold is not None and vector is not None and item.memory_type != "episodic" \
-                    and not item.sources and not present(item.id):
+            if (v in state_passing or v in batch_passing) and not present \
+                    and item.memory_type != "episodic" and not item.sources:
                 best: tuple[float, str] | None = None
                 best_item: Item | None = None
                 for score, row in state_passing.get(v, ()):
@@ -1734,31 +1782,29 @@ class _StorePlan:
                 if best_item is not None:
                     self.deduplicated += 1
                     if best_item.confidence >= item.confidence:
-                        self.ids.append(best_item.id)  # the stored duplicate stays
+                        ids.append(best_item.id)  # the stored duplicate stays
                         continue
                     replaces = best_item.id
-            if capacity is not None and not present(item.id) and count >= capacity:
+            if capacity is not None and not present and count >= capacity:
                 victim = _eviction_victim(space, live, prepared, removed)
-                kill(victim)
-                self.entries.append((rec.FORGET, rec.encode_forget(victim, "evicted")))
-                self.actions.append(("forget", victim))
-            if replaces is not None and replaces != item.id:
+                kill(victim)  # never this item's id: that is not stored
+                entries.append((rec.FORGET, rec.encode_forget(victim, "evicted")))
+                actions.append((_FORGET, victim))
+            if replaces is not None and replaces != memory_id:
                 kill(replaces)
-            if present(item.id):
-                kill(item.id)  # overwritten by this item
-            live[item.id] = index
+            if present:
+                kill(memory_id)  # overwritten by this item
+            live[memory_id] = index
             count += 1
-            keys_row = None
-            inv_norm = None
-            code = None
-            if vector is not None:
+            if v >= 0:
                 applied[v] = True
-                keys_row = keys_list[v]
-                inv_norm = inv_list[v]
-                code = (codes[v], scales_list[v])
-            self.actions.append(("remember", item, vector, keys_row, replaces, inv_norm, code, v))
-            self.entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
-            self.ids.append(item.id)
+            actions.append((_REMEMBER, item, vector, replaces, v))
+            entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
+            ids.append(memory_id)
+
+
+_FORGET = 0
+_REMEMBER = 1
 
 
 def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray, codes: np.ndarray,
@@ -1788,38 +1834,14 @@ def _batch_matches(keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray,
     index by then); its score is the cosine the stored row would give (same bits,
     same inverse norm).
     """
-    m = keys.shape[0]
-    if m < 2:
+    later_index, earlier_index = _core.batch_pairs(keys, eligible)
+    if later_index.size == 0:
         return {}
-    flat = keys.reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    ordered = flat[order]
-    repeats = np.nonzero(ordered[1:] == ordered[:-1])[0]
-    if repeats.size == 0:
-        return {}
-    owners = order // keys.shape[1]
-    pairs: set[tuple[int, int]] = set()
-    # Runs of equal keys (rare): every later member is a candidate pair with every earlier one.
-    run_starts = repeats[np.r_[True, repeats[1:] != repeats[:-1] + 1]]
-    for start in run_starts.tolist():
-        stop = start + 1
-        while stop < flat.size and ordered[stop] == ordered[start]:
-            stop += 1
-        members = sorted(set(owners[start:stop].tolist()))
-        for a_pos, earlier in enumerate(members):
-            for later in members[a_pos + 1 :]:
-                if eligible[later]:
-                    pairs.add((later, earlier))
-    if not pairs:
-        return {}
-    ordered_pairs = sorted(pairs)
-    later_index = np.array([p[0] for p in ordered_pairs], np.int64)
-    earlier_index = np.array([p[1] for p in ordered_pairs], np.int64)
     scores = _core.pair_scores(vectors, inv_norms, earlier_index, vectors, inv_norms, later_index)
     out: dict[int, List[tuple[float, int]]] = {}
-    for later, earlier, score in zip(later_index.tolist(), earlier_index.tolist(), scores.tolist()):
+    for pair_later, pair_earlier, score in zip(later_index.tolist(), earlier_index.tolist(), scores.tolist()):
         if score >= threshold:
-            out.setdefault(later, []).append((score, earlier))
+            out.setdefault(pair_later, []).append((score, pair_earlier))
     return out
 
 
@@ -1892,9 +1914,12 @@ def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:
 
 
 def _new_id(memory_type: str) -> str:
-    # Time-ordered (ms) then random: ids sort roughly by creation, never collide in practice.
+    # Time-ordered (ms) then 48 random bits: ids sort roughly by creation, never collide in
+    # practice. The bits come from the random module's generator (seeded from the OS,
+    # reseeded in a forked child), not from os.urandom: that system call releases the
+    # GIL, and with many writer threads each release is a context switch.
     prefix = "ep" if memory_type == "episodic" else "mem"
-    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{_random_bits(48):012x}"
 
 
 def _log_eviction(space_id: str, memory_id: str) -> None:

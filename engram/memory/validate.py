@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from engram import _core
 from engram.errors import ValidationError
 from engram.memory.types import DECAY_FUNCTIONS, MEMORY_TYPES, datetime_to_ns
 
@@ -62,6 +63,8 @@ def content(value: Any, field: str = "content") -> str:
 
 
 def unit_float(value: Any, field: str, example: str = "0.9") -> float:
+    if type(value) is float and 0.0 <= value <= 1.0:
+        return value  # the common case (NaN fails the comparison and is refused below)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise ValidationError(field, f"expected a number, got {type(value).__name__}", "a number in [0, 1]", example)
     number = float(value)
@@ -80,32 +83,34 @@ def signed_unit_float(value: Any, field: str) -> float:
 
 
 def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarray:
-    """A float32 copy of ``value`` after checking length, finiteness and a non-zero norm."""
-    example = f"[0.1, 0.2, ...] ({dimension} numbers)"
-    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (dimension,):
-        # Fast path for the common case: one pass for finiteness, one for non-zero.
-        if not np.isfinite(value).all():
-            raise ValidationError(field, "contains NaN or infinity", f"{dimension} finite numbers", example)
-        if not value.any():
-            raise ValidationError(field, "is the zero vector, which has no direction", "a vector with a non-zero norm", example)
-        return value.copy()
-    if isinstance(value, (str, bytes)) or value is None:
-        raise ValidationError(field, f"expected a list of {dimension} numbers, got {type(value).__name__}", f"{dimension} finite numbers", example)
+    """A new float32 array equal to ``value`` after checking length, finiteness and a non-zero norm.
+
+    The checks run in a compiled kernel that keeps the GIL (``_core.embedding_f32``):
+    this runs on every writer thread, and with many writers each NumPy call that
+    released the GIL cost a context switch. Raises ValidationError naming ``field``.
+    """
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValidationError(field, "contains a value that is not a number", f"{dimension} finite numbers", example) from None
-    if array.ndim != 1 or array.shape[0] != dimension:
-        got = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
-        raise ValidationError(field, f"expected {dimension} dimensions, received {got}", f"exactly {dimension} finite numbers", example)
-    if not np.all(np.isfinite(array)):
-        raise ValidationError(field, "contains NaN or infinity", f"{dimension} finite numbers", example)
-    out = array.astype(np.float32)
-    if not np.all(np.isfinite(out)):
-        raise ValidationError(field, "has a value too large for float32", "finite numbers within +-3.4e38", example)
-    if not np.any(out):
-        raise ValidationError(field, "is the zero vector, which has no direction", "a vector with a non-zero norm", example)
-    return out
+        return _core.embedding_f32(value, dimension)
+    except _core.EmbeddingValueError as exc:
+        raise _embedding_error(exc, dimension, field) from None
+
+
+def _embedding_error(exc: _core.EmbeddingValueError, dimension: int, field: str) -> ValidationError:
+    example = f"[0.1, 0.2, ...] ({dimension} numbers)"
+    allowed = f"{dimension} finite numbers"
+    problem = exc.problem
+    if problem == "type":
+        return ValidationError(field, f"expected a list of {dimension} numbers, got {exc.detail}", allowed, example)
+    if problem == "not_number":
+        return ValidationError(field, "contains a value that is not a number", allowed, example)
+    if problem == "length":
+        return ValidationError(field, f"expected {dimension} dimensions, received {exc.detail}", f"exactly {dimension} finite numbers", example)
+    if problem == "nonfinite":
+        return ValidationError(field, "contains NaN or infinity", allowed, example)
+    if problem == "float32_range":
+        return ValidationError(field, "has a value too large for float32", "finite numbers within +-3.4e38", example)
+    assert problem == "zero", problem
+    return ValidationError(field, "is the zero vector, which has no direction", "a vector with a non-zero norm", example)
 
 
 # Times are stored as signed 64-bit nanoseconds since 1970: about 1678 to 2261.
