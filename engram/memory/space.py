@@ -1662,7 +1662,13 @@ class _Generation:
             self._fd = -1
 
 
-_random_bits = random.getrandbits
+# Ids' random bits come from a generator of our own, seeded from the OS and reseeded in
+# a forked child: an application calling random.seed() must never make two processes
+# (or two runs) draw the same ids. Not os.urandom per id: that call releases the GIL,
+# a context switch per store with many writer threads.
+_id_random = random.Random()
+os.register_at_fork(after_in_child=_id_random.seed)
+_random_bits = _id_random.getrandbits
 _EVENTFD = hasattr(os, "eventfd") and hasattr(os, "EFD_SEMAPHORE")
 
 
