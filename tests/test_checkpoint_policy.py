@@ -1,0 +1,83 @@
+"""When the space folds its log into a snapshot: at close when the log is long, on write
+once the log reaches a quarter of the last snapshot (within a floor and
+checkpoint_wal_bytes), with a reopened log's tail counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import engram
+from engram.memory import space as space_mod
+from engram.storage import snapshot
+
+
+def _fill(sp, start: int, count: int) -> None:
+    rng = np.random.default_rng(start)
+    sp.remember_many([{"content": f"m{i}", "embedding": rng.standard_normal(768).astype(np.float32), "id": f"m{i:06d}"}
+                      for i in range(start, start + count)])
+
+
+def _wal_bytes(sp) -> int:
+    return sp._wal.size_bytes()
+
+
+def test_close_folds_a_long_log_and_reopen_replays_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(space_mod, "CHECKPOINT_AT_CLOSE_MIN", 1_000_000)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        _fill(sp, 0, 600)  # about 2 MB of log, under the write-time floor of 32 MB
+        assert snapshot.latest(sp.directory) is None
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        assert snapshot.latest(sp.directory) is not None
+        assert sp.recovery.records == 0 and len(sp) == 600
+        assert sp.get("m000599") is not None
+
+
+def test_a_short_log_is_left_at_close(tmp_path: Path) -> None:
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        _fill(sp, 0, 50)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        assert snapshot.latest(sp.directory) is None and sp.recovery.records > 0 and len(sp) == 50
+
+
+def test_the_log_may_grow_to_a_quarter_of_the_snapshot(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(space_mod, "CHECKPOINT_WAL_MIN", 100_000)
+    monkeypatch.setattr(space_mod, "CHECKPOINT_AT_CLOSE_MIN", 10**12)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        _fill(sp, 0, 2000)
+        sp.checkpoint()
+        first = snapshot.latest(sp.directory)
+        quarter = first.stat().st_size // 4
+        written = sp._wal.bytes_written
+        i = 2000
+        while sp._wal.bytes_written - written < quarter - 40_000:  # just under a quarter: no checkpoint yet
+            _fill(sp, i, 10)
+            i += 10
+        assert snapshot.latest(sp.directory) == first
+        while snapshot.latest(sp.directory) == first and i < 4000:
+            _fill(sp, i, 10)
+            i += 10
+        assert snapshot.latest(sp.directory) != first
+        assert sp._wal.bytes_written - written <= quarter + 40_000
+
+
+def test_a_reopened_tail_counts_towards_the_next_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(space_mod, "CHECKPOINT_WAL_MIN", 1_000_000)
+    monkeypatch.setattr(space_mod, "CHECKPOINT_AT_CLOSE_MIN", 10**12)  # close leaves the log
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        _fill(sp, 0, 250)  # under 1 MB
+        assert snapshot.latest(sp.directory) is None
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        tail = _wal_bytes(sp)
+        assert 500_000 < tail < 1_000_000 and snapshot.latest(sp.directory) is None
+        _fill(sp, 250, 150)  # the tail plus these pass 1 MB; these alone do not
+        assert snapshot.latest(sp.directory) is not None
+        assert len(sp) == 400
