@@ -81,3 +81,30 @@ def test_a_reopened_tail_counts_towards_the_next_checkpoint(tmp_path: Path, monk
         _fill(sp, 250, 150)  # the tail plus these pass 1 MB; these alone do not
         assert snapshot.latest(sp.directory) is not None
         assert len(sp) == 400
+
+
+def test_batched_replay_builds_the_state_of_one_by_one_replay(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    with engram.open(tmp_path / "data") as db:
+        sp = db.space("agent-1", dedup_threshold=0.95)
+        base = rng.standard_normal((300, 768)).astype(np.float32)
+        sp.remember_many([{"content": f"m{i}", "embedding": base[i], "id": f"m{i:03d}"} for i in range(300)])
+        sp.remember("text only", id="t001")
+        sp.remember("again", embedding=base[7] + 1e-4, confidence=0.99)  # a dedup replacement
+        sp.remember("overwritten", embedding=base[9] * -1.0, id="m010")
+        sp.forget("m020")
+        sp.associate("m001", "m002", weight=0.8)
+        sp.remember_many([{"content": f"late{i}", "embedding": base[i] * -0.5 + 1.0} for i in range(40)])
+    states = []
+    for batch in (1, space_mod.REPLAY_BATCH_RECORDS):
+        monkeypatch.setattr(space_mod, "REPLAY_BATCH_RECORDS", batch)
+        with engram.open(tmp_path / "data") as db:
+            sp = db.space("agent-1")
+            assert sp.recovery.records > 300
+            n = sp._n
+            states.append((
+                n, list(sp._row_ids), sp._matrix[:n].tobytes(), sp._inv_norms[:n].tobytes(), sp._alive[:n].tobytes(),
+                sp._codes[:n].tobytes(), sp._scales[:n].tobytes(), sp._lsh_keys[:n].tobytes(),
+                sorted((m.id, m.content, m.confidence) for m in sp.list(limit=10_000)),
+            ))
+    assert states[0] == states[1]

@@ -75,6 +75,8 @@ STORE_GATHER_GAP_S = 100e-6
 STORE_GATHER_MAX_S = 1e-3
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
+# Opening replays REMEMBER records in batches of this many (see Space._replay_remembers).
+REPLAY_BATCH_RECORDS = 1024
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
 # writing, and at close.
 CHECKPOINT_WAL_MIN = 32 * 1024 * 1024
@@ -257,16 +259,54 @@ class Space:
             after = snap.lsn
             self._checkpoint_lsn = snap.lsn
         records, report = self._wal.recover(after, salvage)
+        pending: List[tuple[int, Item, np.ndarray | None, str | None]] = []  # decoded REMEMBERs not yet applied
         for record in records:
             try:
+                if record.rtype == rec.REMEMBER:
+                    item, embedding, replaces = rec.decode_remember(record.payload, self.config.dimension)
+                    pending.append((record.lsn, item, embedding, replaces))
+                    if len(pending) >= REPLAY_BATCH_RECORDS:
+                        self._replay_remembers(pending)
+                    continue
+                self._replay_remembers(pending)  # in log order before anything else
                 self._apply_record(record.rtype, record.payload)
             except (ValueError, KeyError, TypeError) as exc:
                 raise CorruptionError(str(self._wal.directory), record.lsn, f"record {record.lsn} does not decode: {exc}") from None
+        try:
+            self._replay_remembers(pending)
+        except (ValueError, KeyError, TypeError) as exc:
+            lsn = pending[0][0] if pending else 0
+            raise CorruptionError(str(self._wal.directory), lsn, f"records from {lsn} do not apply: {exc}") from None
         self.recovery = report
         self._snapshot_bytes = 0 if latest is None else latest.stat().st_size
         # The log replayed now counts towards the next checkpoint, so a space reopened with
         # a long tail checkpoints soon instead of replaying it again at every open.
         self._wal_bytes_at_checkpoint = -self._wal.size_bytes()
+
+    def _replay_remembers(self, pending: List[tuple[int, Item, np.ndarray | None, str | None]]) -> None:
+        """Apply decoded REMEMBER records in log order, their rows' norms, codes and dedup
+        keys computed in one kernel call each (each row's values do not depend on the
+        batch, so the state equals applying them one by one); empties ``pending``."""
+        if not pending:
+            return
+        vectors = [embedding for _, _, embedding, _ in pending if embedding is not None]
+        if vectors:
+            stacked = np.stack(vectors)
+            inv_norms = _core.row_inv_norms(stacked)
+            codes, scales = _core.quantize_rows(stacked)
+            keys = self._dedup.keys_for_codes(codes).tolist()
+            need = self._n + len(vectors)
+            if need > self._matrix.shape[0]:
+                self._grow(max(1024, 2 * self._matrix.shape[0], need))
+        position = 0
+        for _, item, embedding, replaces in pending:
+            if embedding is None:
+                self._apply_remember(item, None, None, replaces)
+                continue
+            self._apply_remember(item, embedding, keys[position], replaces, inv_norm=float(inv_norms[position]),
+                                 code=(codes[position], float(scales[position])))
+            position += 1
+        pending.clear()
 
     def _apply_record(self, rtype: int, payload: bytes) -> None:
         if rtype == rec.REMEMBER:
