@@ -266,10 +266,11 @@ def create_app(svc: Service) -> Starlette:
 
     @endpoint("/api/v1/memories/remember", "write")
     async def remember(request: Request, ctx: Ctx) -> Response:
-        body = await ctx.json_body()
+        raw = await ctx.body()
+        body = S.parse_json(raw)  # type: ignore[arg-type]
         S.require_object(body, "body", S.REMEMBER_EXAMPLE)
         space_id = ctx.space_id(body)
-        kw = S.parse_remember(body, dim=await svc.dimension_of(space_id))
+        kw = S.parse_remember(body, dim=await svc.dimension_of(space_id), bools_possible=b"true" in raw or b"false" in raw)
         if kw.get("embedding") is None:
             vectors = await svc.embed(space_id, [kw["content"]])
             if vectors is not None:

@@ -255,8 +255,22 @@ def get_time(obj: Mapping[str, Any], key: str, *, prefix: str = "", required: bo
     return parse_time(v, prefix + key)
 
 
-def to_embedding(v: Any, name: str, dim: int) -> np.ndarray:
-    """A JSON array (or raw little-endian float32 bytes, from msgpack) as float32 (dim,)."""
+def to_embedding(v: Any, name: str, dim: int, *, bools_possible: bool = True) -> np.ndarray:
+    """A JSON array (or raw little-endian float32 bytes, from msgpack) as float32 (dim,).
+
+    ``bools_possible=False`` says the JSON text this came from holds no ``true`` or
+    ``false``: then NumPy's type inference is the type check (a string, null or nested
+    array gives a non-numeric array, which takes the item-by-item path below for its
+    precise error), which saves a Python-level pass over the values (~13 us of ~34 at
+    768 numbers). The result has the same bits either way.
+    """
+    if not bools_possible and type(v) is list and len(v) == dim:
+        try:
+            arr = np.array(v)
+        except (ValueError, TypeError, OverflowError):
+            arr = None
+        if arr is not None and arr.shape == (dim,) and arr.dtype in (np.float64, np.int64):
+            return _checked_float64(arr.astype(np.float64, copy=False), name)
     if isinstance(v, (bytes, bytearray, memoryview)):
         raw = bytes(v)
         if len(raw) != 4 * dim:
@@ -276,16 +290,25 @@ def to_embedding(v: Any, name: str, dim: int) -> np.ndarray:
             arr = np.array(v, dtype=np.float64)
         except OverflowError:
             raise _value(name, "contains an integer too large for float32", "finite float32 numbers", "0.12") from None
-        magnitude = np.abs(arr)
-        if magnitude.max() <= 3.0e38:  # the common case: no NaN, no infinity, nothing too large
-            arr = arr.astype(np.float32)
-            if not arr.any():
-                raise _value(name, "is all zeros, which has no direction for cosine similarity", "a non-zero vector", EXAMPLE_EMBEDDING)
-            return arr
-        if np.any(magnitude > 3.0e38):
-            bad = int(np.argmax(magnitude > 3.0e38))
-            raise _value(f"{name}[{bad}]", "is too large for float32", "finite float32 numbers", "0.12")
-        arr = arr.astype(np.float32)
+        return _checked_float64(arr, name)
+    return _checked_float32(arr, name)
+
+
+def _checked_float64(arr: np.ndarray, name: str) -> np.ndarray:
+    """float64 values as float32, refusing values too large for float32, NaN, infinity and all zeros."""
+    magnitude = np.abs(arr)
+    if magnitude.max() <= 3.0e38:  # the common case: no NaN, no infinity, nothing too large
+        out = arr.astype(np.float32)
+        if not out.any():
+            raise _value(name, "is all zeros, which has no direction for cosine similarity", "a non-zero vector", EXAMPLE_EMBEDDING)
+        return out
+    if np.any(magnitude > 3.0e38):
+        bad = int(np.argmax(magnitude > 3.0e38))
+        raise _value(f"{name}[{bad}]", "is too large for float32", "finite float32 numbers", "0.12")
+    return _checked_float32(arr.astype(np.float32), name)
+
+
+def _checked_float32(arr: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         bad = int(np.argmax(~np.isfinite(arr)))
         raise _value(f"{name}[{bad}]", "is NaN or infinite", "finite numbers", "0.12")
@@ -396,10 +419,12 @@ def list_embeddings(items: list[Any], dim: int, sources: list[bytes] | bytes) ->
     return {i: rows[row] for row, i in enumerate(index) if good[row]}
 
 
-def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _NO_EMBEDDING) -> dict[str, Any]:
+def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _NO_EMBEDDING,
+                   bools_possible: bool = True) -> dict[str, Any]:
     """A remember request as keyword arguments of ``Space.remember`` (plus ``content``).
 
-    ``embedding``: the body's embedding already validated (``packed_embeddings``)."""
+    ``embedding``: the body's embedding already validated (``packed_embeddings``).
+    ``bools_possible``: see ``to_embedding``."""
     obj = require_object(body, prefix.rstrip(".") or "body", REMEMBER_EXAMPLE)
     content = get_str(obj, "content", prefix=prefix, required=True, chars_max=CONTENT_BYTES_MAX,
                       example='"The mitochondria is the powerhouse of the cell"')
@@ -416,7 +441,7 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _N
     else:
         emb = obj.get("embedding")
         if emb is not None:
-            kw["embedding"] = to_embedding(emb, prefix + "embedding", dim)
+            kw["embedding"] = to_embedding(emb, prefix + "embedding", dim, bools_possible=bools_possible)
     kw["confidence"] = get_number(obj, "confidence", prefix=prefix, lo=0.0, hi=1.0, default=0.7, example="0.9")
     mid = get_memory_id(obj, prefix=prefix)
     if mid is not None:
@@ -604,9 +629,12 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
                     emb_val = json.loads(emb_raw, parse_constant=lambda n: float("nan"))
             except (ValueError, RecursionError):
                 raise _value("embedding", "is not a JSON array", f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
+            # Text without true/false cannot hold a boolean: to_embedding's faster check.
+            bools_possible = "true" in emb_raw or "false" in emb_raw
         else:
             emb_val = emb_raw
-        embedding = to_embedding(emb_val, "embedding", dim)
+            bools_possible = True
+        embedding = to_embedding(emb_val, "embedding", dim, bools_possible=bools_possible)
     str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
                   for k, v in params.items() if isinstance(v, (str, int, float, bool))}
     k = _param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
