@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -338,21 +339,28 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
     requests = _build_requests(mix_weights, host_header, space, dimension, api_key, pool, seed=int(time.time()) % 100000)
     health_req = {"health": [_request("GET", "/health", host_header, {"Authorization": f"Bearer {api_key}"} if api_key else {})]}
     results = []
+
+    def run_phase(name: str, n: int, weights: dict[str, int], reqs: dict[str, list[bytes]]) -> None:
+        log(f"phase {name} x{n} for {duration_s:g}s")
+        load_before = os.getloadavg()[0]
+        st, el, _ = trio.run(_phase, host, port, n, duration_s, weights, reqs)
+        summary = _summarise(name, n, st, el)
+        # This machine is shared: the 1-minute load average beside each figure says how
+        # quiet it was (a ratio within one run holds up better than either figure).
+        summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        results.append(summary)
+
     for n in client_counts:
         if baseline:
-            log(f"phase health x{n} for {duration_s:g}s")
-            st, el, _ = trio.run(_phase, host, port, n, duration_s, {"health": 1}, health_req)
-            results.append(_summarise("health", n, st, el))
-        log(f"phase {mix} x{n} for {duration_s:g}s")
-        st, el, _ = trio.run(_phase, host, port, n, duration_s, mix_weights, requests)
-        results.append(_summarise(mix, n, st, el))
+            run_phase("health", n, {"health": 1}, health_req)
+        run_phase(mix, n, mix_weights, requests)
     effects_text = "default" if space_effects is None else (", ".join(space_effects) or "none")
     lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, recall effects: {effects_text}, "
              f"{duration_s:g}s per phase",
-             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"]
+             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  load 1m"]
     for r in results:
         lines.append(f"{r['phase']:<28}{r['clients']:>8}{r['ok']:>9}{r['errors']:>6}{r['throughput_per_s']:>10.1f}"
-                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}  {r['load_1m'][0]:.2f}->{r['load_1m'][1]:.2f}")
         if len(r["ops"]) > 1:
             for op, o in r["ops"].items():
                 lines.append(f"  {op:<26}{'':>8}{o['ok']:>9}{o['errors']:>6}{o['throughput_per_s']:>10.1f}"
