@@ -774,13 +774,14 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
 @click.option("--count", type=int, default=50_000, show_default=True, help="New memories to store.")
 @click.option("--batch", type=int, default=5_000, show_default=True, help="Memories per request.")
 @click.option("--format", "fmt", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True)
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Requests in flight at once (1: one after the other).")
 @click.option("--space", default="bench-bulk", show_default=True)
 @click.option("--dimension", type=int, default=768, show_default=True)
 @click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
 @_json_option
 @click.pass_context
-def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, space: str, dimension: int, bench_url: str | None,
-               as_json: bool) -> None:
+def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, concurrency: int, space: str, dimension: int,
+               bench_url: str | None, as_json: bool) -> None:
     """Durable bulk remember end to end, with the engine's and the HTTP side's shares."""
     from .api.client import server_url
     from .bench.http import run_bulk
@@ -788,7 +789,8 @@ def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, space: str,
     settings = _settings(ctx)
     url = bench_url or server_url(settings) or settings.client_url()
     try:
-        report = run_bulk(url=url, space=space, count=count, batch=batch, fmt=fmt, dimension=dimension, api_key=settings.api_key)
+        report = run_bulk(url=url, space=space, count=count, batch=batch, fmt=fmt, dimension=dimension, api_key=settings.api_key,
+                          concurrency=concurrency)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _emit(report, as_json, lambda r: r["text"])
