@@ -155,8 +155,9 @@ class Ctx:
             size = end
         if size > limit:
             raise too_large
-        # h11 refuses a body shorter or longer than its Content-Length before we get here.
-        assert size == expected
+        if size != expected:  # h11 should not let this happen; answer it as the client's mistake anyway
+            raise ApiError(400, f"the body has {size} bytes where Content-Length announced {expected}", field="Content-Length",
+                           allowed="the exact length of the body", example=f"Content-Length: {size}")
         return view
 
     async def json_body(self) -> Any:
