@@ -741,12 +741,13 @@ def bench() -> None:
 @click.option("--effects", type=click.Choice(["default", "on", "off"]), default="default", show_default=True,
               help="Create the space with recall's cognitive effects on or off (fixed at creation; 'default' leaves it).")
 @click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
+@click.option("--wrk", "use_wrk", is_flag=True, help="Afterwards, the same phases from wrk (/usr/bin/wrk), to check this client is not the bottleneck.")
 @click.option("--ramp", is_flag=True, help="Saturation ramp: 1, 2, 4, ... clients up to --clients, --duration per step, until "
               "P99 > 10x P50, errors or a plateau; reports the knee and server RSS (engram.bench.ramp).")
 @_json_option
 @click.pass_context
 def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preload: int, space: str, dimension: int,
-               baseline: bool, effects: str, bench_url: str | None, ramp: bool, as_json: bool) -> None:
+               baseline: bool, effects: str, bench_url: str | None, use_wrk: bool, ramp: bool, as_json: bool) -> None:
     """Measure throughput and P50/P95/P99 of a running server (--url or the pid file)."""
     from .api.client import server_url
     from .bench.http import run_bench
@@ -763,7 +764,7 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
             _emit(report, as_json, lambda r: r["text"])
             return
         report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
-                           dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects,
+                           dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects, wrk=use_wrk,
                            log=lambda s: click.echo(s, err=True))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -323,8 +323,13 @@ def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable
 
 
 def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload: int, space: str, dimension: int,
-              baseline: bool, api_key: str = "", effects: str = "default", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark against ``url``; returns the report (``text`` holds the table)."""
+              baseline: bool, api_key: str = "", effects: str = "default", wrk: bool = False,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark against ``url``; returns the report (``text`` holds the table).
+
+    ``wrk``: afterwards, the same phases from wrk (a C load generator; /health, and
+    engram/bench/wrk_mix.lua for the 1:4 mix) at the largest client count, so the report
+    shows whether this client, rather than the server, set the figures."""
     duration_s = parse_duration(duration)
     mix_weights = parse_mix(mix)
     client_counts = [int(x) for x in str(clients).split(",") if x.strip()]
@@ -354,6 +359,9 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         if baseline:
             run_phase("health", n, {"health": 1}, health_req)
         run_phase(mix, n, mix_weights, requests)
+    wrk_results = []
+    if wrk:
+        wrk_results = _run_wrk(url, space, max(client_counts), duration_s, mix_weights, log)
     effects_text = "default" if space_effects is None else (", ".join(space_effects) or "none")
     lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, recall effects: {effects_text}, "
              f"{duration_s:g}s per phase",
@@ -384,10 +392,74 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         b = next(r for r in results if r["phase"] == mix and r["clients"] == hi)
         if a["throughput_per_s"]:
             ratios[f"{mix} throughput {hi} clients / {lo} client(s)"] = round(b["throughput_per_s"] / a["throughput_per_s"], 3)
+    for w in wrk_results:
+        lines.append(f"wrk {w['phase']:<24}{w['clients']:>8}{w['requests']:>9}{w['errors']:>6}{w['throughput_per_s']:>10.1f}"
+                     f"{w['p50_ms']:>9.2f}{w['p95_ms']:>9.2f}{w['p99_ms']:>9.2f}  {w['load_1m'][0]:.2f}->{w['load_1m'][1]:.2f}")
+    by_phase = {w["phase"]: w for w in wrk_results}
+    if "health" in by_phase and "remember:recall=1:4" in by_phase and by_phase["health"]["throughput_per_s"]:
+        ratios["wrk: remember:recall=1:4 / health"] = round(
+            by_phase["remember:recall=1:4"]["throughput_per_s"] / by_phase["health"]["throughput_per_s"], 3)
     for k, v in ratios.items():
         lines.append(f"ratio {k}: {v}")
-    return {"url": url, "space": space, "effects": space_effects, "preloaded": stored, "duration_s": duration_s, "results": results, "ratios": ratios,
+    return {"url": url, "space": space, "effects": space_effects, "preloaded": stored, "duration_s": duration_s, "results": results,
+            "wrk": wrk_results, "ratios": ratios,
             "text": "\n".join(lines)}
+
+
+WRK_PATH = "/usr/bin/wrk"
+
+
+def _parse_wrk(text: str) -> dict[str, Any]:
+    """Throughput and latency percentiles from wrk's --latency output (and wrk_mix.lua's line)."""
+    import re
+
+    def ms(value: str, unit: str) -> float:
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    out: dict[str, Any] = {"requests": 0, "errors": 0, "throughput_per_s": 0.0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        out["throughput_per_s"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", text)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        out["errors"] = int(m.group(1))
+    for q in (50, 99):
+        m = re.search(rf"\s{q}%\s+([\d.]+)(us|ms|s)\b", text)
+        out[f"p{q}_ms"] = round(ms(m.group(1), m.group(2)), 3) if m else float("nan")
+    m = re.search(r"p95 ([\d.]+) ms", text)  # wrk's --latency table has no 95%; wrk_mix.lua prints it
+    out["p95_ms"] = float(m.group(1)) if m else float("nan")
+    return out
+
+
+def _run_wrk(url: str, space: str, clients: int, duration_s: float, mix: dict[str, int],
+             log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """/health and (for the remember:recall=1:4 mix) wrk_mix.lua, run by wrk; [] without wrk."""
+    import subprocess
+    from pathlib import Path
+
+    if not Path(WRK_PATH).exists():
+        log(f"--wrk: {WRK_PATH} is not installed (apt-get install wrk); skipped")
+        return []
+    script = Path(__file__).with_name("wrk_mix.lua")
+    seconds = f"{max(1, round(duration_s))}s"
+    runs = [("health", [WRK_PATH, "-t2", f"-c{clients}", f"-d{seconds}", "--latency", url.rstrip("/") + "/health"])]
+    if mix == {"remember": 1, "recall": 4}:
+        runs.append(("remember:recall=1:4", [WRK_PATH, "-t2", f"-c{clients}", f"-d{seconds}", "--latency", "-s", str(script),
+                                             url.rstrip("/"), "--", space]))
+    else:
+        log("--wrk: wrk_mix.lua sends remember:recall=1:4 only; wrk measures /health alone")
+    out = []
+    for name, cmd in runs:
+        log(f"phase wrk {name} x{clients} for {seconds}")
+        load_before = os.getloadavg()[0]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 120)
+        doc = _parse_wrk(done.stdout)
+        doc.update({"phase": name, "clients": clients, "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+        out.append(doc)
+    return out
 
 
 def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimension: int = 768, api_key: str = "",
