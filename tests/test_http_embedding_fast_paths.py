@@ -150,3 +150,22 @@ def test_server_stores_large_bodies_in_both_formats(module_server):
         r = c.post("/api/v1/memories/bulk", content=lines, headers={"Content-Type": "application/x-ndjson"})
         assert r.status_code == 201, r.text
         assert c.get("/api/v1/memories", params={"limit": 1}).json()["count"] == 800
+
+
+def test_hit_documents_match_the_generic_serialiser():
+    """The engine-type fast path of hit_json gives the generic path's document."""
+    from datetime import datetime, timedelta, timezone
+
+    from engram.memory.types import Hit, Memory
+
+    utc = datetime(2024, 5, 1, 9, 30, tzinfo=timezone.utc)
+    other = datetime(2024, 5, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))
+    values = (0.0, 0.4, 0.41, 0.7, 0.71, 1.0, 1.5, -0.2, float("nan"))
+    for i, (conf, score, retention) in enumerate(zip(values, reversed(values), values[3:] + values[:3])):
+        m = Memory(id=f"m{i}", content=f"c{i}", embedding=None, confidence=0.9, created_at=utc if i % 2 else other,
+                   last_access=other if i % 2 else utc, access_count=i, tags=("a", "b")[: i % 3], location=None if i % 2 else "lab")
+        for activation in (None, 0.3, 2.0):
+            h = Hit(id=m.id, score=score, confidence=conf, retention=retention, memory=m)
+            fast = S.hit_json(h, retrieval_path="direct_match", activation=activation)
+            slow = S._generic_hit_json(h, "direct_match", activation)
+            assert orjson.dumps(fast, option=orjson.OPT_UTC_Z) == orjson.dumps(slow, option=orjson.OPT_UTC_Z)

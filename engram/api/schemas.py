@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ..memory.types import Hit as _Hit
+from ..memory.types import Memory as _Memory
 from .errors import ApiError
 
 try:
@@ -753,6 +755,12 @@ def memory_json(m: Any, *, include_embedding: bool = False) -> dict[str, Any]:
 
 
 def hit_json(hit: Any, *, retrieval_path: str, activation: float | None = None) -> dict[str, Any]:
+    if type(hit) is _Hit and type(hit.memory) is _Memory:
+        return _engine_hit_json(hit, retrieval_path, activation)
+    return _generic_hit_json(hit, retrieval_path, activation)
+
+
+def _generic_hit_json(hit: Any, retrieval_path: str, activation: float | None) -> dict[str, Any]:
     m = hit.memory
     conf = float(hit.confidence)
     return {
@@ -767,4 +775,38 @@ def hit_json(hit: Any, *, retrieval_path: str, activation: float | None = None) 
         "tags": list(getattr(m, "tags", ()) or ()),
         "memory_type": getattr(m, "memory_type", "semantic"),
         "location": getattr(m, "location", None),
+    }
+
+
+_HIT_REASONING = "stored confidence x retention x match"
+
+
+def _engine_hit_json(hit: Any, retrieval_path: str, activation: float | None) -> dict[str, Any]:
+    """``hit_json`` for the engine's own Hit and Memory: the same document, read with
+    plain attribute access and the clamps inlined. A recall answers 10 hits a request
+    on the event loop; the generic version's getattr calls and helper calls were about
+    half of a recall's response-building time."""
+    m = hit.memory
+    # x if 0 <= x <= 1 else ...: the clamp min(1, max(0, x)) gives, NaN included (-> 0.0).
+    conf = float(hit.confidence)
+    conf = conf if 0.0 <= conf <= 1.0 else (1.0 if conf > 1.0 else 0.0)
+    level = float(activation if activation is not None else hit.retention)
+    level = level if 0.0 <= level <= 1.0 else (1.0 if level > 1.0 else 0.0)
+    score = float(hit.score)
+    score = score if 0.0 <= score <= 1.0 else (1.0 if score > 1.0 else 0.0)
+    created = m.created_at
+    last = m.last_access
+    return {
+        "id": hit.id,
+        "content": m.content,
+        "confidence": {"value": conf, "category": "High" if conf > 0.7 else ("Medium" if conf > 0.4 else "Low"),
+                       "reasoning": _HIT_REASONING},
+        "activation_level": level,
+        "similarity_score": score,
+        "retrieval_path": retrieval_path,
+        "observed_at": created if created.tzinfo is timezone.utc else iso(created),
+        "last_access": last if last is not None and last.tzinfo is timezone.utc else iso(last),
+        "tags": list(m.tags or ()),
+        "memory_type": m.memory_type,
+        "location": m.location,
     }
