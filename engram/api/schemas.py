@@ -393,14 +393,14 @@ def list_embeddings(items: list[Any], dim: int, sources: list[bytes] | bytes) ->
     pass as numbers (True is 1), so an item whose text holds ``true`` or ``false`` at
     all goes the per-item way.
     """
-    whole = isinstance(sources, (bytes, bytearray))
-    if whole and (b"true" in sources or b"false" in sources):
+    lines = sources if isinstance(sources, list) else None
+    if lines is None and (b"true" in sources or b"false" in sources):
         return {}
     index = []
     for i, item in enumerate(items):
         if type(item) is dict:
             emb = item.get("embedding")
-            if type(emb) is list and len(emb) == dim and (whole or not (b"true" in sources[i] or b"false" in sources[i])):
+            if type(emb) is list and len(emb) == dim and (lines is None or not (b"true" in lines[i] or b"false" in lines[i])):
                 index.append(i)
     if not index:
         return {}
