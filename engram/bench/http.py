@@ -269,24 +269,35 @@ EFFECTS_ALL = ("priming", "fan", "interference", "reconsolidation", "spacing")
 def _ensure_space(url: str, space: str, effects: str, api_key: str, log: Callable[[str], None]) -> list[str] | None:
     """Create ``space`` with recall's cognitive effects on (all) or off ([]) if it does not
     exist; check them if it does. ``effects="default"`` leaves the space as it is.
-    Returns the space's effects (None if unknown). Raises ValueError on a mismatch."""
+    Returns the space's effects (None if unknown). Raises ValueError on a mismatch.
+
+    It asks about this one space (POST /api/v1/spaces answers an existing space's
+    document), never GET /api/v1/spaces: listing opens every space of the data
+    directory, which on a server holding other large spaces loads gigabytes in the
+    middle of a measurement."""
     import httpx
 
     if effects not in ("default", "on", "off"):
         raise ValueError(f"--effects: {effects!r} is not allowed; allowed: default, on, off")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=60.0) as c:
-        spaces = {doc["id"]: doc for doc in c.get("/api/v1/spaces").json().get("spaces", [])}
-        have = spaces.get(space)
-        if have is None and effects != "default":
-            wanted = list(EFFECTS_ALL) if effects == "on" else []
-            r = c.post("/api/v1/spaces", json={"id": space, "config": {"effects": wanted}})
+    with httpx.Client(base_url=url, headers=headers, timeout=300.0) as c:
+        if effects == "default":
+            r = c.post("/api/v1/spaces", json={"id": space})
             if r.status_code not in (200, 201):
-                raise ValueError(f"cannot create space {space!r}: HTTP {r.status_code} {r.text[:300]}")
-            have = r.json()
-            log(f"space {space!r} created with effects {have.get('effects')}")
-        current = have.get("effects") if have is not None else None
-        if effects != "default" and current is not None and bool(current) != (effects == "on"):
+                raise ValueError(f"cannot open space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+            return r.json().get("effects")
+        wanted = list(EFFECTS_ALL) if effects == "on" else []
+        r = c.post("/api/v1/spaces", json={"id": space, "config": {"effects": wanted}})
+        if r.status_code == 201:
+            log(f"space {space!r} created with effects {r.json().get('effects')}")
+            return r.json().get("effects")
+        if r.status_code != 409:
+            raise ValueError(f"cannot create space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+        r = c.post("/api/v1/spaces", json={"id": space})  # it exists: its document, effects included
+        if r.status_code not in (200, 201):
+            raise ValueError(f"cannot read space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+        current = r.json().get("effects")
+        if current is not None and bool(current) != (effects == "on"):
             raise ValueError(f"--effects {effects}: space {space!r} already exists with effects {current}; "
                              "effects are fixed at creation, so pick another --space")
         return current
