@@ -741,12 +741,13 @@ def bench() -> None:
 @click.option("--effects", type=click.Choice(["default", "on", "off"]), default="default", show_default=True,
               help="Create the space with recall's cognitive effects on or off (fixed at creation; 'default' leaves it).")
 @click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
+@click.option("--wrk", "use_wrk", is_flag=True, help="Afterwards, the same phases from wrk (/usr/bin/wrk), to check this client is not the bottleneck.")
 @click.option("--ramp", is_flag=True, help="Saturation ramp: 1, 2, 4, ... clients up to --clients, --duration per step, until "
               "P99 > 10x P50, errors or a plateau; reports the knee and server RSS (engram.bench.ramp).")
 @_json_option
 @click.pass_context
 def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preload: int, space: str, dimension: int,
-               baseline: bool, effects: str, bench_url: str | None, ramp: bool, as_json: bool) -> None:
+               baseline: bool, effects: str, bench_url: str | None, use_wrk: bool, ramp: bool, as_json: bool) -> None:
     """Measure throughput and P50/P95/P99 of a running server (--url or the pid file)."""
     from .api.client import server_url
     from .bench.http import run_bench
@@ -763,7 +764,7 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
             _emit(report, as_json, lambda r: r["text"])
             return
         report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
-                           dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects,
+                           dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects, wrk=use_wrk,
                            log=lambda s: click.echo(s, err=True))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -774,13 +775,14 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
 @click.option("--count", type=int, default=50_000, show_default=True, help="New memories to store.")
 @click.option("--batch", type=int, default=5_000, show_default=True, help="Memories per request.")
 @click.option("--format", "fmt", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True)
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Requests in flight at once (1: one after the other).")
 @click.option("--space", default="bench-bulk", show_default=True)
 @click.option("--dimension", type=int, default=768, show_default=True)
 @click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
 @_json_option
 @click.pass_context
-def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, space: str, dimension: int, bench_url: str | None,
-               as_json: bool) -> None:
+def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, concurrency: int, space: str, dimension: int,
+               bench_url: str | None, as_json: bool) -> None:
     """Durable bulk remember end to end, with the engine's and the HTTP side's shares."""
     from .api.client import server_url
     from .bench.http import run_bulk
@@ -788,7 +790,8 @@ def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, space: str,
     settings = _settings(ctx)
     url = bench_url or server_url(settings) or settings.client_url()
     try:
-        report = run_bulk(url=url, space=space, count=count, batch=batch, fmt=fmt, dimension=dimension, api_key=settings.api_key)
+        report = run_bulk(url=url, space=space, count=count, batch=batch, fmt=fmt, dimension=dimension, api_key=settings.api_key,
+                          concurrency=concurrency)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _emit(report, as_json, lambda r: r["text"])

@@ -8,7 +8,9 @@ error envelope (400 for an unknown effect, 422 for a wrong type); a space create
 closes every third response). (3) A short real run with ``effects="off"`` creates the
 space with no effects, reports both phases and a health ratio, and refuses to reuse a
 space whose effects differ. (4) The bulk bench stores what it says, in both formats,
-and its engine time is part of its wall time. How: a real ``engram serve`` child (conftest) and httpx.
+and with two requests in flight, and its engine time is part of its wall time. (5) With
+``wrk=True`` the report holds wrk's figures for the same phases (wrk's output, units
+included, is read right). How: a real ``engram serve`` child (conftest) and httpx.
 """
 
 from __future__ import annotations
@@ -117,3 +119,50 @@ def test_bulk_bench_stores_and_splits_the_time(module_server):
         assert report["engine_s"] <= report["wall_s"]
         with module_server.client(headers={"X-Memory-Space": f"bulk-{fmt}"}) as c:
             assert c.get("/api/v1/memories", params={"limit": 1}).json()["count"] == 250
+
+
+def test_bulk_bench_with_two_requests_in_flight(module_server):
+    report = bench.run_bulk(url=module_server.url, space="bulk-two", count=400, batch=100, fmt="msgpack", seed=4, concurrency=2)
+    assert report["count"] == 400 and report["concurrency"] == 2
+    assert report["parse_us_per_memory"] > 0 and report["read_us_per_memory"] >= 0
+    with module_server.client(headers={"X-Memory-Space": "bulk-two"}) as c:
+        assert c.get("/api/v1/memories", params={"limit": 1}).json()["count"] == 400
+
+
+WRK_SAMPLE = """Running 2s test @ http://127.0.0.1:7481/health
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.81ms    1.94ms  30.96ms   86.25%
+  Latency Distribution
+     50%  650.00us
+     75%    7.94ms
+     90%    9.97ms
+     99%    1.20s
+  4237 requests in 10.05s, 16.93MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:    421.80
+requests 4237, errors (status) 3, p50 0.65 ms, p95 71.38 ms, p99 1200.00 ms
+"""
+
+
+def test_wrk_output_is_read_with_units():
+    doc = bench._parse_wrk(WRK_SAMPLE)
+    assert doc["throughput_per_s"] == 421.8
+    assert doc["requests"] == 4237 and doc["errors"] == 3
+    assert doc["p50_ms"] == 0.65 and doc["p99_ms"] == 1200.0 and doc["p95_ms"] == 71.38
+
+
+def test_short_run_beside_wrk(module_server):
+    import os
+
+    import pytest
+
+    if not os.path.exists(bench.WRK_PATH):
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    report = bench.run_bench(url=module_server.url, clients="2", duration="1s", mix="remember:recall=1:4", preload=20,
+                             space="bench-wrk", dimension=768, baseline=True, effects="off", wrk=True, log=lambda s: None)
+    assert [w["phase"] for w in report["wrk"]] == ["health", "remember:recall=1:4"]
+    for w in report["wrk"]:
+        assert w["throughput_per_s"] > 0 and w["errors"] == 0, w
+    assert "wrk: remember:recall=1:4 / health" in report["ratios"]
+    assert "wrk health" in report["text"]

@@ -122,7 +122,10 @@ def _schemas() -> dict[str, Any]:
                                             "stored_at": {"type": "string"}, "memory_space_id": {"type": "string"}}},
         "BulkResponse": {"type": "object", "required": ["memory_ids", "count"], "properties": {
             "memory_ids": {"type": "array", "items": {"type": "string"}}, "count": {"type": "integer", "minimum": 0},
-            "memory_space_id": {"type": "string"}, "stored_at": {"type": "string"}}},
+            "memory_space_id": {"type": "string"}, "stored_at": {"type": "string"},
+            "read_seconds": {"type": "number", "minimum": 0, "description": "Server time spent receiving the body"},
+            "parse_seconds": {"type": "number", "minimum": 0, "description": "Server time decoding and checking the body (a worker thread)"},
+            "engine_seconds": {"type": "number", "minimum": 0, "description": "Server time in remember_many: planning, WAL write, fsync"}}},
         "RecalledMemory": recalled,
         "Memory": memory,
         "RecallResponse": {"type": "object", "required": ["memories", "recall_confidence", "query_analysis"], "properties": {
@@ -205,8 +208,12 @@ def openapi_document(version: str) -> dict[str, Any]:
             "responses": {"201": _json(_ref("RememberResponse"), "Stored"), **_errors(400, 413, 422, 503, *AUTH_ERRS)}}},
         "/api/v1/memories/bulk": {"post": {
             "operationId": "rememberBulk", "summary": "Store many memories in one WAL batch and one fsync", "tags": ["memories"],
-            "description": "Body: JSON lines (application/x-ndjson), a JSON array, or msgpack (application/msgpack: maps, "
-                           "embedding as an array or as raw little-endian float32 bytes). All or nothing.",
+            "description": "Body: JSON lines (application/x-ndjson, one remember object per line), a JSON array of them, "
+                           "or msgpack (application/msgpack): an array of maps, or maps back to back, with remember's "
+                           "fields. In msgpack, send each embedding as bin: the raw little-endian float32 bytes, "
+                           "4 x dimension of them (3,072 for 768), e.g. numpy's v.astype('<f4').tobytes(); the server "
+                           "reads them straight into one matrix. An array of numbers works too, at ~10x the cost. "
+                           "All or nothing: a bad item gets 4xx naming items[i].field and nothing is stored.",
             "parameters": SPACE_PARAMS,
             "requestBody": {"required": True, "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -268,24 +269,35 @@ EFFECTS_ALL = ("priming", "fan", "interference", "reconsolidation", "spacing")
 def _ensure_space(url: str, space: str, effects: str, api_key: str, log: Callable[[str], None]) -> list[str] | None:
     """Create ``space`` with recall's cognitive effects on (all) or off ([]) if it does not
     exist; check them if it does. ``effects="default"`` leaves the space as it is.
-    Returns the space's effects (None if unknown). Raises ValueError on a mismatch."""
+    Returns the space's effects (None if unknown). Raises ValueError on a mismatch.
+
+    It asks about this one space (POST /api/v1/spaces answers an existing space's
+    document), never GET /api/v1/spaces: listing opens every space of the data
+    directory, which on a server holding other large spaces loads gigabytes in the
+    middle of a measurement."""
     import httpx
 
     if effects not in ("default", "on", "off"):
         raise ValueError(f"--effects: {effects!r} is not allowed; allowed: default, on, off")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=60.0) as c:
-        spaces = {doc["id"]: doc for doc in c.get("/api/v1/spaces").json().get("spaces", [])}
-        have = spaces.get(space)
-        if have is None and effects != "default":
-            wanted = list(EFFECTS_ALL) if effects == "on" else []
-            r = c.post("/api/v1/spaces", json={"id": space, "config": {"effects": wanted}})
+    with httpx.Client(base_url=url, headers=headers, timeout=300.0) as c:
+        if effects == "default":
+            r = c.post("/api/v1/spaces", json={"id": space})
             if r.status_code not in (200, 201):
-                raise ValueError(f"cannot create space {space!r}: HTTP {r.status_code} {r.text[:300]}")
-            have = r.json()
-            log(f"space {space!r} created with effects {have.get('effects')}")
-        current = have.get("effects") if have is not None else None
-        if effects != "default" and current is not None and bool(current) != (effects == "on"):
+                raise ValueError(f"cannot open space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+            return r.json().get("effects")
+        wanted = list(EFFECTS_ALL) if effects == "on" else []
+        r = c.post("/api/v1/spaces", json={"id": space, "config": {"effects": wanted}})
+        if r.status_code == 201:
+            log(f"space {space!r} created with effects {r.json().get('effects')}")
+            return r.json().get("effects")
+        if r.status_code != 409:
+            raise ValueError(f"cannot create space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+        r = c.post("/api/v1/spaces", json={"id": space})  # it exists: its document, effects included
+        if r.status_code not in (200, 201):
+            raise ValueError(f"cannot read space {space!r}: HTTP {r.status_code} {r.text[:300]}")
+        current = r.json().get("effects")
+        if current is not None and bool(current) != (effects == "on"):
             raise ValueError(f"--effects {effects}: space {space!r} already exists with effects {current}; "
                              "effects are fixed at creation, so pick another --space")
         return current
@@ -322,8 +334,13 @@ def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable
 
 
 def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload: int, space: str, dimension: int,
-              baseline: bool, api_key: str = "", effects: str = "default", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark against ``url``; returns the report (``text`` holds the table)."""
+              baseline: bool, api_key: str = "", effects: str = "default", wrk: bool = False,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark against ``url``; returns the report (``text`` holds the table).
+
+    ``wrk``: afterwards, the same phases from wrk (a C load generator; /health, and
+    engram/bench/wrk_mix.lua for the 1:4 mix) at the largest client count, so the report
+    shows whether this client, rather than the server, set the figures."""
     duration_s = parse_duration(duration)
     mix_weights = parse_mix(mix)
     client_counts = [int(x) for x in str(clients).split(",") if x.strip()]
@@ -338,21 +355,31 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
     requests = _build_requests(mix_weights, host_header, space, dimension, api_key, pool, seed=int(time.time()) % 100000)
     health_req = {"health": [_request("GET", "/health", host_header, {"Authorization": f"Bearer {api_key}"} if api_key else {})]}
     results = []
+
+    def run_phase(name: str, n: int, weights: dict[str, int], reqs: dict[str, list[bytes]]) -> None:
+        log(f"phase {name} x{n} for {duration_s:g}s")
+        load_before = os.getloadavg()[0]
+        st, el, _ = trio.run(_phase, host, port, n, duration_s, weights, reqs)
+        summary = _summarise(name, n, st, el)
+        # This machine is shared: the 1-minute load average beside each figure says how
+        # quiet it was (a ratio within one run holds up better than either figure).
+        summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        results.append(summary)
+
     for n in client_counts:
         if baseline:
-            log(f"phase health x{n} for {duration_s:g}s")
-            st, el, _ = trio.run(_phase, host, port, n, duration_s, {"health": 1}, health_req)
-            results.append(_summarise("health", n, st, el))
-        log(f"phase {mix} x{n} for {duration_s:g}s")
-        st, el, _ = trio.run(_phase, host, port, n, duration_s, mix_weights, requests)
-        results.append(_summarise(mix, n, st, el))
+            run_phase("health", n, {"health": 1}, health_req)
+        run_phase(mix, n, mix_weights, requests)
+    wrk_results = []
+    if wrk:
+        wrk_results = _run_wrk(url, space, max(client_counts), duration_s, mix_weights, log)
     effects_text = "default" if space_effects is None else (", ".join(space_effects) or "none")
     lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, recall effects: {effects_text}, "
              f"{duration_s:g}s per phase",
-             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"]
+             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  load 1m"]
     for r in results:
         lines.append(f"{r['phase']:<28}{r['clients']:>8}{r['ok']:>9}{r['errors']:>6}{r['throughput_per_s']:>10.1f}"
-                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}  {r['load_1m'][0]:.2f}->{r['load_1m'][1]:.2f}")
         if len(r["ops"]) > 1:
             for op, o in r["ops"].items():
                 lines.append(f"  {op:<26}{'':>8}{o['ok']:>9}{o['errors']:>6}{o['throughput_per_s']:>10.1f}"
@@ -376,20 +403,89 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         b = next(r for r in results if r["phase"] == mix and r["clients"] == hi)
         if a["throughput_per_s"]:
             ratios[f"{mix} throughput {hi} clients / {lo} client(s)"] = round(b["throughput_per_s"] / a["throughput_per_s"], 3)
+    for w in wrk_results:
+        lines.append(f"wrk {w['phase']:<24}{w['clients']:>8}{w['requests']:>9}{w['errors']:>6}{w['throughput_per_s']:>10.1f}"
+                     f"{w['p50_ms']:>9.2f}{w['p95_ms']:>9.2f}{w['p99_ms']:>9.2f}  {w['load_1m'][0]:.2f}->{w['load_1m'][1]:.2f}")
+    by_phase = {w["phase"]: w for w in wrk_results}
+    if "health" in by_phase and "remember:recall=1:4" in by_phase and by_phase["health"]["throughput_per_s"]:
+        ratios["wrk: remember:recall=1:4 / health"] = round(
+            by_phase["remember:recall=1:4"]["throughput_per_s"] / by_phase["health"]["throughput_per_s"], 3)
     for k, v in ratios.items():
         lines.append(f"ratio {k}: {v}")
-    return {"url": url, "space": space, "effects": space_effects, "preloaded": stored, "duration_s": duration_s, "results": results, "ratios": ratios,
+    return {"url": url, "space": space, "effects": space_effects, "preloaded": stored, "duration_s": duration_s, "results": results,
+            "wrk": wrk_results, "ratios": ratios,
             "text": "\n".join(lines)}
 
 
-def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimension: int = 768, api_key: str = "",
-             seed: int = 7, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Durable bulk remember, end to end: ``count`` new memories in bodies of ``batch``
-    (msgpack with raw float32 embeddings, or JSON lines), one request at a time.
+WRK_PATH = "/usr/bin/wrk"
 
-    Splits each request's wall time into the engine's share (``engine_seconds`` in the
-    response: Space.remember_many, WAL write and fsync) and the HTTP side (transfer,
-    decode, validation, response); body building on the client is not counted."""
+
+def _parse_wrk(text: str) -> dict[str, Any]:
+    """Throughput and latency percentiles from wrk's --latency output (and wrk_mix.lua's line)."""
+    import re
+
+    def ms(value: str, unit: str) -> float:
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    out: dict[str, Any] = {"requests": 0, "errors": 0, "throughput_per_s": 0.0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        out["throughput_per_s"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", text)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        out["errors"] = int(m.group(1))
+    for q in (50, 99):
+        m = re.search(rf"\s{q}%\s+([\d.]+)(us|ms|s)\b", text)
+        out[f"p{q}_ms"] = round(ms(m.group(1), m.group(2)), 3) if m else float("nan")
+    m = re.search(r"p95 ([\d.]+) ms", text)  # wrk's --latency table has no 95%; wrk_mix.lua prints it
+    out["p95_ms"] = float(m.group(1)) if m else float("nan")
+    return out
+
+
+def _run_wrk(url: str, space: str, clients: int, duration_s: float, mix: dict[str, int],
+             log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """/health and (for the remember:recall=1:4 mix) wrk_mix.lua, run by wrk; [] without wrk."""
+    import subprocess
+    from pathlib import Path
+
+    if not Path(WRK_PATH).exists():
+        log(f"--wrk: {WRK_PATH} is not installed (apt-get install wrk); skipped")
+        return []
+    script = Path(__file__).with_name("wrk_mix.lua")
+    seconds = f"{max(1, round(duration_s))}s"
+    runs = [("health", [WRK_PATH, "-t2", f"-c{clients}", f"-d{seconds}", "--latency", url.rstrip("/") + "/health"])]
+    if mix == {"remember": 1, "recall": 4}:
+        runs.append(("remember:recall=1:4", [WRK_PATH, "-t2", f"-c{clients}", f"-d{seconds}", "--latency", "-s", str(script),
+                                             url.rstrip("/"), "--", space]))
+    else:
+        log("--wrk: wrk_mix.lua sends remember:recall=1:4 only; wrk measures /health alone")
+    out = []
+    for name, cmd in runs:
+        log(f"phase wrk {name} x{clients} for {seconds}")
+        load_before = os.getloadavg()[0]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 120)
+        doc = _parse_wrk(done.stdout)
+        doc.update({"phase": name, "clients": clients, "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+        out.append(doc)
+    return out
+
+
+def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimension: int = 768, api_key: str = "",
+             seed: int = 7, concurrency: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Durable bulk remember, end to end: ``count`` new memories in bodies of ``batch``
+    (msgpack with raw float32 embeddings, or JSON lines), ``concurrency`` requests at a
+    time (1: one after the other).
+
+    Splits the wall time into the engine's share (``engine_seconds`` in the response:
+    Space.remember_many, WAL write and fsync) and the HTTP side (transfer, decode,
+    validation, response); bodies are built before the clock starts. With concurrency
+    above 1 the wall time is the whole run's, and the engine's share is the sum over
+    requests, which overlap: the split then says where the time went, not what adds up."""
+    import threading
+
     import httpx
     import msgpack
 
@@ -397,43 +493,86 @@ def run_bulk(*, url: str, space: str, count: int, batch: int, fmt: str, dimensio
         raise ValueError(f"--format: {fmt!r} is not allowed; allowed: msgpack, jsonl")
     if count < 1 or batch < 1:
         raise ValueError("--count and --batch must be >= 1")
+    if concurrency < 1:
+        raise ValueError("--concurrency must be >= 1")
     headers = {"X-Memory-Space": space}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     rng = np.random.default_rng(seed)
-    wall_s = engine_s = 0.0
-    done = 0
     with httpx.Client(base_url=url, headers=headers, timeout=600.0) as c:
         start = int(c.get("/api/v1/memories", params={"limit": 1}).json().get("count", 0))
-        while done < count:
-            k = min(batch, count - done)
-            vs = rng.standard_normal((k, dimension)).astype("<f4")
-            if fmt == "msgpack":
-                body = msgpack.packb([{"content": f"bulk {seed} {start + done + i}", "embedding": v.tobytes(), "confidence": 0.8}
-                                      for i, v in enumerate(vs)])
-                ctype = "application/msgpack"
-            else:
-                body = "\n".join('{"content":"bulk %d %d","confidence":0.8,"embedding":%s}' % (seed, start + done + i, _vec_json(v))
-                                  for i, v in enumerate(vs)).encode()
-                ctype = "application/x-ndjson"
-            t0 = time.perf_counter()
-            r = c.post("/api/v1/memories/bulk", content=body, headers={"Content-Type": ctype})
-            wall_s += time.perf_counter() - t0
-            if r.status_code != 201:
-                raise RuntimeError(f"bulk failed: HTTP {r.status_code} {r.text[:300]}")
-            engine_s += float(r.json().get("engine_seconds", 0.0))
-            done += k
+    bodies: list[tuple[int, bytes]] = []
+    built = 0
+    while built < count:
+        k = min(batch, count - built)
+        vs = rng.standard_normal((k, dimension)).astype("<f4")
+        if fmt == "msgpack":
+            body = msgpack.packb([{"content": f"bulk {seed} {start + built + i}", "embedding": v.tobytes(), "confidence": 0.8}
+                                  for i, v in enumerate(vs)])
+        else:
+            body = "\n".join('{"content":"bulk %d %d","confidence":0.8,"embedding":%s}' % (seed, start + built + i, _vec_json(v))
+                              for i, v in enumerate(vs)).encode()
+        bodies.append((k, body))
+        built += k
+    ctype = "application/msgpack" if fmt == "msgpack" else "application/x-ndjson"
+    lock = threading.Lock()
+    totals = {"request_wall_s": 0.0, "engine_s": 0.0, "read_s": 0.0, "parse_s": 0.0, "done": 0}
+    failures: list[str] = []
+    pending = list(reversed(bodies))
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=600.0) as client:
+            while True:
+                with lock:
+                    if not pending or failures:
+                        return
+                    k, body = pending.pop()
+                t0 = time.perf_counter()
+                r = client.post("/api/v1/memories/bulk", content=body, headers={"Content-Type": ctype})
+                took = time.perf_counter() - t0
+                if r.status_code != 201:
+                    with lock:
+                        failures.append(f"bulk failed: HTTP {r.status_code} {r.text[:300]}")
+                    return
+                doc = r.json()
+                with lock:
+                    totals["request_wall_s"] += took
+                    totals["engine_s"] += float(doc.get("engine_seconds", 0.0))
+                    totals["read_s"] += float(doc.get("read_seconds", 0.0))
+                    totals["parse_s"] += float(doc.get("parse_seconds", 0.0))
+                    totals["done"] += k
+
+    t_start = time.perf_counter()
+    threads = [threading.Thread(target=worker, name=f"bulk-client-{i}") for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run_wall_s = time.perf_counter() - t_start
+    if failures:
+        raise RuntimeError(failures[0])
+    done = int(totals["done"])
+    wall_s = totals["request_wall_s"] if concurrency == 1 else run_wall_s
+    engine_s, read_s, parse_s = totals["engine_s"], totals["read_s"], totals["parse_s"]
     http_s = max(0.0, wall_s - engine_s)
     per_s = done / wall_s
     engine_per_s = done / engine_s if engine_s else 0.0
     http_share = http_s / wall_s
+    # The HTTP side splits into the server receiving the body, the server decoding and
+    # checking it, and the rest: the client sending it, the response, the framework.
+    rest_s = max(0.0, http_s - read_s - parse_s)
+    us = 1e6 / done
     doc: dict[str, Any] = {"format": fmt, "count": done, "batch": batch, "wall_s": round(wall_s, 3), "engine_s": round(engine_s, 3),
                            "per_s": round(per_s, 1), "engine_per_s": round(engine_per_s, 1) if engine_s else None,
-                           "http_us_per_memory": round(http_s / done * 1e6, 1), "http_share": round(http_share, 3)}
-    doc["text"] = (f"bulk {fmt}, {done} memories in bodies of {batch}, durable: {per_s:,.0f}/s end to end; "
-                   f"engine (remember_many + WAL + fsync) {engine_s:.2f}s = {engine_per_s:,.0f}/s; "
-                   f"HTTP side (transfer, decode, validation, response) {http_s:.2f}s = {doc['http_us_per_memory']} us/memory, "
-                   f"{100 * http_share:.0f}% of the wall time")
+                           "http_us_per_memory": round(http_s * us, 1), "http_share": round(http_share, 3),
+                           "read_us_per_memory": round(read_s * us, 1), "parse_us_per_memory": round(parse_s * us, 1),
+                           "rest_us_per_memory": round(rest_s * us, 1), "engine_us_per_memory": round(engine_s * us, 1)}
+    doc["concurrency"] = concurrency
+    doc["text"] = (f"bulk {fmt}, {done} memories in bodies of {batch}, {concurrency} at a time, durable: {per_s:,.0f}/s end to end; "
+                   f"engine (remember_many + WAL + fsync) {engine_s:.2f}s = {engine_per_s:,.0f}/s = {doc['engine_us_per_memory']} us/memory; "
+                   f"HTTP side {http_s:.2f}s = {doc['http_us_per_memory']} us/memory, {100 * http_share:.0f}% of the wall time "
+                   f"(server reading the body {doc['read_us_per_memory']}, decoding and checking it {doc['parse_us_per_memory']}, "
+                   f"client send, response and framework {doc['rest_us_per_memory']} us/memory)")
     return doc
 
 
