@@ -283,7 +283,29 @@ static void engram_code_dot_l1_vnni(const int8_t *cx, const int8_t *cq, int64_t 
     *dot_out = dot;
     *l1_out = l1;
 }
+
 #endif
+
+/* Exact int32 dot product and L1 norm of cx over the first len codes: VNNI when the
+ * caller has it (cq_sum: sum of cq over the first len - len % 64), else a plain loop. */
+static inline void engram_code_dot_l1(const int8_t *cx, const int8_t *cq, int64_t len, int32_t cq_sum, int vnni,
+                                      int32_t *dot_out, int32_t *l1_out) {
+#ifdef ENGRAM_LSH_AVX2
+    if (vnni) {
+        engram_code_dot_l1_vnni(cx, cq, len, cq_sum, dot_out, l1_out);
+        return;
+    }
+#endif
+    (void)cq_sum;
+    (void)vnni;
+    int32_t dot = 0, l1 = 0;
+    for (int64_t c = 0; c < len; c++) {
+        dot += (int32_t)cx[c] * (int32_t)cq[c];
+        l1 += cx[c] < 0 ? -(int32_t)cx[c] : (int32_t)cx[c];
+    }
+    *dot_out = dot;
+    *l1_out = l1;
+}
 
 /* Dedup matches of a batch: for each eligible query i, the distinct rows sharing a
  * key with it (in the base's CSR ranges or the delta's held slots) that are alive
@@ -386,16 +408,8 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
                  * row (tail share about 0.82 at 768) stops here. */
                 const int8_t *cx = codes + row * d;
                 const int8_t *cq = q_codes + i * d;
-                int32_t dot = 0, l1 = 0;
-#ifdef ENGRAM_LSH_AVX2
-                if (vnni)
-                    engram_code_dot_l1_vnni(cx, cq, head, cq_sum_head, &dot, &l1);
-                else
-#endif
-                    for (int64_t c = 0; c < head; c++) {
-                        dot += (int32_t)cx[c] * (int32_t)cq[c];
-                        l1 += cx[c] < 0 ? -(int32_t)cx[c] : (int32_t)cx[c];
-                    }
+                int32_t dot, l1;
+                engram_code_dot_l1(cx, cq, head, cq_sum_head, vnni, &dot, &l1);
                 double sx = scales[row], sq = q_scales[i];
                 double upper = sx * sq * (double)dot + 0.5 * sx * q_l1_head + 0.5 * sx * sq * (double)l1;
                 if (upper * (double)inv_norms[row] * (double)q_inv[i] + tail_term < (double)threshold - margin) continue;
@@ -407,16 +421,8 @@ static int64_t engram_dedup_matches(const int64_t *keys, int64_t b, int64_t tabl
                  * of the row instead of 3 KB. */
                 const int8_t *cx = codes + row * d;
                 const int8_t *cq = q_codes + i * d;
-                int32_t dot = 0, l1 = 0;
-#ifdef ENGRAM_LSH_AVX2
-                if (vnni)
-                    engram_code_dot_l1_vnni(cx, cq, d, cq_sum_full, &dot, &l1);
-                else
-#endif
-                    for (int64_t c = 0; c < d; c++) {
-                        dot += (int32_t)cx[c] * (int32_t)cq[c];
-                        l1 += cx[c] < 0 ? -(int32_t)cx[c] : (int32_t)cx[c];
-                    }
+                int32_t dot, l1;
+                engram_code_dot_l1(cx, cq, d, cq_sum_full, vnni, &dot, &l1);
                 double sx = scales[row], sq = q_scales[i];
                 double upper = sx * sq * (double)dot + 0.5 * sx * q_l1 + 0.5 * sx * sq * (double)l1;
                 if (upper * (double)inv_norms[row] * (double)q_inv[i] < (double)threshold - margin) continue;
