@@ -79,7 +79,7 @@ STORE_CHUNK_ITEMS = 256
 REPLAY_BATCH_RECORDS = 1024
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
 # writing, and at close.
-CHECKPOINT_WAL_MIN = 32 * 1024 * 1024
+CHECKPOINT_WAL_MIN = 64 * 1024 * 1024
 CHECKPOINT_AT_CLOSE_MIN = 8 * 1024 * 1024
 # From this many rows, plain top-k recalls scan int8 codes first (see Space._scan).
 # Measured here with the VNNI kernel: at 5,000 rows both ways cost the same, at
@@ -231,6 +231,8 @@ class Space:
         self._checkpoint_lsn = 0
         self._wal_bytes_at_checkpoint = 0
         self._snapshot_bytes = 0  # size of the latest snapshot (see _checkpoint_due)
+        self._checkpointer: threading.Thread | None = None  # a background checkpoint (see _checkpoint_soon)
+        self._checkpointer_lock = threading.Lock()
         self._wal = WriteAheadLog(
             self.directory / "wal",
             segment_bytes_max=config.segment_bytes_max,
@@ -535,7 +537,7 @@ class Space:
         if durable:
             self._wal.wait_durable(lsn)
         if need_checkpoint:
-            self.checkpoint()
+            self._checkpoint_soon()
         return result
 
     def _prepare(
@@ -694,7 +696,7 @@ class Space:
             generation.requests.append(request)
         if lead:
             if self._lead_generation(generation):
-                self.checkpoint()
+                self._checkpoint_soon()
         else:
             generation.wait()
         if request.error is not None:
@@ -1564,13 +1566,43 @@ class Space:
 
         Replaying the log at open costs far more per memory than reading a snapshot
         (measured here: 100k memories from 310 MB of log took 10 s, from a snapshot
-        0.5 s), so the log may grow to a quarter of the last snapshot's size (at least
-        ``floor``, at most checkpoint_wal_bytes): a reopen replays at most a quarter of
-        the space, and each checkpoint rewrites at most four times the log it folds.
+        0.5 s), so the log may grow to the last snapshot's size (at least ``floor``, at
+        most checkpoint_wal_bytes): a reopen after a crash replays at most about the
+        space's own size, and snapshots add at most as many bytes as the log they fold
+        (a quarter of the size, tried first, rewrote up to four times as much). A clean close
+        folds the log (see close), so a clean reopen reads the snapshot alone.
         """
         floor = CHECKPOINT_WAL_MIN if floor is None else floor
         since = self._wal.bytes_written - self._wal_bytes_at_checkpoint
-        return since > min(self.config.checkpoint_wal_bytes, max(floor, self._snapshot_bytes // 4))
+        return since > min(self.config.checkpoint_wal_bytes, max(floor, self._snapshot_bytes))
+
+    def _checkpoint_soon(self) -> None:
+        """Checkpoint on a background thread, one at a time: the writer that crossed the
+        threshold returns at once instead of waiting for the snapshot to be written and
+        fsync'd (measured here: bulk batches of 1,000 took 0.3-0.5 s instead of 30 ms when
+        their writer did it). Writers and readers still wait while the state is copied
+        under the locks. A failed checkpoint loses nothing (the log holds every write);
+        it is logged, and the next write that finds one due tries again."""
+        with self._checkpointer_lock:
+            if self._checkpointer is not None and self._checkpointer.is_alive():
+                return
+            self._checkpointer = threading.Thread(target=self._checkpoint_in_background, name=f"checkpoint:{self.id}", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_in_background(self) -> None:
+        try:
+            self.checkpoint()
+        except ClosedError:
+            pass
+        except Exception:  # the log still holds every write; the next write retries
+            logging.getLogger("engram.space").exception("space %s: background checkpoint failed", self.id)
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait for a background checkpoint in progress, if any (close does)."""
+        with self._checkpointer_lock:
+            checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.join()
 
     def checkpoint(self) -> int:
         """Write a snapshot of the whole space and drop the WAL segments it covers; return its LSN."""
@@ -1659,6 +1691,7 @@ class Space:
     def close(self) -> None:
         """Flush and release the space; first fold a long log into a snapshot (see
         _checkpoint_due), so that the next open does not replay it."""
+        self.wait_for_checkpoint()
         if not self._closed and self._failed is None and self._checkpoint_due(CHECKPOINT_AT_CLOSE_MIN):
             try:
                 self.checkpoint()
