@@ -136,3 +136,17 @@ def test_a_due_checkpoint_runs_in_the_background(tmp_path: Path, monkeypatch) ->
         assert len(sp) == 100
     with engram.open(tmp_path) as db:
         assert len(db.space("agent-1")) == 100
+
+
+def test_close_folds_a_log_longer_than_an_eighth_of_the_snapshot(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(space_mod, "CHECKPOINT_AT_CLOSE_MIN", 10_000)
+    monkeypatch.setattr(space_mod, "CHECKPOINT_WAL_MIN", 10**12)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        _fill(sp, 0, 800)
+        sp.checkpoint()
+        first = snapshot.latest(sp.directory)
+        _fill(sp, 800, 150)  # a fifth of the snapshot: over an eighth (the write-time floor is out of reach)
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        assert snapshot.latest(sp.directory) != first and sp.recovery.records == 0 and len(sp) == 950

@@ -1561,7 +1561,7 @@ class Space:
     # ------------------------------------------------------------------
     # checkpoints and closing
 
-    def _checkpoint_due(self, floor: int | None = None) -> bool:
+    def _checkpoint_due(self, floor: int | None = None, snapshot_share: int = 1) -> bool:
         """Whether the log since the last checkpoint is worth folding into a snapshot.
 
         Replaying the log at open costs far more per memory than reading a snapshot
@@ -1570,11 +1570,13 @@ class Space:
         most checkpoint_wal_bytes): a reopen after a crash replays at most about the
         space's own size, and snapshots add at most as many bytes as the log they fold
         (a quarter of the size, tried first, rewrote up to four times as much). A clean close
-        folds the log (see close), so a clean reopen reads the snapshot alone.
+        folds a longer log than an eighth of the snapshot (see close), so a clean reopen
+        replays little. ``snapshot_share``: the log allowed, as the snapshot's size
+        divided by it.
         """
         floor = CHECKPOINT_WAL_MIN if floor is None else floor
         since = self._wal.bytes_written - self._wal_bytes_at_checkpoint
-        return since > min(self.config.checkpoint_wal_bytes, max(floor, self._snapshot_bytes))
+        return since > min(self.config.checkpoint_wal_bytes, max(floor, self._snapshot_bytes // snapshot_share))
 
     def _checkpoint_soon(self) -> None:
         """Checkpoint on a background thread, one at a time: the writer that crossed the
@@ -1689,10 +1691,11 @@ class Space:
             self._history[memory_id] = [(int(at), float(p), fields, emb) for at, p, fields, emb in versions]
 
     def close(self) -> None:
-        """Flush and release the space; first fold a long log into a snapshot (see
-        _checkpoint_due), so that the next open does not replay it."""
+        """Flush and release the space; first fold the log into a snapshot when it is longer
+        than an eighth of the last one (at least 8 MiB), so that the next open replays
+        little of it (see _checkpoint_due)."""
         self.wait_for_checkpoint()
-        if not self._closed and self._failed is None and self._checkpoint_due(CHECKPOINT_AT_CLOSE_MIN):
+        if not self._closed and self._failed is None and self._checkpoint_due(CHECKPOINT_AT_CLOSE_MIN, snapshot_share=8):
             try:
                 self.checkpoint()
             except ClosedError:
