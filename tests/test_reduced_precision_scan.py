@@ -19,12 +19,6 @@ import engram
 from engram import _core
 from engram.memory import space as space_mod
 
-
-def _approx_quantises_queries() -> bool:
-    from engram._core._scan import approx_quantises_queries
-
-    return bool(approx_quantises_queries())
-
 pytestmark = pytest.mark.kernel
 
 
@@ -106,7 +100,7 @@ def test_approx_scores_do_not_depend_on_tile_shape(d: int) -> None:
         for b in range(1, 18):
             got = _core.approx_scores_batch(np.ascontiguousarray(codes[:n]), scales[:n], queries[:b])
             assert got.view(np.int32).tolist() == alone[:b, :n].view(np.int32).tolist(), (n, b)
-    if _approx_quantises_queries():
+    if _core.approx_quantises_queries():
         q_codes, q_scales = _core.quantize_rows(queries)
         dots = (q_codes.astype(np.int64) @ codes.astype(np.int64).T).astype(np.float32)
         want = (dots * scales[None, :]) * q_scales[:, None]

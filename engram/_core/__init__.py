@@ -25,7 +25,7 @@ from engram._core._common import (
     RecordError,
     RecordTruncatedError,
 )
-from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms, approx_candidates, scores_rows
+from engram._core._ref import APPROX_BOUND_FACTOR, approx_bound_terms
 
 __all__ = [
     "IMPL",
@@ -53,8 +53,6 @@ __all__ = [
     "dedup_matches",
     "slot_insert",
     "approx_scores_batch",
-    "approx_candidates",
-    "scores_rows",
     "screen_batch",
     "approx_quantises_queries",
     "APPROX_BOUND_FACTOR",

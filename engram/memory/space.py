@@ -1138,8 +1138,9 @@ class Space:
         if shortlist is not None:
             # Selecting among the shortlisted rows gives the same rows in the same order as
             # over all n (ascending rows keep the index tie-break), without a pass over n.
+            # screen_batch kept only rows alive and inside the time filter in this view.
             rows, scores = shortlist
-            sub, values = _core.select_topk(scores, query.k, _row_mask(view, query, rows))
+            sub, values = _core.select_topk(scores, query.k)
             for row, value in zip(rows[sub].tolist(), values.tolist()):
                 candidates[view.row_ids[row]] = max(0.0, min(1.0, value))
         elif row_scores is not None and view.n:
@@ -2002,15 +2003,10 @@ _TIME_MIN = np.iinfo(np.int64).min
 _TIME_MAX = np.iinfo(np.int64).max
 
 
-def _row_mask(view: _View, query: _Query, rows: np.ndarray | None = None) -> np.ndarray:
-    """Rows a vector query may return: alive, and inside its time filter (after <= t < before);
-    for the listed ``rows`` only when given."""
-    if rows is None:
-        mask = view.alive.copy()
-        created = view.created[: view.n]
-    else:
-        mask = view.alive[rows]
-        created = view.created[rows]
+def _row_mask(view: _View, query: _Query) -> np.ndarray:
+    """Rows a vector query may return: alive, and inside its time filter (after <= t < before)."""
+    mask = view.alive.copy()
+    created = view.created[: view.n]
     if query.after is not None:
         mask &= created >= query.after
     if query.before is not None:

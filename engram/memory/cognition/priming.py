@@ -169,7 +169,7 @@ class PrimingState:
             primes = self.associative.setdefault(b, [])
             # Primes past their lifetime count zero (decayed): drop them from the front
             # here, so a busy target's list holds only live ones between prunes.
-            while primes and 0 <= now_ns - primes[0][0] and now_ns - primes[0][0] > PRIME_LIFETIME_NS:
+            while primes and now_ns - primes[0][0] > PRIME_LIFETIME_NS:
                 del primes[0]
             primes.append((now_ns, ASSOCIATIVE_BOOST_MAX * min(1.0, strength)))
 
