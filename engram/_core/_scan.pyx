@@ -11,7 +11,9 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
-from libc.stdint cimport int8_t, int32_t
+from libc.stdint cimport int8_t, int32_t, INT64_MIN, INT64_MAX
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy
 
 from engram._core._dedup import quantize_rows  # the compiled one: same bits as the twin
 
@@ -206,28 +208,67 @@ def approx_quantises_queries():
     return engram_approx_level() == 3
 
 
-cdef inline bint _allowed(const unsigned char *alive, const int64_t *created, int64_t i,
+cdef inline bint _allowed(const unsigned char *alive, const int64_t *created, bint timed, int64_t i,
                           int64_t after, int64_t before) noexcept nogil:
-    return alive[i] != 0 and created[i] >= after and created[i] < before
+    """Row i may answer the query: alive, and (for a query with a time window) created in it."""
+    if not alive[i]:
+        return False
+    return not timed or (created[i] >= after and created[i] < before)
 
 
 cdef Py_ssize_t _kth_lower(const float *approx, const float *inv_norms, const float *scale_inv,
-                           const unsigned char *alive, const int64_t *created, int64_t after, int64_t before,
+                           const unsigned char *alive, const int64_t *created, bint timed, int64_t after, int64_t before,
                            Py_ssize_t n, float q_inv, float coeff, float constant, Py_ssize_t k,
                            float *heap, float *kth) noexcept nogil:
     """The k-th best lower bound over the allowed rows into *kth; returns how many rows
     were allowed, capped at k (fewer than k: every allowed row is a candidate)."""
     cdef Py_ssize_t size = 0, i
-    cdef float cosine, bound
+    cdef float cosine, bound, lower
     for i in range(n):
-        if not _allowed(alive, created, i, after, before):
+        if not _allowed(alive, created, timed, i, after, before):
             continue
         cosine = approx[i] * inv_norms[i] * q_inv
         bound = scale_inv[i] * coeff + constant
-        size = _heap_offer(heap, size, k, cosine - bound)
+        lower = cosine - bound
+        # Once the heap is full most rows are below its least entry: test that here and
+        # call the heap only for the few that enter it.
+        if size < k or lower > heap[0]:
+            size = _heap_offer(heap, size, k, lower)
     if size == k:
         kth[0] = heap[0]
     return size
+
+
+cdef Py_ssize_t _collect(const float *approx, const float *inv_norms, const float *scale_inv,
+                         const unsigned char *alive, const int64_t *created, bint timed, int64_t after, int64_t before,
+                         Py_ssize_t n, float q_inv, float coeff, float constant, bint every, float kth,
+                         Py_ssize_t limit, int64_t **rows, Py_ssize_t *capacity) noexcept nogil:
+    """The allowed rows whose upper bound reaches kth (every allowed row if ``every``), in
+    ascending order, into the growable *rows; returns their count, or ``limit`` as soon
+    as there are that many (the caller then scans the query in full), or -1 when memory
+    runs out."""
+    cdef Py_ssize_t count = 0, i
+    cdef float cosine, bound
+    cdef int64_t *grown
+    for i in range(n):
+        if not _allowed(alive, created, timed, i, after, before):
+            continue
+        if not every:
+            cosine = approx[i] * inv_norms[i] * q_inv
+            bound = scale_inv[i] * coeff + constant
+            if not (cosine + bound >= kth):
+                continue
+        if count == limit:
+            return limit
+        if count == capacity[0]:
+            grown = <int64_t *>realloc(rows[0], 2 * capacity[0] * sizeof(int64_t))
+            if grown == NULL:
+                return -1
+            rows[0] = grown
+            capacity[0] = 2 * capacity[0]
+        rows[0][count] = i
+        count = count + 1
+    return count
 
 
 def screen_batch(const float[:, ::1] approx, const float[::1] inv_norms, const float[::1] scale_inv,
@@ -242,8 +283,12 @@ def screen_batch(const float[:, ::1] approx, const float[::1] inv_norms, const f
     rows int64, scores float32): query j's rows, ascending, are rows[offsets[j]:
     offsets[j + 1]]. A query whose candidates exceed a quarter of the rows gets none
     and full[j] True (a full exact scan is cheaper than scoring them one by one):
-    (offsets, rows, scores, full). The GIL is released for all the work but one
-    allocation, so a batch hands it over twice, not three times per query.
+    (offsets, rows, scores, full). The GIL is released for all the work but the
+    result's allocation, so a batch hands it over twice, not three times per query.
+
+    Two passes over the rows per query: the k-th best lower bound, then the candidates
+    (collected into a growable buffer, which also counts them) scored at once. A query
+    without a time window reads no creation times.
     """
     cdef Py_ssize_t b = approx.shape[0], n = approx.shape[1], d = matrix.shape[1]
     if (inv_norms.shape[0] != n or scale_inv.shape[0] != n or created.shape[0] != n or matrix.shape[0] < n
@@ -263,67 +308,78 @@ def screen_batch(const float[:, ::1] approx, const float[::1] inv_norms, const f
     heaps_arr = np.empty((b, kmax), np.float32)
     kth_arr = np.full(b, -np.inf, np.float32)
     counts_arr = np.zeros(b, np.int64)
-    fewer_arr = np.zeros(b, np.uint8)  # fewer allowed rows than k: every one is a candidate
-    cdef unsigned char[::1] fewer = fewer_arr
     cdef float[:, ::1] heaps = heaps_arr
     cdef float[::1] kth = kth_arr
     cdef long long[::1] counts = counts_arr
     cdef unsigned char[::1] full_view = full.view(np.uint8)
-    cdef Py_ssize_t j, i, size, count, position
-    cdef float cosine, bound, coeff, const_j, qi
+    # Per query: its candidate rows and their exact scores, in buffers of its own (freed below).
+    cdef int64_t **found = <int64_t **>calloc(b, sizeof(int64_t *))
+    cdef float **found_scores = <float **>calloc(b, sizeof(float *))
+    if found == NULL or found_scores == NULL:
+        free(found)
+        free(found_scores)
+        raise MemoryError("screen_batch: no memory for the candidate lists")
+    cdef Py_ssize_t limit = n // 4 + 1  # count * 4 > n: scan in full instead
+    cdef Py_ssize_t j, i, size, count, capacity, position
+    cdef float qi
+    cdef bint timed
+    cdef int failed = 0
+    cdef int64_t *rows_out
+    cdef float *scores_out
+    cdef long long[::1] offs = offsets
     cdef int threads = 1
     if b >= 2 and n * b >= 200000:
         threads = openmp.omp_get_max_threads()
-    for j in prange(b, nogil=True, schedule="dynamic", chunksize=1, num_threads=threads):
-        if ks[j] <= 0:
-            continue
-        coeff = <float>row_coeff[j]
-        const_j = <float>constant[j]
-        size = _kth_lower(&approx[j, 0], &inv_norms[0], &scale_inv[0], &alive[0], <const int64_t *>&created[0],
-                          after[j], before[j], n, q_inv[j], coeff, const_j, ks[j], &heaps[j, 0], &kth[j])
-        if size < ks[j]:
-            fewer[j] = 1
-        count = 0
-        for i in range(n):
-            if not _allowed(&alive[0], <const int64_t *>&created[0], i, after[j], before[j]):
+    try:
+        for j in prange(b, nogil=True, schedule="dynamic", chunksize=1, num_threads=threads):
+            if ks[j] <= 0:
                 continue
-            if fewer[j]:
-                count = count + 1
+            qi = q_inv[j]
+            timed = after[j] != INT64_MIN or before[j] != INT64_MAX
+            size = _kth_lower(&approx[j, 0], &inv_norms[0], &scale_inv[0], &alive[0], <const int64_t *>&created[0], timed,
+                              after[j], before[j], n, qi, <float>row_coeff[j], <float>constant[j], ks[j], &heaps[j, 0], &kth[j])
+            capacity = 256
+            found[j] = <int64_t *>malloc(capacity * sizeof(int64_t))
+            if found[j] == NULL:
+                failed += 1  # a reduction: prange makes a plain assignment thread-private
                 continue
-            cosine = approx[j, i] * inv_norms[i] * q_inv[j]
-            bound = scale_inv[i] * coeff + const_j
-            if cosine + bound >= kth[j]:
-                count = count + 1
-        if count * 4 > n:
-            full_view[j] = 1
-        else:
+            count = _collect(&approx[j, 0], &inv_norms[0], &scale_inv[0], &alive[0], <const int64_t *>&created[0], timed,
+                             after[j], before[j], n, qi, <float>row_coeff[j], <float>constant[j], size < ks[j], kth[j],
+                             limit, &found[j], &capacity)
+            if count < 0:
+                failed += 1  # a reduction: prange makes a plain assignment thread-private
+                continue
+            if count == limit:
+                full_view[j] = 1
+                continue
             counts[j] = count
-    np.cumsum(counts_arr, out=offsets[1:])
-    total = int(offsets[b])
-    rows_arr = np.empty(total, np.int64)
-    scores_arr = np.empty(total, np.float32)
-    cdef long long[::1] rows = rows_arr
-    cdef float[::1] scores = scores_arr
-    cdef long long[::1] offs = offsets
-    for j in prange(b, nogil=True, schedule="dynamic", chunksize=1, num_threads=threads):
-        if counts[j] == 0:
-            continue
-        coeff = <float>row_coeff[j]
-        const_j = <float>constant[j]
-        qi = q_inv[j]
-        position = offs[j]
-        for i in range(n):
-            if not _allowed(&alive[0], <const int64_t *>&created[0], i, after[j], before[j]):
+            found_scores[j] = <float *>malloc((count + 1) * sizeof(float))
+            if found_scores[j] == NULL:
+                failed += 1  # a reduction: prange makes a plain assignment thread-private
                 continue
-            if not fewer[j]:
-                cosine = approx[j, i] * inv_norms[i] * qi
-                bound = scale_inv[i] * coeff + const_j
-                if not (cosine + bound >= kth[j]):
-                    continue
-            rows[position] = i
-            engram_scores_block(&matrix[i, 0], &inv_norms[i], 0, 1, 1, d, &queries[j, 0], &qi, 1, &scores[position])
-            position = position + 1
-    return offsets, rows_arr, scores_arr, full
+            for position in range(count):
+                i = found[j][position]
+                engram_scores_block(&matrix[i, 0], &inv_norms[i], 0, 1, 1, d, &queries[j, 0], &qi, 1, &found_scores[j][position])
+        if failed:
+            raise MemoryError("screen_batch: no memory for the candidate lists")
+        np.cumsum(counts_arr, out=offsets[1:])
+        total = int(offsets[b])
+        rows_arr = np.empty(total, np.int64)
+        scores_arr = np.empty(total, np.float32)
+        if total:
+            rows_out = <int64_t *>cnp.PyArray_DATA(rows_arr)
+            scores_out = <float *>cnp.PyArray_DATA(scores_arr)
+            for j in range(b):
+                if counts[j]:
+                    memcpy(&rows_out[offs[j]], found[j], counts[j] * sizeof(int64_t))
+                    memcpy(&scores_out[offs[j]], found_scores[j], counts[j] * sizeof(float))
+        return offsets, rows_arr, scores_arr, full
+    finally:
+        for j in range(b):
+            free(found[j])
+            free(found_scores[j])
+        free(found)
+        free(found_scores)
 
 
 from libc.math cimport sqrt, nextafterf, INFINITY
