@@ -42,6 +42,13 @@ if os.environ.get("ENGRAM_PURE") != "1":
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             ),
             Extension(
+                "engram._core._json",
+                ["engram/_core/_json.pyx"],
+                include_dirs=["engram/_core", numpy.get_include()],
+                extra_compile_args=COMPILE_ARGS,
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            ),
+            Extension(
                 "engram._core._scan",
                 ["engram/_core/_scan.pyx"],
                 include_dirs=["engram/_core", numpy.get_include()],

@@ -43,6 +43,8 @@ __all__ = [
     "topk_cosine_batch",
     "row_inv_norms",
     "embedding_f32",
+    "float_list_f32",
+    "float_array_text",
     "prepare_rows",
     "remember_payload",
     "batch_pairs",
@@ -68,6 +70,8 @@ if os.environ.get("ENGRAM_PURE") == "1":
         screen_batch,
         dedup_matches,
         embedding_f32,
+        float_array_text,
+        float_list_f32,
         lsh_keys,
         batch_pairs,
         prepare_rows,
@@ -94,6 +98,7 @@ else:
         from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
         from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms
+        from engram._core._json import float_array_text, float_list_f32
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
             "engram's compiled kernels are not built: reinstall with `pip install .` "

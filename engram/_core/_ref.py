@@ -8,6 +8,10 @@ the whole package run on these.
 
 from __future__ import annotations
 
+import math
+import re
+import urllib.parse
+
 import msgpack
 import numpy as np
 
@@ -307,6 +311,76 @@ def embedding_f32(value: object, dimension: int) -> np.ndarray:
     if not np.any(out):
         raise EmbeddingValueError("zero")
     return out
+
+
+# --------------------------------------------------------------------------- HTTP embeddings
+# The plain case of an embedding in an HTTP request, read without the Python JSON path
+# (see _json.pyx). Each returns float32 (dim,) or None; None means "not the plain case",
+# and the caller's own path decides (and words any refusal).
+
+JSON_MAGNITUDE_MAX = 3.0e38  # the API refuses magnitudes past this as too large for float32
+JSON_TOKEN_CHARS_MAX = 40
+JSON_INTEGER_DIGITS_MAX = 15  # integers longer than this are left to the caller
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_BROKEN_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def _plain_f32(values: list[float]) -> np.ndarray | None:
+    """float32 of float64 values, or None if one is non-finite or past the API's limit,
+    or all are zero as float32."""
+    if not all(math.isfinite(v) and abs(v) <= JSON_MAGNITUDE_MAX for v in values):
+        return None
+    out = np.array(values, np.float64).astype(np.float32)
+    return out if out.any() else None
+
+
+def float_list_f32(values: object, dim: int) -> np.ndarray | None:
+    """A list of exactly ``dim`` values, each exactly a float or an int (a bool is not),
+    as float32 through float64 (an int rounded to the nearest float64), or None."""
+    if type(values) is not list or len(values) != dim:
+        return None
+    doubles = []
+    for value in values:
+        if type(value) is float:
+            doubles.append(value)
+        elif type(value) is int:
+            try:
+                doubles.append(float(value))
+            except OverflowError:
+                return None
+        else:
+            return None
+    return _plain_f32(doubles)
+
+
+def float_array_text(raw: bytes, dim: int, percent: bool) -> np.ndarray | None:
+    """A JSON array of exactly ``dim`` numbers (JSON's grammar and whitespace, each token
+    at most 40 characters, an integer at most 15 digits) as float32 through float64, or
+    None. With ``percent`` the text is first decoded as a query-string value: '+' is a
+    space, %XX a byte, and a '%' without two hex digits makes it None."""
+    text = bytes(raw)
+    if percent:
+        if _BROKEN_ESCAPE.search(text):
+            return None
+        text = urllib.parse.unquote_to_bytes(text.replace(b"+", b" "))
+    whitespace = b" \t\n\r"
+    text = text.strip(whitespace)
+    if not (text.startswith(b"[") and text.endswith(b"]")):
+        return None
+    tokens = [token.strip(whitespace) for token in text[1:-1].split(b",")]
+    if len(tokens) != dim:
+        return None
+    doubles = []
+    for token in tokens:
+        if len(token) > JSON_TOKEN_CHARS_MAX or not _JSON_NUMBER.fullmatch(token):
+            return None
+        if any(c in token for c in b".eE"):
+            doubles.append(float(token))
+        elif len(token.lstrip(b"-")) > JSON_INTEGER_DIGITS_MAX:
+            return None
+        else:
+            doubles.append(float(int(token)))  # an integer: -0 is 0
+    return _plain_f32(doubles)
 
 
 def remember_payload(fields: tuple, embedding: np.ndarray | None, replaces: str | None) -> bytes:

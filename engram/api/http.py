@@ -72,10 +72,10 @@ class Ctx:
         self.svc = svc
         self.key = key
         self.request = request
-        self._params: dict[str, str] | None = None
+        self._params: dict[str, Any] | None = None
 
     @property
-    def params(self) -> dict[str, str]:
+    def params(self) -> dict[str, Any]:
         if self._params is None:
             self._params = S.query_dict(self.request.scope.get("query_string", b""))
         return self._params
