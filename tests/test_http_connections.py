@@ -20,6 +20,7 @@ import threading
 
 import pytest
 import trio
+import trio.testing
 
 from engram.api import tcp_server
 
@@ -90,6 +91,23 @@ def test_keep_alive_connection_outlives_hypercorns_default_request_cap(start_ser
             buf = rest[length:]
 
 
+def test_sigterm_closes_idle_keep_alive_connections_at_once(start_server):
+    """An idle keep-alive connection does not hold up a graceful stop: the server closes
+    it when it terminates (engram.api.tcp_server._IdleTimer), exits 0, and the client
+    reads the end of the stream."""
+    import time
+
+    server = start_server()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"GET /health/alive HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 2.5  # not the graceful timeout, let alone keep-alive's 75 s
+        assert sock.recv(65536) == b""
+
+
 class _SocketLikeStream(trio.abc.HalfCloseableStream):
     """Sends like trio's SocketStream (a second concurrent send or send_eof raises
     BusyResourceError), but each send_all takes 0.5 s, like a socket with a full buffer."""
@@ -141,6 +159,7 @@ def _server_on(stream: trio.abc.HalfCloseableStream) -> tcp_server.EngramTCPServ
     server.send_lock = trio.Lock()
     server.stream = stream  # type: ignore[assignment]
     server._held_head = None
+    server.idle_task = tcp_server._IdleTimer(server)
     return server
 
 
@@ -257,3 +276,86 @@ def test_close_sends_a_held_head_first():
     stream = trio.run(main)
     assert stream.sends == [b"HTTP/1.1 204 \r\n\r\n"]
     assert stream.eof and stream.closed
+
+
+class _IdleServer:
+    """What _IdleTimer uses of a connection: its config, worker context and close."""
+
+    def __init__(self, timeout: float) -> None:
+        from hypercorn.trio.worker_context import WorkerContext
+
+        self.config = type("Config", (), {"keep_alive_timeout": timeout})()
+        self.context = WorkerContext(None)
+        self.closed_at: list[float] = []
+
+    async def _initiate_server_close(self) -> None:
+        self.closed_at.append(trio.current_time())
+
+
+class _Nursery:
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+
+def _idle_run(script) -> list[float]:
+    """Run ``script(timer, server)`` on a virtual clock; return when the connection was closed."""
+    server = _IdleServer(10.0)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            timer = tcp_server._IdleTimer(server)  # type: ignore[arg-type]
+            await script(timer, _Nursery(nursery), server)
+            await trio.sleep(100)
+            timer.finish()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return server.closed_at
+
+
+def test_idle_connection_closes_after_the_keep_alive_timeout():
+    async def script(timer, group, server):
+        await timer.restart(group, None)
+
+    assert _idle_run(script) == [10.0]
+
+
+def test_a_request_holds_the_timeout_and_its_end_starts_it_again():
+    async def script(timer, group, server):
+        await timer.restart(group, None)  # connected, idle
+        await trio.sleep(8)
+        await timer.stop()  # a request begins, and takes 30 s
+        await trio.sleep(30)
+        await timer.restart(group, None)  # answered: idle from t=38
+        await trio.sleep(5)
+        await timer.stop()
+        await timer.restart(group, None)  # another quick request at t=43
+
+    assert _idle_run(script) == [53.0]
+
+
+def test_terminating_closes_an_idle_connection_at_once_and_a_busy_one_when_answered():
+    async def idle(timer, group, server):
+        await timer.restart(group, None)
+        await trio.sleep(2)
+        await server.context.terminated.set()
+
+    assert _idle_run(idle) == [2.0]
+
+    async def busy(timer, group, server):
+        await timer.restart(group, None)
+        await timer.stop()
+        await trio.sleep(1)
+        await server.context.terminated.set()
+        await trio.sleep(3)
+        await timer.restart(group, None)  # answered at t=4
+
+    assert _idle_run(busy) == [4.0]
+
+
+def test_a_finished_connection_is_not_closed_again():
+    async def script(timer, group, server):
+        await timer.restart(group, None)
+        await trio.sleep(1)
+        timer.finish()
+
+    assert _idle_run(script) == []
