@@ -329,3 +329,32 @@ def test_large_bulk_goes_in_chunks_and_stays_all_or_nothing_on_bad_input(tmp_pat
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1")
         assert len(sp) == n and sp.get(f"m{n - 1:04d}").embedding.tobytes() == vec(n - 1).tobytes()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_text_recall_of_common_words_ranks_as_ranking_everything(db, monkeypatch, seed) -> None:
+    """A text query matching most memories takes a shortlist of the best scores
+    (Space._top_text_hits); the hits equal ranking every match (ties by id, filters,
+    thresholds; a rare location makes the shortlist widen), which the test gets by
+    turning the shortlist off."""
+    from engram.memory.space import Space
+
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "beta", "gamma", "delta", "common"]
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    sp = db.space("texts")
+    for i in range(700):
+        picked = rng.choice(words[:4], size=int(rng.integers(0, 4)), replace=False).tolist()
+        sp.remember(" ".join(["common"] * int(rng.integers(0, 2)) + picked) or "nothing", when=t0 + timedelta(minutes=int(rng.integers(0, 500))),
+                    location="attic" if i % 40 == 0 else ["lab", "home"][i % 2], memory_type=["semantic", "episodic"][i % 3 == 0])
+    queries = []
+    for _ in range(40):
+        queries.append(dict(text=" ".join(rng.choice(words, size=int(rng.integers(1, 4)), replace=False).tolist()),
+                            k=int(rng.choice([1, 5, 10, 40])), threshold=float(rng.choice([0.0, 0.3, 0.6, 0.95])),
+                            **rng.choice([{}, {"location": "lab"}, {"location": "attic"}, {"after": t0 + timedelta(minutes=250)},
+                                          {"memory_types": ["episodic"]}])))
+    fast = [[(h.id, h.score) for h in sp.recall(**q)] for q in queries]
+    assert sum(len(h) for h in fast) > 100
+    monkeypatch.setattr(Space, "_top_text_hits", lambda self, query, scores: None)
+    full = [[(h.id, h.score) for h in sp.recall(**q)] for q in queries]
+    assert fast == full

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import heapq
 import logging
 import os
 import random
@@ -1169,6 +1170,9 @@ class Space:
                 if self._matches(item, query):
                     hits.append((1.0, item.id, item))
             hits.sort(key=lambda h: (-h[2].created_ns, h[1]))
+        elif query.vector is None and query.mode == "similarity" and text_scores is not None \
+                and (top := self._top_text_hits(query, text_scores)) is not None:
+            hits = top
         else:
             ids = set(candidates) if text_scores is None else set(candidates) | set(text_scores)
             for memory_id in ids:
@@ -1187,6 +1191,43 @@ class Space:
                 hits.append((score, memory_id, item))
             hits.sort(key=lambda h: (-h[0], h[1]))
         return self._finish(query, hits, now)
+
+    def _top_text_hits(self, query: "_Query", text_scores: dict[str, float]) -> List[tuple[float, str, Item]] | None:
+        """For a text-only similarity query: the ranked matches _finish can read, without
+        ordering every document (a common word matches most of them, often all with the
+        same score: sorting them all cost ~2.5 us each).
+
+        Takes the first ``window`` documents of the ranking (score desc, then id): those
+        scoring above the window's last score, ordered, then the smallest ids among those
+        tied with it. Once k of them pass the filters they are the ranking's first k
+        passing entries, all that _finish takes in similarity mode; once the window's
+        last score is under the threshold, nothing after it counts either. Otherwise the
+        window widens; None (rank them all) once it would hold most documents.
+        """
+        n = len(text_scores)
+        window = 4 * query.k + 16
+        if n <= 2 * window:
+            return None
+        ids = list(text_scores)
+        scores = np.fromiter(text_scores.values(), np.float64, n)
+        items = self._items
+        while window * 2 <= n:
+            last = float(np.partition(scores, n - window)[n - window])
+            above = np.flatnonzero(scores > last).tolist()
+            entries = sorted(((float(scores[i]), ids[i]) for i in above), key=lambda e: (-e[0], e[1]))
+            tied = heapq.nsmallest(window - len(above), (ids[i] for i in np.flatnonzero(scores == last).tolist()))
+            entries.extend((last, memory_id) for memory_id in tied)
+            hits: List[tuple[float, str, Item]] = []
+            for score, memory_id in entries:
+                item = items.get(memory_id)
+                if item is not None and self._matches(item, query):
+                    hits.append((score, memory_id, item))
+                    if len(hits) == query.k:
+                        return hits
+            if last < query.threshold:
+                return hits
+            window *= 4
+        return None
 
     def _finish(self, query: "_Query", ranked: List[tuple[float, str, Item]], now: int) -> List[tuple[float, float, str, Item, str, float | None, float]]:
         """Apply the recall mode to the ranked matches: the chosen hits, before the cognitive
