@@ -68,6 +68,8 @@ class _IdleTimer:
 
     async def restart(self, task_group: Any, action: Any) -> None:
         self._idle = True
+        if self._finished:
+            return  # the connection is ending: no watcher for it now
         deadline = trio.current_time() + self._server.config.keep_alive_timeout
         if self._scope is None:
             self._scope = trio.CancelScope(deadline=deadline)
