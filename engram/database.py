@@ -24,6 +24,9 @@ from engram.memory.types import datetime_to_ns, ns_to_datetime
 from engram.storage.lock import DirectoryLock
 
 SPACE_FILE = "space.json"
+# Written when the database closes a space: its memory count and the files (names and
+# sizes) that hold it, so that listing spaces need not open (replay) the closed ones.
+SUMMARY_FILE = "summary.json"
 Clock = Callable[[], "datetime | float | int"]
 
 
@@ -115,15 +118,56 @@ class Database:
         return sorted(found)
 
     def space_info(self, space_id: str) -> dict[str, Any]:
+        """id, path, created_at, dimension, memories and effects of a space. A space that
+        is not open and was closed cleanly since its files last changed is described
+        from the summary written at that close, without opening it; any other one is
+        opened (created on first use, as ``space``)."""
         check.space_id(space_id)
-        space = self.space(space_id)
+        with self._guard:
+            space = self._spaces.get(space_id)
+        if space is None:
+            directory = self.path / space_id
+            stored = self._read_space_file(directory)
+            memories = self._summary_memories(directory)
+            if stored is not None and memories is not None:
+                config = SpaceConfig(**{**self._defaults, **stored["config"]})
+                return {"id": space_id, "path": str(directory), "created_at": ns_to_datetime(stored["created_ns"]),
+                        "dimension": config.dimension, "memories": memories, "effects": list(config.effects)}
+            space = self.space(space_id)
         return {
             "id": space_id,
             "path": str(space.directory),
             "created_at": ns_to_datetime(space.created_ns),
             "dimension": space.config.dimension,
             "memories": len(space),
+            "effects": list(space.config.effects),
         }
+
+    @staticmethod
+    def _space_files(directory: Path) -> list[list[Any]]:
+        """[relative path, size] of every file that holds the space's state, sorted."""
+        found = []
+        for path in directory.rglob("*"):
+            if path.is_file() and path.name not in (SPACE_FILE, SUMMARY_FILE) and not path.name.endswith(".tmp"):
+                found.append([path.relative_to(directory).as_posix(), path.stat().st_size])
+        return sorted(found)
+
+    def _write_summary(self, space: Space) -> None:
+        body = {"memories": len(space), "files": self._space_files(space.directory)}
+        temp = space.directory / (SUMMARY_FILE + ".tmp")
+        temp.write_text(json.dumps(body, sort_keys=True))
+        os.replace(temp, space.directory / SUMMARY_FILE)  # no fsync: a lost summary only means opening the space
+
+    def _summary_memories(self, directory: Path) -> int | None:
+        """The memory count of the summary, if the space's files are still exactly the ones it describes."""
+        try:
+            body = json.loads((directory / SUMMARY_FILE).read_text())
+            memories = body["memories"]
+            if not isinstance(memories, int) or body["files"] != self._space_files(directory):
+                return None
+            return memories
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def checkpoint(self) -> None:
         """Checkpoint every open space."""
@@ -142,6 +186,11 @@ class Database:
         try:
             for space in spaces:
                 space.close()
+                if space._failed is None:
+                    try:
+                        self._write_summary(space)
+                    except OSError:
+                        pass  # the space is closed and durable; the next listing opens it
         finally:
             self._lock_file.release()
 

@@ -568,12 +568,12 @@ def create_app(svc: Service) -> Starlette:
     # ------------------------------------------------------------------ spaces
 
     async def space_doc(space_id: str) -> dict[str, Any]:
+        # A space this server has not opened, closed cleanly, is described from its
+        # summary without being opened (Database.space_info): listing a thousand spaces
+        # does not replay a thousand logs into memory.
         info = await svc.run(svc.db.space_info, space_id)
-        sp = await svc.space(space_id, create=False)
-        effects = getattr(getattr(sp, "config", None), "effects", None)
         return {"id": space_id, "persistence_root": info["path"], "created_at": S.iso(info["created_at"]),
-                "memories": int(info["memories"]), "dimension": int(info["dimension"]),
-                "effects": list(effects) if effects is not None else None}
+                "memories": int(info["memories"]), "dimension": int(info["dimension"]), "effects": info["effects"]}
 
     @endpoint("/api/v1/spaces", "read")
     async def list_spaces(request: Request, ctx: Ctx) -> Response:
@@ -582,7 +582,6 @@ def create_app(svc: Service) -> Starlette:
         for space_id in svc.known_spaces():
             if ctx.key is not None and not ctx.key.allows_space(space_id):
                 continue
-            await svc.space(space_id, create=False)
             out.append(await space_doc(space_id))
         return json_response({"spaces": out, "count": len(out)})
 
