@@ -110,6 +110,15 @@ cdef inline int _next(const unsigned char *s, Py_ssize_t n, Py_ssize_t *pos, bin
     return 32 if s[p] == c'+' else s[p]
 
 
+cdef inline bint _put(char *token, Py_ssize_t *length, int c) noexcept nogil:
+    """Append c to the number's token; False when the token would pass TOKEN_CHARS_MAX."""
+    if length[0] == TOKEN_CHARS_MAX:
+        return False
+    token[length[0]] = <char>c
+    length[0] += 1
+    return True
+
+
 cdef inline bint _space(int c) noexcept nogil:
     return c == 32 or c == 9 or c == 10 or c == 13
 
@@ -148,21 +157,17 @@ def float_array_text(const unsigned char[::1] raw, Py_ssize_t dim, bint percent)
         exponent = 0
         if c == c'-':
             negative = True
-            token[length] = <char>c
-            length += 1
+            _put(token, &length, c)  # the first characters always fit
             c = _next(s, n, &pos, percent)
         if c == c'0':
-            token[length] = <char>c
-            length += 1
+            _put(token, &length, c)
             c = _next(s, n, &pos, percent)
             digits = 1
         elif c >= c'1' and c <= c'9':
             digits = 0
             while c >= c'0' and c <= c'9':
-                if length == TOKEN_CHARS_MAX:
+                if not _put(token, &length, c):
                     return None
-                token[length] = <char>c
-                length += 1
                 digits += 1
                 mantissa = mantissa * 10 + (c - c'0')
                 significant += 1
@@ -171,18 +176,14 @@ def float_array_text(const unsigned char[::1] raw, Py_ssize_t dim, bint percent)
             return None
         if c == c'.':
             integer = False
-            if length == TOKEN_CHARS_MAX:
+            if not _put(token, &length, c):
                 return None
-            token[length] = <char>c
-            length += 1
             c = _next(s, n, &pos, percent)
             if not (c >= c'0' and c <= c'9'):
                 return None
             while c >= c'0' and c <= c'9':
-                if length == TOKEN_CHARS_MAX:
+                if not _put(token, &length, c):
                     return None
-                token[length] = <char>c
-                length += 1
                 if significant or c != c'0':
                     significant += 1
                 if significant <= 19:  # past 15 the slow path reads it; no overflow either way
@@ -191,23 +192,19 @@ def float_array_text(const unsigned char[::1] raw, Py_ssize_t dim, bint percent)
                 c = _next(s, n, &pos, percent)
         if c == c'e' or c == c'E':
             integer = False
-            if length >= TOKEN_CHARS_MAX - 1:
+            if not _put(token, &length, c'e'):
                 return None
-            token[length] = c'e'
-            length += 1
             c = _next(s, n, &pos, percent)
             exponent_negative = c == c'-'
             if c == c'+' or c == c'-':
-                token[length] = <char>c
-                length += 1
+                if not _put(token, &length, c):
+                    return None
                 c = _next(s, n, &pos, percent)
             if not (c >= c'0' and c <= c'9'):
                 return None
             while c >= c'0' and c <= c'9':
-                if length == TOKEN_CHARS_MAX:
+                if not _put(token, &length, c):
                     return None
-                token[length] = <char>c
-                length += 1
                 if exponent < 100000:
                     exponent = exponent * 10 + (c - c'0')
                 c = _next(s, n, &pos, percent)
