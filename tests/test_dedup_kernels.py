@@ -66,6 +66,20 @@ def test_lsh_keys_at_768_and_batch_equals_single() -> None:
             assert impl.lsh_keys(codes[i : i + 1], planes, 14).tolist() == expected[i : i + 1].tolist()
 
 
+@pytest.mark.parametrize("d", [130, 768])
+def test_lsh_keys_in_row_blocks_equal_twin(d: int) -> None:
+    """Rows go four at a time through the vector kernel, the rest of a block of 32 one
+    at a time: 37 rows take both ways in two blocks; the int8 extremes give the largest
+    sums each block reduces."""
+    rng = np.random.default_rng(d)
+    codes = rng.choice(np.array([-128, 127, 0, 1], np.int8), size=(37, d))
+    planes = rng.choice(np.array([-128, 127, -1], np.int8), size=(20, d))
+    expected = _ref.lsh_keys(codes, planes, 5)
+    for impl in impls:
+        assert impl.lsh_keys(codes, planes, 5).tolist() == expected.tolist()
+        assert impl.lsh_keys(codes[33:], planes, 5).tolist() == expected[33:].tolist()
+
+
 def test_lsh_keys_reject_bad_arguments() -> None:
     codes = np.zeros((2, 8), np.int8)
     planes = np.zeros((6, 8), np.int8)
