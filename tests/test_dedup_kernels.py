@@ -315,3 +315,43 @@ def test_slot_insert_equals_twin(key_count: int, slots: int, n: int, tables: int
         for k in range(key_count):
             held_k = min(int(expected_count[k]), slots)
             assert got_rows[k, :held_k].tolist() == expected_rows[k, :held_k].tolist()
+
+
+def test_large_batches_in_two_halves_give_the_same_output(monkeypatch) -> None:
+    """A batch of PARALLEL_ROWS_MIN rows or more is prepared and looked up in two halves,
+    one on another thread; the arrays must be the ones one call over the whole gives,
+    with matches in both halves, against the sorted base, the delta and spilled buckets."""
+    from engram.memory import dedup
+
+    rng = np.random.default_rng(5)
+    d = 16
+    stored = rng.standard_normal((3000, d)).astype(np.float32)
+    stored[2500:2520] = stored[2499]  # one key's delta bucket overflows into the spill dict
+    queries = rng.standard_normal((1500, d)).astype(np.float32)
+    queries[::7] = stored[rng.integers(0, 3000, queries[::7].shape[0])] + 0.01  # near duplicates everywhere
+    queries[1400] = stored[2499]
+    alive = np.ones(3000, bool)
+    episodic = np.zeros(3000, bool)
+    eligible = rng.random(1500) < 0.9
+    eligible[1400] = True
+
+    def run(parallel: bool):
+        with monkeypatch.context() as m:
+            m.setattr(dedup, "_PARALLEL", parallel)
+            index = dedup.DedupIndex(d)
+            inv, codes, scales, keys = index.prepare(stored)
+            index.rebuild(keys[:2000])
+            index.add_rows(np.arange(2000, 3000, dtype=np.int64), keys[2000:])
+            prepared = index.prepare(np.ascontiguousarray(queries))
+            q_inv, q_codes, q_scales, q_keys = prepared
+            found = index.matches_batch(q_keys, eligible, alive, episodic, stored, inv, queries, q_inv, 0.9,
+                                        codes, scales, q_codes, q_scales)
+        assert index._spill  # the spilled bucket is part of the lookup
+        return [a.tobytes() for a in (inv, codes, scales, keys, *prepared, *found)], found
+
+    whole, _ = run(False)
+    halves, found = run(True)
+    assert halves == whole
+    query = found[0]
+    assert query.size and query.min() < 750 <= query.max()  # matches in both halves
+    assert 1400 in query.tolist()
