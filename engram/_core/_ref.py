@@ -81,6 +81,38 @@ def encode_record(rtype: int, flags: int, lsn: int, timestamp_ns: int, payload: 
     return head + crc32c(head).to_bytes(4, "little") + payload
 
 
+def encode_records_into(out: object, entries: list[tuple[int, bytes]], first_lsn: int, timestamp_ns: int) -> int:
+    """The records of ``entries`` ((rtype, payload) pairs) back to back at the start of
+    ``out``: the bytes of ``encode_record(rtype, 0, first_lsn + i, timestamp_ns, payload)``
+    for the i-th entry, in order. Returns how many bytes were written. ``out`` is a
+    writable C-contiguous byte buffer (bytearray, NumPy uint8) and may be longer.
+    Errors, raised before anything is written: encode_record's for the first bad entry,
+    then out's when it is not such a buffer or too short."""
+    records = [encode_record(rtype, 0, first_lsn + i, timestamp_ns, payload) for i, (rtype, payload) in enumerate(entries)]
+    need = sum(len(record) for record in records)
+    view = _records_out(out, need)
+    position = 0
+    for record in records:
+        view[position : position + len(record)] = record
+        position += len(record)
+    return need
+
+
+def _records_out(out: object, need: int) -> memoryview:
+    """``out`` as a writable flat byte view of at least ``need`` bytes, or ValueError."""
+    example = "np.empty(size, np.uint8) or bytearray(size)"
+    try:
+        view = memoryview(out)
+    except TypeError:
+        raise ValueError(f"out: a {type(out).__name__} is not a byte buffer; allowed: a writable C-contiguous byte buffer; example: {example}") from None
+    if view.readonly or not view.c_contiguous or view.itemsize != 1:
+        raise ValueError(f"out: must be writable, C-contiguous, of bytes; allowed: a writable C-contiguous byte buffer; example: {example}")
+    view = view.cast("B")
+    if view.nbytes < need:
+        raise ValueError(f"out: {view.nbytes} bytes, the records need {need}; allowed: at least {need} bytes; example: {example}")
+    return view
+
+
 def decode_record(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int, bytes, int]:
     """Decode the record at ``offset``: ``(rtype, flags, lsn, timestamp_ns, payload, next_offset)``.
 
