@@ -53,6 +53,66 @@ cdef extern from "store.h" nogil:
 cdef enum:
     # Above this many float values a kernel releases the GIL (about 85 rows of 768).
     PREPARE_NOGIL_VALUES = 65536
+    # From this many rows (a bulk store) prepare_rows does the second half of the rows
+    # on a thread of its own: each row's outputs are its own, so the bits are the same,
+    # and on two cores a 5,000-row batch takes about half the time.
+    PREPARE_SPLIT_ROWS = 1024
+
+
+cdef extern from "pthread.h" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_create(pthread_t *thread, const void *attr, void *(*start)(void *), void *arg)
+    int pthread_join(pthread_t thread, void **retval)
+
+cdef extern from "unistd.h" nogil:
+    long sysconf(int name)
+    int _SC_NPROCESSORS_ONLN
+
+
+cdef struct _PrepareJob:
+    const float *m
+    int64_t b
+    int64_t d
+    const int8_t *planes
+    int64_t tables
+    int64_t bits
+    float *inv
+    int8_t *codes
+    float *scales
+    int64_t *keys
+    int status
+
+
+cdef void *_prepare_job(void *arg) noexcept nogil:
+    cdef _PrepareJob *job = <_PrepareJob *>arg
+    job.status = engram_prepare_rows(job.m, job.b, job.d, job.planes, job.tables, job.bits, job.inv, job.codes,
+                                     job.scales, job.keys)
+    return NULL
+
+
+cdef int _prepare_rows_split(const float *m, int64_t b, int64_t d, const int8_t *pl, int64_t tables, int64_t bits,
+                             float *inv, int8_t *c, float *sc, int64_t *k) noexcept nogil:
+    """engram_prepare_rows over rows [0, h) here and [h, b) on a second thread (one
+    thread if none can be started); the first error in row order wins."""
+    cdef int64_t h = b // 2
+    cdef _PrepareJob job
+    cdef pthread_t thread
+    job.m = m + h * d
+    job.b = b - h
+    job.d = d
+    job.planes = pl
+    job.tables = tables
+    job.bits = bits
+    job.inv = inv + h
+    job.codes = c + h * d
+    job.scales = sc + h
+    job.keys = k + h * tables
+    job.status = 0
+    if pthread_create(&thread, NULL, _prepare_job, &job) != 0:
+        return engram_prepare_rows(m, b, d, pl, tables, bits, inv, c, sc, k)
+    cdef int first = engram_prepare_rows(m, h, d, pl, tables, bits, inv, c, sc, k)
+    pthread_join(thread, NULL)
+    return first if first != 0 else job.status
 
 
 cdef inline cnp.ndarray _empty_f32(Py_ssize_t n):
@@ -173,7 +233,10 @@ def prepare_rows(matrix, planes, int bits):
     cdef int64_t *k = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>keys)
     cdef int64_t nbits = bits
     cdef int status
-    if b * d > PREPARE_NOGIL_VALUES:
+    if b >= PREPARE_SPLIT_ROWS and sysconf(_SC_NPROCESSORS_ONLN) >= 2:
+        with nogil:
+            status = _prepare_rows_split(m, b, d, pl, tables, nbits, inv, c, sc, k)
+    elif b * d > PREPARE_NOGIL_VALUES:
         with nogil:
             status = engram_prepare_rows(m, b, d, pl, tables, nbits, inv, c, sc, k)
     else:

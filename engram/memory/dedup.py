@@ -53,11 +53,11 @@ KEYS = TABLES << BITS  # every key is below this: tables index arrays directly
 DELTA_SLOTS = 4
 # Rows added but not yet in the delta's arrays (added in one vectorised step).
 PENDING_ROWS_MAX = 1024
-# A batch of at least this many new rows (a bulk store) is prepared and looked up in
-# two halves, the second on another thread: the kernels release the GIL for such
-# batches, so a two-core machine does both at once (a 5,000-row bulk batch spends
-# ~10 us a row in them). Each row's result depends on that row alone, so the split
-# changes the time, never the output.
+# A batch of at least this many new rows (a bulk store) is looked up in two halves,
+# the second on another thread: the kernel releases the GIL for such batches, so a
+# two-core machine does both at once. Each row's result depends on that row alone,
+# so the split changes the time, never the output. (prepare_rows splits such a
+# batch itself, writing both halves into the same arrays.)
 PARALLEL_ROWS_MIN = 1024
 _PARALLEL = (os.cpu_count() or 1) >= 2
 
@@ -93,14 +93,8 @@ class DedupIndex:
 
     def prepare(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Inverse norms, int8 codes, scales and keys of new rows (b, d) float32, C-contiguous,
-        in one kernel call (``_core.prepare_rows``: the bits of the separate kernels), two
-        at once for a large batch (see PARALLEL_ROWS_MIN)."""
-        b = vectors.shape[0]
-        if b < PARALLEL_ROWS_MIN or not _PARALLEL:
-            return _core.prepare_rows(vectors, self._planes, BITS)
-        first, second = _in_two_halves(b, lambda lo, hi: _core.prepare_rows(vectors[lo:hi], self._planes, BITS))
-        inv_norms, codes, scales, keys = (np.concatenate(pair) for pair in zip(first, second))
-        return inv_norms, codes, scales, keys
+        in one kernel call (``_core.prepare_rows``: the bits of the separate kernels)."""
+        return _core.prepare_rows(vectors, self._planes, BITS)
 
     def keys_for_codes(self, codes: np.ndarray) -> np.ndarray:
         """Keys for rows already quantised by ``_core.quantize_rows`` (the same keys as ``keys_for``)."""
