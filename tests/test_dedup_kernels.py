@@ -317,6 +317,25 @@ def test_slot_insert_equals_twin(key_count: int, slots: int, n: int, tables: int
             assert got_rows[k, :held_k].tolist() == expected_rows[k, :held_k].tolist()
 
 
+def test_slot_insert_of_a_bulk_batch_equals_twin() -> None:
+    """Past the size where the compiled loop releases the GIL (and asks for slots rows
+    ahead): the twin's slots, counts and spills, many keys overflowing."""
+    rng = np.random.default_rng(9)
+    key_count, slots, n, tables = 5000, 3, 20000, 4
+    rows = np.arange(7, 7 + n, dtype=np.int64)
+    keys = rng.integers(0, key_count, (n, tables)).astype(np.int64)
+    start_rows = np.full((key_count, slots), -1, np.int64)
+    expected_rows, expected_count = start_rows.copy(), np.zeros(key_count, np.int64)
+    expected = _ref.slot_insert(expected_rows, expected_count, rows, keys)
+    assert expected[0].size > 1000
+    for impl in impls:
+        got_rows, got_count = start_rows.copy(), np.zeros(key_count, np.int64)
+        got = impl.slot_insert(got_rows, got_count, rows, keys)
+        assert got_count.tolist() == expected_count.tolist()
+        assert got_rows.tolist() == expected_rows.tolist()
+        assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+
+
 def test_large_batches_in_two_halves_give_the_same_output(monkeypatch) -> None:
     """A batch of PARALLEL_ROWS_MIN rows or more is prepared and looked up in two halves,
     one on another thread; the arrays must be the ones one call over the whole gives,

@@ -221,9 +221,40 @@ def slot_insert(slot_rows, slot_count, rows, keys):
     spilled_rows = np.empty(n * tables, np.int64)
     cdef int64_t *spk = <int64_t *>_data(spilled_keys)
     cdef int64_t *spr = <int64_t *>_data(spilled_rows)
-    cdef int64_t i, t, key, position, spilled = 0
-    # A few operations per key: holding the GIL costs less than handing it over.
+    cdef int64_t spilled
+    # A few operations per key: holding the GIL costs less than handing it over,
+    # except for a bulk store's rows.
+    if n * tables > SLOT_INSERT_NOGIL_KEYS:
+        with nogil:
+            spilled = _slot_insert(sr, sc, r, k, n, tables, slots, spk, spr)
+    else:
+        spilled = _slot_insert(sr, sc, r, k, n, tables, slots, spk, spr)
+    return spilled_keys[:spilled], spilled_rows[:spilled]
+
+
+cdef enum:
+    SLOT_INSERT_NOGIL_KEYS = 65536
+    # Rows ahead whose slots are asked for before they are written (see _slot_insert).
+    SLOT_INSERT_AHEAD = 4
+
+
+cdef extern from *:
+    void __builtin_prefetch(const void *address, int rw, int locality) nogil
+
+
+cdef int64_t _slot_insert(int64_t *sr, int64_t *sc, const int64_t *r, const int64_t *k, int64_t n, int64_t tables,
+                          int64_t slots, int64_t *spk, int64_t *spr) noexcept nogil:
+    """Each key's next slot, in row then table order; rows past a key's slots spill.
+    A row's keys land all over the (MBs of) slot table, a cache miss each: the
+    slots of the row SLOT_INSERT_AHEAD rows on are asked for first, so the misses
+    overlap (the writes, and so the result, are in the same order)."""
+    cdef int64_t i, t, key, ahead, position, spilled = 0
     for i in range(n):
+        if i + SLOT_INSERT_AHEAD < n:
+            for t in range(tables):
+                ahead = k[(i + SLOT_INSERT_AHEAD) * tables + t]
+                __builtin_prefetch(sc + ahead, 1, 1)
+                __builtin_prefetch(sr + ahead * slots, 1, 1)
         for t in range(tables):
             key = k[i * tables + t]
             position = sc[key]
@@ -234,4 +265,4 @@ def slot_insert(slot_rows, slot_count, rows, keys):
                 spr[spilled] = r[i]
                 spilled += 1
             sc[key] = position + 1
-    return spilled_keys[:spilled], spilled_rows[:spilled]
+    return spilled
