@@ -32,8 +32,10 @@ from engram.errors import ClosedError, CorruptionError
 
 SEGMENT_SUFFIX = ".wal"
 # Appends encode their records into a buffer the log keeps (see append), up to this
-# size; a larger batch gets a buffer of its own.
-ENCODE_BUFFER_BYTES_MAX = 32 * 1024 * 1024
+# size (a group commit's records); a larger batch (a bulk store's) gets a buffer of its
+# own, which NumPy backs with huge pages from 4 MB: few page faults either way, and an
+# idle space holds at most this much.
+ENCODE_BUFFER_BYTES_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +208,9 @@ class WriteAheadLog:
         if self._closed:
             raise ClosedError("the write-ahead log is closed")
         assert entries
-        # The records go straight into a buffer kept from one append to the next: a
-        # bytes object per record plus their joined copy were 32 MB of fresh memory
-        # for a bulk batch of 5,000, each page of it faulted in (~1.6 faults a record).
+        # The records go straight into one buffer: a bytes object per record plus their
+        # joined copy were 32 MB of fresh memory for a bulk batch of 5,000, each 4 KB
+        # page of it faulted in (~1.6 faults a record under the server's malloc settings).
         size = _core.HEADER_BYTES * len(entries) + sum(len(payload) for _, payload in entries)
         buffer = self._encode_buffer
         if buffer.shape[0] < size:
