@@ -374,3 +374,35 @@ def test_large_batches_in_two_halves_give_the_same_output(monkeypatch) -> None:
     query = found[0]
     assert query.size and query.min() < 750 <= query.max()  # matches in both halves
     assert 1400 in query.tolist()
+
+
+@given(st.integers(0, 700), st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**32 - 1))
+@settings(max_examples=80, deadline=None)
+def test_base_index_equals_twin_and_the_rule(n: int, tables: int, bits: int, seed: int) -> None:
+    """The dedup index's sorted base (rebuild): for each key, the rows holding it,
+    ascending, in one CSR; the compiled counting sort (in blocks of 256 rows) gives
+    the twin's arrays. Few bits: long runs of equal keys across block boundaries."""
+    rng = np.random.default_rng(seed)
+    keys = np.ascontiguousarray(rng.integers(0, 1 << bits, (n, tables)) + (np.arange(tables) << bits)[None, :], np.int64)
+    rows, start = _ref.base_index(keys, bits)
+    assert rows.dtype == np.int64 and start.dtype == np.int64 and start.shape == ((tables << bits) + 1,)
+    for key in range(tables << bits):
+        table = key >> bits
+        assert rows[start[key] : start[key + 1]].tolist() == [i for i in range(n) if keys[i, table] == key]
+    for impl in impls:
+        got = impl.base_index(keys, bits)
+        assert got[0].tolist() == rows.tolist() and got[1].tolist() == start.tolist()
+
+
+def test_base_index_refuses_keys_outside_their_table() -> None:
+    keys = np.array([[0, 5], [3, 4]], np.int64)  # table 1's keys lie in [4, 8) for bits=2
+    for impl in impls + [_ref]:
+        assert impl.base_index(keys, 2)[1].tolist() == [0, 1, 1, 1, 2, 3, 4, 4, 4]
+        for bad in (np.array([[0, 3]], np.int64), np.array([[4, 4]], np.int64), np.array([[-1, 4]], np.int64),
+                    np.array([[0, 8]], np.int64)):
+            with pytest.raises(ValueError, match=r"table t's keys must lie in \[t << 2"):
+                impl.base_index(bad, 2)
+        with pytest.raises(ValueError, match="keys: must be"):
+            impl.base_index(keys.astype(np.int32), 2)
+        with pytest.raises(ValueError, match="bits"):
+            impl.base_index(keys, 0)

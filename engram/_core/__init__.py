@@ -53,6 +53,7 @@ __all__ = [
     "pair_scores",
     "dedup_matches",
     "slot_insert",
+    "base_index",
     "approx_scores_batch",
     "screen_batch",
     "approx_quantises_queries",
@@ -77,6 +78,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
         pair_scores,
         quantize_rows,
         slot_insert,
+        base_index,
         cosine_scores,
         crc32c,
         decode_record,
@@ -93,7 +95,7 @@ else:
     try:
         from engram._core._topk import approx_quantises_queries, approx_scores_batch, cosine_scores, screen_batch, select_topk, topk_cosine, topk_cosine_batch
         from engram._core._walcodec import crc32c, decode_record, encode_record, encode_records_into
-        from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
+        from engram._core._dedup import base_index, dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
         from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms
     except ImportError as exc:  # pragma: no cover - depends on the install

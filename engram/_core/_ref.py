@@ -991,6 +991,36 @@ def slot_insert(slot_rows: np.ndarray, slot_count: np.ndarray, rows: np.ndarray,
     return np.array(spilled_keys, np.int64), np.array(spilled_rows, np.int64)
 
 
+def base_index(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted base of the dedup index over rows 0..n-1 with ``keys`` (int64 (n, tables)),
+    table t's keys in [t << bits, (t + 1) << bits) (as DedupIndex.keys_for gives them):
+    ``(rows, start)``, int64, where ``rows[start[k]:start[k + 1]]`` are the rows holding
+    key k, ascending, and start has (tables << bits) + 1 entries. ValueError for a key
+    outside its table's range."""
+    _check_base_index_args(keys, bits)
+    n, tables = keys.shape
+    parts = [np.zeros(0, np.int64)]
+    for table in range(tables):
+        # A table's keys, made local: one stable sort each (as uint16, NumPy's radix
+        # sort, when they fit), so each key's rows come out ascending.
+        local = keys[:, table] - (table << bits)
+        parts.append(np.argsort(local.astype(np.uint16) if bits <= 16 else local, kind="stable").astype(np.int64))
+    start = np.zeros((tables << bits) + 1, np.int64)
+    np.cumsum(np.bincount(keys.reshape(-1), minlength=tables << bits), out=start[1:])
+    return np.concatenate(parts), start
+
+
+def _check_base_index_args(keys: object, bits: object) -> None:
+    if type(keys) is not np.ndarray or keys.dtype != _I64 or keys.ndim != 2 or not keys.flags.c_contiguous:
+        raise ValueError("keys: must be a C-contiguous 2-d int64 array; example: DedupIndex.keys_for(vectors)")
+    if type(bits) is not int or not 1 <= bits <= 30:
+        raise ValueError(f"bits: {bits!r} is not allowed; allowed: an int from 1 to 30; example: 14")
+    if keys.size:
+        local = keys - (np.arange(keys.shape[1], dtype=np.int64) << bits)[None, :]
+        if int(local.min()) < 0 or int(local.max()) >= 1 << bits:
+            raise ValueError(f"keys: table t's keys must lie in [t << {bits}, (t + 1) << {bits}); example: DedupIndex.keys_for(vectors)")
+
+
 def _check_slot_args(slot_rows: object, slot_count: object, rows: object, keys: object) -> None:
     for name, value, dtype, ndim in (("slot_rows", slot_rows, _I64, 2), ("slot_count", slot_count, _I64, 1),
                                      ("rows", rows, _I64, 1), ("keys", keys, _I64, 2)):

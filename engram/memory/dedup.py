@@ -103,17 +103,9 @@ class DedupIndex:
     def rebuild(self, keys: np.ndarray) -> None:
         """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES) in the sorted base; empty the delta."""
         n = keys.shape[0]
-        row_parts = []
-        for table in range(TABLES):
-            # 14-bit keys as uint16: NumPy sorts them with a radix sort, in linear time.
-            local = (keys[:, table] - (table << BITS)).astype(np.uint16)
-            row_parts.append(np.argsort(local, kind="stable").astype(np.int64))
         if n:
-            self._base_rows = np.concatenate(row_parts)
-            counts = np.bincount(np.ascontiguousarray(keys.T).reshape(-1), minlength=KEYS)
-            start = np.zeros(KEYS + 1, np.int64)
-            np.cumsum(counts, out=start[1:])
-            self._base_start = start
+            # A counting sort over the key space (_core.base_index): each key's rows, ascending.
+            self._base_rows, self._base_start = _core.base_index(np.ascontiguousarray(keys, np.int64), BITS)
         else:
             self._base_rows = np.zeros(0, np.int64)
             self._base_start = None
