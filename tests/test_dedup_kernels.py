@@ -66,6 +66,20 @@ def test_lsh_keys_at_768_and_batch_equals_single() -> None:
             assert impl.lsh_keys(codes[i : i + 1], planes, 14).tolist() == expected[i : i + 1].tolist()
 
 
+@pytest.mark.parametrize("d", [130, 768])
+def test_lsh_keys_in_row_blocks_equal_twin(d: int) -> None:
+    """Rows go four at a time through the vector kernel, the rest of a block of 32 one
+    at a time: 37 rows take both ways in two blocks; the int8 extremes give the largest
+    sums each block reduces."""
+    rng = np.random.default_rng(d)
+    codes = rng.choice(np.array([-128, 127, 0, 1], np.int8), size=(37, d))
+    planes = rng.choice(np.array([-128, 127, -1], np.int8), size=(20, d))
+    expected = _ref.lsh_keys(codes, planes, 5)
+    for impl in impls:
+        assert impl.lsh_keys(codes, planes, 5).tolist() == expected.tolist()
+        assert impl.lsh_keys(codes[33:], planes, 5).tolist() == expected[33:].tolist()
+
+
 def test_lsh_keys_reject_bad_arguments() -> None:
     codes = np.zeros((2, 8), np.int8)
     planes = np.zeros((6, 8), np.int8)
@@ -301,3 +315,94 @@ def test_slot_insert_equals_twin(key_count: int, slots: int, n: int, tables: int
         for k in range(key_count):
             held_k = min(int(expected_count[k]), slots)
             assert got_rows[k, :held_k].tolist() == expected_rows[k, :held_k].tolist()
+
+
+def test_slot_insert_of_a_bulk_batch_equals_twin() -> None:
+    """Past the size where the compiled loop releases the GIL (and asks for slots rows
+    ahead): the twin's slots, counts and spills, many keys overflowing."""
+    rng = np.random.default_rng(9)
+    key_count, slots, n, tables = 5000, 3, 20000, 4
+    rows = np.arange(7, 7 + n, dtype=np.int64)
+    keys = rng.integers(0, key_count, (n, tables)).astype(np.int64)
+    start_rows = np.full((key_count, slots), -1, np.int64)
+    expected_rows, expected_count = start_rows.copy(), np.zeros(key_count, np.int64)
+    expected = _ref.slot_insert(expected_rows, expected_count, rows, keys)
+    assert expected[0].size > 1000
+    for impl in impls:
+        got_rows, got_count = start_rows.copy(), np.zeros(key_count, np.int64)
+        got = impl.slot_insert(got_rows, got_count, rows, keys)
+        assert got_count.tolist() == expected_count.tolist()
+        assert got_rows.tolist() == expected_rows.tolist()
+        assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+
+
+def test_large_batches_in_two_halves_give_the_same_output(monkeypatch) -> None:
+    """A batch of PARALLEL_ROWS_MIN rows or more is prepared and looked up in two halves,
+    one on another thread; the arrays must be the ones one call over the whole gives,
+    with matches in both halves, against the sorted base, the delta and spilled buckets."""
+    from engram.memory import dedup
+
+    rng = np.random.default_rng(5)
+    d = 16
+    stored = rng.standard_normal((3000, d)).astype(np.float32)
+    stored[2500:2520] = stored[2499]  # one key's delta bucket overflows into the spill dict
+    queries = rng.standard_normal((1500, d)).astype(np.float32)
+    queries[::7] = stored[rng.integers(0, 3000, queries[::7].shape[0])] + 0.01  # near duplicates everywhere
+    queries[1400] = stored[2499]
+    alive = np.ones(3000, bool)
+    episodic = np.zeros(3000, bool)
+    eligible = rng.random(1500) < 0.9
+    eligible[1400] = True
+
+    def run(parallel: bool):
+        with monkeypatch.context() as m:
+            m.setattr(dedup, "_PARALLEL", parallel)
+            index = dedup.DedupIndex(d)
+            inv, codes, scales, keys = index.prepare(stored)
+            index.rebuild(keys[:2000])
+            index.add_rows(np.arange(2000, 3000, dtype=np.int64), keys[2000:])
+            prepared = index.prepare(np.ascontiguousarray(queries))
+            q_inv, q_codes, q_scales, q_keys = prepared
+            found = index.matches_batch(q_keys, eligible, alive, episodic, stored, inv, queries, q_inv, 0.9,
+                                        codes, scales, q_codes, q_scales)
+        assert index._spill  # the spilled bucket is part of the lookup
+        return [a.tobytes() for a in (inv, codes, scales, keys, *prepared, *found)], found
+
+    whole, _ = run(False)
+    halves, found = run(True)
+    assert halves == whole
+    query = found[0]
+    assert query.size and query.min() < 750 <= query.max()  # matches in both halves
+    assert 1400 in query.tolist()
+
+
+@given(st.integers(0, 700), st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**32 - 1))
+@settings(max_examples=80, deadline=None)
+def test_base_index_equals_twin_and_the_rule(n: int, tables: int, bits: int, seed: int) -> None:
+    """The dedup index's sorted base (rebuild): for each key, the rows holding it,
+    ascending, in one CSR; the compiled counting sort (in blocks of 256 rows) gives
+    the twin's arrays. Few bits: long runs of equal keys across block boundaries."""
+    rng = np.random.default_rng(seed)
+    keys = np.ascontiguousarray(rng.integers(0, 1 << bits, (n, tables)) + (np.arange(tables) << bits)[None, :], np.int64)
+    rows, start = _ref.base_index(keys, bits)
+    assert rows.dtype == np.int64 and start.dtype == np.int64 and start.shape == ((tables << bits) + 1,)
+    for key in range(tables << bits):
+        table = key >> bits
+        assert rows[start[key] : start[key + 1]].tolist() == [i for i in range(n) if keys[i, table] == key]
+    for impl in impls:
+        got = impl.base_index(keys, bits)
+        assert got[0].tolist() == rows.tolist() and got[1].tolist() == start.tolist()
+
+
+def test_base_index_refuses_keys_outside_their_table() -> None:
+    keys = np.array([[0, 5], [3, 4]], np.int64)  # table 1's keys lie in [4, 8) for bits=2
+    for impl in impls + [_ref]:
+        assert impl.base_index(keys, 2)[1].tolist() == [0, 1, 1, 1, 2, 3, 4, 4, 4]
+        for bad in (np.array([[0, 3]], np.int64), np.array([[4, 4]], np.int64), np.array([[-1, 4]], np.int64),
+                    np.array([[0, 8]], np.int64)):
+            with pytest.raises(ValueError, match=r"table t's keys must lie in \[t << 2"):
+                impl.base_index(bad, 2)
+        with pytest.raises(ValueError, match="keys: must be"):
+            impl.base_index(keys.astype(np.int32), 2)
+        with pytest.raises(ValueError, match="bits"):
+            impl.base_index(keys, 0)

@@ -9,6 +9,8 @@ compiled code.
 
 from __future__ import annotations
 
+import copy
+
 import os
 
 import numpy as np
@@ -83,6 +85,86 @@ def test_damaged_records_raise_the_same_error(payload: bytes, data: st.DataObjec
     assert expected[0] != "ok"  # CRC32C detects every single-byte change and every cut
     for _, codec in impls:
         assert outcome(codec) == expected
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=300)), min_size=1, max_size=40),
+    st.one_of(st.integers(0, 2**40), st.integers(2**64 - 41, 2**64 - 1)),
+    st.integers(-(2**63), 2**63 - 1), st.integers(0, 64), st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_records_into_a_buffer_equal_the_joined_records(entries, first_lsn, ts, spare, as_numpy) -> None:
+    """encode_records_into writes the very bytes of encode_record for each entry, back to
+    back, into a (longer, reused) buffer; LSNs up to the largest."""
+    if first_lsn + len(entries) - 1 > 2**64 - 1:
+        first_lsn = 2**64 - len(entries)
+    want = b"".join(_ref.encode_record(rtype, 0, first_lsn + i, ts, payload) for i, (rtype, payload) in enumerate(entries))
+    for _, codec in impls + [("twin", _ref)]:
+        out = np.full(len(want) + spare, 7, np.uint8) if as_numpy else bytearray(b"\x07" * (len(want) + spare))
+        assert codec.encode_records_into(out, entries, first_lsn, ts) == len(want)
+        assert bytes(out[: len(want)]) == want and bytes(out[len(want):]) == b"\x07" * spare
+
+
+def test_records_into_a_buffer_at_bulk_size() -> None:
+    """A batch past the size where the compiled loop releases the GIL: the same bytes."""
+    rng = np.random.default_rng(3)
+    entries = [(1, rng.bytes(3100)) for _ in range(400)] + [(4, b"")]
+    want = b"".join(_ref.encode_record(rtype, 0, 50 + i, 99, payload) for i, (rtype, payload) in enumerate(entries))
+    for _, codec in impls:
+        out = np.empty(len(want), np.uint8)
+        assert codec.encode_records_into(out, entries, 50, 99) == len(want)
+        assert out.tobytes() == want
+
+
+def _outcome(fn):
+    try:
+        return ("ok", fn())
+    except (ValueError, OverflowError, TypeError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("case", ["rtype", "lsn", "lsn_past_end", "ts", "short", "readonly", "not_buffer", "wide_items",
+                                  "payload_bytearray", "payload_memoryview", "entry_list", "empty"])
+def test_records_into_a_buffer_refuse_as_the_twin(case: str) -> None:
+    """Bad entries, ranges and buffers: the twin's error (nothing written), or for
+    bytes-like payloads and list entries the twin's bytes."""
+    entries: list = [(1, b"abc"), (2, b"defg")]
+    out: object = bytearray(200)
+    lsn, ts = 5, 0
+    if case == "rtype":
+        entries[1] = (256, b"x")
+    elif case == "lsn":
+        lsn = -1
+    elif case == "lsn_past_end":
+        lsn = 2**64 - 1  # the second record's LSN is out of range
+    elif case == "ts":
+        ts = 2**63
+    elif case == "short":
+        out = bytearray(50)
+    elif case == "readonly":
+        out = bytes(200)
+    elif case == "not_buffer":
+        out = [0] * 200
+    elif case == "wide_items":
+        out = np.zeros(50, np.int32)
+    elif case == "payload_bytearray":
+        entries[0] = (1, bytearray(b"abc"))
+    elif case == "payload_memoryview":
+        entries[0] = (1, memoryview(b"abc"))
+    elif case == "entry_list":
+        entries[0] = [1, b"abc"]
+    elif case == "empty":
+        entries = []
+    results = []
+    for _, codec in impls + [("twin", _ref)]:
+        target = copy.copy(out)
+        results.append((_outcome(lambda: codec.encode_records_into(target, entries, lsn, ts)),
+                        bytes(target) if isinstance(target, (bytes, bytearray)) else None))
+    assert all(result == results[-1] for result in results)
+    if case in ("rtype", "lsn", "lsn_past_end", "ts", "short", "readonly", "not_buffer", "wide_items"):
+        assert results[-1][0][0] != "ok"
+        if isinstance(out, bytearray):
+            assert results[-1][1] == bytes(out)  # nothing written
 
 
 def test_codec_rejects_out_of_range_fields() -> None:

@@ -89,3 +89,23 @@ def test_batch_pairs_refuse_bad_arguments() -> None:
             impl.batch_pairs(np.zeros((3, 2), np.int32), np.ones(3, bool))
         with pytest.raises(ValueError, match="eligible"):
             impl.batch_pairs(np.zeros((3, 2), np.int64), np.ones(4, bool))
+
+
+@pytest.mark.kernel
+@settings(max_examples=25, deadline=None)
+@given(st.integers(129, 700), st.integers(1, 5), st.integers(1, 400), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+def test_large_batch_pairs_match_the_twin(m, tables, key_range, duplicated, seed) -> None:
+    """Batches past the pair-by-pair limit (the compiled kernel's hash path): the twin's
+    pairs, and the double loop's, with runs of equal keys and repeated rows common."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, key_range, (m, tables)) + (np.arange(tables) * 1000)[None, :]
+    keys[rng.random(m) < duplicated] = keys[0]  # identical vectors share every key
+    keys = np.ascontiguousarray(keys, np.int64)
+    eligible = rng.random(m) < 0.8
+    want_later, want_earlier = _ref.batch_pairs(keys, eligible)
+    if m <= 300:
+        assert (want_later.tolist(), want_earlier.tolist()) == _reference_pairs(keys, eligible)
+    for impl in IMPLS:
+        later, earlier = impl.batch_pairs(keys, eligible)
+        assert later.dtype == np.int64 and earlier.dtype == np.int64
+        assert later.tolist() == want_later.tolist() and earlier.tolist() == want_earlier.tolist()

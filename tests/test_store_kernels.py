@@ -182,6 +182,30 @@ def test_prepare_rows_is_norms_codes_and_keys(b, d, seed) -> None:
             assert a.tobytes() == e.tobytes()
 
 
+@pytest.mark.parametrize("b", [1024, 1501])
+def test_prepare_rows_of_a_bulk_batch_equal_its_parts(b) -> None:
+    """From 1,024 rows the compiled kernel does the second half on a thread of its own,
+    writing into the same arrays: the twin's bits for every row, either side of the
+    split; a non-finite value in either half is refused as in one pass."""
+    rng = np.random.default_rng(b)
+    d = 40
+    matrix = rng.standard_normal((b, d), dtype=np.float32)
+    matrix[b // 2] = 0.0  # a zero row right at the split
+    planes = DedupIndex(d)._planes
+    codes, scales = _ref.quantize_rows(matrix)
+    expected = (_ref.row_inv_norms(matrix), codes, scales, _ref.lsh_keys(codes, planes, BITS))
+    for impl in impls:
+        got = impl.prepare_rows(matrix, planes, BITS)
+        for a, e in zip(got, expected):
+            assert a.dtype == e.dtype and a.shape == e.shape
+            assert a.tobytes() == e.tobytes()
+        for row in (3, b - 2):
+            bad = matrix.copy()
+            bad[row, 1] = np.nan
+            with pytest.raises(ValueError, match="NaN or infinity"):
+                impl.prepare_rows(bad, planes, BITS)
+
+
 def test_prepare_rows_refuses_what_its_parts_refuse() -> None:
     planes = DedupIndex(D)._planes
     bad = np.ones((2, D), np.float32)

@@ -36,6 +36,7 @@ __all__ = [
     "RecordTruncatedError",
     "crc32c",
     "encode_record",
+    "encode_records_into",
     "decode_record",
     "topk_cosine",
     "cosine_scores",
@@ -54,6 +55,7 @@ __all__ = [
     "pair_scores",
     "dedup_matches",
     "slot_insert",
+    "base_index",
     "approx_scores_batch",
     "screen_batch",
     "approx_quantises_queries",
@@ -80,10 +82,12 @@ if os.environ.get("ENGRAM_PURE") == "1":
         pair_scores,
         quantize_rows,
         slot_insert,
+        base_index,
         cosine_scores,
         crc32c,
         decode_record,
         encode_record,
+        encode_records_into,
         select_topk,
         topk_cosine,
         topk_cosine_batch,
@@ -94,8 +98,8 @@ if os.environ.get("ENGRAM_PURE") == "1":
 else:
     try:
         from engram._core._topk import approx_quantises_queries, approx_scores_batch, cosine_scores, screen_batch, select_topk, topk_cosine, topk_cosine_batch
-        from engram._core._walcodec import crc32c, decode_record, encode_record
-        from engram._core._dedup import dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
+        from engram._core._walcodec import crc32c, decode_record, encode_record, encode_records_into
+        from engram._core._dedup import base_index, dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
         from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms
         from engram._core._json import float_array_text, float_list_f32

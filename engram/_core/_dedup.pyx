@@ -19,7 +19,7 @@ cdef enum:
     # Work (values read) above which a kernel releases the GIL: about 85 rows of 768.
     NOGIL_WORK = 65536
 
-from engram._core._ref import _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args, _check_slot_args
+from engram._core._ref import _check_base_index_args, _check_lsh_args, _check_matches_args, _check_pair_args, _check_quantize_args, _check_slot_args
 
 cdef extern from "dedup.h" nogil:
     int engram_quantize_rows(const float *M, int64_t n, int64_t d, int8_t *codes, float *scales)
@@ -221,9 +221,40 @@ def slot_insert(slot_rows, slot_count, rows, keys):
     spilled_rows = np.empty(n * tables, np.int64)
     cdef int64_t *spk = <int64_t *>_data(spilled_keys)
     cdef int64_t *spr = <int64_t *>_data(spilled_rows)
-    cdef int64_t i, t, key, position, spilled = 0
-    # A few operations per key: holding the GIL costs less than handing it over.
+    cdef int64_t spilled
+    # A few operations per key: holding the GIL costs less than handing it over,
+    # except for a bulk store's rows.
+    if n * tables > SLOT_INSERT_NOGIL_KEYS:
+        with nogil:
+            spilled = _slot_insert(sr, sc, r, k, n, tables, slots, spk, spr)
+    else:
+        spilled = _slot_insert(sr, sc, r, k, n, tables, slots, spk, spr)
+    return spilled_keys[:spilled], spilled_rows[:spilled]
+
+
+cdef enum:
+    SLOT_INSERT_NOGIL_KEYS = 65536
+    # Rows ahead whose slots are asked for before they are written (see _slot_insert).
+    SLOT_INSERT_AHEAD = 4
+
+
+cdef extern from *:
+    void __builtin_prefetch(const void *address, int rw, int locality) nogil
+
+
+cdef int64_t _slot_insert(int64_t *sr, int64_t *sc, const int64_t *r, const int64_t *k, int64_t n, int64_t tables,
+                          int64_t slots, int64_t *spk, int64_t *spr) noexcept nogil:
+    """Each key's next slot, in row then table order; rows past a key's slots spill.
+    A row's keys land all over the (MBs of) slot table, a cache miss each: the
+    slots of the row SLOT_INSERT_AHEAD rows on are asked for first, so the misses
+    overlap (the writes, and so the result, are in the same order)."""
+    cdef int64_t i, t, key, ahead, position, spilled = 0
     for i in range(n):
+        if i + SLOT_INSERT_AHEAD < n:
+            for t in range(tables):
+                ahead = k[(i + SLOT_INSERT_AHEAD) * tables + t]
+                __builtin_prefetch(sc + ahead, 1, 1)
+                __builtin_prefetch(sr + ahead * slots, 1, 1)
         for t in range(tables):
             key = k[i * tables + t]
             position = sc[key]
@@ -234,4 +265,58 @@ def slot_insert(slot_rows, slot_count, rows, keys):
                 spr[spilled] = r[i]
                 spilled += 1
             sc[key] = position + 1
-    return spilled_keys[:spilled], spilled_rows[:spilled]
+    return spilled
+
+
+cdef enum:
+    # Rows whose keys (24 x 8 bytes each) stay in L1/L2 while each table places them.
+    BASE_INDEX_BLOCK_ROWS = 256
+
+
+def base_index(keys, bits):
+    """See ``engram._core._ref.base_index``: the same arrays, compiled: a counting sort
+    (one pass to count each key, one to place the entries), where the twin sorts all
+    n * tables keys. Entries are placed in blocks of rows, table by table within a
+    block: a table's keys own one range, so the counters and output being written
+    stay in cache (all tables at once, or whole tables at a time, were memory-bound)."""
+    if type(keys) is not np.ndarray or keys.dtype != np.int64 or keys.ndim != 2 or not keys.flags.c_contiguous \
+            or type(bits) is not int or not 1 <= bits <= 30:
+        _check_base_index_args(keys, bits)
+    cdef int64_t n = keys.shape[0]
+    cdef int64_t tables = keys.shape[1]
+    cdef int64_t span = 1 << bits
+    cdef int64_t count = tables * span
+    cdef int64_t total = n * tables
+    start = np.zeros(count + 1, np.int64)
+    rows = np.empty(total, np.int64)
+    cursor = np.empty(count, np.int64)
+    cdef const int64_t *k = <const int64_t *>_data(keys)
+    cdef int64_t *st = <int64_t *>_data(start)
+    cdef int64_t *out = <int64_t *>_data(rows)
+    cdef int64_t *cur = <int64_t *>_data(cursor)
+    cdef int64_t e, i, t, key, block, block_end
+    cdef bint bad = False
+    with nogil:
+        for e in range(total):
+            key = k[e] - (e % tables) * span
+            if key < 0 or key >= span:
+                bad = True
+                break
+            st[k[e] + 1] += 1
+        if not bad:
+            for key in range(count):
+                st[key + 1] += st[key]
+                cur[key] = st[key]
+            block = 0
+            while block < n:
+                block_end = block + BASE_INDEX_BLOCK_ROWS if block + BASE_INDEX_BLOCK_ROWS < n else n
+                for t in range(tables):
+                    for i in range(block, block_end):
+                        key = k[i * tables + t]
+                        out[cur[key]] = i
+                        cur[key] += 1
+                block = block_end
+    if bad:
+        _check_base_index_args(keys, bits)  # raises the twin's error
+    return rows, start
+

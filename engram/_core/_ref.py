@@ -85,6 +85,38 @@ def encode_record(rtype: int, flags: int, lsn: int, timestamp_ns: int, payload: 
     return head + crc32c(head).to_bytes(4, "little") + payload
 
 
+def encode_records_into(out: object, entries: list[tuple[int, bytes]], first_lsn: int, timestamp_ns: int) -> int:
+    """The records of ``entries`` ((rtype, payload) pairs) back to back at the start of
+    ``out``: the bytes of ``encode_record(rtype, 0, first_lsn + i, timestamp_ns, payload)``
+    for the i-th entry, in order. Returns how many bytes were written. ``out`` is a
+    writable C-contiguous byte buffer (bytearray, NumPy uint8) and may be longer.
+    Errors, raised before anything is written: encode_record's for the first bad entry,
+    then out's when it is not such a buffer or too short."""
+    records = [encode_record(rtype, 0, first_lsn + i, timestamp_ns, payload) for i, (rtype, payload) in enumerate(entries)]
+    need = sum(len(record) for record in records)
+    view = _records_out(out, need)
+    position = 0
+    for record in records:
+        view[position : position + len(record)] = record
+        position += len(record)
+    return need
+
+
+def _records_out(out: object, need: int) -> memoryview:
+    """``out`` as a writable flat byte view of at least ``need`` bytes, or ValueError."""
+    example = "np.empty(size, np.uint8) or bytearray(size)"
+    try:
+        view = memoryview(out)
+    except TypeError:
+        raise ValueError(f"out: a {type(out).__name__} is not a byte buffer; allowed: a writable C-contiguous byte buffer; example: {example}") from None
+    if view.readonly or not view.c_contiguous or view.itemsize != 1:
+        raise ValueError(f"out: must be writable, C-contiguous, of bytes; allowed: a writable C-contiguous byte buffer; example: {example}")
+    view = view.cast("B")
+    if view.nbytes < need:
+        raise ValueError(f"out: {view.nbytes} bytes, the records need {need}; allowed: at least {need} bytes; example: {example}")
+    return view
+
+
 def decode_record(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int, bytes, int]:
     """Decode the record at ``offset``: ``(rtype, flags, lsn, timestamp_ns, payload, next_offset)``.
 
@@ -1031,6 +1063,36 @@ def slot_insert(slot_rows: np.ndarray, slot_count: np.ndarray, rows: np.ndarray,
                 spilled_rows.append(row)
             slot_count[key] = position + 1
     return np.array(spilled_keys, np.int64), np.array(spilled_rows, np.int64)
+
+
+def base_index(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted base of the dedup index over rows 0..n-1 with ``keys`` (int64 (n, tables)),
+    table t's keys in [t << bits, (t + 1) << bits) (as DedupIndex.keys_for gives them):
+    ``(rows, start)``, int64, where ``rows[start[k]:start[k + 1]]`` are the rows holding
+    key k, ascending, and start has (tables << bits) + 1 entries. ValueError for a key
+    outside its table's range."""
+    _check_base_index_args(keys, bits)
+    n, tables = keys.shape
+    parts = [np.zeros(0, np.int64)]
+    for table in range(tables):
+        # A table's keys, made local: one stable sort each (as uint16, NumPy's radix
+        # sort, when they fit), so each key's rows come out ascending.
+        local = keys[:, table] - (table << bits)
+        parts.append(np.argsort(local.astype(np.uint16) if bits <= 16 else local, kind="stable").astype(np.int64))
+    start = np.zeros((tables << bits) + 1, np.int64)
+    np.cumsum(np.bincount(keys.reshape(-1), minlength=tables << bits), out=start[1:])
+    return np.concatenate(parts), start
+
+
+def _check_base_index_args(keys: object, bits: object) -> None:
+    if type(keys) is not np.ndarray or keys.dtype != _I64 or keys.ndim != 2 or not keys.flags.c_contiguous:
+        raise ValueError("keys: must be a C-contiguous 2-d int64 array; example: DedupIndex.keys_for(vectors)")
+    if type(bits) is not int or not 1 <= bits <= 30:
+        raise ValueError(f"bits: {bits!r} is not allowed; allowed: an int from 1 to 30; example: 14")
+    if keys.size:
+        local = keys - (np.arange(keys.shape[1], dtype=np.int64) << bits)[None, :]
+        if int(local.min()) < 0 or int(local.max()) >= 1 << bits:
+            raise ValueError(f"keys: table t's keys must lie in [t << {bits}, (t + 1) << {bits}); example: DedupIndex.keys_for(vectors)")
 
 
 def _check_slot_args(slot_rows: object, slot_count: object, rows: object, keys: object) -> None:

@@ -821,6 +821,10 @@ def _not_found(memory_id: str, space_id: str) -> ApiError:
                     example="GET /api/v1/memories?limit=10 lists stored ids")
 
 
+# The keys of a plain bulk item (see _parse_bulk).
+_PLAIN_BULK_KEYS = frozenset({"content", "embedding", "confidence"})
+
+
 def _parse_bulk(raw: bytes | memoryview, ctype: str, items_max: int, dim: int, space_id: str) -> list[dict[str, Any]]:
     """A bulk body as keyword arguments of ``Space.remember_many``, one dict per memory.
     Runs in a worker thread. Raises ApiError (400/413/415/422) naming the first bad item;
@@ -831,14 +835,27 @@ def _parse_bulk(raw: bytes | memoryview, ctype: str, items_max: int, dim: int, s
     else:
         rows = S.list_embeddings(items, dim, sources)
     kws = []
+    content_max = S.CONTENT_BYTES_MAX
     for i, item in enumerate(items):
+        row = rows.get(i)
+        if row is not None and len(item) <= 3 and _PLAIN_BULK_KEYS.issuperset(item):
+            # A plain item (content, embedding, a float confidence) whose values parse_remember
+            # takes as they are: the same keyword arguments without its per-field calls.
+            # Anything else, valid or not, is parse_remember's to take or refuse.
+            content = item.get("content")
+            conf = item.get("confidence")
+            if conf is None:
+                conf = 0.7
+            if type(content) is str and content and len(content) <= content_max and content.isascii() \
+                    and "\x00" not in content and type(conf) is float and 0.0 <= conf <= 1.0:
+                kws.append({"content": content, "embedding": row, "confidence": conf, "tags": (), "memory_type": "semantic"})
+                continue
         if isinstance(item, dict):
             for key in ("memory_space_id", "memory_space"):
                 if item.get(key) is not None and item[key] != space_id:
                     raise ApiError(400, f"items[{i}].{key}: {item[key]!r} differs from the request's space {space_id!r}",
                                    field=f"items[{i}].{key}", allowed="the request's space (set it with X-Memory-Space or ?space=)",
                                    example=f'"{space_id}"')
-        row = rows.get(i)
         if row is not None:
             kws.append(S.parse_remember(item, dim=dim, prefix=f"items[{i}].", embedding=row))
         else:

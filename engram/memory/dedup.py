@@ -31,6 +31,10 @@ another scheme are recomputed on load.
 
 from __future__ import annotations
 
+import os
+import threading
+from typing import Any, Callable
+
 import numpy as np
 
 from engram import _core
@@ -49,6 +53,13 @@ KEYS = TABLES << BITS  # every key is below this: tables index arrays directly
 DELTA_SLOTS = 4
 # Rows added but not yet in the delta's arrays (added in one vectorised step).
 PENDING_ROWS_MAX = 1024
+# A batch of at least this many new rows (a bulk store) is looked up in two halves,
+# the second on another thread: the kernel releases the GIL for such batches, so a
+# two-core machine does both at once. Each row's result depends on that row alone,
+# so the split changes the time, never the output. (prepare_rows splits such a
+# batch itself, writing both halves into the same arrays.)
+PARALLEL_ROWS_MIN = 1024
+_PARALLEL = (os.cpu_count() or 1) >= 2
 
 
 class DedupIndex:
@@ -92,17 +103,9 @@ class DedupIndex:
     def rebuild(self, keys: np.ndarray) -> None:
         """Index rows 0..n-1 whose keys are ``keys`` (n, TABLES) in the sorted base; empty the delta."""
         n = keys.shape[0]
-        row_parts = []
-        for table in range(TABLES):
-            # 14-bit keys as uint16: NumPy sorts them with a radix sort, in linear time.
-            local = (keys[:, table] - (table << BITS)).astype(np.uint16)
-            row_parts.append(np.argsort(local, kind="stable").astype(np.int64))
         if n:
-            self._base_rows = np.concatenate(row_parts)
-            counts = np.bincount(np.ascontiguousarray(keys.T).reshape(-1), minlength=KEYS)
-            start = np.zeros(KEYS + 1, np.int64)
-            np.cumsum(counts, out=start[1:])
-            self._base_start = start
+            # A counting sort over the key space (_core.base_index): each key's rows, ascending.
+            self._base_rows, self._base_start = _core.base_index(np.ascontiguousarray(keys, np.int64), BITS)
         else:
             self._base_rows = np.zeros(0, np.int64)
             self._base_start = None
@@ -207,13 +210,26 @@ class DedupIndex:
 
         Rows are this index's candidates (``candidates_batch``) that are ``alive`` and
         not ``episodic``; scores are ``pair_scores`` bits. One kernel call does the
-        lookup, the filtering and the scoring; rows in spilled buckets are added here.
+        lookup, the filtering and the scoring (two at once for a large batch, see
+        PARALLEL_ROWS_MIN); rows in spilled buckets are added here.
         """
         self._flush()
-        query, rows, scores = _core.dedup_matches(
-            keys, eligible, self._base_start, self._base_rows, self._slot_rows, self._slot_count, alive, episodic,
-            matrix, inv_norms, queries, query_inv_norms, threshold, codes, scales, query_codes, query_scales,
-        )
+
+        def lookup(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            part = slice(lo, hi)
+            found = _core.dedup_matches(
+                keys[part], eligible[part], self._base_start, self._base_rows, self._slot_rows, self._slot_count, alive,
+                episodic, matrix, inv_norms, queries[part], query_inv_norms[part], threshold, codes, scales,
+                None if query_codes is None else query_codes[part], None if query_scales is None else query_scales[part],
+            )
+            return (found[0] + lo if lo else found[0]), found[1], found[2]
+
+        b = keys.shape[0]
+        if b < PARALLEL_ROWS_MIN or not _PARALLEL:
+            query, rows, scores = lookup(0, b)
+        else:
+            first, second = _in_two_halves(b, lookup)
+            query, rows, scores = (np.concatenate(pair) for pair in zip(first, second))
         if self._spill:
             assert self._slot_count is not None
             extra_query: list[int] = []
@@ -243,3 +259,27 @@ class DedupIndex:
         """Rows sharing at least one key with one query, sorted, without duplicates (dead rows included)."""
         _, rows = self.candidates_batch(np.asarray(keys, np.int64).reshape(1, TABLES))
         return rows
+
+
+def _in_two_halves(b: int, run: Callable[[int, int], Any]) -> tuple[Any, Any]:
+    """``(run(0, h), run(h, b))`` for h = b // 2, the second on a thread of its own (a
+    plain thread, not a pool: nothing to reset in a forked child). The first half's
+    error, if any, is raised first, as the rows' order would have it."""
+    h = b // 2
+    second: list[Any] = [None, None]
+
+    def work() -> None:
+        try:
+            second[0] = run(h, b)
+        except BaseException as exc:  # handed to the caller below
+            second[1] = exc
+
+    thread = threading.Thread(target=work, name="engram-dedup-half", daemon=True)
+    thread.start()
+    try:
+        first = run(0, h)
+    finally:
+        thread.join()
+    if second[1] is not None:
+        raise second[1]
+    return first, second[0]

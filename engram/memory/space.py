@@ -76,6 +76,11 @@ STORE_GATHER_GAP_S = 100e-6
 STORE_GATHER_MAX_S = 1e-3
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
+# remember_many checks the embeddings of a batch of plain memories as one matrix from
+# this many items (see Space._prepare_plain); fewer go item by item.
+PLAIN_BATCH_MIN = 16
+# The only keys of a plain memory in remember_many (see Space._prepare_plain).
+_PLAIN_KEYS = frozenset({"content", "embedding", "confidence", "tags", "memory_type"})
 # Opening replays REMEMBER records in batches of this many (see Space._replay_remembers).
 REPLAY_BATCH_RECORDS = 1024
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
@@ -650,6 +655,9 @@ class Space:
         """
         if isinstance(items, (str, bytes, dict)) or not isinstance(items, Sequence):
             raise ValidationError("items", "expected a list of dicts", "a list of dicts with remember()'s arguments", "[{'content': 'a', 'embedding': [...]}]")
+        plain = self._prepare_plain(items)
+        if plain is not None:
+            return self._store(*plain)
         prepared = []
         allowed = {"content", "what", "embedding", "confidence", "when", "id", "tags", "location", "where",
                    "memory_type", "decay", "who", "why", "how", "importance", "emotional_valence", "metadata"}
@@ -674,7 +682,54 @@ class Space:
             return []
         return self._store(prepared)
 
-    def _store(self, prepared: List[tuple[Item, np.ndarray | None]]) -> List[str]:
+    def _prepare_plain(self, items: Sequence[Any]) -> tuple[List[tuple[Item, np.ndarray | None]], np.ndarray] | None:
+        """``remember_many``'s items, prepared, and their embeddings stacked, when every
+        one is a plain memory (a bulk load's usual item): ASCII content, a float32 NumPy
+        embedding of the space's dimension, at most a float confidence in [0, 1], no
+        tags, semantic. The embeddings are checked as one matrix (finite, no zero row)
+        and each item is built without _prepare's per-field calls. None for anything
+        else, and for any value the checks below do not take: the general path then
+        stores the items or raises its error for the first bad one, so both give the
+        same items, records and errors. Each item has its own clock reading and id,
+        taken in order, as _prepare takes them."""
+        if len(items) < PLAIN_BATCH_MIN:
+            return None
+        dimension = self.config.dimension
+        shape = (dimension,)
+        f32 = np.float32
+        keys = _PLAIN_KEYS
+        content_max = check.CONTENT_BYTES_MAX
+        vectors = []
+        for raw in items:
+            if type(raw) is not dict or not keys.issuperset(raw):
+                return None
+            text = raw.get("content")
+            vector = raw.get("embedding")
+            conf = raw.get("confidence", 0.7)
+            if type(text) is not str or len(text) > content_max or not text.isascii() \
+                    or type(vector) is not np.ndarray or vector.dtype != f32 or vector.shape != shape \
+                    or type(conf) is not float or not 0.0 <= conf <= 1.0:
+                return None
+            if "tags" in raw or "memory_type" in raw:
+                tags = raw.get("tags", ())
+                mtype = raw.get("memory_type", "semantic")
+                if (type(tags) is not tuple and type(tags) is not list) or tags or type(mtype) is not str or mtype != "semantic":
+                    return None
+            vectors.append(vector)
+        stacked = np.stack(vectors)
+        if not (np.isfinite(stacked).all() and stacked.any(axis=1).all()):
+            return None
+        now_ns = self._now_ns
+        prepared: List[tuple[Item, np.ndarray | None]] = []
+        append = prepared.append
+        for raw, vector in zip(items, stacked):
+            created = now_ns()
+            # Positional, as in _prepare.
+            append((Item(_new_id("semantic"), raw["content"], raw.get("confidence", 0.7), created, created, 0, (), "semantic",
+                         None, (), None, None, None, None, None, (), {}), vector))
+        return prepared, stacked
+
+    def _store(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None) -> List[str]:
         """Store validated items through the space's group commit; return their ids.
 
         Stores form generations. The caller that opens a generation leads it: it
@@ -684,9 +739,11 @@ class Space:
         others only queue and sleep. So concurrent writers share one planning pass,
         one WAL write and one fsync, and a batch's wake-up does not cost the leader
         one context switch per follower (which, measured with 32 writers, took half
-        of the time the leader held the GIL).
+        of the time the leader held the GIL). ``stacked``: every item's embedding, as
+        the rows of one matrix (a bulk store's), which a batch of that request alone
+        plans on without stacking them again.
         """
-        request = _StoreRequest(prepared)
+        request = _StoreRequest(prepared, stacked)
         with self._queue_lock:
             generation = self._generation
             lead = generation is None
@@ -718,7 +775,10 @@ class Space:
                         self._generation = None
                     batch = list(generation.requests)
                 started = time.perf_counter()
-                ids = self._store_batch([item for request in batch for item in request.prepared])
+                if len(batch) == 1:
+                    ids = self._store_batch(batch[0].prepared, batch[0].stacked)
+                else:
+                    ids = self._store_batch([item for request in batch for item in request.prepared])
                 self._last_store_s = time.perf_counter() - started
                 self._last_followers = len(batch) - 1
                 checkpoint_due = self._checkpoint_due()
@@ -791,7 +851,7 @@ class Space:
                 return
             seen = count
 
-    def _store_batch(self, prepared: List[tuple[Item, np.ndarray | None]]) -> List[str]:
+    def _store_batch(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None) -> List[str]:
         """Plan, log, make durable, then apply a batch of items (the caller holds the write lock).
 
         Decisions (dedup, eviction, overwrites) are taken item by item in order, each
@@ -803,7 +863,7 @@ class Space:
         """
         with self._lock:
             self._check_open()
-        plan = _StorePlan(self, prepared)
+        plan = _StorePlan(self, prepared, stacked)
         entries = plan.entries
         if entries:
             with self._lock:
@@ -1754,10 +1814,11 @@ class Space:
 class _StoreRequest:
     """One caller's items on their way through the group commit (see Space._store)."""
 
-    __slots__ = ("prepared", "ids", "error")
+    __slots__ = ("prepared", "stacked", "ids", "error")
 
-    def __init__(self, prepared: List[tuple[Item, np.ndarray | None]]) -> None:
+    def __init__(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None) -> None:
         self.prepared = prepared
+        self.stacked = stacked  # every item's embedding as one matrix's rows, or None
         self.ids: List[str] | None = None
         self.error: BaseException | None = None
 
@@ -1835,7 +1896,9 @@ class _StorePlan:
     __slots__ = ("entries", "actions", "ids", "deduplicated", "vector_items", "stacked", "inv_norms", "codes",
                  "scales", "keys", "simple")
 
-    def __init__(self, space: Space, prepared: List[tuple[Item, np.ndarray | None]]) -> None:
+    def __init__(self, space: Space, prepared: List[tuple[Item, np.ndarray | None]],
+                 given: np.ndarray | None = None) -> None:
+        """``given``: every item's embedding as the rows of one C-contiguous matrix, in order."""
         self.entries: List[tuple[int, bytes]] = []
         # (_FORGET, id) or (_REMEMBER, item, vector, replaces, vector index or -1), in order.
         self.actions: List[tuple[Any, ...]] = []
@@ -1857,7 +1920,10 @@ class _StorePlan:
         self.vector_items = vector_items
         if vectors:
             # The validator's vectors are C-contiguous: one needs no copy.
-            stacked = vectors[0].reshape(1, -1) if len(vectors) == 1 else np.stack(vectors)
+            if given is not None and len(vectors) == len(prepared):
+                stacked = given
+            else:
+                stacked = vectors[0].reshape(1, -1) if len(vectors) == 1 else np.stack(vectors)
             inv_norms, codes, scales, keys = space._dedup.prepare(stacked)
             self.stacked, self.inv_norms, self.codes, self.scales, self.keys = stacked, inv_norms, codes, scales, keys
             if threshold is not None:

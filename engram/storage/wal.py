@@ -25,10 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from engram import _core
 from engram.errors import ClosedError, CorruptionError
 
 SEGMENT_SUFFIX = ".wal"
+# Appends encode their records into a buffer the log keeps (see append), up to this
+# size (a group commit's records); a larger batch (a bulk store's) gets a buffer of its
+# own, which NumPy backs with huge pages from 4 MB: few page faults either way, and an
+# idle space holds at most this much.
+ENCODE_BUFFER_BYTES_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,7 @@ class WriteAheadLog:
         self._waiters: list[tuple[int, threading.Event]] = []
         self._closed = False
         self._flusher: threading.Thread | None = None
+        self._encode_buffer = np.empty(0, np.uint8)
         self._flusher_stop = threading.Event()
         self.fsync_count = 0
         self.bytes_written = 0
@@ -200,12 +208,18 @@ class WriteAheadLog:
         if self._closed:
             raise ClosedError("the write-ahead log is closed")
         assert entries
-        lsn = self._next_lsn
-        chunks = []
-        for rtype, payload in entries:
-            chunks.append(_core.encode_record(rtype, 0, lsn, timestamp_ns, payload))
-            lsn += 1
-        data = b"".join(chunks)
+        # The records go straight into one buffer: a bytes object per record plus their
+        # joined copy were 32 MB of fresh memory for a bulk batch of 5,000, each 4 KB
+        # page of it faulted in (~1.6 faults a record under the server's malloc settings).
+        size = _core.HEADER_BYTES * len(entries) + sum(len(payload) for _, payload in entries)
+        buffer = self._encode_buffer
+        if buffer.shape[0] < size:
+            buffer = np.empty(max(size, min(2 * buffer.shape[0], ENCODE_BUFFER_BYTES_MAX)), np.uint8)
+            if buffer.shape[0] <= ENCODE_BUFFER_BYTES_MAX:
+                self._encode_buffer = buffer
+        written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns)
+        lsn = self._next_lsn + len(entries)
+        data = memoryview(buffer)[:written_bytes]
         if self._segment_bytes > 0 and self._segment_bytes + len(data) > self.segment_bytes_max:
             self._rotate_locked()
         written = 0
