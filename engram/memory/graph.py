@@ -46,6 +46,12 @@ class AssociationGraph:
                 if not neighbours:
                     del self._edges[other]
 
+    def copy(self) -> "AssociationGraph":
+        """An independent copy (a checkpoint's, taken under the space lock: one dict copy per node)."""
+        out = AssociationGraph()
+        out._edges = {node: neighbours.copy() for node, neighbours in self._edges.items()}
+        return out
+
     def neighbours(self, node: str) -> dict[str, float]:
         return dict(self._edges.get(node, {}))
 

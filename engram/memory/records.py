@@ -10,7 +10,7 @@ a decision to re-take on replay, so replaying a log always rebuilds the same sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import numpy as np
@@ -58,14 +58,20 @@ def item_fields(item: Item) -> list[Any]:
     ]
 
 
-def _item_fields_packed(item: Item) -> tuple[Any, ...]:
-    """``item_fields`` for msgpack only: the tuples as they are (msgpack writes a tuple
-    and a list as the same array, so the bytes are the same) and no list to build."""
+def item_fields_packed(item: Item) -> tuple[Any, ...]:
+    """``item_fields`` for msgpack only (WAL payloads, checkpoints): the tuples as they are
+    (msgpack writes a tuple and a list as the same array, so the bytes are the same) and
+    no list to build (a tenth of the time: 0.05 s instead of 0.44 s for 100k items)."""
     return (
         item.id, item.content, item.confidence, item.created_ns, item.last_access_ns, item.access_count,
         item.tags, item.memory_type, item.location, item.who, item.why, item.how,
         item.importance, item.valence, item.decay, item.sources, item.metadata, item.stability,
     )
+
+
+def fields_packer() -> Callable[[Any], bytes]:
+    """A function packing one value as a checkpoint's msgpack does (see storage.snapshot)."""
+    return msgpack.Packer(use_bin_type=True).pack  # type: ignore[no-any-return]
 
 
 def item_from_fields(values: list[Any]) -> Item:
@@ -81,7 +87,7 @@ def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | No
     """The REMEMBER payload: msgpack of {"f": item_fields(item), "e": little-endian
     float32 bytes or None, "r": replaces}, packed by ``_core.remember_payload`` (the
     compiled packer writes the usual values directly; msgpack gives the same bytes)."""
-    return _core.remember_payload(_item_fields_packed(item), embedding, replaces)
+    return _core.remember_payload(item_fields_packed(item), embedding, replaces)
 
 
 def decode_remember(payload: bytes, dimension: int) -> tuple[Item, np.ndarray | None, str | None]:

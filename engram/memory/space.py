@@ -77,6 +77,8 @@ STORE_GATHER_MAX_S = 1e-3
 STORE_CHUNK_ITEMS = 256
 # Opening replays REMEMBER records in batches of this many (see Space._replay_remembers).
 REPLAY_BATCH_RECORDS = 1024
+# A checkpoint reads this many items' fields per hold of the space lock (see Space._snapshot_state).
+SNAPSHOT_CHUNK_ITEMS = 1024
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
 # writing, and at close.
 CHECKPOINT_WAL_MIN = 64 * 1024 * 1024
@@ -233,6 +235,8 @@ class Space:
         self._snapshot_bytes = 0  # size of the latest snapshot (see _checkpoint_due)
         self._checkpointer: threading.Thread | None = None  # a background checkpoint (see _checkpoint_soon)
         self._checkpointer_lock = threading.Lock()
+        # While a checkpoint builds its snapshot: where touches save what they overwrite (see checkpoint).
+        self._saved_touches: dict[int, tuple[int, int, float]] | None = None
         self._wal = WriteAheadLog(
             self.directory / "wal",
             segment_bytes_max=config.segment_bytes_max,
@@ -1400,11 +1404,10 @@ class Space:
 
     def _apply_reconsolidate(self, at: int, plasticity: float, item: Item, embedding: np.ndarray | None,
                              previous_fields: List[Any], previous_embedding: bytes | None) -> None:
-        history = self._history.get(item.id, [])
         keys = None if embedding is None else self._dedup.keys_for(embedding.reshape(1, -1))[0].tolist()
         self._apply_remember(item, embedding, keys, None)
-        history.append((at, plasticity, list(previous_fields), previous_embedding))
-        self._history[item.id] = history
+        # A new list, not an append: a checkpoint may hold the old one (see _capture).
+        self._history[item.id] = self._history.get(item.id, []) + [(at, plasticity, list(previous_fields), previous_embedding)]
 
     def history(self, memory_id: str) -> List[MemoryVersion]:
         """Earlier versions of a memory replaced by reconsolidation, oldest first."""
@@ -1432,9 +1435,12 @@ class Space:
             return
         spacing = self.config.has("spacing")
         with self._lock:
+            saved = self._saved_touches
             for memory_id in ids:
                 item = self._items.get(memory_id)
                 if item is not None:
+                    if saved is not None and id(item) not in saved:  # a checkpoint still reads the item
+                        saved[id(item)] = (item.last_access_ns, item.access_count, item.stability)
                     if spacing:
                         item.stability = spacing_mod.after_recall(item.stability, self._retention(item, now))
                     item.access_count += 1
@@ -1608,19 +1614,32 @@ class Space:
             checkpointer.join()
 
     def checkpoint(self) -> int:
-        """Write a snapshot of the whole space and drop the WAL segments it covers; return its LSN."""
+        """Write a snapshot of the whole space and drop the WAL segments it covers; return its LSN.
+
+        Under the locks it only captures the state (see _capture: references, a copy of
+        the tombstones, the list of items), so writers and readers wait about as long
+        for a space of 100k memories as for one of 1k; the snapshot is built and written
+        after, while they run. Touches in the meantime save the values they overwrite
+        (see _touch), so the snapshot is exactly the state at its LSN.
+        """
         with self._checkpoint_lock:
             with self._write_lock, self._lock:
                 self._check_open()
                 if self._pending_touches:
-                    lsn = self._wal.append([self._touch_entry()], self._now_ns())
-                lsn = self._wal.last_lsn
-                meta, embeddings = self._snapshot_state()
+                    self._wal.append([self._touch_entry()], self._now_ns())
+                capture = self._capture()
+                self._saved_touches = capture.saved
                 self._wal.rotate()
                 self._wal_bytes_at_checkpoint = self._wal.bytes_written
-            self._wal.sync()
-            if lsn == self._checkpoint_lsn and snapshot.latest(self.directory) is not None:
-                return lsn
+            lsn = capture.lsn
+            try:
+                self._wal.sync()
+                if lsn == self._checkpoint_lsn and snapshot.latest(self.directory) is not None:
+                    return lsn
+                meta, embeddings = self._snapshot_state(capture)
+            finally:
+                with self._lock:
+                    self._saved_touches = None
             path = snapshot.write(self.directory, lsn, meta, embeddings)
             self._snapshot_bytes = path.stat().st_size
             snapshot.remove_older(self.directory, path)
@@ -1628,29 +1647,67 @@ class Space:
             self._checkpoint_lsn = lsn
             return lsn
 
-    def _snapshot_state(self) -> tuple[dict[str, Any], np.ndarray]:
-        ordered = sorted(self._items.values(), key=lambda it: it.id)
-        embedded = [it for it in ordered if it.row >= 0]
-        rows = np.array([it.row for it in embedded], np.int64)
-        embeddings = self._matrix[rows] if len(rows) else np.zeros((0, self.config.dimension), np.float32)
-        keys = self._lsh_keys[rows] if len(rows) else np.zeros((0, DEDUP_TABLES), np.int64)
-        inv_norms = self._inv_norms[rows] if len(rows) else np.zeros(0, np.float32)
+    def _capture(self) -> "_Capture":
+        """The state at the last LSN, in time that hardly grows with the space (caller holds
+        both locks): the arrays' rows below n never change but for tombstones (new rows go
+        past n, growth and compaction make new arrays), so references and a copy of the
+        tombstones keep them; row ids are only appended to; items are replaced, never
+        changed, except by touches (which save what they overwrite into ``saved``); the
+        history's lists are replaced, never appended to (see _apply_reconsolidate)."""
+        n = self._n
+        return _Capture(
+            lsn=self._wal.last_lsn, n=n, items=list(self._items.values()), alive=self._alive[:n].copy(),
+            row_ids=self._row_ids, matrix=self._matrix, inv_norms=self._inv_norms, created=self._created,
+            episodic=self._episodic, lsh_keys=self._lsh_keys, codes=self._codes, scales=self._scales,
+            graph=self._graph.copy(), history=dict(self._history), evicted=self.evicted,
+            deduplicated=self.deduplicated, saved={},
+        )
+
+    def _snapshot_state(self, capture: "_Capture") -> tuple[dict[str, Any], np.ndarray]:
+        """A checkpoint's metadata and embeddings from a capture, without the locks (but for
+        short holds of the space lock while items' fields are read, against touches).
+        Items are ordered by id, so the bytes depend on the state only."""
+        ordered = sorted(capture.items, key=_item_id)
+        live = np.flatnonzero(capture.alive)
+        row_ids = capture.row_ids
+        row_of = dict(zip([row_ids[r] for r in live.tolist()], live.tolist()))
+        embedded = [it.id for it in ordered if it.id in row_of]
+        rows = np.array([row_of[mid] for mid in embedded], np.int64)
+        d = self.config.dimension
+        embeddings = capture.matrix[rows] if len(rows) else np.zeros((0, d), np.float32)
+        keys = capture.lsh_keys[rows] if len(rows) else np.zeros((0, DEDUP_TABLES), np.int64)
+        inv_norms = capture.inv_norms[rows] if len(rows) else np.zeros(0, np.float32)
+        saved = capture.saved
+        # Packed as read: bytes are not containers the cyclic GC tracks (100k tuples kept
+        # until the end made it rescan the heap, tripling the time).
+        pack = rec.fields_packer()
+        packed: List[bytes] = []
+        for start in range(0, len(ordered), SNAPSHOT_CHUNK_ITEMS):
+            with self._lock:  # a touch changes three fields: read them all before it or after its save
+                for item in ordered[start : start + SNAPSHOT_CHUNK_ITEMS]:
+                    values = rec.item_fields_packed(item)
+                    before = saved.get(id(item))
+                    if before is not None:
+                        last, count, stability = before
+                        values = values[:4] + (last, count) + values[6:17] + (stability,)
+                    packed.append(pack(values))
+        fields = snapshot.PackedArray(len(packed), b"".join(packed))
         meta = {
             "version": 1,
-            "items": [rec.item_fields(it) for it in ordered],
-            "embedded": [it.id for it in embedded],
+            "items": fields,
+            "embedded": embedded,
             "dedup_keys": keys.astype("<i8").tobytes(),
             "dedup_scheme": DEDUP_SCHEME,
             "inv_norms": inv_norms.astype("<f4").tobytes(),
-            "created": (self._created[rows] if len(rows) else np.zeros(0, np.int64)).astype("<i8").tobytes(),
-            "episodic": (self._episodic[rows] if len(rows) else np.zeros(0, np.bool_)).tobytes(),
+            "created": (capture.created[rows] if len(rows) else np.zeros(0, np.int64)).astype("<i8").tobytes(),
+            "episodic": (capture.episodic[rows] if len(rows) else np.zeros(0, np.bool_)).tobytes(),
             # int8 codes are derived data, stored so that reopening does not recompute them.
-            "codes": (self._codes[rows] if len(rows) else np.zeros((0, self.config.dimension), np.int8)).tobytes(),
-            "scales": (self._scales[rows] if len(rows) else np.zeros(0, np.float32)).astype("<f4").tobytes(),
-            "edges": [list(edge) for edge in self._graph.edges()],
-            "evicted": self.evicted,
-            "deduplicated": self.deduplicated,
-            "history": {mid: [list(v) for v in self._history[mid]] for mid in sorted(self._history)},
+            "codes": (capture.codes[rows] if len(rows) else np.zeros((0, d), np.int8)).tobytes(),
+            "scales": (capture.scales[rows] if len(rows) else np.zeros(0, np.float32)).astype("<f4").tobytes(),
+            "edges": [list(edge) for edge in capture.graph.edges()],
+            "evicted": capture.evicted,
+            "deduplicated": capture.deduplicated,
+            "history": {mid: [list(v) for v in capture.history[mid]] for mid in sorted(capture.history)},
         }
         return meta, embeddings
 
@@ -1708,6 +1765,34 @@ class Space:
                 self._wal.append([self._touch_entry()], self._now_ns())
             self._closed = True
         self._wal.close()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Capture:
+    """What a checkpoint keeps of the state at its LSN (see Space._capture)."""
+
+    lsn: int
+    n: int
+    items: List[Item]
+    alive: np.ndarray  # a copy: tombstones change rows in place
+    row_ids: List[str]  # appended to after, read below n only
+    matrix: np.ndarray
+    inv_norms: np.ndarray
+    created: np.ndarray
+    episodic: np.ndarray
+    lsh_keys: np.ndarray
+    codes: np.ndarray
+    scales: np.ndarray
+    graph: AssociationGraph
+    history: dict[str, List[tuple[int, float, List[Any], bytes | None]]]
+    evicted: int
+    deduplicated: int
+    # id(item) -> (last_access_ns, access_count, stability) before a touch since the capture.
+    saved: dict[int, tuple[int, int, float]]
+
+
+def _item_id(item: Item) -> str:
+    return item.id
 
 
 class _StoreRequest:
