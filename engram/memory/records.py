@@ -91,13 +91,20 @@ def encode_remember(item: Item, embedding: np.ndarray | None, replaces: str | No
 
 
 def decode_remember(payload: bytes, dimension: int) -> tuple[Item, np.ndarray | None, str | None]:
+    item, raw, replaces = decode_remember_raw(payload, dimension)
+    embedding = None if raw is None else np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return item, embedding, replaces
+
+
+def decode_remember_raw(payload: bytes, dimension: int) -> tuple[Item, bytes | None, str | None]:
+    """``decode_remember`` with the embedding left as its little-endian float32 bytes
+    (replay joins a batch's and converts them at once). Raises ValueError, KeyError, TypeError."""
     body = msgpack.unpackb(payload, raw=False)
     item = item_from_fields(body["f"])
     raw = body["e"]
-    embedding = None if raw is None else np.frombuffer(raw, dtype="<f4").astype(np.float32)
-    if embedding is not None and embedding.shape[0] != dimension:
-        raise ValueError(f"record embedding has {embedding.shape[0]} dimensions, space has {dimension}")
-    return item, embedding, body["r"]
+    if raw is not None and (type(raw) is not bytes or len(raw) != 4 * dimension):
+        raise ValueError(f"record embedding is {len(raw)} bytes, space has {dimension} float32 dimensions")
+    return item, raw, body["r"]
 
 
 def encode_forget(memory_id: str, reason: str) -> bytes:

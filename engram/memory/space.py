@@ -75,7 +75,7 @@ STORE_GATHER_GAP_S = 100e-6
 STORE_GATHER_MAX_S = 1e-3
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
-# Opening replays REMEMBER records in batches of this many (see Space._replay_remembers).
+# Opening writes replayed rows in batches of this many (see _ReplayRows).
 REPLAY_BATCH_RECORDS = 1024
 # A checkpoint reads this many items' fields per hold of the space lock (see Space._snapshot_state).
 SNAPSHOT_CHUNK_ITEMS = 1024
@@ -258,61 +258,58 @@ class Space:
 
     def _load(self, salvage: bool) -> None:
         latest = snapshot.latest(self.directory)
+        # Room for every row the log could add (each embedded REMEMBER holds its vector), so
+        # that replay does not grow the arrays again and again (each growth copies and
+        # faults in every row so far); pages never written cost nothing.
+        reserve = self._wal.size_bytes() // (4 * self.config.dimension)
         after = 0
         if latest is not None:
             snap = snapshot.read(latest)
-            self._load_snapshot(snap)
+            self._load_snapshot(snap, reserve)
             after = snap.lsn
             self._checkpoint_lsn = snap.lsn
+        elif reserve:
+            self._grow(max(1024, reserve + reserve // 4))
         records, report = self._wal.recover(after, salvage)
-        pending: List[tuple[int, Item, np.ndarray | None, str | None]] = []  # decoded REMEMBERs not yet applied
-        for record in records:
-            try:
-                if record.rtype == rec.REMEMBER:
-                    item, embedding, replaces = rec.decode_remember(record.payload, self.config.dimension)
-                    pending.append((record.lsn, item, embedding, replaces))
-                    if len(pending) >= REPLAY_BATCH_RECORDS:
-                        self._replay_remembers(pending)
-                    continue
-                self._replay_remembers(pending)  # in log order before anything else
-                self._apply_record(record.rtype, record.payload)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CorruptionError(str(self._wal.directory), record.lsn, f"record {record.lsn} does not decode: {exc}") from None
+        rows = _ReplayRows(self)
+        dimension = self.config.dimension
+        lsn = after
         try:
-            self._replay_remembers(pending)
+            for record in records:
+                lsn = record.lsn
+                if record.rtype == rec.REMEMBER:
+                    item, raw, replaces = rec.decode_remember_raw(record.payload, dimension)
+                    self._replay_remember(rows, item, raw, replaces)
+                    continue
+                if record.rtype not in _REPLAY_WITHOUT_ROWS:
+                    rows.finish()  # it reads or appends rows: every row before it first
+                self._apply_record(record.rtype, record.payload)
+            rows.finish()
         except (ValueError, KeyError, TypeError) as exc:
-            lsn = pending[0][0] if pending else 0
-            raise CorruptionError(str(self._wal.directory), lsn, f"records from {lsn} do not apply: {exc}") from None
+            raise CorruptionError(str(self._wal.directory), lsn, f"record {lsn} does not decode or apply: {exc}") from None
+        finally:
+            rows.close()
         self.recovery = report
         self._snapshot_bytes = 0 if latest is None else latest.stat().st_size
         # The log replayed now counts towards the next checkpoint, so a space reopened with
         # a long tail checkpoints soon instead of replaying it again at every open.
         self._wal_bytes_at_checkpoint = -self._wal.size_bytes()
 
-    def _replay_remembers(self, pending: List[tuple[int, Item, np.ndarray | None, str | None]]) -> None:
-        """Apply decoded REMEMBER records in log order, their rows' norms, codes and dedup
-        keys computed in one kernel call each (each row's values do not depend on the
-        batch, so the state equals applying them one by one); empties ``pending``."""
-        if not pending:
+    def _replay_remember(self, rows: "_ReplayRows", item: Item, raw: bytes | None, replaces: str | None) -> None:
+        """Apply a decoded REMEMBER record (its embedding as little-endian float32 bytes) as
+        _apply_record does, but for the row's arrays, which ``rows`` writes later in batches."""
+        if raw is None:
+            self._apply_remember(item, None, None, replaces)
             return
-        vectors = [embedding for _, _, embedding, _ in pending if embedding is not None]
-        if vectors:
-            stacked = np.stack(vectors)
-            inv_norms = _core.row_inv_norms(stacked)
-            codes, scales = _core.quantize_rows(stacked)
-            keys = self._dedup.keys_for_codes(codes).tolist()
-            need = self._n + len(vectors)
-            if need > self._matrix.shape[0]:
-                self._grow(max(1024, 2 * self._matrix.shape[0], need))
-        position = 0
-        for _, item, embedding, replaces in pending:
-            if embedding is None:
-                self._apply_remember(item, None, None, replaces)
-                continue
-            self._apply_remember(item, embedding, keys[position], replaces, inv_norm=float(inv_norms[position]),
-                                 code=(codes[position], float(scales[position])))
-            position += 1
-        pending.clear()
+        row = self._n
+        if row == self._matrix.shape[0]:
+            rows.finish()
+            self._grow(max(1024, 2 * self._matrix.shape[0]))
+        self._alive[row] = True  # before: a record of this batch may yet tombstone it
+        rows.add(item, raw)
+        self._apply_remember(item, self._matrix[row], None, replaces, written=True)
+        if rows.pending() >= REPLAY_BATCH_RECORDS:
+            rows.submit()
 
     def _apply_record(self, rtype: int, payload: bytes) -> None:
         if rtype == rec.REMEMBER:
@@ -1711,14 +1708,16 @@ class Space:
         }
         return meta, embeddings
 
-    def _load_snapshot(self, snap: snapshot.Snapshot) -> None:
+    def _load_snapshot(self, snap: snapshot.Snapshot, reserve: int = 0) -> None:
+        """Load a checkpoint into an empty space, with room for ``reserve`` more rows."""
         meta = snap.meta
         items = [rec.item_from_fields(values) for values in meta["items"]]
         by_id = {item.id: item for item in items}
         embedded = meta["embedded"]
         keys = np.frombuffer(meta["dedup_keys"], dtype="<i8").reshape(len(embedded), -1) if embedded else None
         n = len(embedded)
-        self._grow(max(1024, n + n // 4))
+        rows = n + reserve
+        self._grow(max(1024, rows + rows // 4))
         if n:
             self._matrix[:n] = snap.embeddings
             self._inv_norms[:n] = np.frombuffer(meta["inv_norms"], dtype="<f4")
@@ -1765,6 +1764,89 @@ class Space:
                 self._wal.append([self._touch_entry()], self._now_ns())
             self._closed = True
         self._wal.close()
+
+
+# Records whose replay neither reads nor appends rows: they need not wait for _ReplayRows.
+_REPLAY_WITHOUT_ROWS = (rec.FORGET, rec.ASSOCIATE, rec.TOUCH)
+
+
+class _ReplayRows:
+    """The array side of replaying REMEMBER records (see Space._load).
+
+    Replayed records take rows n, n + 1, ... in log order whatever else they do (a
+    replaced or forgotten row is only tombstoned, in ``alive``, at once), so their
+    rows are written in batches: one slice assignment per array and one kernel call
+    for norms, codes and dedup keys (each row's values do not depend on the batch).
+    A worker thread writes batch i (the kernel releases the GIL) while the caller
+    decodes batch i + 1; dedup keys are indexed in batch order when a batch is
+    collected. The state equals applying the records one by one with _apply_record.
+    """
+
+    def __init__(self, space: Space) -> None:
+        self._space = space
+        self._start = space._n  # first row of the batch being filled
+        self._raws: List[bytes] = []
+        self._items: List[Item] = []
+        self._running: tuple[Any, int, int] | None = None  # (future, first row, stop)
+        self._pool: Any = None
+
+    def pending(self) -> int:
+        return len(self._raws)
+
+    def add(self, item: Item, raw: bytes) -> None:
+        self._raws.append(raw)
+        self._items.append(item)
+
+    def submit(self) -> None:
+        """Start writing the filled batch, once the previous one is collected."""
+        self._collect()
+        if not self._raws:
+            return
+        start = self._start
+        stop = start + len(self._raws)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-rows")
+        future = self._pool.submit(self._write, start, stop, self._raws, self._items)
+        self._running = (future, start, stop)
+        self._start = stop
+        self._raws = []
+        self._items = []
+
+    def finish(self) -> None:
+        """Write every row added so far and index it."""
+        self.submit()
+        self._collect()
+
+    def _collect(self) -> None:
+        if self._running is None:
+            return
+        future, start, stop = self._running
+        self._running = None
+        keys = future.result()
+        space = self._space
+        space._dedup.add_rows(np.arange(start, stop, dtype=np.int64), keys)
+        if space._dedup.needs_rebuild(stop):
+            space._dedup.rebuild(space._lsh_keys[:stop])
+
+    def _write(self, start: int, stop: int, raws: List[bytes], items: List[Item]) -> np.ndarray:
+        space = self._space
+        rows = space._matrix[start:stop]
+        rows[:] = np.frombuffer(b"".join(raws), dtype="<f4").reshape(stop - start, space.config.dimension)
+        inv_norms, codes, scales, keys = space._dedup.prepare(rows)
+        space._inv_norms[start:stop] = inv_norms
+        space._codes[start:stop] = codes
+        space._scales[start:stop] = scales
+        space._lsh_keys[start:stop] = keys
+        space._created[start:stop] = [item.created_ns for item in items]
+        space._episodic[start:stop] = [item.memory_type == "episodic" for item in items]
+        return keys
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
