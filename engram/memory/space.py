@@ -1784,7 +1784,7 @@ class _ReplayRows:
 
     def __init__(self, space: Space) -> None:
         self._space = space
-        self._start = space._n  # first row of the batch being filled
+        self._start = 0  # first row of the batch being filled
         self._raws: List[bytes] = []
         self._items: List[Item] = []
         self._running: tuple[Any, int, int] | None = None  # (future, first row, stop)
@@ -1794,6 +1794,9 @@ class _ReplayRows:
         return len(self._raws)
 
     def add(self, item: Item, raw: bytes) -> None:
+        """Queue the row of ``item``, which takes the space's next row (n)."""
+        if not self._raws:
+            self._start = self._space._n  # rows may have been appended without us (reconsolidation)
         self._raws.append(raw)
         self._items.append(item)
 
@@ -1810,7 +1813,6 @@ class _ReplayRows:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-rows")
         future = self._pool.submit(self._write, start, stop, self._raws, self._items)
         self._running = (future, start, stop)
-        self._start = stop
         self._raws = []
         self._items = []
 
