@@ -75,8 +75,9 @@ STORE_GATHER_GAP_S = 100e-6
 STORE_GATHER_MAX_S = 1e-3
 # Bulk stores take the space lock for this many items at a time (see Space._store).
 STORE_CHUNK_ITEMS = 256
-# Opening writes replayed rows in batches of this many (see _ReplayRows).
+# Opening writes replayed rows in batches of this many, on this many threads (see _ReplayRows).
 REPLAY_BATCH_RECORDS = 1024
+REPLAY_WORKERS = 2
 # A checkpoint reads this many items' fields per hold of the space lock (see Space._snapshot_state).
 SNAPSHOT_CHUNK_ITEMS = 1024
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
@@ -1777,9 +1778,11 @@ class _ReplayRows:
     replaced or forgotten row is only tombstoned, in ``alive``, at once), so their
     rows are written in batches: one slice assignment per array and one kernel call
     for norms, codes and dedup keys (each row's values do not depend on the batch).
-    A worker thread writes batch i (the kernel releases the GIL) while the caller
-    decodes batch i + 1; dedup keys are indexed in batch order when a batch is
-    collected. The state equals applying the records one by one with _apply_record.
+    Worker threads write batches i and i + 1 (the kernel and NumPy's copies release
+    the GIL; their time, page faults of the fresh arrays included, is about the
+    caller's for decoding) while the caller decodes batch i + 2; dedup keys are
+    indexed in batch order when a batch is collected. The state equals applying the
+    records one by one with _apply_record.
     """
 
     def __init__(self, space: Space) -> None:
@@ -1787,7 +1790,7 @@ class _ReplayRows:
         self._start = 0  # first row of the batch being filled
         self._raws: List[bytes] = []
         self._items: List[Item] = []
-        self._running: tuple[Any, int, int] | None = None  # (future, first row, stop)
+        self._running: List[tuple[Any, int, int]] = []  # (future, first row, stop), oldest first
         self._pool: Any = None
 
     def pending(self) -> int:
@@ -1801,31 +1804,31 @@ class _ReplayRows:
         self._items.append(item)
 
     def submit(self) -> None:
-        """Start writing the filled batch, once the previous one is collected."""
-        self._collect()
+        """Start writing the filled batch (once a worker is free)."""
         if not self._raws:
             return
+        if len(self._running) >= REPLAY_WORKERS:
+            self._collect()
         start = self._start
         stop = start + len(self._raws)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-rows")
+            self._pool = ThreadPoolExecutor(max_workers=REPLAY_WORKERS, thread_name_prefix="replay-rows")
         future = self._pool.submit(self._write, start, stop, self._raws, self._items)
-        self._running = (future, start, stop)
+        self._running.append((future, start, stop))
         self._raws = []
         self._items = []
 
     def finish(self) -> None:
         """Write every row added so far and index it."""
         self.submit()
-        self._collect()
+        while self._running:
+            self._collect()
 
     def _collect(self) -> None:
-        if self._running is None:
-            return
-        future, start, stop = self._running
-        self._running = None
+        """Index the oldest running batch once written."""
+        future, start, stop = self._running.pop(0)
         keys = future.result()
         space = self._space
         space._dedup.add_rows(np.arange(start, stop, dtype=np.int64), keys)
