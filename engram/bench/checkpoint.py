@@ -4,9 +4,9 @@
 
 - stall: a space of n memories; a writer thread (remember_many of 100), a reader
   thread (recall top-10) and a probe thread (takes the space lock and the write lock
-  every millisecond, timing how long it waited: the longest wait is the longest
-  time a lock was held) run for ``seconds`` without checkpoints, then as long with
-  a thread checkpointing in a loop. Prints P50/P95/P99/max of each, both phases.
+  every millisecond, timing how long it waited, GIL included) run for ``seconds``
+  without checkpoints, then as long with a thread checkpointing in a loop; the
+  checkpoint thread's holds of each lock are timed too. Prints P50/P95/P99/max.
 - replay: a log of ``replay`` REMEMBER records and no snapshot (what a crash leaves
   when the last checkpoint is a whole log ago); reopening it, records/s. With
   ``--log-dir`` the log is kept, so that old and new code can replay the same one
@@ -51,8 +51,34 @@ def _fill(sp: Any, vectors: np.ndarray, start: int, stop: int, batch: int = 1000
                           for i in range(first, min(stop, first + batch))])
 
 
+class _TimedLock:
+    """A lock that records how long the checkpoint thread holds it (outermost holds)."""
+
+    def __init__(self, lock: Any, holds: list[float]) -> None:
+        self._inner = lock
+        self._holds = holds
+        self._depth = threading.local()
+
+    def __enter__(self) -> "_TimedLock":
+        self._inner.acquire()
+        depth = getattr(self._depth, "n", 0)
+        self._depth.n = depth + 1
+        if depth == 0:
+            self._depth.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._depth.n -= 1
+        if self._depth.n == 0 and threading.current_thread().name == "checkpointer":
+            self._holds.append(time.perf_counter() - self._depth.start)
+        self._inner.release()
+
+
 def _phase(sp: Any, vectors: np.ndarray, cursor: list[int], seconds: float, checkpoints: bool) -> dict[str, Any]:
     stop = threading.Event()
+    holds: list[float] = []
+    write_holds: list[float] = []
+    sp._lock, sp._write_lock = _TimedLock(sp._lock, holds), _TimedLock(sp._write_lock, write_holds)
     writes: list[float] = []
     reads: list[float] = []
     probe_lock: list[float] = []
@@ -94,15 +120,17 @@ def _phase(sp: Any, vectors: np.ndarray, cursor: list[int], seconds: float, chec
 
     threads = [threading.Thread(target=fn) for fn in (writer, reader, probe)]
     if checkpoints:
-        threads.append(threading.Thread(target=checkpointer))
+        threads.append(threading.Thread(target=checkpointer, name="checkpointer"))
     for thread in threads:
         thread.start()
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
+    sp._lock, sp._write_lock = sp._lock._inner, sp._write_lock._inner
     return {"checkpoints": made[0], "write_100": percentiles(writes), "recall": percentiles(reads),
-            "lock_wait": percentiles(probe_lock), "write_lock_wait": percentiles(probe_write_lock)}
+            "lock_wait": percentiles(probe_lock), "write_lock_wait": percentiles(probe_write_lock),
+            "checkpoint_lock_hold": percentiles(holds), "checkpoint_write_lock_hold": percentiles(write_holds)}
 
 
 def bench_stall(directory: Path, n: int, seconds: float) -> dict[str, Any]:

@@ -1621,6 +1621,8 @@ class Space:
         (see _touch), so the snapshot is exactly the state at its LSN.
         """
         with self._checkpoint_lock:
+            # The rotation below syncs the segment under the locks: sync most of it first.
+            self._wal.sync()
             with self._write_lock, self._lock:
                 self._check_open()
                 if self._pending_touches:
