@@ -57,12 +57,11 @@ def replayed_one_by_one(sp: Space, scratch: Path, upto_lsn: int | None = None) -
 
 
 def snapshot_of(sp: Space) -> tuple[dict, bytes]:
+    """The metadata and embedding bytes a checkpoint of ``sp`` would write now."""
     with sp._write_lock, sp._lock:
         capture = sp._capture()
     meta, embeddings = sp._snapshot_state(capture)
-    meta = dict(meta)
-    meta["items"] = msgpack.unpackb(snapshot._pack({"i": meta["items"]}), raw=False)["i"]
-    return meta, embeddings.tobytes()
+    return msgpack.unpackb(snapshot.pack_meta(meta), raw=False, strict_map_key=False), embeddings.tobytes()
 
 
 def test_checkpoints_taken_during_writes_and_recalls_are_the_state_at_their_lsn(tmp_path: Path, monkeypatch) -> None:
@@ -176,20 +175,29 @@ def test_batched_replay_equals_applying_records_one_by_one(tmp_path: Path, monke
         assert sp.history("m010") and sp.get("m003") is None and sp.get("dup").content == "twice"
 
 
-def test_snapshot_metadata_is_msgpack_of_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("count", [5, 300, 3000])  # codes as bin 8, 16, 32
+def test_snapshot_metadata_is_msgpack_of_it(tmp_path: Path, monkeypatch, count: int) -> None:
+    monkeypatch.setattr(snapshot, "_CHUNK_BYTES", 1000)  # rows written in many chunks
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", dimension=D, dedup_threshold=None)
-        sp.remember_many([{"content": f"m{i}", "embedding": vec(i), "id": f"m{i:03d}", "tags": ["a", f"t{i}"],
-                           "metadata": {"k": [i, {"x": 1.5}]}} for i in range(150)])
-        for i in range(0, 140, 2):
-            sp.associate(f"m{i:03d}", f"m{i + 1:03d}", weight=0.3)
+        sp.remember_many([{"content": f"m{i}", "embedding": vec(i), "id": f"m{i:04d}", "tags": ["a", f"t{i}"],
+                           "metadata": {"k": [i, {"x": 1.5}]}} for i in range(count)])
+        sp.remember("text", id="text")
+        sp.forget("m0001")
+        for i in range(2, count - 1, 2):
+            sp.associate(f"m{i:04d}", f"m{i + 1:04d}", weight=0.3)
         sp.checkpoint()
         path = snapshot.latest(sp.directory)
+        expected = {m.id: m.embedding.tobytes() for m in sp.list(limit=10_000) if m.embedding is not None}
     raw = path.read_bytes()
     head = snapshot._HEAD.unpack(raw[: snapshot._HEAD.size])
     meta_bytes = raw[snapshot._HEAD_BYTES : snapshot._HEAD_BYTES + head[4]]
-    assert meta_bytes == msgpack.packb(msgpack.unpackb(meta_bytes, raw=False, strict_map_key=False), use_bin_type=True)
-    assert len(msgpack.unpackb(meta_bytes, raw=False)["items"]) == 150
+    meta = msgpack.unpackb(meta_bytes, raw=False, strict_map_key=False)
+    assert meta_bytes == msgpack.packb(meta, use_bin_type=True)
+    assert len(meta["items"]) == count and len(meta["embedded"]) == count - 1
+    snap = snapshot.read(path)
+    assert {mid: snap.embeddings[i].tobytes() for i, mid in enumerate(meta["embedded"])} == expected
+    assert meta["codes"] == _core.quantize_rows(np.ascontiguousarray(snap.embeddings))[0].tobytes()
 
 
 def test_a_snapshot_of_an_older_version_still_loads(tmp_path: Path) -> None:

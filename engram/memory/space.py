@@ -1663,7 +1663,7 @@ class Space:
             deduplicated=self.deduplicated, saved={},
         )
 
-    def _snapshot_state(self, capture: "_Capture") -> tuple[dict[str, Any], np.ndarray]:
+    def _snapshot_state(self, capture: "_Capture") -> tuple[dict[str, Any], snapshot.Rows]:
         """A checkpoint's metadata and embeddings from a capture, without the locks (but for
         short holds of the space lock while items' fields are read, against touches).
         Items are ordered by id, so the bytes depend on the state only."""
@@ -1673,10 +1673,8 @@ class Space:
         row_of = dict(zip([row_ids[r] for r in live.tolist()], live.tolist()))
         embedded = [it.id for it in ordered if it.id in row_of]
         rows = np.array([row_of[mid] for mid in embedded], np.int64)
-        d = self.config.dimension
-        embeddings = capture.matrix[rows] if len(rows) else np.zeros((0, d), np.float32)
-        keys = capture.lsh_keys[rows] if len(rows) else np.zeros((0, DEDUP_TABLES), np.int64)
-        inv_norms = capture.inv_norms[rows] if len(rows) else np.zeros(0, np.float32)
+        # The large arrays as Rows: written a chunk at a time, never gathered whole.
+        embeddings = snapshot.Rows(capture.matrix, rows, "<f4")
         saved = capture.saved
         # Packed as read: bytes are not containers the cyclic GC tracks (100k tuples kept
         # until the end made it rescan the heap, tripling the time).
@@ -1696,14 +1694,14 @@ class Space:
             "version": 1,
             "items": fields,
             "embedded": embedded,
-            "dedup_keys": keys.astype("<i8").tobytes(),
+            "dedup_keys": snapshot.Rows(capture.lsh_keys, rows, "<i8"),
             "dedup_scheme": DEDUP_SCHEME,
-            "inv_norms": inv_norms.astype("<f4").tobytes(),
-            "created": (capture.created[rows] if len(rows) else np.zeros(0, np.int64)).astype("<i8").tobytes(),
-            "episodic": (capture.episodic[rows] if len(rows) else np.zeros(0, np.bool_)).tobytes(),
+            "inv_norms": capture.inv_norms[rows].astype("<f4").tobytes(),
+            "created": capture.created[rows].astype("<i8").tobytes(),
+            "episodic": capture.episodic[rows].tobytes(),
             # int8 codes are derived data, stored so that reopening does not recompute them.
-            "codes": (capture.codes[rows] if len(rows) else np.zeros((0, d), np.int8)).tobytes(),
-            "scales": (capture.scales[rows] if len(rows) else np.zeros(0, np.float32)).astype("<f4").tobytes(),
+            "codes": snapshot.Rows(capture.codes, rows, "i1"),
+            "scales": capture.scales[rows].astype("<f4").tobytes(),
             "edges": [list(edge) for edge in capture.graph.edges()],
             "evicted": capture.evicted,
             "deduplicated": capture.deduplicated,
