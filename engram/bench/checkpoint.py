@@ -11,6 +11,8 @@
   when the last checkpoint is a whole log ago); reopening it, records/s. With
   ``--log-dir`` the log is kept, so that old and new code can replay the same one
   in turns (run each from its own checkout).
+- crash: a space of ``replay`` memories filled with the default checkpoint policy,
+  its writer SIGKILLed; reopening it (snapshot plus the log's tail).
 Machines here are noisy: compare the phases (and old code with new, run alternately).
 """
 
@@ -173,6 +175,45 @@ def bench_replay(path: Path, records: int, repeat: int = 1) -> dict[str, Any]:
     return {"records": replayed, "reopen_s": [round(t, 3) for t in times], "records_per_s_best": round(replayed / best)}
 
 
+def _fill_and_die(path: str, records: int) -> None:
+    """Child of bench_crash: fill a space with the default checkpoint policy, then SIGKILL itself."""
+    import signal
+
+    vectors = np.random.default_rng(4).standard_normal((records, 768), dtype=np.float32)
+    db = engram.open(path)
+    sp = db.space("bench", durability="async")
+    _fill(sp, vectors, 0, records)
+    sp.wait_for_checkpoint()
+    sp._wal.sync()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def bench_crash(path: Path, records: int, repeat: int = 1) -> dict[str, Any]:
+    """Reopen a space of ``records`` memories whose writer was SIGKILLed (the default
+    checkpoint policy decided what is in its snapshot and what is left in its log)."""
+    import subprocess
+    import sys
+
+    if not (path / "bench").exists():
+        subprocess.run([sys.executable, "-c", f"from engram.bench.checkpoint import _fill_and_die; _fill_and_die({str(path)!r}, {records})"],
+                       check=False)
+    saved = space_mod.CHECKPOINT_AT_CLOSE_MIN
+    space_mod.CHECKPOINT_AT_CLOSE_MIN = 10**15  # leave the directory as the crash left it
+    times = []
+    try:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            with engram.open(path) as db:
+                sp = db.space("bench")
+                times.append(time.perf_counter() - start)
+                replayed = sp.recovery.records
+                count = len(sp)
+    finally:
+        space_mod.CHECKPOINT_AT_CLOSE_MIN = saved
+    assert count == records, count
+    return {"memories": count, "replayed": replayed, "reopen_s": [round(t, 3) for t in times]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=30_000, help="memories before the stall phases")
@@ -180,16 +221,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replay", type=int, default=100_000, help="records in the log to replay")
     parser.add_argument("--repeat", type=int, default=1, help="reopens to time")
     parser.add_argument("--log-dir", type=Path, help="replay the log kept here (built first if absent)")
-    parser.add_argument("--only", choices=["stall", "replay"], action="append")
+    parser.add_argument("--crash-dir", type=Path, help="reopen the SIGKILLed space kept here (built first if absent)")
+    parser.add_argument("--only", choices=["stall", "replay", "crash"], action="append")
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     args = parser.parse_args(argv)
-    chosen = set(args.only or ["stall", "replay"])
+    chosen = set(args.only or ["stall", "replay", "crash"])
     results: dict[str, Any] = {"impl": _core.IMPL, "load": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(dir=os.environ.get("ENGRAM_BENCH_DIR")) as tmp:
         if "stall" in chosen:
             results["stall"] = bench_stall(Path(tmp), args.n, args.seconds)
         if "replay" in chosen:
             results["replay"] = bench_replay(args.log_dir or Path(tmp) / "replay", args.replay, args.repeat)
+        if "crash" in chosen:
+            results["crash"] = bench_crash(args.crash_dir or Path(tmp) / "crash", args.replay, args.repeat)
     print(json.dumps(results) if args.json else json.dumps(results, indent=2))
 
 
