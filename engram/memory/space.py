@@ -33,6 +33,7 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -1791,7 +1792,7 @@ class _ReplayRows:
         self._raws: List[bytes] = []
         self._items: List[Item] = []
         self._running: List[tuple[Any, int, int]] = []  # (future, first row, stop), oldest first
-        self._pool: Any = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def pending(self) -> int:
         return len(self._raws)
@@ -1812,8 +1813,6 @@ class _ReplayRows:
         start = self._start
         stop = start + len(self._raws)
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._pool = ThreadPoolExecutor(max_workers=REPLAY_WORKERS, thread_name_prefix="replay-rows")
         future = self._pool.submit(self._write, start, stop, self._raws, self._items)
         self._running.append((future, start, stop))
