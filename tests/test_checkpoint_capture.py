@@ -178,6 +178,7 @@ def test_batched_replay_equals_applying_records_one_by_one(tmp_path: Path, monke
 @pytest.mark.parametrize("count", [5, 300, 3000])  # codes as bin 8, 16, 32
 def test_snapshot_metadata_is_msgpack_of_it(tmp_path: Path, monkeypatch, count: int) -> None:
     monkeypatch.setattr(snapshot, "_CHUNK_BYTES", 1000)  # rows written in many chunks
+    monkeypatch.setattr(space_mod, "SNAPSHOT_CHUNK_ITEMS", 16)  # items sorted in many runs, then merged
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", dimension=D, dedup_threshold=None)
         sp.remember_many([{"content": f"m{i}", "embedding": vec(i), "id": f"m{i:04d}", "tags": ["a", f"t{i}"],
@@ -194,7 +195,8 @@ def test_snapshot_metadata_is_msgpack_of_it(tmp_path: Path, monkeypatch, count: 
     meta_bytes = raw[snapshot._HEAD_BYTES : snapshot._HEAD_BYTES + head[4]]
     meta = msgpack.unpackb(meta_bytes, raw=False, strict_map_key=False)
     assert meta_bytes == msgpack.packb(meta, use_bin_type=True)
-    assert len(meta["items"]) == count and len(meta["embedded"]) == count - 1
+    ids = [values[0] for values in meta["items"]]
+    assert ids == sorted(expected) + ["text"] and meta["embedded"] == sorted(expected)
     snap = snapshot.read(path)
     assert {mid: snap.embeddings[i].tobytes() for i, mid in enumerate(meta["embedded"])} == expected
     assert meta["codes"] == _core.quantize_rows(np.ascontiguousarray(snap.embeddings))[0].tobytes()
