@@ -181,7 +181,8 @@ def test_snapshot_metadata_is_msgpack_of_it(tmp_path: Path, monkeypatch, count: 
     monkeypatch.setattr(space_mod, "SNAPSHOT_CHUNK_ITEMS", 16)  # items sorted in many runs, then merged
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", dimension=D, dedup_threshold=None)
-        sp.remember_many([{"content": f"m{i}", "embedding": vec(i), "id": f"m{i:04d}", "tags": ["a", f"t{i}"],
+        # Stored out of id order (a permutation of m0000...), so that the runs need merging.
+        sp.remember_many([{"content": f"m{i}", "embedding": vec(i), "id": f"m{i * 7919 % count:04d}", "tags": ["a", f"t{i}"],
                            "metadata": {"k": [i, {"x": 1.5}]}} for i in range(count)])
         sp.remember("text", id="text")
         sp.forget("m0001")
