@@ -80,6 +80,8 @@ STORE_CHUNK_ITEMS = 256
 # Opening writes replayed rows in batches of this many, on this many threads (see _ReplayRows).
 REPLAY_BATCH_RECORDS = 1024
 REPLAY_WORKERS = 2
+# From this many rows, the arrays' next growth is prepared in the background (see Space._grow).
+GROW_AHEAD_ROWS_MIN = 8192
 # A checkpoint reads this many items' fields per hold of the space lock (see Space._snapshot_state).
 SNAPSHOT_CHUNK_ITEMS = 1024
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
@@ -220,6 +222,8 @@ class Space:
         # int8 copies of the rows for the reduced-precision candidate scan (see _scan).
         self._codes = np.zeros((0, config.dimension), np.int8)
         self._scales = np.zeros(0, np.float32)
+        self._spare: _Spare | None = None  # arrays prepared for the next growth (see _grow)
+        self._growing = False  # a thread prepares them
         self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
         self._priming = priming_mod.PrimingState()
         # Interference inputs per recalled memory, caught up lazily with what was stored
@@ -429,28 +433,50 @@ class Space:
         return row
 
     def _grow(self, capacity: int) -> None:
-        # New arrays, old ones left intact: a reader holding a view keeps valid data.
+        """Make the row arrays ``capacity`` rows long (caller holds the lock). New arrays, old
+        ones left intact: a reader holding a view keeps valid data. With arrays prepared
+        ahead (see _grow_ahead) only the rows appended since and the tombstones are copied
+        here: a growth to 131,072 rows took 0.2-0.4 s under the locks, most of it page
+        faults of the fresh arrays."""
         n = self._n
-        d = self.config.dimension
-        matrix = np.zeros((capacity, d), np.float32)
-        matrix[:n] = self._matrix[:n]
-        self._matrix = matrix
-        self._inv_norms = _resized(self._inv_norms, n, capacity)
-        self._alive = _resized(self._alive, n, capacity)
-        self._created = _resized(self._created, n, capacity)
-        self._episodic = _resized(self._episodic, n, capacity)
-        keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
-        keys[:n] = self._lsh_keys[:n]
-        self._lsh_keys = keys
-        codes = np.zeros((capacity, d), np.int8)
-        codes[:n] = self._codes[:n]
-        self._codes = codes
-        self._scales = _resized(self._scales, n, capacity)
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.capacity >= capacity and spare.source is self._matrix:
+            start, arrays = spare.rows, spare.arrays
+        else:
+            start, arrays = 0, {name: _empty_rows(getattr(self, name), capacity) for name in _ROW_ARRAYS}
+        for name, array in arrays.items():
+            first = 0 if name == "_alive" else start  # tombstones change rows in place
+            array[first:n] = getattr(self, name)[first:n]
+            setattr(self, name, array)
         self._row_ids = list(self._row_ids)
 
+    def _grow_ahead(self, source: dict[str, np.ndarray], rows: int, capacity: int) -> None:
+        """Background thread: new arrays of ``capacity`` rows holding the first ``rows`` of
+        ``source`` (rows that never change but for tombstones), for the next _grow."""
+        arrays = {}
+        for name, old in source.items():
+            array = _empty_rows(old, capacity)
+            array[:rows] = old[:rows]
+            array[rows : old.shape[0]] = 0  # faulted in now, not when _grow copies the rows to come
+            arrays[name] = array
+        with self._lock:
+            self._growing = False
+            if self._matrix is source["_matrix"]:  # not grown nor compacted meanwhile
+                self._spare = _Spare(source=source["_matrix"], rows=rows, capacity=capacity, arrays=arrays)
+
     def _compact_if_sparse(self) -> None:
+        """Upkeep of the row arrays after a write (caller holds the lock): compacted when a
+        quarter of the rows are dead; when three quarters full, the next growth is
+        prepared on a background thread (see _grow)."""
+        capacity = self._matrix.shape[0]
+        if capacity >= GROW_AHEAD_ROWS_MIN and self._n * 4 >= capacity * 3 and self._spare is None and not self._growing:
+            self._growing = True
+            source = {name: getattr(self, name) for name in _ROW_ARRAYS}
+            threading.Thread(target=self._grow_ahead, args=(source, self._n, 2 * capacity),
+                             name=f"grow:{self.id}", daemon=True).start()
         if self._n < _COMPACT_MIN_ROWS or self._dead * 4 < self._n:
             return
+        self._spare = None
         keep = np.nonzero(self._alive[: self._n])[0]
         capacity = max(1024, 2 * len(keep))
         d = self.config.dimension
@@ -2193,6 +2219,25 @@ def _row_mask(view: _View, query: _Query) -> np.ndarray:
         mask &= created < query.before
     return mask
 
+
+
+# The arrays with one entry per row (see Space._grow).
+_ROW_ARRAYS = ("_matrix", "_inv_norms", "_alive", "_created", "_episodic", "_lsh_keys", "_codes", "_scales")
+
+
+def _empty_rows(array: np.ndarray, capacity: int) -> np.ndarray:
+    """Zeros shaped like ``array`` but ``capacity`` rows long."""
+    return np.zeros((capacity,) + array.shape[1:], array.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spare:
+    """Arrays prepared for the next growth (see Space._grow_ahead)."""
+
+    source: np.ndarray  # the matrix they were copied from: valid while it is the space's
+    rows: int  # rows copied
+    capacity: int
+    arrays: dict[str, np.ndarray]
 
 
 def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:
