@@ -178,7 +178,7 @@ def test_batched_replay_equals_applying_records_one_by_one(tmp_path: Path, monke
 @pytest.mark.parametrize("count", [5, 300, 3000])  # codes as bin 8, 16, 32
 def test_snapshot_metadata_is_msgpack_of_it(tmp_path: Path, monkeypatch, count: int) -> None:
     monkeypatch.setattr(snapshot, "_CHUNK_BYTES", 1000)  # rows written in many chunks
-    monkeypatch.setattr(space_mod, "SNAPSHOT_CHUNK_ITEMS", 16)  # items sorted in many runs, then merged
+    monkeypatch.setattr(space_mod, "SNAPSHOT_RUN_ITEMS", 64)  # items sorted in many runs, then merged
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", dimension=D, dedup_threshold=None)
         # Stored out of id order (a permutation of m0000...), so that the runs need merging.

@@ -82,8 +82,8 @@ REPLAY_BATCH_RECORDS = 1024
 REPLAY_WORKERS = 2
 # From this many rows, the arrays' next growth is prepared in the background (see Space._grow).
 GROW_AHEAD_ROWS_MIN = 8192
-# A checkpoint reads this many items' fields per hold of the space lock (see Space._snapshot_state).
-SNAPSHOT_CHUNK_ITEMS = 1024
+# A checkpoint sorts its items in runs of this many, then merges them (see Space._snapshot_state).
+SNAPSHOT_RUN_ITEMS = 4096
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
 # writing, and at close.
 CHECKPOINT_WAL_MIN = 64 * 1024 * 1024
@@ -1692,12 +1692,11 @@ class Space:
         )
 
     def _snapshot_state(self, capture: "_Capture") -> tuple[dict[str, Any], snapshot.Rows]:
-        """A checkpoint's metadata and embeddings from a capture, without the locks (but for
-        short holds of the space lock while items' fields are read, against touches).
-        Items are ordered by id, so the bytes depend on the state only."""
+        """A checkpoint's metadata and embeddings from a capture, without the locks. Items
+        are ordered by id, so the bytes depend on the state only."""
         # Sorted in runs, then merged, and the row map built in parts: one sorted() or
         # dict() of 100k holds the GIL for 30-50 ms, every thread of the process stalled.
-        step = SNAPSHOT_CHUNK_ITEMS * 4
+        step = SNAPSHOT_RUN_ITEMS
         items = capture.items
         runs = [sorted(items[start : start + step], key=_item_id) for start in range(0, len(items), step)]
         ordered = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=_item_id))
@@ -1716,15 +1715,17 @@ class Space:
         # until the end made it rescan the heap, tripling the time).
         pack = rec.fields_packer()
         packed: List[bytes] = []
-        for start in range(0, len(ordered), SNAPSHOT_CHUNK_ITEMS):
-            with self._lock:  # a touch changes three fields: read them all before it or after its save
-                for item in ordered[start : start + SNAPSHOT_CHUNK_ITEMS]:
-                    values = rec.item_fields_packed(item)
-                    before = saved.get(id(item))
-                    if before is not None:
-                        last, count, stability = before
-                        values = values[:4] + (last, count) + values[6:17] + (stability,)
-                    packed.append(pack(values))
+        for item in ordered:
+            # Without the lock: a touch saves an item's values before it changes them, so
+            # when ``saved`` has no entry *after* the item was read, what was read is its
+            # value at the capture (and with one, the entry is). A lock held per chunk of
+            # items instead was held up to 0.2 s whenever the GIL went elsewhere.
+            values = rec.item_fields_packed(item)
+            before = saved.get(id(item))
+            if before is not None:
+                last, count, stability = before
+                values = values[:4] + (last, count) + values[6:17] + (stability,)
+            packed.append(pack(values))
         fields = snapshot.PackedArray(len(packed), b"".join(packed))
         meta = {
             "version": 1,
