@@ -238,3 +238,24 @@ def test_a_snapshot_of_an_older_version_still_loads(tmp_path: Path) -> None:
         assert all(it.stability == 1.0 for it in sp._items.values())
         # The recomputed keys find duplicates: storing m005 again is a dedup hit.
         assert sp.remember("m005 again", embedding=vec(5), confidence=0.1) == "m005"
+
+
+def test_a_copied_graph_and_the_graph_change_independently() -> None:
+    from engram.memory.graph import AssociationGraph
+
+    graph = AssociationGraph()
+    for i in range(50):
+        graph.associate(f"n{i:02d}", f"n{(i * 7 + 1) % 50:02d}", 0.5 + i / 100)
+    copy = graph.copy()
+    before = copy.edges()
+    graph.associate("n01", "n02", 0.9)  # a shared neighbour dict, changed
+    graph.remove_node("n03")  # shared dicts of its neighbours, changed
+    graph.associate("new1", "new2", 0.3)
+    assert copy.edges() == before
+    after = graph.edges()
+    assert ("n01", "n02", 0.9) in after and all("n03" not in edge[:2] for edge in after)
+    copy.associate("n04", "n05", 0.1)
+    copy.remove_node("n06")
+    assert graph.edges() == after
+    again = graph.copy()
+    assert again.edges() == after and again.spread(["n01"], 2, 0.7) == graph.spread(["n01"], 2, 0.7)
