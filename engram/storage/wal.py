@@ -345,7 +345,12 @@ def _map(path: Path) -> mmap.mmap | bytes:
     than decoding its records (page faults of the copy)."""
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        return mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+        if not size:
+            return b""
+        data = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+    if hasattr(mmap, "MADV_WILLNEED"):
+        data.madvise(mmap.MADV_WILLNEED)  # read ahead the whole segment, not a page fault at a time
+    return data
 
 
 def _unmap(data: mmap.mmap | bytes) -> None:
