@@ -52,7 +52,7 @@ def test_payload_is_the_documented_msgpack(item, values, replaces) -> None:
                                 "r": replaces}, use_bin_type=True)
     assert rec.encode_remember(item, embedding, replaces) == documented
     for impl in IMPLS:
-        assert impl.remember_payload(rec._item_fields_packed(item), embedding, replaces) == documented
+        assert impl.remember_payload(rec.item_fields_packed(item), embedding, replaces) == documented
     if embedding is not None:
         decoded, vector, got_replaces = rec.decode_remember(documented, embedding.shape[0])
         assert decoded == item

