@@ -55,28 +55,9 @@ def encode_record(int rtype, int flags, object lsn, object timestamp_ns, payload
     cdef const unsigned char[::1] body = payload
     cdef size_t length = body.shape[0]
     _check_encode_args(rtype, flags, lsn, timestamp_ns, length)
-    cdef uint32_t magic = RECORD_MAGIC
-    cdef uint8_t version = RECORD_VERSION
-    cdef uint8_t rt = rtype
-    cdef uint16_t fl = flags
-    cdef uint64_t l = lsn
-    cdef int64_t ts = timestamp_ns
-    cdef uint32_t plen = length
-    cdef uint32_t pcrc = engram_crc32c(0, &body[0] if length else NULL, length)
     out = PyBytes_FromStringAndSize(NULL, HEAD + length)
-    cdef char *o = PyBytes_AS_STRING(out)
-    _put(o, &magic, 4)
-    _put(o + 4, &version, 1)
-    _put(o + 5, &rt, 1)
-    _put(o + 6, &fl, 2)
-    _put(o + 8, &l, 8)
-    _put(o + 16, &ts, 8)
-    _put(o + 24, &plen, 4)
-    _put(o + 28, &pcrc, 4)
-    cdef uint32_t hcrc = engram_crc32c(0, <const unsigned char *>o, HEAD_BODY)
-    _put(o + 32, &hcrc, 4)
-    if length:
-        memcpy(o + HEAD, &body[0], length)
+    _write_record(PyBytes_AS_STRING(out), <uint8_t>rtype, <uint16_t>flags, <uint64_t>lsn, <int64_t>timestamp_ns,
+                  <const char *>&body[0] if length else NULL, <uint32_t>length)
     return out
 
 
@@ -85,11 +66,11 @@ cdef enum:
     RECORDS_NOGIL_BYTES = 262144
 
 
-cdef inline void _write_record(char *o, uint8_t rt, uint64_t l, int64_t ts, const char *payload,
+cdef inline void _write_record(char *o, uint8_t rt, uint16_t fl, uint64_t l, int64_t ts, const char *payload,
                                uint32_t plen) noexcept nogil:
+    """A record (header, then payload) at ``o``, which has room for HEAD + plen bytes."""
     cdef uint32_t magic = RECORD_MAGIC_C
     cdef uint8_t version = RECORD_VERSION_C
-    cdef uint16_t fl = 0
     cdef uint32_t pcrc = engram_crc32c(0, <const unsigned char *>payload if plen else NULL, plen)
     _put(o, &magic, 4)
     _put(o + 4, &version, 1)
@@ -152,11 +133,11 @@ def encode_records_into(out, entries, first_lsn, timestamp_ns):
         if need >= RECORDS_NOGIL_BYTES:
             with nogil:
                 for i in range(n):
-                    _write_record(o + position, types[i], lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
+                    _write_record(o + position, types[i], 0, lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
                     position += HEAD + lengths[i]
         else:
             for i in range(n):
-                _write_record(o + position, types[i], lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
+                _write_record(o + position, types[i], 0, lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
                 position += HEAD + lengths[i]
         return need
     finally:
