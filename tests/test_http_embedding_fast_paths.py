@@ -4,7 +4,7 @@ Proves: (1) ``to_embedding(..., bools_possible=False)`` (NumPy's type inference 
 the type check) returns the same float32 bits as the item-by-item path for valid
 arrays, and the same error (status, message, field) for invalid ones: wrong length,
 strings, nulls, nested arrays, values too large for float32, all zeros, huge
-integers. (2) ``list_embeddings`` (JSON bulk bodies, all rows converted together)
+integers. (2) ``list_embeddings`` (JSON bulk bodies, each row read by ``_core.float_list_f32``)
 yields, through ``parse_remember``, exactly the keyword arguments and the first error
 of the per-item path, including an item whose line holds ``true``. (3) A msgpack bulk
 body read through the large-body buffer and the in-place unpacker, and a JSON lines

@@ -833,7 +833,7 @@ def _parse_bulk(raw: bytes | memoryview, ctype: str, items_max: int, dim: int, s
     if sources is None:
         rows = S.packed_embeddings(items, dim)
     else:
-        rows = S.list_embeddings(items, dim, sources)
+        rows = S.list_embeddings(items, dim)
     kws = []
     content_max = S.CONTENT_BYTES_MAX
     for i, item in enumerate(items):
@@ -888,7 +888,8 @@ def _decode_bulk(raw: bytes, ctype: str, items_max: int) -> list[Any]:
 
 def _decode_bulk_sources(raw: bytes | memoryview, ctype: str, items_max: int) -> tuple[list[Any], list[bytes] | bytes | None]:
     """``_decode_bulk``, plus the JSON text each item came from (a list for JSON lines,
-    the whole body for a JSON array, None for msgpack), for ``S.list_embeddings``."""
+    the whole body for a JSON array), or None for msgpack, whose embeddings _parse_bulk
+    reads with ``S.packed_embeddings`` (JSON's with ``S.list_embeddings``)."""
     example = '{"content": "a fact", "embedding": [...768 numbers...], "confidence": 0.9} (one per line)'
     sources: list[bytes] | bytes | None = None
     if ctype in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack"):
