@@ -149,27 +149,35 @@ def bench_stall(directory: Path, n: int, seconds: float) -> dict[str, Any]:
     return {"n_start": n, "n_end": rows, "no_checkpoint": quiet, "checkpointing": busy}
 
 
+def _timed_reopens(path: Path, repeat: int) -> tuple[list[float], list[float], int, int]:
+    """Open the space at ``path`` ``repeat`` times: wall and CPU seconds of each open, the
+    records the last one replayed and the memories it holds."""
+    times: list[float] = []
+    cpu: list[float] = []
+    replayed = count = 0
+    for _ in range(repeat):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        with engram.open(path) as db:
+            sp = db.space("bench")
+            times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+            replayed = sp.recovery.records
+            count = len(sp)
+    return times, cpu, replayed, count
+
+
 def bench_replay(path: Path, records: int, repeat: int = 1) -> dict[str, Any]:
     """Reopen a space whose whole state is in its log ``repeat`` times (built at ``path``
     first unless it is there: another version of the code can replay the same log)."""
     saved = space_mod.CHECKPOINT_WAL_MIN, space_mod.CHECKPOINT_AT_CLOSE_MIN
     space_mod.CHECKPOINT_WAL_MIN = space_mod.CHECKPOINT_AT_CLOSE_MIN = 10**15  # leave the whole log
-    times = []
     try:
         if not (path / "bench").exists():
             vectors = np.random.default_rng(3).standard_normal((records, 768), dtype=np.float32)
             with engram.open(path) as db:
                 sp = db.space("bench", durability="async", checkpoint_wal_bytes=10**15)
                 _fill(sp, vectors, 0, records)
-        cpu = []
-        for _ in range(repeat):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            with engram.open(path) as db:
-                sp = db.space("bench")
-                times.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
-                replayed = sp.recovery.records
-                count = len(sp)
+        times, cpu, replayed, count = _timed_reopens(path, repeat)
     finally:
         space_mod.CHECKPOINT_WAL_MIN, space_mod.CHECKPOINT_AT_CLOSE_MIN = saved
     assert count == replayed, (count, replayed)
@@ -203,17 +211,8 @@ def bench_crash(path: Path, records: int, repeat: int = 1) -> dict[str, Any]:
                        check=False)
     saved = space_mod.CHECKPOINT_AT_CLOSE_MIN
     space_mod.CHECKPOINT_AT_CLOSE_MIN = 10**15  # leave the directory as the crash left it
-    times = []
-    cpu = []
     try:
-        for _ in range(repeat):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            with engram.open(path) as db:
-                sp = db.space("bench")
-                times.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
-                replayed = sp.recovery.records
-                count = len(sp)
+        times, cpu, replayed, count = _timed_reopens(path, repeat)
     finally:
         space_mod.CHECKPOINT_AT_CLOSE_MIN = saved
     assert count == records, count
