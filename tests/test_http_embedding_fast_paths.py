@@ -1,8 +1,8 @@
 """The fast embedding checks of the HTTP boundary give the answers of the careful ones.
 
-Proves: (1) ``to_embedding(..., bools_possible=False)`` (NumPy's type inference as
-the type check) returns the same float32 bits as the item-by-item path for valid
-arrays, and the same error (status, message, field) for invalid ones: wrong length,
+Proves: (1) ``to_embedding`` (the C reader ``_core.float_list_f32`` for the plain
+case) returns the same float32 bits as its item-by-item path (the C reader turned
+off) for valid arrays, and the same error (status, message, field) for invalid ones: wrong length,
 strings, nulls, nested arrays, values too large for float32, all zeros, huge
 integers. (2) ``list_embeddings`` (JSON bulk bodies, each row read by ``_core.float_list_f32``)
 yields, through ``parse_remember``, exactly the keyword arguments and the first error
@@ -61,29 +61,29 @@ def _json_roundtrip(v):
         return json.loads(text), text
 
 
+def _careful(v) -> tuple:
+    """to_embedding's outcome on its item-by-item path (the C reader declining everything)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(S._core, "float_list_f32", lambda values, dim: None)
+        return _outcome(lambda: S.to_embedding(v, "embedding", DIM))
+
+
 @settings(max_examples=400, deadline=None)
 @given(_vector)
 def test_fast_check_matches_careful_check(v):
-    value, text = _json_roundtrip(v)
-    bools = b"true" in text or b"false" in text
-    careful = _outcome(lambda: S.to_embedding(value, "embedding", DIM))
-    fast = _outcome(lambda: S.to_embedding(value, "embedding", DIM, bools_possible=bools))
-    assert fast == careful
+    value, _ = _json_roundtrip(v)
+    assert _outcome(lambda: S.to_embedding(value, "embedding", DIM)) == _careful(value)
 
 
 def test_fast_check_on_edge_cases():
     for bad in ([1.0] * (DIM - 1) + ["x"], [1.0] * (DIM - 1) + [None], [0] * DIM, [1e39] + [1.0] * (DIM - 1),
-                [1.0] * (DIM - 1) + [[1.0]]):
-        careful = _outcome(lambda: S.to_embedding(bad, "embedding", DIM))
-        assert careful[0] == "error"
-        assert _outcome(lambda: S.to_embedding(bad, "embedding", DIM, bools_possible=False)) == careful
-    # A boolean is not a number, although NumPy would take True as 1.0.
-    with_bool = [1.5] * (DIM - 1) + [True]
-    assert _outcome(lambda: S.to_embedding(with_bool, "embedding", DIM))[0] == "error"
-    # Integers beyond int64 are numbers too (NumPy gives an object array: the careful path takes them).
+                [1.0] * (DIM - 1) + [[1.0]], [1.5] * (DIM - 1) + [True], [3.1e38] + [1.0] * (DIM - 1)):
+        careful = _careful(bad)
+        assert careful[0] == "error"  # a boolean is not a number, although NumPy would take True as 1.0
+        assert _outcome(lambda: S.to_embedding(bad, "embedding", DIM)) == careful
+    # Integers beyond int64 are numbers too: read to the nearest float64, as the careful path does.
     big = [2**70] + [1] * (DIM - 1)
-    assert _outcome(lambda: S.to_embedding(big, "embedding", DIM, bools_possible=False)) == \
-        _outcome(lambda: S.to_embedding(big, "embedding", DIM))[:3]
+    assert _outcome(lambda: S.to_embedding(big, "embedding", DIM)) == _careful(big)
 
 
 def test_recall_query_string_refuses_booleans():

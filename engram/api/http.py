@@ -270,7 +270,7 @@ def create_app(svc: Service) -> Starlette:
         body = S.parse_json(raw)  # type: ignore[arg-type]
         S.require_object(body, "body", S.REMEMBER_EXAMPLE)
         space_id = ctx.space_id(body)
-        kw = S.parse_remember(body, dim=await svc.dimension_of(space_id), bools_possible=b"true" in raw or b"false" in raw)
+        kw = S.parse_remember(body, dim=await svc.dimension_of(space_id))
         if kw.get("embedding") is None:
             vectors = await svc.embed(space_id, [kw["content"]])
             if vectors is not None:
