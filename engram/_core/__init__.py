@@ -44,6 +44,7 @@ __all__ = [
     "topk_cosine_batch",
     "row_inv_norms",
     "embedding_f32",
+    "stack_rows_f32",
     "float_list_f32",
     "float_array_text",
     "prepare_rows",
@@ -72,6 +73,7 @@ if os.environ.get("ENGRAM_PURE") == "1":
         screen_batch,
         dedup_matches,
         embedding_f32,
+        stack_rows_f32,
         float_array_text,
         float_list_f32,
         lsh_keys,
@@ -101,7 +103,7 @@ else:
         from engram._core._walcodec import crc32c, decode_record, encode_record, encode_records_into
         from engram._core._dedup import base_index, dedup_matches, lsh_keys, pair_scores, quantize_rows, slot_insert
         from engram._core._linkage import cosine_distances, linkage
-        from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms
+        from engram._core._store import batch_pairs, embedding_f32, prepare_rows, remember_payload, row_inv_norms, stack_rows_f32
         from engram._core._json import float_array_text, float_list_f32
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(

@@ -309,6 +309,18 @@ def row_inv_norms(matrix: np.ndarray) -> np.ndarray:
 # The store path (compiled: _store.pyx, store.h)
 
 
+def stack_rows_f32(vectors: list, dimension: int) -> np.ndarray:
+    """The (len(vectors), dimension) float32 C-contiguous matrix whose rows are
+    ``vectors`` (a non-empty list of float32 (dimension,) arrays), in order; a new
+    array. ValueError for an empty list or a vector of another shape or dtype."""
+    if not vectors:
+        raise ValueError("stack_rows_f32 needs at least one vector")
+    for vector in vectors:
+        if not isinstance(vector, np.ndarray) or vector.dtype != np.float32 or vector.shape != (dimension,):
+            raise ValueError(f"stack_rows_f32 takes float32 ({dimension},) arrays")
+    return np.ascontiguousarray(np.stack(vectors))
+
+
 def embedding_f32(value: object, dimension: int) -> np.ndarray:
     """A new C-contiguous float32 (dimension,) array equal to ``value``, or EmbeddingValueError.
 

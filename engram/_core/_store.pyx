@@ -191,6 +191,39 @@ def embedding_f32(value, Py_ssize_t dimension):
     return _ref.embedding_f32(value, dimension)
 
 
+def stack_rows_f32(vectors, Py_ssize_t dimension):
+    """See ``engram._core._ref.stack_rows_f32``: same contract and result, compiled.
+
+    Copies with memcpy and keeps the GIL: np.stack releases it for every row it
+    copies, and a group-commit leader stacking its batch lost the GIL to a writer
+    thread at each row, then waited to get it back."""
+    if not PyList_CheckExact(vectors):
+        return _ref.stack_rows_f32(vectors, dimension)
+    cdef Py_ssize_t n = PyList_GET_SIZE(vectors)
+    cdef Py_ssize_t i
+    cdef cnp.ndarray row
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(vectors, i)
+        if type(item) is not np.ndarray:
+            return _ref.stack_rows_f32(vectors, dimension)
+        row = <cnp.ndarray>item
+        if not (cnp.PyArray_TYPE(row) == cnp.NPY_FLOAT32 and cnp.PyArray_NDIM(row) == 1
+                and cnp.PyArray_DIM(row, 0) == dimension and cnp.PyArray_IS_C_CONTIGUOUS(row)
+                and cnp.PyArray_ISNOTSWAPPED(row)):
+            return _ref.stack_rows_f32(vectors, dimension)
+    if n == 0 or n * dimension > PREPARE_NOGIL_VALUES:
+        return _ref.stack_rows_f32(vectors, dimension)  # none, or a bulk batch: np.stack may release the GIL
+    cdef cnp.npy_intp dims[2]
+    dims[0] = n
+    dims[1] = dimension
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+    cdef char *o = <char *>cnp.PyArray_DATA(out)
+    cdef size_t row_bytes = dimension * sizeof(float)
+    for i in range(n):
+        memcpy(o + i * row_bytes, cnp.PyArray_DATA(<cnp.ndarray>PyList_GET_ITEM(vectors, i)), row_bytes)
+    return out
+
+
 def row_inv_norms(matrix):
     """See ``engram._core._ref.row_inv_norms``: same contract, same bits, compiled."""
     _ref._check_rows_f32(matrix)

@@ -2129,7 +2129,7 @@ class _StorePlan:
             if given is not None and len(vectors) == len(prepared):
                 stacked = given
             else:
-                stacked = vectors[0].reshape(1, -1) if len(vectors) == 1 else np.stack(vectors)
+                stacked = vectors[0].reshape(1, -1) if len(vectors) == 1 else _core.stack_rows_f32(vectors, space.config.dimension)
             inv_norms, codes, scales, keys = space._dedup.prepare(stacked)
             self.stacked, self.inv_norms, self.codes, self.scales, self.keys = stacked, inv_norms, codes, scales, keys
             if threshold is not None:
