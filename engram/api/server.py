@@ -26,7 +26,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Settings
 from ..net._trio.node import MembershipConfig, serve_membership
-from . import tcp_server
+from . import h11_validation, tcp_server
 from .gc_policy import GcPauseRecorder, serve_gc_policy
 from .http import create_app
 from .service import Service
@@ -144,6 +144,7 @@ async def serve(
                 except trio.RunFinishedError:
                     pass
             tcp_server.install()  # a connection's close must not race its sends (see tcp_server.py)
+            h11_validation.install()  # long recall URLs checked without two regex passes (see h11_validation.py)
             async with trio.open_nursery() as http_nursery:
                 binds = await http_nursery.start(lambda task_status: hypercorn_serve(
                     app, _hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status))
