@@ -106,6 +106,12 @@ class WriteAheadLog:
         # the whole crowd (32 writers woken per fsync cost more than the fsync).
         self._waiters: list[tuple[int, threading.Event]] = []
         self._closed = False
+        # The first failed fdatasync, kept: Linux reports a writeback error once and may
+        # drop the pages it could not write, so a later fdatasync that returns 0 proves
+        # nothing about the records before it. From then on the log acknowledges and
+        # accepts nothing (PostgreSQL's answer to "fsyncgate"); reopening replays what
+        # really is on disk.
+        self._sync_error: OSError | None = None
         self._flusher: threading.Thread | None = None
         self._encode_buffer = np.empty(0, np.uint8)
         self._flusher_stop = threading.Event()
@@ -222,6 +228,7 @@ class WriteAheadLog:
         """
         if self._closed:
             raise ClosedError("the write-ahead log is closed")
+        self._raise_if_sync_failed()
         assert entries
         # The records go straight into one buffer: a bytes object per record plus their
         # joined copy were 32 MB of fresh memory for a bulk batch of 5,000, each 4 KB
@@ -264,6 +271,7 @@ class WriteAheadLog:
                     return
                 if self._closed:
                     raise ClosedError("the write-ahead log is closed")
+                self._raise_if_sync_failed()
                 if self._syncing:
                     event: threading.Event | None = threading.Event()
                     self._waiters.append((lsn, event))
@@ -278,8 +286,10 @@ class WriteAheadLog:
                 continue  # durable now, or chosen to lead the next sync
             try:
                 os.fdatasync(fd)
-            except BaseException:
+            except BaseException as exc:
                 with self._sync_cond:
+                    if isinstance(exc, OSError) and self._sync_error is None:
+                        self._sync_error = exc
                     self._syncing = False
                     self._wake_locked(everyone=True)  # each retries; the error reaches them too
                 raise
@@ -289,6 +299,15 @@ class WriteAheadLog:
                 if target > self._durable_lsn:
                     self._durable_lsn = target
                 self._wake_locked()
+
+    def _raise_if_sync_failed(self) -> None:
+        error = self._sync_error
+        if error is not None:
+            raise OSError(
+                error.errno,
+                f"the write-ahead log in {self.directory} failed to sync ({error}); records written before "
+                f"that may not be on disk, so nothing more is acknowledged: reopen the database",
+            )
 
     def _wake_locked(self, everyone: bool = False) -> None:
         """Wake the waiters that are durable now, and one more to lead the next sync."""
@@ -315,7 +334,14 @@ class WriteAheadLog:
         with self._sync_cond:
             while self._syncing:
                 self._sync_cond.wait()
-            os.fdatasync(self._fd)
+            self._raise_if_sync_failed()
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                if self._sync_error is None:
+                    self._sync_error = exc
+                self._wake_locked(everyone=True)
+                raise
             self.fsync_count += 1
             self._durable_lsn = self._written_lsn
             os.close(self._fd)
@@ -351,12 +377,14 @@ class WriteAheadLog:
         if self._flusher is not None:
             self._flusher.join()
         if self._fd >= 0:
-            self.sync()
-            with self._sync_cond:
-                self._closed = True
-                os.close(self._fd)
-                self._fd = -1
-                self._wake_locked(everyone=True)
+            try:
+                self.sync()  # raises if a sync failed: what it wrote may not be on disk
+            finally:
+                with self._sync_cond:
+                    self._closed = True
+                    os.close(self._fd)
+                    self._fd = -1
+                    self._wake_locked(everyone=True)
         self._closed = True
 
 
