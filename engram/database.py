@@ -183,9 +183,16 @@ class Database:
                 return
             self._closed = True
             spaces = list(self._spaces.values())
+        first_error: BaseException | None = None
         try:
             for space in spaces:
-                space.close()
+                # Every space is closed even if one fails: one left open would go on
+                # writing after the lock below is released.
+                try:
+                    space.close()
+                except Exception as exc:
+                    first_error = first_error or exc
+                    continue
                 if space._failed is None:
                     try:
                         self._write_summary(space)
@@ -193,6 +200,8 @@ class Database:
                         pass  # the space is closed and durable; the next listing opens it
         finally:
             self._lock_file.release()
+        if first_error is not None:
+            raise first_error
 
     @staticmethod
     def _read_space_file(directory: Path) -> dict[str, Any] | None:

@@ -1895,6 +1895,10 @@ class Space:
                 self.checkpoint()
             except ClosedError:
                 return
+            except Exception:
+                # Only a shorter replay is lost (the log holds every write): the space must
+                # still close, or it stays writable after the database released its lock.
+                logging.getLogger("engram.space").exception("space %s: checkpoint at close failed", self.id)
         with self._write_lock, self._lock:
             if self._closed:
                 return
