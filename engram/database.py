@@ -49,13 +49,13 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> None:
         self.path = Path(path)
+        SpaceConfig(**defaults)  # validate the defaults now, not at first use (and before locking)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file = DirectoryLock(self.path)
         self._lock_file.acquire()
         self._now_ns = _clock_ns(clock)
         self._salvage = salvage
         self._defaults = defaults
-        SpaceConfig(**defaults)  # validate the defaults now, not at first use
         self._spaces: dict[str, Space] = {}
         self._guard = threading.Lock()
         self._closed = False
