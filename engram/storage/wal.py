@@ -74,6 +74,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_directory(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, durably: the parent of each directory
+    it creates is fsync'd after, so that a power failure cannot take a new directory (and
+    the fsync'd files in it) away. Raises OSError."""
+    path = Path(path)
+    created = []
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        created.append(ancestor)
+        ancestor = ancestor.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in reversed(created):
+        _fsync_dir(directory.parent)
+
+
 class WriteAheadLog:
     """The log of one space. Thread-safe for ``wait_durable``; ``append`` needs the caller's lock."""
 
@@ -89,7 +104,7 @@ class WriteAheadLog:
         assert segment_bytes_max >= 4096
         assert flush_interval_ms >= 1
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
         self.segment_bytes_max = segment_bytes_max
         self.durability = durability
         self.flush_interval_ms = flush_interval_ms
@@ -184,6 +199,9 @@ class WriteAheadLog:
             _truncate(path, offset)
             for _, later in segments[position + 1 :]:
                 later.rename(later.with_suffix(".corrupt"))
+            # Durable before new records reuse their LSNs: back as .wal after a power
+            # failure, they would break the order of the log (a CorruptionError at open).
+            _fsync_dir(self.directory)
             break
         report.last_lsn = last_lsn
         self._open_for_append(last_lsn)
