@@ -6,7 +6,9 @@ all inside the snapshot, so damage in them (a flipped byte) neither stops the sp
 from opening nor, with ``salvage=True``, costs the intact, acknowledged records
 written after the checkpoint. How: a child process blocks its checkpoint just before
 ``drop_through``, stores more memories, prints each acknowledged id and is killed;
-the parent flips a byte in the covered segment and reopens.
+the parent flips a byte in the covered segment and reopens. Also: a checkpoint
+killed after writing its snapshot under the temporary name, before the rename, leaves
+no file that stays forever (each would hold the space's size on disk).
 """
 
 from __future__ import annotations
@@ -95,3 +97,43 @@ def test_damage_in_a_segment_the_checkpoint_covers_costs_no_acknowledged_write(t
                 m = sp.get(f"m{i}")
                 assert m is not None, f"m{i} lost (salvage={salvage})"
                 assert m.embedding.tobytes() == vec(i).tobytes()
+
+
+CHILD_KILLED_BEFORE_RENAME = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    import engram
+
+    def stuck_replace(source, target):
+        print("snapshot written", flush=True)
+        time.sleep(60)  # killed here: the whole snapshot sits under its temporary name
+
+    db = engram.open(sys.argv[1])
+    sp = db.space("agent-1", dedup_threshold=None)
+    for i in range(20):
+        sp.remember(f"memory {i}", embedding=np.random.default_rng(i).standard_normal(768).astype(np.float32), id=f"m{i}")
+    os.replace = stuck_replace
+    sp.checkpoint()
+    """
+)
+
+
+def test_a_checkpoint_killed_before_its_rename_leaves_no_file_behind_for_good(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    child = subprocess.Popen([sys.executable, "-c", CHILD_KILLED_BEFORE_RENAME, str(data)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=engram_env())
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "snapshot written"
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    space = data / "agent-1"
+    assert len(list(space.glob("*.tmp"))) == 1 and not list(space.glob("*.snap"))
+    with engram.open(data) as db:
+        sp = db.space("agent-1")
+        assert len(sp) == 20
+        sp.remember("later", embedding=vec(100), id="later")
+        sp.checkpoint()  # at another LSN: the crashed one's file would never be overwritten
+    leftovers = sorted(p.name for p in space.rglob("*.tmp"))
+    assert leftovers == [], f"a crashed checkpoint's file stays forever: {leftovers}"
+

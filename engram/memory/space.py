@@ -269,6 +269,8 @@ class Space:
                 gc.enable()
 
     def _load(self, salvage: bool) -> None:
+        if self.directory.is_dir():
+            snapshot.remove_temporary(self.directory)
         latest = snapshot.latest(self.directory)
         # Room for every row the log could add (each embedded REMEMBER holds its vector), so
         # that replay does not grow the arrays again and again (each growth copies and
