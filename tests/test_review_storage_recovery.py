@@ -8,7 +8,9 @@ written after the checkpoint. How: a child process blocks its checkpoint just be
 ``drop_through``, stores more memories, prints each acknowledged id and is killed;
 the parent flips a byte in the covered segment and reopens. Also: a checkpoint
 killed after writing its snapshot under the temporary name, before the rename, leaves
-no file that stays forever (each would hold the space's size on disk).
+no file that stays forever (each would hold the space's size on disk); and the
+eviction count (stats, the engram_space_evicted metric) is the same after a reopen
+that replays the log as after one that reads a checkpoint.
 """
 
 from __future__ import annotations
@@ -137,3 +139,13 @@ def test_a_checkpoint_killed_before_its_rename_leaves_no_file_behind_for_good(tm
     leftovers = sorted(p.name for p in space.rglob("*.tmp"))
     assert leftovers == [], f"a crashed checkpoint's file stays forever: {leftovers}"
 
+
+def test_evictions_replayed_from_the_log_are_counted(tmp_path: Path) -> None:
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", capacity=3, dedup_threshold=None)
+        for i in range(5):
+            sp.remember(f"memory {i}", embedding=vec(i), id=f"m{i}")
+        before = sp.stats()["evicted"]
+        assert before == 2
+    with engram.open(tmp_path) as db:  # no checkpoint: the count comes from the log
+        assert db.space("agent-1").stats()["evicted"] == before

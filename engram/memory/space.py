@@ -336,8 +336,9 @@ class Space:
                 code = (codes[0], float(scales[0]))
             self._apply_remember(item, embedding, keys, replaces, code=code)
         elif rtype == rec.FORGET:
-            memory_id, _reason = rec.decode_forget(payload)
-            self._apply_forget(memory_id)
+            memory_id, reason = rec.decode_forget(payload)
+            if self._apply_forget(memory_id) and reason == "evicted":
+                self.evicted += 1  # as the store that evicted it counted (a checkpoint keeps the count)
         elif rtype == rec.ASSOCIATE:
             a, b, weight = rec.decode_associate(payload)
             if a in self._items and b in self._items:
