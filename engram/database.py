@@ -22,6 +22,7 @@ from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
 from engram.storage.lock import DirectoryLock
+from engram.storage.wal import make_directory
 
 SPACE_FILE = "space.json"
 # Written when the database closes a space: its memory count and the files (names and
@@ -49,13 +50,13 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        SpaceConfig(**defaults)  # validate the defaults now, not at first use (and before locking)
+        make_directory(self.path)
         self._lock_file = DirectoryLock(self.path)
         self._lock_file.acquire()
         self._now_ns = _clock_ns(clock)
         self._salvage = salvage
         self._defaults = defaults
-        SpaceConfig(**defaults)  # validate the defaults now, not at first use
         self._spaces: dict[str, Space] = {}
         self._guard = threading.Lock()
         self._closed = False
@@ -102,7 +103,7 @@ class Database:
             space_config = SpaceConfig(**settings)
             created_ns = stored["created_ns"] if stored is not None else self._now_ns()
             if stored is None or stored["config"] != space_config.to_json():
-                directory.mkdir(parents=True, exist_ok=True)
+                make_directory(directory)  # durable: the space's acknowledged writes live in it
                 self._write_space_file(directory, {"id": space_id, "created_ns": created_ns, "config": space_config.to_json()})
             space = Space(space_id, directory, space_config, self._now_ns)
             space._open(self._salvage)
@@ -183,9 +184,16 @@ class Database:
                 return
             self._closed = True
             spaces = list(self._spaces.values())
+        first_error: BaseException | None = None
         try:
             for space in spaces:
-                space.close()
+                # Every space is closed even if one fails: one left open would go on
+                # writing after the lock below is released.
+                try:
+                    space.close()
+                except Exception as exc:
+                    first_error = first_error or exc
+                    continue
                 if space._failed is None:
                     try:
                         self._write_summary(space)
@@ -193,6 +201,8 @@ class Database:
                         pass  # the space is closed and durable; the next listing opens it
         finally:
             self._lock_file.release()
+        if first_error is not None:
+            raise first_error
 
     @staticmethod
     def _read_space_file(directory: Path) -> dict[str, Any] | None:

@@ -269,6 +269,8 @@ class Space:
                 gc.enable()
 
     def _load(self, salvage: bool) -> None:
+        if self.directory.is_dir():
+            snapshot.remove_temporary(self.directory)
         latest = snapshot.latest(self.directory)
         # Room for every row the log could add (each embedded REMEMBER holds its vector), so
         # that replay does not grow the arrays again and again (each growth copies and
@@ -334,8 +336,9 @@ class Space:
                 code = (codes[0], float(scales[0]))
             self._apply_remember(item, embedding, keys, replaces, code=code)
         elif rtype == rec.FORGET:
-            memory_id, _reason = rec.decode_forget(payload)
-            self._apply_forget(memory_id)
+            memory_id, reason = rec.decode_forget(payload)
+            if self._apply_forget(memory_id) and reason == "evicted":
+                self.evicted += 1  # as the store that evicted it counted (a checkpoint keeps the count)
         elif rtype == rec.ASSOCIATE:
             a, b, weight = rec.decode_associate(payload)
             if a in self._items and b in self._items:
@@ -1895,6 +1898,10 @@ class Space:
                 self.checkpoint()
             except ClosedError:
                 return
+            except Exception:
+                # Only a shorter replay is lost (the log holds every write): the space must
+                # still close, or it stays writable after the database released its lock.
+                logging.getLogger("engram.space").exception("space %s: checkpoint at close failed", self.id)
         with self._write_lock, self._lock:
             if self._closed:
                 return

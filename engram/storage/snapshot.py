@@ -239,6 +239,14 @@ def _unpack_without_gc(raw: memoryview) -> dict[str, Any]:
             gc.enable()
 
 
+def remove_temporary(directory: Path) -> None:
+    """Delete what checkpoints killed before their rename left (the caller holds the
+    directory lock, so none is being written): never read, and never overwritten by a
+    checkpoint at another LSN, each would take the space's size on disk for good."""
+    for path in directory.glob(f"{PREFIX}*.tmp"):
+        path.unlink()
+
+
 def remove_older(directory: Path, keep: Path) -> None:
     for path in directory.glob(f"{PREFIX}*{SUFFIX}"):
         if path != keep:

@@ -74,6 +74,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_directory(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, durably: the parent of each directory
+    it creates is fsync'd after, so that a power failure cannot take a new directory (and
+    the fsync'd files in it) away. Raises OSError."""
+    path = Path(path)
+    created = []
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        created.append(ancestor)
+        ancestor = ancestor.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in reversed(created):
+        _fsync_dir(directory.parent)
+
+
 class WriteAheadLog:
     """The log of one space. Thread-safe for ``wait_durable``; ``append`` needs the caller's lock."""
 
@@ -89,7 +104,7 @@ class WriteAheadLog:
         assert segment_bytes_max >= 4096
         assert flush_interval_ms >= 1
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
         self.segment_bytes_max = segment_bytes_max
         self.durability = durability
         self.flush_interval_ms = flush_interval_ms
@@ -106,6 +121,12 @@ class WriteAheadLog:
         # the whole crowd (32 writers woken per fsync cost more than the fsync).
         self._waiters: list[tuple[int, threading.Event]] = []
         self._closed = False
+        # The first failed fdatasync, kept: Linux reports a writeback error once and may
+        # drop the pages it could not write, so a later fdatasync that returns 0 proves
+        # nothing about the records before it. From then on the log acknowledges and
+        # accepts nothing (PostgreSQL's answer to "fsyncgate"); reopening replays what
+        # really is on disk.
+        self._sync_error: OSError | None = None
         self._flusher: threading.Thread | None = None
         self._encode_buffer = np.empty(0, np.uint8)
         self._flusher_stop = threading.Event()
@@ -137,6 +158,12 @@ class WriteAheadLog:
         last_lsn = after_lsn
         for position, (first_lsn, path) in enumerate(segments):
             is_last = position == len(segments) - 1
+            if not is_last and segments[position + 1][0] - 1 <= after_lsn:
+                # Every record in it is inside the checkpoint (a crash came between the
+                # snapshot and drop_through): not needed, so not read. Read, damage in
+                # it would stop the space from opening, and salvage would cut the log
+                # there and set aside every later segment, acknowledged writes included.
+                continue
             damage: tuple[int, str, bool] | None = None  # offset, reason, torn tail
             data = _map(path)
             try:
@@ -172,6 +199,9 @@ class WriteAheadLog:
             _truncate(path, offset)
             for _, later in segments[position + 1 :]:
                 later.rename(later.with_suffix(".corrupt"))
+            # Durable before new records reuse their LSNs: back as .wal after a power
+            # failure, they would break the order of the log (a CorruptionError at open).
+            _fsync_dir(self.directory)
             break
         report.last_lsn = last_lsn
         self._open_for_append(last_lsn)
@@ -216,6 +246,7 @@ class WriteAheadLog:
         """
         if self._closed:
             raise ClosedError("the write-ahead log is closed")
+        self._raise_if_sync_failed()
         assert entries
         # The records go straight into one buffer: a bytes object per record plus their
         # joined copy were 32 MB of fresh memory for a bulk batch of 5,000, each 4 KB
@@ -258,6 +289,7 @@ class WriteAheadLog:
                     return
                 if self._closed:
                     raise ClosedError("the write-ahead log is closed")
+                self._raise_if_sync_failed()
                 if self._syncing:
                     event: threading.Event | None = threading.Event()
                     self._waiters.append((lsn, event))
@@ -272,8 +304,10 @@ class WriteAheadLog:
                 continue  # durable now, or chosen to lead the next sync
             try:
                 os.fdatasync(fd)
-            except BaseException:
+            except BaseException as exc:
                 with self._sync_cond:
+                    if isinstance(exc, OSError) and self._sync_error is None:
+                        self._sync_error = exc
                     self._syncing = False
                     self._wake_locked(everyone=True)  # each retries; the error reaches them too
                 raise
@@ -283,6 +317,15 @@ class WriteAheadLog:
                 if target > self._durable_lsn:
                     self._durable_lsn = target
                 self._wake_locked()
+
+    def _raise_if_sync_failed(self) -> None:
+        error = self._sync_error
+        if error is not None:
+            raise OSError(
+                error.errno,
+                f"the write-ahead log in {self.directory} failed to sync ({error}); records written before "
+                f"that may not be on disk, so nothing more is acknowledged: reopen the database",
+            )
 
     def _wake_locked(self, everyone: bool = False) -> None:
         """Wake the waiters that are durable now, and one more to lead the next sync."""
@@ -309,7 +352,14 @@ class WriteAheadLog:
         with self._sync_cond:
             while self._syncing:
                 self._sync_cond.wait()
-            os.fdatasync(self._fd)
+            self._raise_if_sync_failed()
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                if self._sync_error is None:
+                    self._sync_error = exc
+                self._wake_locked(everyone=True)
+                raise
             self.fsync_count += 1
             self._durable_lsn = self._written_lsn
             os.close(self._fd)
@@ -345,12 +395,14 @@ class WriteAheadLog:
         if self._flusher is not None:
             self._flusher.join()
         if self._fd >= 0:
-            self.sync()
-            with self._sync_cond:
-                self._closed = True
-                os.close(self._fd)
-                self._fd = -1
-                self._wake_locked(everyone=True)
+            try:
+                self.sync()  # raises if a sync failed: what it wrote may not be on disk
+            finally:
+                with self._sync_cond:
+                    self._closed = True
+                    os.close(self._fd)
+                    self._fd = -1
+                    self._wake_locked(everyone=True)
         self._closed = True
 
 
