@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from conftest import vec
 from test_http_errors import check_envelope
 
 
@@ -58,3 +59,33 @@ def test_served_schema_states_the_short_text_limit(module_server):
     assert schemas["RememberRequest"]["properties"]["location"]["maxLength"] == 1024
     for name in ("where_location", "why", "how"):
         assert schemas["EpisodeRequest"]["properties"][name]["maxLength"] == 1024
+
+
+WRONG_TYPE_RECALL = [
+    ({"query": "fact", "threshold": [0.9]}, "threshold"),
+    ({"query": "fact", "max_results": {"n": 1}}, "max_results"),
+    ({"query": "fact", "mode": ["spreading"]}, "mode"),
+    ({"query": "fact", "location": {"name": "lab"}}, "location"),
+    ({"query": "fact", "from_time": ["2024-01-01T00:00:00Z"]}, "from_time"),
+    ({"query": {"text": "fact"}}, "query"),
+    ({"query": "fact", "memory_type": [1]}, "memory_type"),
+]
+
+
+@pytest.mark.parametrize("body,field", WRONG_TYPE_RECALL, ids=[c[1] for c in WRONG_TYPE_RECALL])
+def test_post_recall_refuses_filters_of_the_wrong_type(module_server, body, field):
+    """These were dropped without a word: a client filtering by location or threshold
+    got unfiltered results with a 200."""
+    with module_server.client(headers={"X-Memory-Space": "recall-types"}) as c:
+        check_envelope(c.post("/api/v1/memories/recall", json=body), 422, field)
+
+
+def test_post_recall_memory_type_array_filters(module_server):
+    with module_server.client(headers={"X-Memory-Space": "recall-mtype"}) as c:
+        assert c.post("/api/v1/memories/remember", json={"content": "fact one", "embedding": vec(1)}).status_code == 201
+        assert c.post("/api/v1/memories/remember", json={"content": "fact two", "embedding": vec(2),
+                                                          "memory_type": "procedural"}).status_code == 201
+        r = c.post("/api/v1/memories/recall", json={"query": "fact", "memory_type": ["procedural"]})
+        assert r.status_code == 200, r.text
+        got = r.json()["memories"]
+        assert [m["content"] for m in got["vivid"] + got["associated"]] == ["fact two"]

@@ -592,12 +592,40 @@ def param_bool(params: Mapping[str, str], key: str, default: bool = False) -> bo
     raise _value(key, f"{raw!r} is not a boolean", "true or false", f"{key}=true")
 
 
+_RECALL_SCALAR_KEYS = {
+    "query": ("a string", '"mitochondria"'), "q": ("a string", '"mitochondria"'),
+    "content": ("a string", '"mitochondria"'), "text": ("a string", '"mitochondria"'),
+    "max_results": ("an integer", "10"), "limit": ("an integer", "10"),
+    "threshold": ("a number", "0.5"), "confidence_threshold": ("a number", "0.5"),
+    "mode": ("a string", '"similarity"'),
+    "from_time": ("an RFC 3339 time string", EXAMPLE_TIME), "to_time": ("an RFC 3339 time string", EXAMPLE_TIME),
+    "location": ("a string", '"lab"'),
+    "memory_type": ("a string or an array of memory types", '["episodic", "semantic"]'),
+    "memory_types": ("a string or an array of memory types", '["episodic", "semantic"]'),
+}
+
+
 def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_default: float | None = None) -> dict[str, Any]:
     """Recall/query parameters (query string or JSON body) as a validated dict.
 
     Keys: text, embedding, k, threshold (None means the per-cue default), after, before,
     location, memory_types, mode.
     """
+    # A JSON body (POST recall) may hold arrays and objects where a query string holds
+    # text: the scalar fields refuse them (they were dropped, and the filter with them);
+    # memory_type takes an array of type names too.
+    if any(isinstance(v, (list, dict)) for v in params.values()):
+        params = dict(params)
+        for key in _RECALL_SCALAR_KEYS:
+            v = params.get(key)
+            if not isinstance(v, (list, dict)):
+                continue
+            if key in ("memory_type", "memory_types") and isinstance(v, list) and all(isinstance(t, str) for t in v):
+                params[key] = ",".join(v)
+                continue
+            allowed, example = _RECALL_SCALAR_KEYS[key]
+            raise _structure(key, f"expected {allowed}, got {_kind(v)}", allowed, example)
+
     def s(key: str) -> str | None:
         v = params.get(key)
         if v is None:
