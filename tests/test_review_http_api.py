@@ -11,6 +11,8 @@ the client selected (and to a key's spaces). How: a real server process
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -89,3 +91,32 @@ def test_post_recall_memory_type_array_filters(module_server):
         assert r.status_code == 200, r.text
         got = r.json()["memories"]
         assert [m["content"] for m in got["vivid"] + got["associated"]] == ["fact two"]
+
+
+def _listen(server, headers, events, stop_space):
+    with server.client() as c, c.stream("GET", "/api/v1/stream/consolidation", headers=headers, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                doc = json.loads(line[5:])
+                events.append(doc)
+                if doc.get("memory_space_id") == stop_space and "episodes" in doc:
+                    return
+
+
+def test_consolidation_stream_keeps_to_the_selected_space(module_server):
+    """A client watching space A received every space's consolidation events."""
+    events: list[dict] = []
+    with module_server.client() as c:
+        for space in ("watch-a", "other-b"):
+            r = c.post("/api/v1/episodes/remember", headers={"X-Memory-Space": space},
+                       json={"what": "coffee", "when": "2024-01-01T00:00:00Z", "embedding": vec(3)})
+            assert r.status_code == 201, r.text
+        listener = threading.Thread(target=_listen, args=(module_server, {"X-Memory-Space": "watch-a"}, events, "watch-a"), daemon=True)
+        listener.start()
+        time.sleep(0.5)
+        assert c.post("/api/v1/consolidate", headers={"X-Memory-Space": "other-b"}, json={}).status_code == 200
+        assert c.post("/api/v1/consolidate", headers={"X-Memory-Space": "watch-a"}, json={}).status_code == 200
+        listener.join(10)
+    spaces = [e.get("memory_space_id") for e in events[1:]]  # events[0] is the 'connected' hello
+    assert "watch-a" in spaces, events
+    assert set(spaces) == {"watch-a"}, events

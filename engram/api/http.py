@@ -669,7 +669,19 @@ def create_app(svc: Service) -> Starlette:
     # ------------------------------------------------------------------ streams
 
     async def sse(ctx: Ctx, space_id: str | None, topic: str) -> Response:
-        sub = svc.hub.subscribe(space_id if topic == "memories" else "\x00consolidation")
+        if topic == "memories":
+            sub = svc.hub.subscribe(space_id)
+        else:
+            # The consolidation topic carries every space's runs: keep to the space the
+            # client selected, else to those its key may use (all of them without keys).
+            params = ctx.params
+            if ctx.request.headers.get("x-memory-space") or params.get("space") or params.get("memory_space_id"):
+                spaces: frozenset[str] | None = frozenset((space_id,))
+            elif ctx.key is not None and "*" not in ctx.key.spaces:
+                spaces = frozenset(ctx.key.spaces)
+            else:
+                spaces = None
+            sub = svc.hub.subscribe("\x00consolidation", payload_spaces=spaces)
         if sub is None:
             raise ApiError(503, "too many event streams are open", code="SERVER_BUSY", headers={"Retry-After": "5"})
         hello = {"topic": topic, "memory_space_id": space_id, "server_time": now_iso()}
