@@ -216,12 +216,30 @@ def stop(ctx: click.Context, timeout_s: float) -> None:
     if doc is None:
         _fail(f"no pid file at {settings.pid_path}: no server is running for this data directory")
     pid = int(doc["pid"])  # type: ignore[index]
+    import psutil
+
+    # A pid file left by a server that crashed names a pid the system may since have
+    # given to another program: signal it only if it is an engram process.
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.NoSuchProcess:
+        cmdline = None
+    except psutil.AccessDenied:
+        _fail(f"not allowed to inspect or signal process {pid} (it belongs to another user)")
+    if cmdline is None:
+        settings.pid_path.unlink(missing_ok=True)
+        _fail(f"process {pid} is not running; removed the stale pid file")
+    # python -m engram serve, or the 'engram' script (.../bin/engram serve).
+    if not any(Path(part).name == "engram" or part.startswith("engram.") for part in cmdline):
+        settings.pid_path.unlink(missing_ok=True)
+        _fail(f"process {pid} is not an engram server (the pid file is stale, its pid reused); removed the stale pid file")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not running; removed the stale pid file")
-    import psutil
+    except PermissionError:
+        _fail(f"not allowed to signal process {pid} (it belongs to another user)")
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -77,3 +77,24 @@ def test_config_file_that_cannot_be_read_is_a_settings_error(tmp_path):
 
     proc = no_traceback(run_cli("config", "show", data=tmp_path / "data", env=engram_env(ENGRAM_CONFIG=str(tmp_path))))
     assert proc.returncode != 0 and "config" in proc.stderr, proc.stderr
+
+
+def test_stop_with_a_stale_pid_file_does_not_signal_another_program(tmp_path):
+    """After a crash the pid file stays behind; once its pid is reused by another program,
+    'engram stop' sent that program SIGTERM."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (data / "engram.pid").write_text(json.dumps({"pid": other.pid, "url": f"http://127.0.0.1:{free_port()}"}))
+        proc = no_traceback(run_cli("stop", "--timeout", "2", data=data))
+        assert proc.returncode == 1, (proc.stdout, proc.stderr)
+        assert "not an engram server" in proc.stderr, proc.stderr
+        assert other.poll() is None, "engram stop signalled a process that is not an engram server"
+        assert not (data / "engram.pid").exists(), "the stale pid file should be removed"
+    finally:
+        other.kill()
+        other.wait()
