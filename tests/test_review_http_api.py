@@ -120,3 +120,16 @@ def test_consolidation_stream_keeps_to_the_selected_space(module_server):
     spaces = [e.get("memory_space_id") for e in events[1:]]  # events[0] is the 'connected' hello
     assert "watch-a" in spaces, events
     assert set(spaces) == {"watch-a"}, events
+
+
+def test_the_last_day_of_the_documented_time_range_is_accepted(module_server):
+    """The envelope says 'a time from 1678-01-01 to 2261-12-31 (UTC)', and the engine
+    takes all of 2261, but anything after midnight of 2261-12-31 was refused."""
+    with module_server.client(headers={"X-Memory-Space": "last-day"}) as c:
+        r = c.post("/api/v1/episodes/remember", json={"what": "late", "when": "2261-12-31T12:00:00Z"})
+        assert r.status_code == 201, r.text
+        r = c.post("/api/v1/memories/remember", json={"content": "late", "timestamp": "2261-12-31T23:59:59.999Z"})
+        assert r.status_code == 201, r.text
+        r = c.get("/api/v1/memories/recall", params={"from_time": "2261-12-31T06:00:00Z"})
+        assert r.status_code == 200, r.text
+        check_envelope(c.post("/api/v1/memories/remember", json={"content": "x", "timestamp": "2262-01-01T00:00:00Z"}), 400, "timestamp")

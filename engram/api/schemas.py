@@ -59,7 +59,7 @@ LIST_LIMIT_MAX = 1000
 EXAMPLE_EMBEDDING = "[0.12, -0.03, ...] (768 finite numbers)"
 EXAMPLE_TIME = '"2024-05-01T09:30:00Z"'
 TIME_MIN = datetime(1678, 1, 1, tzinfo=timezone.utc)
-TIME_MAX = datetime(2261, 12, 31, tzinfo=timezone.utc)
+TIME_MAX = datetime(2261, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)  # all of the last day, as the engine takes it
 
 
 # ----------------------------------------------------------------------------- JSON
