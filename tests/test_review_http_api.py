@@ -133,3 +133,13 @@ def test_the_last_day_of_the_documented_time_range_is_accepted(module_server):
         r = c.get("/api/v1/memories/recall", params={"from_time": "2261-12-31T06:00:00Z"})
         assert r.status_code == 200, r.text
         check_envelope(c.post("/api/v1/memories/remember", json={"content": "x", "timestamp": "2262-01-01T00:00:00Z"}), 400, "timestamp")
+
+
+@pytest.mark.parametrize("key", ["durability", "decay"])
+def test_space_config_null_setting_names_the_config_field(module_server, key):
+    """{"config": {"durability": null}} reached SpaceConfig, whose refusal named
+    'durability', a field the request does not have."""
+    with module_server.client() as c:
+        r = c.post("/api/v1/spaces", json={"id": f"cfg-null-{key}", "config": {key: None}})
+        check_envelope(r, 400, f"config.{key}")
+        assert f"cfg-null-{key}" not in space_ids(c)

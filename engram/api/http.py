@@ -794,6 +794,12 @@ def _space_config(raw: Any) -> dict[str, Any]:
         raise ApiError(422, "config: expected an object", field="config", allowed="an object of space settings", example=example)
     out: dict[str, Any] = {}
     for key, value in raw.items():
+        if value is None and key in ("durability", "decay"):
+            # Not nullable (unlike dedup_threshold and capacity); SpaceConfig's refusal
+            # would name 'durability', a field the request does not have.
+            allowed = "sync or async" if key == "durability" else "one of " + ", ".join(S.DECAY_KINDS)
+            raise ApiError(400, f"config.{key}: null is not allowed", field=f"config.{key}", allowed=allowed,
+                           example='{"id": "agent-1", "config": {"durability": "sync", "decay": "power_law"}}')
         if key == "durability":
             out[key] = S.get_enum(raw, key, ("sync", "async"), prefix="config.")
         elif key == "decay":
