@@ -13,6 +13,7 @@ prints machine-readable output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +41,8 @@ def _settings(ctx: click.Context, **flags: Any) -> Settings:
         settings, _ = load_settings(merged, config_path=root.get("config"))
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    if not settings.api_key.isascii():  # an HTTP header: httpx refuses to send anything else
+        raise click.UsageError("api key: must be ASCII (engram_key_<id>_<secret>, as 'engram key create' printed it)")
     return settings
 
 
@@ -96,10 +99,46 @@ class _Progress:
             click.echo(f"{self.label}: {self.done} done in {elapsed:.1f}s", err=True)
 
 
-def _client(ctx: click.Context, space: str | None = None) -> Any:
-    from .api.client import connect
+def _check_space(space: str | None) -> None:
+    """A --space that is not a space id is the caller's mistake (exit 2), before any
+    request: httpx cannot even send a non-ASCII header value."""
+    from .api.schemas import SPACE_ID_RE
 
-    return connect(_settings(ctx), space=space)
+    if space is not None and not SPACE_ID_RE.match(space):
+        raise click.BadParameter(f"{space!r} is not a space id (3-64 of a-z, 0-9, _ and -, e.g. agent-1)", param_hint="--space")
+
+
+def _check_memory_id(memory_id: str) -> None:
+    """An id the server could never have given; sent in a URL path it would reach another
+    route ('' -> /api/v1/memories/, '../spaces' -> /api/v1/spaces)."""
+    from .api.schemas import MEMORY_ID_RE
+
+    if not MEMORY_ID_RE.match(memory_id):
+        raise click.BadParameter(f"{memory_id!r} is not a memory id (1-128 of A-Z, a-z, 0-9, _ . : -, as remember printed it)",
+                                 param_hint="MEMORY_ID")
+
+
+@contextlib.contextmanager
+def _client(ctx: click.Context, space: str | None = None) -> Iterator[Any]:
+    """A client for the server (or a local one over the data directory). A server that
+    does not answer, or a data directory that cannot be served, is an error message
+    (exit 1), not a traceback."""
+    from . import errors as engine_errors
+    from .api.client import ClientError, connect
+
+    _check_space(space)
+    settings = _settings(ctx)
+    with contextlib.ExitStack() as stack:
+        try:
+            client = stack.enter_context(connect(settings, space=space))
+        except ClientError as exc:
+            _fail(str(exc))
+        except (engine_errors.EngramError, OSError) as exc:
+            _fail(f"cannot serve {Path(settings.data_dir).resolve()}: {exc}")
+        try:
+            yield client
+        except ClientError as exc:
+            _fail(str(exc))
 
 
 def _call(fn: Callable[[], Any]) -> Any:
@@ -177,12 +216,30 @@ def stop(ctx: click.Context, timeout_s: float) -> None:
     if doc is None:
         _fail(f"no pid file at {settings.pid_path}: no server is running for this data directory")
     pid = int(doc["pid"])  # type: ignore[index]
+    import psutil
+
+    # A pid file left by a server that crashed names a pid the system may since have
+    # given to another program: signal it only if it is an engram process.
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.NoSuchProcess:
+        cmdline = None
+    except psutil.AccessDenied:
+        _fail(f"not allowed to inspect or signal process {pid} (it belongs to another user)")
+    if cmdline is None:
+        settings.pid_path.unlink(missing_ok=True)
+        _fail(f"process {pid} is not running; removed the stale pid file")
+    # python -m engram serve, or the 'engram' script (.../bin/engram serve).
+    if not any(Path(part).name == "engram" or part.startswith("engram.") for part in cmdline):
+        settings.pid_path.unlink(missing_ok=True)
+        _fail(f"process {pid} is not an engram server (the pid file is stale, its pid reused); removed the stale pid file")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not running; removed the stale pid file")
-    import psutil
+    except PermissionError:
+        _fail(f"not allowed to signal process {pid} (it belongs to another user)")
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -282,7 +339,10 @@ def memory_create(ctx: click.Context, content: str, confidence: float | None, ta
     if memory_id:
         body["id"] = memory_id
     if embedding_json:
-        raw = Path(embedding_json[1:]).read_text() if embedding_json.startswith("@") else embedding_json
+        try:
+            raw = Path(embedding_json[1:]).read_text() if embedding_json.startswith("@") else embedding_json
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {embedding_json[1:]}: {exc}", param_hint="--embedding") from None
         try:
             body["embedding"] = json.loads(raw)
         except ValueError:
@@ -300,6 +360,7 @@ def memory_create(ctx: click.Context, content: str, confidence: float | None, ta
 @click.pass_context
 def memory_get(ctx: click.Context, memory_id: str, with_embedding: bool, space: str | None, as_json: bool) -> None:
     """Show one memory."""
+    _check_memory_id(memory_id)
     with _client(ctx, space) as c:
         doc = _call(lambda: c.get(f"/api/v1/memories/{memory_id}", params={"include_embeddings": str(with_embedding).lower()}))
     _emit(doc, as_json, lambda d: f"{d['id']}  [{d['memory_type']}, confidence {d['confidence']['value']:.2f}, "
@@ -346,6 +407,7 @@ def memory_list(ctx: click.Context, offset: int, limit: int, space: str | None, 
 @click.pass_context
 def memory_delete(ctx: click.Context, memory_id: str, space: str | None, as_json: bool) -> None:
     """Forget a memory (a tombstone in the WAL)."""
+    _check_memory_id(memory_id)
     with _client(ctx, space) as c:
         doc = _call(lambda: c.delete(f"/api/v1/memories/{memory_id}"))
     _emit(doc, as_json, f"deleted {memory_id}")
@@ -532,7 +594,11 @@ def import_(ctx: click.Context, file: str, batch: int, space: str | None, as_jso
 @click.pass_context
 def export(ctx: click.Context, output: str | None, page: int, space: str | None) -> None:
     """Write every memory of a space as JSON lines that 'engram import' reads back."""
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    _check_space(space)
+    try:
+        out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}")
     n = 0
     try:
         with _client(ctx, space) as c:
@@ -688,7 +754,7 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
     perms = [p.strip() for p in perm.split(",") if p.strip()]
     try:
         record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,
-                                                            rate_per_s=rate or settings.key_rate_per_s, name=name)
+                                                            rate_per_s=settings.key_rate_per_s if rate is None else rate, name=name)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     doc = record.as_json() | {"key": token}

@@ -270,8 +270,10 @@ def load_settings(
                 doc = tomllib.load(fh)
         except FileNotFoundError:
             raise SettingsError(f"config: file {path} does not exist; example: --config ./engram.toml") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"config: {path} is not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise SettingsError(f"config: cannot read {path} ({exc.strerror or exc}); example: --config ./engram.toml") from None
         # Accept a flat file or one with an [engram] / [server] table.
         table: dict[str, Any] = {}
         for key, value in doc.items():

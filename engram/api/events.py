@@ -21,9 +21,15 @@ __all__ = ["EventHub", "Subscription", "SSEResponse"]
 
 
 class Subscription:
-    def __init__(self, hub: "EventHub", space_id: str | None, buffer_count_max: int) -> None:
+    """``space_id``: the space (or topic) whose events it receives, None for all;
+    ``payload_spaces``: if set, only events whose ``memory_space_id`` is one of them (a
+    topic such as consolidation carries events of every space)."""
+
+    def __init__(self, hub: "EventHub", space_id: str | None, buffer_count_max: int,
+                 payload_spaces: frozenset[str] | None = None) -> None:
         self.hub = hub
         self.space_id = space_id
+        self.payload_spaces = payload_spaces
         self.queue: collections.deque[tuple[int, str, dict[str, Any]]] = collections.deque(maxlen=buffer_count_max)
         self.dropped_count = 0
         self.wakeup = trio.Event()
@@ -56,14 +62,15 @@ class EventHub:
         payload.setdefault("timestamp", datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"))
         item = (next(self._seq), kind, payload)
         for sub in self._subs:
-            if sub.space_id is None or sub.space_id == space_id:
+            if (sub.space_id is None or sub.space_id == space_id) and \
+                    (sub.payload_spaces is None or payload.get("memory_space_id") in sub.payload_spaces):
                 sub.offer(item)
 
-    def subscribe(self, space_id: str | None) -> Subscription | None:
+    def subscribe(self, space_id: str | None, *, payload_spaces: frozenset[str] | None = None) -> Subscription | None:
         """A new subscription, or None when ``subscribers_max`` streams are already open."""
         if len(self._subs) >= self.subscribers_max or self.closed.is_set():
             return None
-        sub = Subscription(self, space_id, self.buffer_count_max)
+        sub = Subscription(self, space_id, self.buffer_count_max, payload_spaces)
         self._subs.add(sub)
         return sub
 

@@ -669,7 +669,19 @@ def create_app(svc: Service) -> Starlette:
     # ------------------------------------------------------------------ streams
 
     async def sse(ctx: Ctx, space_id: str | None, topic: str) -> Response:
-        sub = svc.hub.subscribe(space_id if topic == "memories" else "\x00consolidation")
+        if topic == "memories":
+            sub = svc.hub.subscribe(space_id)
+        else:
+            # The consolidation topic carries every space's runs: keep to the space the
+            # client selected, else to those its key may use (all of them without keys).
+            params = ctx.params
+            if ctx.request.headers.get("x-memory-space") or params.get("space") or params.get("memory_space_id"):
+                spaces: frozenset[str] | None = frozenset((space_id,))
+            elif ctx.key is not None and "*" not in ctx.key.spaces:
+                spaces = frozenset(ctx.key.spaces)
+            else:
+                spaces = None
+            sub = svc.hub.subscribe("\x00consolidation", payload_spaces=spaces)
         if sub is None:
             raise ApiError(503, "too many event streams are open", code="SERVER_BUSY", headers={"Retry-After": "5"})
         hello = {"topic": topic, "memory_space_id": space_id, "server_time": now_iso()}
@@ -782,6 +794,12 @@ def _space_config(raw: Any) -> dict[str, Any]:
         raise ApiError(422, "config: expected an object", field="config", allowed="an object of space settings", example=example)
     out: dict[str, Any] = {}
     for key, value in raw.items():
+        if value is None and key in ("durability", "decay"):
+            # Not nullable (unlike dedup_threshold and capacity); SpaceConfig's refusal
+            # would name 'durability', a field the request does not have.
+            allowed = "sync or async" if key == "durability" else "one of " + ", ".join(S.DECAY_KINDS)
+            raise ApiError(400, f"config.{key}: null is not allowed", field=f"config.{key}", allowed=allowed,
+                           example='{"id": "agent-1", "config": {"durability": "sync", "decay": "power_law"}}')
         if key == "durability":
             out[key] = S.get_enum(raw, key, ("sync", "async"), prefix="config.")
         elif key == "decay":

@@ -24,6 +24,7 @@ import numpy as np
 from .. import _core
 from ..memory.types import Hit as _Hit
 from ..memory.types import Memory as _Memory
+from ..memory.validate import SHORT_TEXT_CHARS_MAX
 from .errors import ApiError
 
 try:
@@ -44,6 +45,9 @@ EMBEDDING_DIM_DEFAULT = 768
 TAGS_COUNT_MAX = 64
 TAG_CHARS_MAX = 128
 TEXT_FIELD_CHARS_MAX = 4096
+# location, where_location, why and how are held to SHORT_TEXT_CHARS_MAX (1024), the
+# engine's limit, here: refused by the engine they named items[0].location and came
+# after the request had created its space.
 MEMORY_TYPES = ("semantic", "episodic", "procedural", "working")
 DECAY_KINDS = ("exponential", "power_law", "two_component", "hybrid", "none")
 RECALL_MODES = ("similarity", "spreading", "hybrid")
@@ -55,7 +59,7 @@ LIST_LIMIT_MAX = 1000
 EXAMPLE_EMBEDDING = "[0.12, -0.03, ...] (768 finite numbers)"
 EXAMPLE_TIME = '"2024-05-01T09:30:00Z"'
 TIME_MIN = datetime(1678, 1, 1, tzinfo=timezone.utc)
-TIME_MAX = datetime(2261, 12, 31, tzinfo=timezone.utc)
+TIME_MAX = datetime(2261, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)  # all of the last day, as the engine takes it
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -431,7 +435,7 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _N
             break
     if when is not None:
         kw["when"] = when
-    loc = get_str(obj, "location", prefix=prefix, example='"lab"')
+    loc = get_str(obj, "location", prefix=prefix, chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"')
     if loc is not None:
         kw["location"] = loc
     decay = get_enum(obj, "decay", DECAY_KINDS, prefix=prefix) or get_enum(obj, "decay_function", DECAY_KINDS, prefix=prefix)
@@ -456,14 +460,15 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
         raise _value("what", "contains lone surrogates", "valid Unicode text", '"Met Ana"') from None
     when = get_time(obj, "when", required=True)
     kw: dict[str, Any] = {"what": what, "when": when}
-    where = get_str(obj, "where_location", example='"lab"') or get_str(obj, "where", example='"lab"')
+    where = get_str(obj, "where_location", chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"') \
+        or get_str(obj, "where", chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"')
     if where is not None:
         kw["where"] = where
     who = get_str_list(obj, "who", example='["ana", "ben"]')
     if who:
         kw["who"] = who
     for key in ("why", "how"):
-        v = get_str(obj, key, example='"to review results"')
+        v = get_str(obj, key, chars_max=SHORT_TEXT_CHARS_MAX, example='"to review results"')
         if v is not None:
             kw[key] = v
     emb = obj.get("embedding")
@@ -587,12 +592,40 @@ def param_bool(params: Mapping[str, str], key: str, default: bool = False) -> bo
     raise _value(key, f"{raw!r} is not a boolean", "true or false", f"{key}=true")
 
 
+_RECALL_SCALAR_KEYS = {
+    "query": ("a string", '"mitochondria"'), "q": ("a string", '"mitochondria"'),
+    "content": ("a string", '"mitochondria"'), "text": ("a string", '"mitochondria"'),
+    "max_results": ("an integer", "10"), "limit": ("an integer", "10"),
+    "threshold": ("a number", "0.5"), "confidence_threshold": ("a number", "0.5"),
+    "mode": ("a string", '"similarity"'),
+    "from_time": ("an RFC 3339 time string", EXAMPLE_TIME), "to_time": ("an RFC 3339 time string", EXAMPLE_TIME),
+    "location": ("a string", '"lab"'),
+    "memory_type": ("a string or an array of memory types", '["episodic", "semantic"]'),
+    "memory_types": ("a string or an array of memory types", '["episodic", "semantic"]'),
+}
+
+
 def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_default: float | None = None) -> dict[str, Any]:
     """Recall/query parameters (query string or JSON body) as a validated dict.
 
     Keys: text, embedding, k, threshold (None means the per-cue default), after, before,
     location, memory_types, mode.
     """
+    # A JSON body (POST recall) may hold arrays and objects where a query string holds
+    # text: the scalar fields refuse them (they were dropped, and the filter with them);
+    # memory_type takes an array of type names too.
+    if any(isinstance(v, (list, dict)) for v in params.values()):
+        params = dict(params)
+        for key in _RECALL_SCALAR_KEYS:
+            v = params.get(key)
+            if not isinstance(v, (list, dict)):
+                continue
+            if key in ("memory_type", "memory_types") and isinstance(v, list) and all(isinstance(t, str) for t in v):
+                params[key] = ",".join(v)
+                continue
+            allowed, example = _RECALL_SCALAR_KEYS[key]
+            raise _structure(key, f"expected {allowed}, got {_kind(v)}", allowed, example)
+
     def s(key: str) -> str | None:
         v = params.get(key)
         if v is None:
