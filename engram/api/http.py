@@ -80,8 +80,15 @@ class Ctx:
             self._params = S.query_dict(self.request.scope.get("query_string", b""))
         return self._params
 
+    def named_space(self) -> tuple[str, str] | None:
+        """The space the header or the query string names, with the field to blame, or None."""
+        raw = self.request.headers.get("x-memory-space")
+        if raw:
+            return raw.strip(), "X-Memory-Space"
+        q = self.params.get("space") or self.params.get("memory_space_id")
+        return (q, "space") if q else None
+
     def space_id(self, body: Any = None) -> str:
-        headers = self.request.headers
         body_space = None
         if isinstance(body, dict):
             # A space named anywhere must be valid, even where a header overrides it.
@@ -89,18 +96,13 @@ class Ctx:
                 if body.get(key) is not None:
                     body_space = S.check_space_id(body[key], key)
                     break
-        raw = headers.get("x-memory-space")
-        if raw:
-            space = S.check_space_id(raw.strip(), "X-Memory-Space")
+        named = self.named_space()
+        if named is not None:
+            space = S.check_space_id(*named)
+        elif body_space is not None:
+            space = body_space
         else:
-            params = self.params
-            q = params.get("space") or params.get("memory_space_id")
-            if q:
-                space = S.check_space_id(q, "space")
-            elif body_space is not None:
-                space = body_space
-            else:
-                space = "default"
+            space = "default"
         if self.key is not None and not self.key.allows_space(space):
             raise ApiError(403, f"this API key may not use memory space {space!r}", field="X-Memory-Space",
                            allowed=", ".join(self.key.spaces), example=f"X-Memory-Space: {self.key.spaces[0]}")
@@ -674,8 +676,7 @@ def create_app(svc: Service) -> Starlette:
         else:
             # The consolidation topic carries every space's runs: keep to the space the
             # client selected, else to those its key may use (all of them without keys).
-            params = ctx.params
-            if ctx.request.headers.get("x-memory-space") or params.get("space") or params.get("memory_space_id"):
+            if ctx.named_space() is not None:
                 spaces: frozenset[str] | None = frozenset((space_id,))
             elif ctx.key is not None and "*" not in ctx.key.spaces:
                 spaces = frozenset(ctx.key.spaces)
