@@ -848,11 +848,9 @@ def _parse_bulk(raw: bytes | memoryview, ctype: str, items_max: int, dim: int, s
     """A bulk body as keyword arguments of ``Space.remember_many``, one dict per memory.
     Runs in a worker thread. Raises ApiError (400/413/415/422) naming the first bad item;
     the embeddings of all good items are converted and checked together."""
-    items, sources = _decode_bulk_sources(raw, ctype, items_max)
-    if sources is None:
-        rows = S.packed_embeddings(items, dim)
-    else:
-        rows = S.list_embeddings(items, dim)
+    items = _decode_bulk(raw, ctype, items_max)
+    # msgpack embeddings may be packed float32 bytes; JSON's are lists of numbers.
+    rows = S.packed_embeddings(items, dim) if ctype in _MSGPACK_TYPES else S.list_embeddings(items, dim)
     kws = []
     content_max = S.CONTENT_BYTES_MAX
     for i, item in enumerate(items):
@@ -899,19 +897,15 @@ def _unpack_stream(raw: bytes | memoryview, items_max: int) -> list[Any]:
     return objs
 
 
-def _decode_bulk(raw: bytes, ctype: str, items_max: int) -> list[Any]:
+# Content types of a msgpack bulk body (any other accepted type is JSON).
+_MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
+def _decode_bulk(raw: bytes | memoryview, ctype: str, items_max: int) -> list[Any]:
     """Bulk bodies: msgpack (an array of maps, or maps back to back) or JSON lines
     (a JSON array is accepted too). Raises ApiError 400/413/415."""
-    return _decode_bulk_sources(raw, ctype, items_max)[0]
-
-
-def _decode_bulk_sources(raw: bytes | memoryview, ctype: str, items_max: int) -> tuple[list[Any], list[bytes] | bytes | None]:
-    """``_decode_bulk``, plus the JSON text each item came from (a list for JSON lines,
-    the whole body for a JSON array), or None for msgpack, whose embeddings _parse_bulk
-    reads with ``S.packed_embeddings`` (JSON's with ``S.list_embeddings``)."""
     example = '{"content": "a fact", "embedding": [...768 numbers...], "confidence": 0.9} (one per line)'
-    sources: list[bytes] | bytes | None = None
-    if ctype in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack"):
+    if ctype in _MSGPACK_TYPES:
         try:
             try:
                 # One top-level array (the usual body): unpackb reads the buffer in place,
@@ -930,7 +924,6 @@ def _decode_bulk_sources(raw: bytes | memoryview, ctype: str, items_max: int) ->
         stripped = raw.lstrip()
         if stripped.startswith(b"["):
             items = S.parse_json(raw)
-            sources = raw
         else:
             lines = [line for line in raw.split(b"\n") if line.strip()]
             if len(lines) > items_max:
@@ -943,7 +936,6 @@ def _decode_bulk_sources(raw: bytes | memoryview, ctype: str, items_max: int) ->
                 except ApiError as err:
                     err.field = f"line {n + 1}"
                     raise
-            sources = lines
     else:
         raise ApiError(415, f"Content-Type {ctype!r} is not accepted here", field="Content-Type",
                        allowed="application/x-ndjson (JSON lines) or application/msgpack",
@@ -954,4 +946,4 @@ def _decode_bulk_sources(raw: bytes | memoryview, ctype: str, items_max: int) ->
     if len(items) > items_max:
         raise ApiError(413, f"the body holds {len(items)} memories; at most {items_max} per request", field="body",
                        allowed=f"at most {items_max} memories", example="split the file into chunks")
-    return items, sources
+    return items
