@@ -218,3 +218,41 @@ def test_working_memory_spans_bound_sources_and_partners() -> None:
     active = state.active_sources(t0 + count * 1_000_000)
     assert [m for _, m in active] == [f"m{i:03d}" for i in range(10, count)]
     assert state.pairs == 2 * sum(min(i, priming.ASSOCIATIVE_PARTNERS_MAX) for i in range(count))
+
+
+def test_a_recall_primes_only_its_strongest_associates() -> None:
+    """A memory co-recalled with many others primes only the ASSOCIATIVE_PRIMED_MAX it
+    was co-recalled with most often (ties by id), not all of them."""
+    state = priming.PrimingState()
+    t = 1_000_000_000_000
+    step = 40 * 1_000_000_000  # 40 s apart: each round's pairs are the only ones in the 30 s window
+    partners = [f"p{i:02d}" for i in range(priming.ASSOCIATIVE_PRIMED_MAX + 8)]
+    # "hub" is co-recalled with each partner; the first eight partners twice as often.
+    for rounds, names in ((2, partners), (2, partners[:8])):
+        for _ in range(rounds):
+            for name in names:
+                state.recalled(name, t, embedded=True)
+                state.recalled("hub", t + 1_000_000, embedded=True)
+                t += step
+    assert len(state.strong["hub"]) == len(partners)
+    state.associative.clear()
+    state.recalled("hub", t, embedded=True)
+    counts = state.co_recalls["hub"]
+    expected = sorted(partners, key=lambda b: (-counts[b], b))[: priming.ASSOCIATIVE_PRIMED_MAX]
+    assert sorted(state.associative) == sorted(expected)
+    assert set(partners[:8]) <= set(state.associative)
+
+
+def test_a_memory_holds_only_its_latest_associative_primes() -> None:
+    state = priming.PrimingState()
+    t = 1_000_000_000_000
+    for _ in range(2):  # a and b become associates
+        state.recalled("a", t, embedded=True)
+        state.recalled("b", t + 1_000_000, embedded=True)
+        t += 40 * 1_000_000_000
+    times = []
+    for i in range(priming.ASSOCIATIVE_PRIMES_HELD + 5):  # a recalled every ms: b gathers primes
+        state.recalled("a", t + i * 1_000_000, embedded=True)
+        times.append(t + i * 1_000_000)
+    held = [t0 for t0, _ in state.associative["b"]]
+    assert held == times[-priming.ASSOCIATIVE_PRIMES_HELD:]

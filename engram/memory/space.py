@@ -1440,7 +1440,10 @@ class Space:
         # The deterministic cosine kernel: (hits x sources), then (hits x hits) only when some
         # source reaches some hit: otherwise nothing primes (hop 1 is zero, so is the relay).
         to_sources = _core.cosine_scores(np.ascontiguousarray(self._matrix[source_rows]), np.ascontiguousarray(self._inv_norms[source_rows]), hits, hit_inv)
-        if not (to_sources >= priming_mod.SEMANTIC_COSINE_MIN).any():
+        # A source never primes itself (semantic_sums skips it); leaving its cosine of 1 in
+        # this test sent nearly every recall of a recurring memory down the slow path.
+        reaching = (to_sources >= priming_mod.SEMANTIC_COSINE_MIN) & (hit_rows[:, None] != source_rows[None, :])
+        if not reaching.any():
             return out
         between = _core.cosine_scores(hits, hit_inv, hits, hit_inv)
         out[embedded] = priming_mod.semantic_sums([chosen[i][2] for i in embedded], [(t0, m) for t0, m, _ in sources],
