@@ -198,12 +198,17 @@ def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.n
     columns = picked - low
     if picked.size >= PRESCREEN_ROWS_MIN:
         if dense:
-            approx = _core.approx_scores_batch(rows.codes[low:high], rows.scales[low:high], queries)[:, columns]
+            approx = _core.approx_scores_batch(rows.codes[low:high], rows.scales[low:high], queries)
+            if picked.size != high - low:  # else the columns are all of them: no copy
+                approx = approx[:, columns]
         else:
             approx = _core.approx_scores_batch(np.ascontiguousarray(rows.codes[picked]), rows.scales[picked], queries)
         inv = rows.inv_norms[picked].astype(np.float64)
         row_coeff, constant = _core.approx_bound_terms(queries, query_inv)
-        best = (approx * query_inv[:, None]).max(axis=0).astype(np.float64) * inv
+        # In place: the (b, rows) table is the largest array here (4 MB for ten hits at
+        # 100k rows), and each temporary copy of it cost as much as the kernel's pass.
+        np.multiply(approx, query_inv[:, None], out=approx)
+        best = approx.max(axis=0).astype(np.float64) * inv
         reach = best + rows.scales[picked] * inv * row_coeff.max() + constant.max() >= interference_mod.RETROACTIVE_COSINE_MIN
         picked = picked[reach]
         if picked.size == 0:
