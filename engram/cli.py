@@ -801,6 +801,8 @@ def bench() -> None:
 @click.option("--duration", default="30s", show_default=True, help="How long each phase runs (e.g. 10s, 1m).")
 @click.option("--mix", default="remember:recall=1:4", show_default=True, help="Operation mix, e.g. remember:recall=1:4, recall, health.")
 @click.option("--preload", type=int, default=10_000, show_default=True, help="Memories stored (bulk) before the measured phase.")
+@click.option("--warmup", default="5s", show_default=True,
+              help="Run the mix this long first, unmeasured (0s: none), so no measured phase pays recall's first-use work.")
 @click.option("--space", default="bench", show_default=True)
 @click.option("--dimension", type=int, default=768, show_default=True)
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also measure GET /health with the same client.")
@@ -812,7 +814,7 @@ def bench() -> None:
               "P99 > 10x P50, errors or a plateau; reports the knee and server RSS (engram.bench.ramp).")
 @_json_option
 @click.pass_context
-def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preload: int, space: str, dimension: int,
+def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preload: int, warmup: str, space: str, dimension: int,
                baseline: bool, effects: str, bench_url: str | None, use_wrk: bool, ramp: bool, as_json: bool) -> None:
     """Measure throughput and P50/P95/P99 of a running server (--url or the pid file)."""
     from .api.client import server_url
@@ -831,7 +833,7 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
             return
         report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
                            dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects, wrk=use_wrk,
-                           log=lambda s: click.echo(s, err=True))
+                           warmup=warmup, log=lambda s: click.echo(s, err=True))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _emit(report, as_json, lambda r: r["text"])

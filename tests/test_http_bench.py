@@ -166,3 +166,29 @@ def test_short_run_beside_wrk(module_server):
         assert w["throughput_per_s"] > 0 and w["errors"] == 0, w
     assert "wrk: remember:recall=1:4 / health" in report["ratios"]
     assert "wrk health" in report["text"]
+
+
+def test_warm_up_runs_the_mix_unmeasured(module_server):
+    logs: list[str] = []
+    report = bench.run_bench(url=module_server.url, clients="2", duration="0.5s", mix="recall", preload=30, space="bench-warm",
+                             dimension=768, baseline=False, warmup="0.5s", log=logs.append)
+    assert any(line.startswith("warm-up: recall x2 for 0.5s") for line in logs), logs
+    assert [r["phase"] for r in report["results"]] == ["recall"]  # the warm-up is not a result
+    assert "after a 0.5s warm-up" in report["text"]
+    with module_server.client() as c:  # the warm-up really recalled: the space's recall count grew past the phase's
+        metrics = c.get("/metrics").text
+    recalls = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                  if line.startswith("engram_recalls_total") and 'space="bench-warm"' in line)
+    assert recalls > report["results"][0]["ok"]
+
+
+def test_durations_must_be_zero_or_more():
+    import pytest
+
+    for bad, option in (("-1s", "--warmup"), ("soon", "--warmup"), ("nan", "--warmup"), ("inf", "--warmup")):
+        with pytest.raises(ValueError, match=option):
+            bench.parse_duration(bad, option)
+    assert bench.parse_duration("0s") == 0.0 and bench.parse_duration("250ms") == 0.25
+    with pytest.raises(ValueError, match="--duration: '0s' measures nothing"):
+        bench.run_bench(url="http://127.0.0.1:9", clients="1", duration="0s", mix="recall", preload=0, space="x-none",
+                        dimension=768, baseline=False)

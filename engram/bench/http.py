@@ -34,18 +34,22 @@ __all__ = ["run_bench", "run_bulk", "parse_duration", "parse_mix"]
 OPS = ("remember", "recall", "health", "search", "bulk")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--duration") -> float:
     t = text.strip().lower()
     try:
         if t.endswith("ms"):
-            return float(t[:-2]) / 1000
-        if t.endswith("s"):
-            return float(t[:-1])
-        if t.endswith("m"):
-            return float(t[:-1]) * 60
-        return float(t)
+            seconds = float(t[:-2]) / 1000
+        elif t.endswith("s"):
+            seconds = float(t[:-1])
+        elif t.endswith("m"):
+            seconds = float(t[:-1]) * 60
+        else:
+            seconds = float(t)
     except ValueError:
-        raise ValueError(f"--duration: {text!r} is not a duration; example: 30s, 500ms, 2m") from None
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise ValueError(f"{option}: {text!r} is not a duration of zero or more; example: 30s, 500ms, 2m")
+    return seconds
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -334,14 +338,22 @@ def _preload(url: str, space: str, n: int, dim: int, api_key: str, log: Callable
 
 
 def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload: int, space: str, dimension: int,
-              baseline: bool, api_key: str = "", effects: str = "default", wrk: bool = False,
+              baseline: bool, api_key: str = "", effects: str = "default", wrk: bool = False, warmup: str = "0s",
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark against ``url``; returns the report (``text`` holds the table).
+
+    ``warmup``: first run the mix at the largest client count for this long, unmeasured.
+    Recall keeps per-memory state that its first use computes (interference inputs:
+    one pass over the memory's time window); without a warm-up the first measured
+    phase pays for it and the later ones do not, which skews a 1-vs-16-client ratio.
 
     ``wrk``: afterwards, the same phases from wrk (a C load generator; /health, and
     engram/bench/wrk_mix.lua for the 1:4 mix) at the largest client count, so the report
     shows whether this client, rather than the server, set the figures."""
     duration_s = parse_duration(duration)
+    if duration_s == 0:
+        raise ValueError(f"--duration: {duration!r} measures nothing; give more than zero, e.g. 30s")
+    warmup_s = parse_duration(warmup, "--warmup")
     mix_weights = parse_mix(mix)
     client_counts = [int(x) for x in str(clients).split(",") if x.strip()]
     if not client_counts or min(client_counts) < 1:
@@ -366,6 +378,9 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         results.append(summary)
 
+    if warmup_s > 0:
+        log(f"warm-up: {mix} x{max(client_counts)} for {warmup_s:g}s (not measured)")
+        trio.run(_phase, host, port, max(client_counts), warmup_s, mix_weights, requests)
     for n in client_counts:
         if baseline:
             run_phase("health", n, {"health": 1}, health_req)
@@ -375,7 +390,7 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
         wrk_results = _run_wrk(url, space, max(client_counts), duration_s, mix_weights, log)
     effects_text = "default" if space_effects is None else (", ".join(space_effects) or "none")
     lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, recall effects: {effects_text}, "
-             f"{duration_s:g}s per phase",
+             f"{duration_s:g}s per phase" + (f" after a {warmup_s:g}s warm-up" if warmup_s > 0 else ""),
              f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  load 1m"]
     for r in results:
         lines.append(f"{r['phase']:<28}{r['clients']:>8}{r['ok']:>9}{r['errors']:>6}{r['throughput_per_s']:>10.1f}"
