@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, List, Sequence
 import numpy as np
 
 from engram import _core
-from engram.errors import ClosedError, CorruptionError, EngramError, ReconsolidationWindowError, UnknownIdError, ValidationError
+from engram.errors import ClosedError, EngramError, ReconsolidationWindowError, UnknownIdError, ValidationError
 from engram.memory import consolidation
 from engram.memory.cognition import EFFECTS, NS_PER_HOUR
 from engram.memory.cognition import fan as fan_mod
@@ -287,20 +287,25 @@ class Space:
         records, report = self._wal.recover(after, salvage)
         rows = _ReplayRows(self)
         dimension = self.config.dimension
-        lsn = after
         try:
             for record in records:
-                lsn = record.lsn
-                if record.rtype == rec.REMEMBER:
-                    item, raw, replaces = rec.decode_remember_raw(record.payload, dimension)
-                    self._replay_remember(rows, item, raw, replaces)
-                    continue
-                if record.rtype not in _REPLAY_WITHOUT_ROWS:
-                    rows.finish()  # it reads or appends rows: every row before it first
-                self._apply_record(record.rtype, record.payload)
+                try:
+                    if record.rtype == rec.REMEMBER:
+                        item, raw, replaces = rec.decode_remember_raw(record.payload, dimension)
+                        self._replay_remember(rows, item, raw, replaces)
+                        continue
+                    if record.rtype not in _REPLAY_WITHOUT_ROWS:
+                        rows.finish()  # it reads or appends rows: every row before it first
+                    self._apply_record(record.rtype, record.payload)
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Back to the log, which knows the record's file and offset: it raises
+                    # a CorruptionError naming them or, salvaging, cuts the log there.
+                    try:
+                        records.throw(ValueError(f"{type(exc).__name__}: {exc}"))
+                    except StopIteration:
+                        pass
+                    break
             rows.finish()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptionError(str(self._wal.directory), lsn, f"record {lsn} does not decode or apply: {exc}") from None
         finally:
             rows.close()
         self.recovery = report

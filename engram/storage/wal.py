@@ -12,7 +12,9 @@ written so far; the others wait for it).
 Recovery reads every segment in order. In the last segment, a record that is cut
 short or fails its checksum with no valid record after it is a torn tail: it is
 truncated and counted. Anything else that fails is a ``CorruptionError`` naming
-file and offset, unless ``salvage`` asks to keep what is valid before it.
+file and offset, unless ``salvage`` asks to keep what is valid before it: so is a
+record whose LSN does not follow the one before (a lost segment, records out of
+order) and one whose payload the space cannot decode (it throws it back in).
 
 It must not: decode payloads (the space does), or hold the sync lock during I/O.
 """
@@ -24,7 +26,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Generator, NamedTuple
 
 import numpy as np
 
@@ -144,16 +146,21 @@ class WriteAheadLog:
         out.sort()
         return out
 
-    def recover(self, after_lsn: int = 0, salvage: bool = False) -> tuple[Iterator[WalRecord], RecoveryReport]:
+    def recover(self, after_lsn: int = 0, salvage: bool = False) -> tuple[Generator[WalRecord, None, None], RecoveryReport]:
         """Replay records with LSN > ``after_lsn``, then open the log for appends.
 
         Returns a generator of records, which must be consumed fully before the log
-        is used, and a report filled in as it runs. Raises CorruptionError.
+        is used, and a report filled in as it runs. A record the caller cannot decode
+        or apply is handed back with ``records.throw(ValueError(reason))``: that raises
+        a CorruptionError naming its file and offset or, with ``salvage``, cuts the log
+        just before it and ends the generator (StopIteration). Records must follow each
+        other by LSN (no gap, none backwards); one that does not is damage too.
+        Raises CorruptionError.
         """
         report = RecoveryReport(last_lsn=after_lsn)
         return self._replay(after_lsn, salvage, report), report
 
-    def _replay(self, after_lsn: int, salvage: bool, report: RecoveryReport) -> Iterator[WalRecord]:
+    def _replay(self, after_lsn: int, salvage: bool, report: RecoveryReport) -> Generator[WalRecord, None, None]:
         segments = self.segments()
         last_lsn = after_lsn
         for position, (first_lsn, path) in enumerate(segments):
@@ -175,12 +182,23 @@ class WriteAheadLog:
                         # A torn tail: the process died while writing its last batch.
                         damage = (offset, exc.reason, is_last and not _valid_record_after(data, offset))
                         break
-                    if lsn <= last_lsn and lsn > after_lsn:
-                        raise CorruptionError(str(path), offset, f"LSN {lsn} does not follow {last_lsn}")
                     if lsn > after_lsn:
+                        if lsn != last_lsn + 1:
+                            # Replaying across a hole (a segment lost in the middle) or
+                            # backwards would build a state no writer ever saw.
+                            damage = (offset, f"record LSN {lsn} where {last_lsn + 1} was expected: "
+                                              f"records are missing or out of order", False)
+                            break
+                        try:
+                            yield WalRecord(rtype, flags, lsn, ts, payload)
+                        except ValueError as exc:
+                            # Thrown in by the space: the checksum holds but the payload does
+                            # not decode or apply. Here the log knows the file and offset,
+                            # and salvage can cut the log just before it.
+                            damage = (offset, f"record {lsn} does not decode or apply: {exc}", False)
+                            break
                         last_lsn = lsn
                         report.records += 1
-                        yield WalRecord(rtype, flags, lsn, ts, payload)
                     offset = end
             finally:
                 _unmap(data)  # before any truncation below
@@ -196,7 +214,13 @@ class WriteAheadLog:
                 raise CorruptionError(str(path), offset, reason)
             report.salvaged_from = str(path)
             report.salvaged_offset = offset
-            _truncate(path, offset)
+            if offset == 0:
+                # Set aside whole, not left empty: an empty segment would keep a name
+                # (its first LSN) that the records appended next do not have, and
+                # segments are ordered by name.
+                path.rename(path.with_suffix(".corrupt"))
+            else:
+                _truncate(path, offset)
             for _, later in segments[position + 1 :]:
                 later.rename(later.with_suffix(".corrupt"))
             # Durable before new records reuse their LSNs: back as .wal after a power
