@@ -127,7 +127,8 @@ class WriteAheadLog:
         # drop the pages it could not write, so a later fdatasync that returns 0 proves
         # nothing about the records before it. From then on the log acknowledges and
         # accepts nothing (PostgreSQL's answer to "fsyncgate"); reopening replays what
-        # really is on disk.
+        # really is on disk. A failed write whose partial bytes cannot be cut off is
+        # kept here too (see _undo_partial_write).
         self._sync_error: OSError | None = None
         self._flusher: threading.Thread | None = None
         self._encode_buffer = np.empty(0, np.uint8)
@@ -288,13 +289,33 @@ class WriteAheadLog:
             self._rotate_locked()
         written = 0
         view = memoryview(data)
-        while written < len(data):
-            written += os.write(self._fd, view[written:])
+        try:
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except BaseException:
+            self._undo_partial_write()
+            raise
         self._segment_bytes += len(data)
         self.bytes_written += len(data)
         self._next_lsn = lsn
         self._written_lsn = lsn - 1
         return lsn - 1
+
+    def _undo_partial_write(self) -> None:
+        """Cut the segment back to its last whole batch after a failed write (ENOSPC
+        halfway): left there, the partial bytes would be followed by the next batch, and
+        recovery would find damage followed by valid records (a CorruptionError). If the
+        cut fails too, the log refuses every later write and sync, as after a failed
+        fsync: appending after those bytes would make later acknowledged records unreadable."""
+        try:
+            os.ftruncate(self._fd, self._segment_bytes)
+        except OSError as exc:
+            with self._sync_cond:
+                if self._sync_error is None:
+                    self._sync_error = OSError(
+                        exc.errno, f"a failed write left a partial batch at offset {self._segment_bytes} of "
+                                   f"{self._segment_path} that could not be cut off ({exc})")
+                self._wake_locked(everyone=True)
 
     def wait_durable(self, lsn: int) -> None:
         """Return once every record up to ``lsn`` is on disk (a no-op in async mode)."""
@@ -347,8 +368,9 @@ class WriteAheadLog:
         if error is not None:
             raise OSError(
                 error.errno,
-                f"the write-ahead log in {self.directory} failed to sync ({error}); records written before "
-                f"that may not be on disk, so nothing more is acknowledged: reopen the database",
+                f"the write-ahead log in {self.directory} failed to sync or write ({error}); records written "
+                f"before that may not be on disk, so nothing more is acknowledged: reopen the database "
+                f"(recovery cuts what is not whole)",
             )
 
     def _wake_locked(self, everyone: bool = False) -> None:
