@@ -9,9 +9,13 @@ that lock so that concurrent writers share one ``fdatasync`` (group commit: the
 first waiter to find no sync running becomes the leader and syncs everything
 written so far; the others wait for it).
 
-Recovery reads every segment in order. In the last segment, a record that is cut
-short or fails its checksum with no valid record after it is a torn tail: it is
-truncated and counted. Anything else that fails is a ``CorruptionError`` naming
+Recovery reads every segment in order. In the last segment, damage inside the final
+write is a torn tail: a record cut short or failing its checksum with no valid record
+after it, or with only records of the same write after it (a batch whose pages reached
+the disk out of order when the power failed). It is truncated and counted. Each
+append's first record carries FLAG_WRITE_START, so a later write after the damage is
+visible; since an fsync covers everything written before it, damage with a later
+write after it cannot be a tail that was never acknowledged. Anything else that fails is a ``CorruptionError`` naming
 file and offset, unless ``salvage`` asks to keep what is valid before it: so is a
 record whose LSN does not follow the one before (a lost segment, records out of
 order) and one whose payload the space cannot decode (it throws it back in).
@@ -39,6 +43,10 @@ SEGMENT_SUFFIX = ".wal"
 # own, which NumPy backs with huge pages from 4 MB: few page faults either way, and an
 # idle space holds at most this much.
 ENCODE_BUFFER_BYTES_MAX = 1024 * 1024
+# Header flag of the first record of each append (one os.write): recovery can then tell
+# damage inside the log's final write, never fsync'd as a whole, from damage followed
+# by a later write (see _torn_tail).
+FLAG_WRITE_START = 0x0001
 
 
 class WalRecord(NamedTuple):
@@ -164,6 +172,7 @@ class WriteAheadLog:
     def _replay(self, after_lsn: int, salvage: bool, report: RecoveryReport) -> Generator[WalRecord, None, None]:
         segments = self.segments()
         last_lsn = after_lsn
+        framed = False  # whether the segment read before marked its writes' first records
         for position, (first_lsn, path) in enumerate(segments):
             is_last = position == len(segments) - 1
             if not is_last and segments[position + 1][0] - 1 <= after_lsn:
@@ -175,13 +184,20 @@ class WriteAheadLog:
             damage: tuple[int, str, bool] | None = None  # offset, reason, torn tail
             data = _map(path)
             try:
+                # Writes made before FLAG_WRITE_START existed are unmarked: only a segment
+                # whose first write is marked is judged by the marks. One whose first
+                # record is damaged counts as marked if the segment before it was.
+                try:
+                    framed = bool(_core.decode_record(data, 0)[1] & FLAG_WRITE_START)
+                except (_core.RecordError, ValueError):
+                    pass
                 offset = 0
                 while offset < len(data):
                     try:
                         rtype, flags, lsn, ts, payload, end = _core.decode_record(data, offset)
                     except _core.RecordError as exc:
                         # A torn tail: the process died while writing its last batch.
-                        damage = (offset, exc.reason, is_last and not _valid_record_after(data, offset))
+                        damage = (offset, exc.reason, is_last and _torn_tail(data, offset, framed))
                         break
                     if lsn > after_lsn:
                         if lsn != last_lsn + 1:
@@ -283,6 +299,9 @@ class WriteAheadLog:
             if buffer.shape[0] <= ENCODE_BUFFER_BYTES_MAX:
                 self._encode_buffer = buffer
         written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns)
+        # The first record again, marked as a write's start (same length: only the header differs).
+        first = _core.encode_record(entries[0][0], FLAG_WRITE_START, self._next_lsn, timestamp_ns, entries[0][1])
+        buffer[: len(first)] = np.frombuffer(first, np.uint8)
         lsn = self._next_lsn + len(entries)
         data = memoryview(buffer)[:written_bytes]
         if self._segment_bytes > 0 and self._segment_bytes + len(data) > self.segment_bytes_max:
@@ -473,17 +492,27 @@ def _unmap(data: mmap.mmap | bytes) -> None:
             pass
 
 
-def _valid_record_after(data: bytes, offset: int) -> bool:
-    """Whether any intact record starts after ``offset`` (then the damage is not a torn tail)."""
+def _torn_tail(data: bytes, offset: int, framed: bool) -> bool:
+    """Whether damage at ``offset`` of the last segment lies in the log's final write.
+
+    It does when no intact record starts after it, or, in a segment whose writes are
+    marked (``framed``), when none of the intact records after it starts a write: they
+    belong to the damaged write, the last one, whose fsync cannot have completed
+    without the damaged bytes. An intact record that starts a write means a later
+    write, whose fsync covered the damaged bytes: those may have been acknowledged.
+    """
     magic = (0x57524745).to_bytes(4, "little")
     position = data.find(magic, offset + 1)
     while position != -1:
         try:
-            _core.decode_record(data, position)
-            return True
+            flags = _core.decode_record(data, position)[1]
         except _core.RecordError:
             position = data.find(magic, position + 1)
-    return False
+            continue
+        if not framed or flags & FLAG_WRITE_START:
+            return False
+        position = data.find(magic, position + 1)
+    return True
 
 
 def _truncate(path: Path, offset: int) -> None:
