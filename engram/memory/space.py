@@ -364,6 +364,8 @@ class Space:
         elif rtype == rec.RECONSOLIDATE:
             at, plasticity, item, embedding, previous, previous_embedding = rec.decode_reconsolidate(payload, self.config.dimension)
             self._apply_reconsolidate(at, plasticity, item, embedding, previous, previous_embedding)
+        elif rtype == rec.DEDUPLICATED:
+            self.deduplicated += rec.decode_deduplicated(payload)
         else:
             raise ValueError(f"unknown record type {rtype}")
 
@@ -902,6 +904,11 @@ class Space:
             self._check_open()
         plan = _StorePlan(self, prepared, stacked)
         entries = plan.entries
+        if plan.deduplicated:
+            # The count survives a reopen only if logged: a merge that keeps the stored
+            # duplicate writes nothing else. Durable with the batch, like its records (a
+            # batch of hits only now pays a group-committed fsync for it).
+            entries.append((rec.DEDUPLICATED, rec.encode_deduplicated(plan.deduplicated)))
         if entries:
             with self._lock:
                 if self._pending_touches:
@@ -1917,7 +1924,7 @@ class Space:
 
 
 # Records whose replay neither reads nor appends rows: they need not wait for _ReplayRows.
-_REPLAY_WITHOUT_ROWS = (rec.FORGET, rec.ASSOCIATE, rec.TOUCH)
+_REPLAY_WITHOUT_ROWS = (rec.FORGET, rec.ASSOCIATE, rec.TOUCH, rec.DEDUPLICATED)
 
 
 class _ReplayRows:
