@@ -203,8 +203,8 @@ class WriteAheadLog:
                         if lsn != last_lsn + 1:
                             # Replaying across a hole (a segment lost in the middle) or
                             # backwards would build a state no writer ever saw.
-                            damage = (offset, f"record LSN {lsn} where {last_lsn + 1} was expected: "
-                                              f"records are missing or out of order", False)
+                            reason = f"record LSN {lsn} where {last_lsn + 1} was expected: records are missing or out of order"
+                            damage = (offset, reason, False)
                             break
                         try:
                             yield WalRecord(rtype, flags, lsn, ts, payload)
