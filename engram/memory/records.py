@@ -22,6 +22,9 @@ FORGET = 2
 ASSOCIATE = 3
 TOUCH = 4
 RECONSOLIDATE = 5
+# How many stores of a batch dedup merged into a stored memory (the stats counter):
+# a merge that keeps the stored duplicate writes no other record.
+DEDUPLICATED = 6
 
 
 @dataclass(slots=True)
@@ -106,6 +109,18 @@ def decode_remember_raw(payload: bytes, dimension: int) -> tuple[Item, bytes | N
     if raw is not None and (type(raw) is not bytes or len(raw) != 4 * dimension):
         raise ValueError(f"record embedding is {len(raw)} bytes, space has {dimension} float32 dimensions")
     return item, raw, body["r"]
+
+
+def encode_deduplicated(count: int) -> bytes:
+    return msgpack.packb({"n": count}, use_bin_type=True)
+
+
+def decode_deduplicated(payload: bytes) -> int:
+    """Raises ValueError, KeyError, TypeError."""
+    count = msgpack.unpackb(payload, raw=False)["n"]
+    if type(count) is not int or count < 1:
+        raise ValueError(f"dedup count {count!r} is not a positive integer")
+    return count
 
 
 def encode_forget(memory_id: str, reason: str) -> bytes:

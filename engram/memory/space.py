@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, List, Sequence
 import numpy as np
 
 from engram import _core
-from engram.errors import ClosedError, CorruptionError, EngramError, ReconsolidationWindowError, UnknownIdError, ValidationError
+from engram.errors import ClosedError, EngramError, ReconsolidationWindowError, UnknownIdError, ValidationError
 from engram.memory import consolidation
 from engram.memory.cognition import EFFECTS, NS_PER_HOUR
 from engram.memory.cognition import fan as fan_mod
@@ -287,20 +287,25 @@ class Space:
         records, report = self._wal.recover(after, salvage)
         rows = _ReplayRows(self)
         dimension = self.config.dimension
-        lsn = after
         try:
             for record in records:
-                lsn = record.lsn
-                if record.rtype == rec.REMEMBER:
-                    item, raw, replaces = rec.decode_remember_raw(record.payload, dimension)
-                    self._replay_remember(rows, item, raw, replaces)
-                    continue
-                if record.rtype not in _REPLAY_WITHOUT_ROWS:
-                    rows.finish()  # it reads or appends rows: every row before it first
-                self._apply_record(record.rtype, record.payload)
+                try:
+                    if record.rtype == rec.REMEMBER:
+                        item, raw, replaces = rec.decode_remember_raw(record.payload, dimension)
+                        self._replay_remember(rows, item, raw, replaces)
+                        continue
+                    if record.rtype not in _REPLAY_WITHOUT_ROWS:
+                        rows.finish()  # it reads or appends rows: every row before it first
+                    self._apply_record(record.rtype, record.payload)
+                except (ValueError, KeyError, TypeError) as exc:
+                    # Back to the log, which knows the record's file and offset: it raises
+                    # a CorruptionError naming them or, salvaging, cuts the log there.
+                    try:
+                        records.throw(ValueError(f"{type(exc).__name__}: {exc}"))
+                    except StopIteration:
+                        pass
+                    break
             rows.finish()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptionError(str(self._wal.directory), lsn, f"record {lsn} does not decode or apply: {exc}") from None
         finally:
             rows.close()
         self.recovery = report
@@ -359,6 +364,8 @@ class Space:
         elif rtype == rec.RECONSOLIDATE:
             at, plasticity, item, embedding, previous, previous_embedding = rec.decode_reconsolidate(payload, self.config.dimension)
             self._apply_reconsolidate(at, plasticity, item, embedding, previous, previous_embedding)
+        elif rtype == rec.DEDUPLICATED:
+            self.deduplicated += rec.decode_deduplicated(payload)
         else:
             raise ValueError(f"unknown record type {rtype}")
 
@@ -897,6 +904,11 @@ class Space:
             self._check_open()
         plan = _StorePlan(self, prepared, stacked)
         entries = plan.entries
+        if plan.deduplicated:
+            # The count survives a reopen only if logged: a merge that keeps the stored
+            # duplicate writes nothing else. Durable with the batch, like its records (a
+            # batch of hits only now pays a group-committed fsync for it).
+            entries.append((rec.DEDUPLICATED, rec.encode_deduplicated(plan.deduplicated)))
         if entries:
             with self._lock:
                 if self._pending_touches:
@@ -1915,7 +1927,7 @@ class Space:
 
 
 # Records whose replay neither reads nor appends rows: they need not wait for _ReplayRows.
-_REPLAY_WITHOUT_ROWS = (rec.FORGET, rec.ASSOCIATE, rec.TOUCH)
+_REPLAY_WITHOUT_ROWS = (rec.FORGET, rec.ASSOCIATE, rec.TOUCH, rec.DEDUPLICATED)
 
 
 class _ReplayRows:

@@ -9,10 +9,16 @@ that lock so that concurrent writers share one ``fdatasync`` (group commit: the
 first waiter to find no sync running becomes the leader and syncs everything
 written so far; the others wait for it).
 
-Recovery reads every segment in order. In the last segment, a record that is cut
-short or fails its checksum with no valid record after it is a torn tail: it is
-truncated and counted. Anything else that fails is a ``CorruptionError`` naming
-file and offset, unless ``salvage`` asks to keep what is valid before it.
+Recovery reads every segment in order. In the last segment, damage inside the final
+write is a torn tail: a record cut short or failing its checksum with no valid record
+after it, or with only records of the same write after it (a batch whose pages reached
+the disk out of order when the power failed). It is truncated and counted. Each
+append's first record carries FLAG_WRITE_START, so a later write after the damage is
+visible; since an fsync covers everything written before it, damage with a later
+write after it cannot be a tail that was never acknowledged. Anything else that fails is a ``CorruptionError`` naming
+file and offset, unless ``salvage`` asks to keep what is valid before it: so is a
+record whose LSN does not follow the one before (a lost segment, records out of
+order) and one whose payload the space cannot decode (it throws it back in).
 
 It must not: decode payloads (the space does), or hold the sync lock during I/O.
 """
@@ -24,7 +30,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Generator, NamedTuple
 
 import numpy as np
 
@@ -37,6 +43,10 @@ SEGMENT_SUFFIX = ".wal"
 # own, which NumPy backs with huge pages from 4 MB: few page faults either way, and an
 # idle space holds at most this much.
 ENCODE_BUFFER_BYTES_MAX = 1024 * 1024
+# Header flag of the first record of each append (one os.write): recovery can then tell
+# damage inside the log's final write, never fsync'd as a whole, from damage followed
+# by a later write (see _torn_tail).
+FLAG_WRITE_START = 0x0001
 
 
 class WalRecord(NamedTuple):
@@ -125,7 +135,8 @@ class WriteAheadLog:
         # drop the pages it could not write, so a later fdatasync that returns 0 proves
         # nothing about the records before it. From then on the log acknowledges and
         # accepts nothing (PostgreSQL's answer to "fsyncgate"); reopening replays what
-        # really is on disk.
+        # really is on disk. A failed write whose partial bytes cannot be cut off is
+        # kept here too (see _undo_partial_write).
         self._sync_error: OSError | None = None
         self._flusher: threading.Thread | None = None
         self._encode_buffer = np.empty(0, np.uint8)
@@ -144,18 +155,24 @@ class WriteAheadLog:
         out.sort()
         return out
 
-    def recover(self, after_lsn: int = 0, salvage: bool = False) -> tuple[Iterator[WalRecord], RecoveryReport]:
+    def recover(self, after_lsn: int = 0, salvage: bool = False) -> tuple[Generator[WalRecord, None, None], RecoveryReport]:
         """Replay records with LSN > ``after_lsn``, then open the log for appends.
 
         Returns a generator of records, which must be consumed fully before the log
-        is used, and a report filled in as it runs. Raises CorruptionError.
+        is used, and a report filled in as it runs. A record the caller cannot decode
+        or apply is handed back with ``records.throw(ValueError(reason))``: that raises
+        a CorruptionError naming its file and offset or, with ``salvage``, cuts the log
+        just before it and ends the generator (StopIteration). Records must follow each
+        other by LSN (no gap, none backwards); one that does not is damage too.
+        Raises CorruptionError.
         """
         report = RecoveryReport(last_lsn=after_lsn)
         return self._replay(after_lsn, salvage, report), report
 
-    def _replay(self, after_lsn: int, salvage: bool, report: RecoveryReport) -> Iterator[WalRecord]:
+    def _replay(self, after_lsn: int, salvage: bool, report: RecoveryReport) -> Generator[WalRecord, None, None]:
         segments = self.segments()
         last_lsn = after_lsn
+        framed = False  # whether the segment read before marked its writes' first records
         for position, (first_lsn, path) in enumerate(segments):
             is_last = position == len(segments) - 1
             if not is_last and segments[position + 1][0] - 1 <= after_lsn:
@@ -167,20 +184,38 @@ class WriteAheadLog:
             damage: tuple[int, str, bool] | None = None  # offset, reason, torn tail
             data = _map(path)
             try:
+                # Writes made before FLAG_WRITE_START existed are unmarked: only a segment
+                # whose first write is marked is judged by the marks. One whose first
+                # record is damaged counts as marked if the segment before it was.
+                try:
+                    framed = bool(_core.decode_record(data, 0)[1] & FLAG_WRITE_START)
+                except (_core.RecordError, ValueError):
+                    pass
                 offset = 0
                 while offset < len(data):
                     try:
                         rtype, flags, lsn, ts, payload, end = _core.decode_record(data, offset)
                     except _core.RecordError as exc:
                         # A torn tail: the process died while writing its last batch.
-                        damage = (offset, exc.reason, is_last and not _valid_record_after(data, offset))
+                        damage = (offset, exc.reason, is_last and _torn_tail(data, offset, framed))
                         break
-                    if lsn <= last_lsn and lsn > after_lsn:
-                        raise CorruptionError(str(path), offset, f"LSN {lsn} does not follow {last_lsn}")
                     if lsn > after_lsn:
+                        if lsn != last_lsn + 1:
+                            # Replaying across a hole (a segment lost in the middle) or
+                            # backwards would build a state no writer ever saw.
+                            reason = f"record LSN {lsn} where {last_lsn + 1} was expected: records are missing or out of order"
+                            damage = (offset, reason, False)
+                            break
+                        try:
+                            yield WalRecord(rtype, flags, lsn, ts, payload)
+                        except ValueError as exc:
+                            # Thrown in by the space: the checksum holds but the payload does
+                            # not decode or apply. Here the log knows the file and offset,
+                            # and salvage can cut the log just before it.
+                            damage = (offset, f"record {lsn} does not decode or apply: {exc}", False)
+                            break
                         last_lsn = lsn
                         report.records += 1
-                        yield WalRecord(rtype, flags, lsn, ts, payload)
                     offset = end
             finally:
                 _unmap(data)  # before any truncation below
@@ -196,7 +231,13 @@ class WriteAheadLog:
                 raise CorruptionError(str(path), offset, reason)
             report.salvaged_from = str(path)
             report.salvaged_offset = offset
-            _truncate(path, offset)
+            if offset == 0:
+                # Set aside whole, not left empty: an empty segment would keep a name
+                # (its first LSN) that the records appended next do not have, and
+                # segments are ordered by name.
+                path.rename(path.with_suffix(".corrupt"))
+            else:
+                _truncate(path, offset)
             for _, later in segments[position + 1 :]:
                 later.rename(later.with_suffix(".corrupt"))
             # Durable before new records reuse their LSNs: back as .wal after a power
@@ -258,19 +299,42 @@ class WriteAheadLog:
             if buffer.shape[0] <= ENCODE_BUFFER_BYTES_MAX:
                 self._encode_buffer = buffer
         written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns)
+        # The first record again, marked as a write's start (same length: only the header differs).
+        first = _core.encode_record(entries[0][0], FLAG_WRITE_START, self._next_lsn, timestamp_ns, entries[0][1])
+        buffer[: len(first)] = np.frombuffer(first, np.uint8)
         lsn = self._next_lsn + len(entries)
         data = memoryview(buffer)[:written_bytes]
         if self._segment_bytes > 0 and self._segment_bytes + len(data) > self.segment_bytes_max:
             self._rotate_locked()
         written = 0
         view = memoryview(data)
-        while written < len(data):
-            written += os.write(self._fd, view[written:])
+        try:
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except BaseException:
+            self._undo_partial_write()
+            raise
         self._segment_bytes += len(data)
         self.bytes_written += len(data)
         self._next_lsn = lsn
         self._written_lsn = lsn - 1
         return lsn - 1
+
+    def _undo_partial_write(self) -> None:
+        """Cut the segment back to its last whole batch after a failed write (ENOSPC
+        halfway): left there, the partial bytes would be followed by the next batch, and
+        recovery would find damage followed by valid records (a CorruptionError). If the
+        cut fails too, the log refuses every later write and sync, as after a failed
+        fsync: appending after those bytes would make later acknowledged records unreadable."""
+        try:
+            os.ftruncate(self._fd, self._segment_bytes)
+        except OSError as exc:
+            with self._sync_cond:
+                if self._sync_error is None:
+                    self._sync_error = OSError(
+                        exc.errno, f"a failed write left a partial batch at offset {self._segment_bytes} of "
+                                   f"{self._segment_path} that could not be cut off ({exc})")
+                self._wake_locked(everyone=True)
 
     def wait_durable(self, lsn: int) -> None:
         """Return once every record up to ``lsn`` is on disk (a no-op in async mode)."""
@@ -323,8 +387,9 @@ class WriteAheadLog:
         if error is not None:
             raise OSError(
                 error.errno,
-                f"the write-ahead log in {self.directory} failed to sync ({error}); records written before "
-                f"that may not be on disk, so nothing more is acknowledged: reopen the database",
+                f"the write-ahead log in {self.directory} failed to sync or write ({error}); records written "
+                f"before that may not be on disk, so nothing more is acknowledged: reopen the database "
+                f"(recovery cuts what is not whole)",
             )
 
     def _wake_locked(self, everyone: bool = False) -> None:
@@ -427,17 +492,27 @@ def _unmap(data: mmap.mmap | bytes) -> None:
             pass
 
 
-def _valid_record_after(data: bytes, offset: int) -> bool:
-    """Whether any intact record starts after ``offset`` (then the damage is not a torn tail)."""
+def _torn_tail(data: bytes, offset: int, framed: bool) -> bool:
+    """Whether damage at ``offset`` of the last segment lies in the log's final write.
+
+    It does when no intact record starts after it, or, in a segment whose writes are
+    marked (``framed``), when none of the intact records after it starts a write: they
+    belong to the damaged write, the last one, whose fsync cannot have completed
+    without the damaged bytes. An intact record that starts a write means a later
+    write, whose fsync covered the damaged bytes: those may have been acknowledged.
+    """
     magic = (0x57524745).to_bytes(4, "little")
     position = data.find(magic, offset + 1)
     while position != -1:
         try:
-            _core.decode_record(data, position)
-            return True
+            flags = _core.decode_record(data, position)[1]
         except _core.RecordError:
             position = data.find(magic, position + 1)
-    return False
+            continue
+        if not framed or flags & FLAG_WRITE_START:
+            return False
+        position = data.find(magic, position + 1)
+    return True
 
 
 def _truncate(path: Path, offset: int) -> None:
