@@ -63,3 +63,18 @@ def test_the_counter_comes_back_from_a_checkpoint_and_the_log_after_it(tmp_path:
         sp.checkpoint()
         assert sp.stats()["deduplicated"] == before
     assert deduplicated(tmp_path) == before
+
+
+def test_a_batch_of_only_hits_logs_its_count_without_an_fsync_of_its_own(tmp_path: Path) -> None:
+    """The count is a statistic: a store answered wholly by dedup must not wait for a disk
+    flush of its own (it did not before the count was logged); the next sync carries it."""
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1")
+        sp.remember("original", embedding=vec(7), confidence=0.5, id="o7")
+        fsyncs = sp.stats()["fsyncs"]
+        for step in range(5):
+            sp.remember(f"weaker copy {step}", embedding=near(7, step), confidence=0.1)
+        assert sp.stats()["fsyncs"] == fsyncs
+        assert sp.stats()["deduplicated"] == 5
+        sp.remember("something else", embedding=vec(8), confidence=0.5)  # its fsync covers the counts too
+    assert deduplicated(tmp_path) == 5

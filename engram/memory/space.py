@@ -239,6 +239,10 @@ class Space:
         self._closed = False
         self.evicted = 0
         self.deduplicated = 0
+        # A run of count-only DEDUPLICATED records appended without waiting for a sync
+        # (_store_batch): the last LSN before the run, and the run's last record's LSN.
+        self._counted_from = -1
+        self._counted_tail = -1
         self.last_consolidation: dict[str, Any] | None = None
         self.created_ns = 0  # set by Database from space.json
         self.recovery = RecoveryReport()
@@ -904,25 +908,32 @@ class Space:
             self._check_open()
         plan = _StorePlan(self, prepared, stacked)
         entries = plan.entries
-        if plan.deduplicated:
-            # The count survives a reopen only if logged: a merge that keeps the stored
-            # duplicate writes nothing else. Durable with the batch, like its records (a
-            # batch of hits only now pays a group-committed fsync for it).
-            entries.append((rec.DEDUPLICATED, rec.encode_deduplicated(plan.deduplicated)))
-        if entries:
-            with self._lock:
-                if self._pending_touches:
-                    entries.insert(0, self._touch_entry())
-            try:
-                lsn = self._wal.append(entries, self._now_ns())
+        # The dedup count survives a reopen only if logged: a merge that keeps the stored
+        # duplicate writes nothing else.
+        counted = [(rec.DEDUPLICATED, rec.encode_deduplicated(plan.deduplicated))] if plan.deduplicated else []
+        try:
+            if entries:
+                with self._lock:
+                    if self._pending_touches:
+                        entries.insert(0, self._touch_entry())
+                lsn = self._wal.append(entries + counted, self._now_ns())
                 self._wal.wait_durable(lsn)
-            except BaseException as exc:
-                # The log may hold records that memory does not: refuse further use.
-                self._failed = exc
-                raise
-        else:
-            # Only dedup hits: whatever they answer with must be durable too.
-            self._wal.wait_durable(self._wal.last_lsn)
+            else:
+                # Only dedup hits: whatever they answer with must be durable too, which is
+                # everything logged before this run of count-only records.
+                last = self._wal.last_lsn
+                self._wal.wait_durable(self._counted_from if last == self._counted_tail else last)
+                if counted:
+                    # The count is a statistic: logged without a wait, so a batch of hits
+                    # pays no fsync of its own. The next sync (any writer's, the flusher's,
+                    # close) covers it; a crash before then loses only these counts.
+                    if last != self._counted_tail:
+                        self._counted_from = last
+                    self._counted_tail = self._wal.append(counted, self._now_ns())
+        except BaseException as exc:
+            # The log may hold records that memory does not: refuse further use.
+            self._failed = exc
+            raise
         try:
             self._apply_plan(plan)
         except BaseException as exc:
