@@ -216,6 +216,7 @@ def _scores(rows: Rows, picked: np.ndarray, queries: np.ndarray, query_inv: np.n
         return picked, _core.cosine_scores(np.ascontiguousarray(rows.matrix[picked]), np.ascontiguousarray(rows.inv_norms[picked]),
                                            queries, query_inv)
     if dense:
-        return picked, _core.cosine_scores(rows.matrix[low:high], rows.inv_norms[low:high], queries, query_inv)[:, columns]
+        scores = _core.cosine_scores(rows.matrix[low:high], rows.inv_norms[low:high], queries, query_inv)
+        return picked, scores if picked.size == high - low else scores[:, columns]
     return picked, _core.cosine_scores(np.ascontiguousarray(rows.matrix[picked]), np.ascontiguousarray(rows.inv_norms[picked]),
                                        queries, query_inv)
