@@ -441,6 +441,7 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _N
     decay = get_enum(obj, "decay", DECAY_KINDS, prefix=prefix) or get_enum(obj, "decay_function", DECAY_KINDS, prefix=prefix)
     if decay is not None:
         kw["decay"] = decay
+    kw.update(_episode_fields(obj, prefix))
     return kw
 
 
@@ -464,39 +465,51 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
         or get_str(obj, "where", chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"')
     if where is not None:
         kw["where"] = where
-    who = get_str_list(obj, "who", example='["ana", "ben"]')
-    if who:
-        kw["who"] = who
-    for key in ("why", "how"):
-        v = get_str(obj, key, chars_max=SHORT_TEXT_CHARS_MAX, example='"to review results"')
-        if v is not None:
-            kw[key] = v
     emb = obj.get("embedding")
     if emb is not None:
         kw["embedding"] = to_embedding(emb, "embedding", dim)
-    for key, lo, hi in (("importance", 0.0, 1.0), ("emotional_valence", -1.0, 1.0), ("confidence", 0.0, 1.0)):
-        v = get_number(obj, key, lo=lo, hi=hi, example="0.6")
-        if v is not None:
-            kw[key] = v
+    if obj.get("confidence") is not None:
+        kw["confidence"] = get_number(obj, "confidence", lo=0.0, hi=1.0, example="0.6")
     mid = get_memory_id(obj)
     if mid is not None:
         kw["id"] = mid
+    kw.update(_episode_fields(obj, ""))
+    return kw
+
+
+def _episode_fields(obj: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """who, why, how, importance, emotional_valence and metadata of an episode (or of a
+    bulk item, so that what ``engram export`` wrote goes back in), as keyword arguments
+    of ``Space.remember_episode``/``remember_many``; absent ones are left out."""
+    kw: dict[str, Any] = {}
+    who = get_str_list(obj, "who", prefix=prefix, example='["ana", "ben"]')
+    if who:
+        kw["who"] = who
+    for key in ("why", "how"):
+        v = get_str(obj, key, prefix=prefix, chars_max=SHORT_TEXT_CHARS_MAX, example='"to review results"')
+        if v is not None:
+            kw[key] = v
+    for key, lo, hi in (("importance", 0.0, 1.0), ("emotional_valence", -1.0, 1.0)):
+        v = get_number(obj, key, prefix=prefix, lo=lo, hi=hi, example="0.6")
+        if v is not None:
+            kw[key] = v
     meta = obj.get("metadata")
     if meta is not None:
+        name = prefix + "metadata"
         if not isinstance(meta, dict):
-            raise _structure("metadata", f"expected an object, got {_kind(meta)}", "an object of string keys to strings, numbers or booleans", '{"project": "x"}')
+            raise _structure(name, f"expected an object, got {_kind(meta)}", "an object of string keys to strings, numbers or booleans", '{"project": "x"}')
         if len(meta) > 64:
-            raise _value("metadata", f"has {len(meta)} keys", "at most 64 keys", '{"project": "x"}')
+            raise _value(name, f"has {len(meta)} keys", "at most 64 keys", '{"project": "x"}')
         clean: dict[str, Any] = {}
         for k, v in meta.items():
             if len(k) > TAG_CHARS_MAX or "\x00" in k:
-                raise _value(f"metadata.{k[:32]}", "key is too long or contains NUL", f"keys of at most {TAG_CHARS_MAX} characters", '{"project": "x"}')
+                raise _value(f"{name}.{k[:32]}", "key is too long or contains NUL", f"keys of at most {TAG_CHARS_MAX} characters", '{"project": "x"}')
             if v is not None and not isinstance(v, (str, int, float, bool)):
-                raise _structure(f"metadata.{k}", f"expected a string, number or boolean, got {_kind(v)}", "a scalar value", '"x"')
+                raise _structure(f"{name}.{k}", f"expected a string, number or boolean, got {_kind(v)}", "a scalar value", '"x"')
             if isinstance(v, str) and (len(v) > TEXT_FIELD_CHARS_MAX or "\x00" in v):
-                raise _value(f"metadata.{k}", "is too long or contains NUL", f"at most {TEXT_FIELD_CHARS_MAX} characters", '"x"')
+                raise _value(f"{name}.{k}", "is too long or contains NUL", f"at most {TEXT_FIELD_CHARS_MAX} characters", '"x"')
             if isinstance(v, float) and not math.isfinite(v):
-                raise _value(f"metadata.{k}", "is not finite", "a finite number", "1.5")
+                raise _value(f"{name}.{k}", "is not finite", "a finite number", "1.5")
             clean[k] = v
         kw["metadata"] = clean
     return kw
