@@ -502,6 +502,8 @@ def _episode_fields(obj: Mapping[str, Any], prefix: str) -> dict[str, Any]:
             raise _value(name, f"has {len(meta)} keys", "at most 64 keys", '{"project": "x"}')
         clean: dict[str, Any] = {}
         for k, v in meta.items():
+            if not isinstance(k, str):  # a msgpack body may have bytes keys; the engine refuses them
+                raise _structure(name, f"has a key that is {_kind(k)}, not a string", "an object of string keys", '{"project": "x"}')
             if len(k) > TAG_CHARS_MAX or "\x00" in k:
                 raise _value(f"{name}.{k[:32]}", "key is too long or contains NUL", f"keys of at most {TAG_CHARS_MAX} characters", '{"project": "x"}')
             if v is not None and not isinstance(v, (str, int, float, bool)):
