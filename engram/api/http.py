@@ -765,11 +765,17 @@ def create_app(svc: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
     ]
 
+    route_paths = frozenset(r.path for r in routes)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
-            err = ApiError(404, f"no route {request.method} {request.url.path}", code="NOT_FOUND", field="path",
-                           allowed="a path listed in /api-docs/openapi.json", example="/api/v1/memories/recall?query=cell")
+            path = request.url.path
+            stripped = path.rstrip("/")
+            hint = f"; drop the trailing slash: {stripped}" if stripped != path and stripped in route_paths else ""
+            err = ApiError(404, f"no route {request.method} {path}{hint}", code="NOT_FOUND", field="path",
+                           allowed="a path listed in /api-docs/openapi.json",
+                           example=stripped if hint else "/api/v1/memories/recall?query=cell")
         elif exc.status_code == 405:
             err = ApiError(405, f"{request.method} is not allowed on {request.url.path}", field="method",
                            allowed=exc.headers.get("Allow", "") if exc.headers else "", example="see /docs",
@@ -783,7 +789,13 @@ def create_app(svc: Service) -> Starlette:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(ApiError(500, "internal error; the server log has the details"))
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error})
+    # Starlette answers a path with a stray trailing slash with a bare 307 to the path
+    # without it: no error envelope, and clients that do not follow it (ours does not)
+    # saw an empty success. The original Engram (axum) has no such redirect and answers
+    # 404; so do we, in the envelope, naming the path to use instead.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _space_config(raw: Any) -> dict[str, Any]:
