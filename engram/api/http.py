@@ -247,6 +247,12 @@ def create_app(svc: Service) -> Starlette:
 
     @endpoint("/metrics", "read")
     async def metrics(request: Request, ctx: Ctx) -> Response:
+        # The samples are labelled with every space's id, and filtering Prometheus text
+        # per key would be a second renderer: only a key for all spaces may read them.
+        if ctx.key is not None and "*" not in ctx.key.spaces:
+            raise ApiError(403, "/metrics covers every memory space; this API key is limited to some", field="Authorization",
+                           allowed="a key for every space with the read permission",
+                           example="engram key create --space '*' --perm read")
         svc.metrics.sse_clients.set(svc.hub.subscriber_count)
         body = await svc.run(svc.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -718,8 +724,10 @@ def create_app(svc: Service) -> Starlette:
     @endpoint("/api/v1/admin/status", "read")
     async def admin_status(request: Request, ctx: Ctx) -> Response:
         import os
+        # Like GET /api/v1/spaces: a key sees only the spaces it may use.
+        spaces = [s for s in svc.known_spaces() if ctx.key is None or ctx.key.allows_space(s)]
         return json_response({"pid": os.getpid(), "data_dir": str(Path(svc.settings.data_dir).resolve()),
-                              "version": VERSION, "auth": svc.auth_enabled, "spaces": svc.known_spaces(),
+                              "version": VERSION, "auth": svc.auth_enabled, "spaces": spaces,
                               "uptime_s": round(time.monotonic() - svc.started_monotonic_s, 3),
                               "started_at": S.iso(svc.started_at)})
 
