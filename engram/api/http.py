@@ -627,12 +627,7 @@ def create_app(svc: Service) -> Starlette:
         space_id = ctx.space_id(None)
         raw = request.query_params.get("max_episodes")
         if raw:
-            try:
-                if not 1 <= int(raw) <= 100_000:
-                    raise ValueError
-            except ValueError:
-                raise ApiError(400, f"max_episodes: {raw!r} is not allowed", field="max_episodes",
-                               allowed="an integer from 1 to 100000", example="max_episodes=500") from None
+            S.param_int(request.query_params, "max_episodes", lo=1, hi=100_000, default=500)
         sp = await svc.space(space_id, create=False)
         if svc.consolidation is not None and sp is not None and hasattr(sp, "patterns"):
             doc = await svc.run(svc.consolidation.beliefs_document, sp)

@@ -569,14 +569,23 @@ def query_dict(query_string: bytes) -> dict[str, Any]:
     return out
 
 
-def _param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
+# What a query parameter integer may look like. int() alone also takes "1_0", " 10 "
+# and other scripts' digits ("１０", "١٠"), which no client means as a number.
+_ASCII_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
+    """The integer query parameter ``key`` (ASCII digits with an optional sign) within
+    [lo, hi], or ``default`` when absent or empty. Raises ApiError 400 naming ``key``."""
     raw = params.get(key)
     if raw is None or raw == "":
         return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise _value(key, f"{raw!r} is not an integer", f"an integer in [{lo}, {hi}]", f"{key}={default}") from None
+    if not _ASCII_INT_RE.fullmatch(raw):
+        raise _value(key, f"{raw!r} is not an integer", f"an integer in [{lo}, {hi}] written with ASCII digits 0-9",
+                     f"{key}={default}")
+    if len(raw) > 24:  # far outside any range here; int() of thousands of digits costs time
+        raise _value(key, f"{raw[:24]}... is out of range", f"an integer in [{lo}, {hi}]", f"{key}={default}")
+    v = int(raw)
     if not lo <= v <= hi:
         raise _value(key, f"{v} is out of range", f"an integer in [{lo}, {hi}]", f"{key}={default}")
     return v
@@ -681,8 +690,8 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
         embedding = to_embedding(emb_val, "embedding", dim)
     str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
                   for k, v in params.items() if isinstance(v, (str, int, float, bool))}
-    k = _param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
-                   default=_param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
+    k = param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
+                   default=param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
     threshold = _param_float(str_params, "threshold", lo=0.0, hi=1.0, default=None)
     if threshold is None:
         threshold = _param_float(str_params, "confidence_threshold", lo=0.0, hi=1.0, default=threshold_default)
@@ -712,8 +721,8 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
 
 
 def parse_list_params(params: Mapping[str, str]) -> tuple[int, int, bool]:
-    offset = _param_int(params, "offset", lo=0, hi=2**62, default=0)
-    limit = _param_int(params, "limit", lo=1, hi=LIST_LIMIT_MAX, default=100)
+    offset = param_int(params, "offset", lo=0, hi=2**62, default=0)
+    limit = param_int(params, "limit", lo=1, hi=LIST_LIMIT_MAX, default=100)
     return offset, limit, param_bool(params, "include_embeddings")
 
 
