@@ -687,7 +687,7 @@ def create_app(svc: Service) -> Starlette:
         if sub is None:
             raise ApiError(503, "too many event streams are open", code="SERVER_BUSY", headers={"Retry-After": "5"})
         hello = {"topic": topic, "memory_space_id": space_id, "server_time": now_iso()}
-        return SSEResponse(svc.hub.stream(sub, hello=hello))  # type: ignore[return-value]
+        return SSEResponse(svc.hub.stream(sub, hello=hello), on_close=lambda: svc.hub.unsubscribe(sub))  # type: ignore[return-value]
 
     @endpoint("/api/v1/stream/memories", "read")
     async def stream_memories(request: Request, ctx: Ctx) -> Response:
