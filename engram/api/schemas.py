@@ -691,7 +691,7 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
     str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
                   for k, v in params.items() if isinstance(v, (str, int, float, bool))}
     k = param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
-                   default=param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
+                  default=param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
     threshold = _param_float(str_params, "threshold", lo=0.0, hi=1.0, default=None)
     if threshold is None:
         threshold = _param_float(str_params, "confidence_threshold", lo=0.0, hi=1.0, default=threshold_default)
