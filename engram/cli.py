@@ -619,13 +619,19 @@ def export(ctx: click.Context, output: str | None, page: int, space: str | None)
             out.close()
 
 
+# What a listed memory holds that remember takes back (bulk items accept an episode's
+# fields too). Not exported: access_count and last_access (what recalls did since; an
+# import starts them anew), a pattern's sources and the association graph (no write
+# route takes them).
+_EXPORTED_OPTIONAL = ("embedding", "location", "who", "why", "how", "importance", "emotional_valence", "metadata")
+
+
 def _importable(m: dict[str, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {"id": m["id"], "content": m["content"], "confidence": m["confidence"]["value"],
                            "timestamp": m["observed_at"], "memory_type": m["memory_type"], "tags": m.get("tags", [])}
-    if m.get("embedding") is not None:
-        doc["embedding"] = m["embedding"]
-    if m.get("location"):
-        doc["location"] = m["location"]
+    for key in _EXPORTED_OPTIONAL:
+        if m.get(key) not in (None, [], {}, ""):
+            doc[key] = m[key]
     if m.get("decay_function"):
         doc["decay"] = m["decay_function"]
     return doc

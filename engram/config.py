@@ -149,15 +149,16 @@ class Settings:
                 raise SettingsError(f"{name}: must be at least 1; example: {name} = {getattr(Settings, name, 1)}")
         if self.embedder not in ("none", "minilm"):
             raise SettingsError(f"embedder: {self.embedder!r} is not allowed; allowed: none, minilm; example: embedder = \"minilm\"")
-        if not self.consolidation_interval_s > 0:
-            raise SettingsError(
-                f"consolidation_interval_s: {self.consolidation_interval_s} is not allowed; allowed: seconds > 0; "
-                "example: consolidation_interval_s = 300"
-            )
+        for name, (lo, lo_open, hi) in _FLOAT_RANGES.items():
+            value = getattr(self, name)
+            # Written so that NaN fails every comparison and is refused with infinity.
+            inside = value > lo if lo_open else value >= lo
+            if not (inside and value <= hi):
+                low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+                raise SettingsError(f"{name}: {value!r} is not allowed; allowed: a finite number {low} and <= {hi:g}; "
+                                    f"example: {name} = {FIELDS_DEFAULTS[name]:g}")
         if self.consolidation_max_episodes < 1:
             raise SettingsError("consolidation_max_episodes: must be at least 1; example: consolidation_max_episodes = 5000")
-        if self.key_rate_per_s <= 0:
-            raise SettingsError("key_rate_per_s: must be > 0; example: key_rate_per_s = 1000")
 
     # Derived values -------------------------------------------------------------------
 
@@ -196,6 +197,17 @@ class Settings:
                    recall_queue_count_max=64, graceful_timeout_s=3.0)
 
 
+# The float settings' ranges: (lowest, whether the lowest itself is excluded, highest).
+# Timeouts and intervals are seconds; a day or a month is far past any sensible value,
+# and NaN or infinity would make a sleep or a deadline never end (or end at once).
+_FLOAT_RANGES: dict[str, tuple[float, bool, float]] = {
+    "key_rate_per_s": (0.0, True, 1e9),
+    "key_cache_ttl_s": (0.0, False, 86_400.0),
+    "graceful_timeout_s": (0.0, False, 86_400.0),
+    "consolidation_interval_s": (0.0, True, 2_592_000.0),
+}
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return host == "localhost"
@@ -206,6 +218,8 @@ def is_loopback(host: str) -> bool:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+FIELDS_DEFAULTS = {name: f.default for name, f in FIELDS.items()}
+assert set(_FLOAT_RANGES) == {name for name, f in FIELDS.items() if isinstance(f.default, float)}
 ENV_PREFIX = "ENGRAM_"
 
 

@@ -8,6 +8,8 @@ of the whole token for ``cache_ttl_s`` seconds; a revoked key stops working afte
 
 Permissions: ``read`` (GET routes), ``write`` (remember, delete, create spaces),
 ``admin`` (backup, key-free admin routes). Spaces: a list of ids, or ``*`` for all.
+Routes that describe every space show a key only the spaces it may use (spaces list,
+system health, admin status); /metrics, labelled with every space, needs a ``*`` key.
 """
 
 from __future__ import annotations

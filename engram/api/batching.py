@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import trio
 
+from ..errors import ValidationError
 from .errors import ApiError
 
 __all__ = ["RecallBatcher", "RememberBatcher"]
@@ -142,20 +143,29 @@ class RememberBatcher(RecallBatcher):
             ids = await trio.to_thread.run_sync(self.space.remember_many, items, limiter=self.limiter)
         except Exception as exc:  # noqa: BLE001 - isolate the failing item below
             if len(batch) == 1:
-                batch[0].error = exc
+                batch[0].error = _as_sent(exc, 0)
                 batch[0].done.set()
                 return
             for slot in batch:
                 try:
                     slot.result = (await trio.to_thread.run_sync(self.space.remember_many, [slot.query], limiter=self.limiter))[0]
                 except Exception as one_exc:  # noqa: BLE001 - delivered to its own requester
-                    slot.error = one_exc
+                    slot.error = _as_sent(one_exc, 0)
                 slot.done.set()
             return
         assert len(ids) == len(batch)
         for slot, memory_id in zip(batch, ids):
             slot.result = memory_id
             slot.done.set()
+
+
+def _as_sent(exc: BaseException, index: int) -> BaseException:
+    """``exc`` naming the field as the requester sent it: remember_many calls an item's
+    fields items[<index>].<field>, but each request here sent one memory, not a list."""
+    prefix = f"items[{index}]."
+    if isinstance(exc, ValidationError) and exc.field.startswith(prefix):
+        return ValidationError(exc.field[len(prefix):], exc.problem, exc.allowed, exc.example)
+    return exc
 
 
 def retry_after_s(seconds: float) -> str:

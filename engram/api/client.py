@@ -53,7 +53,14 @@ class ApiClient:
             body = r.json()
         except ValueError:
             body = r.text
-        if r.status_code >= 400:
+        if 300 <= r.status_code < 400:
+            # Not followed: a redirect would re-send the body and the API key to wherever
+            # Location points, and a 3xx is no answer to the request either.
+            where = r.headers.get("location", "(no Location header)")
+            raise ClientError(r.status_code, f"HTTP {r.status_code}: the server redirected {method} {path} to {where}; "
+                              "redirects are not followed: give --url (or ENGRAM_URL) the server's own address, "
+                              "e.g. http://127.0.0.1:7432", body)
+        if not 200 <= r.status_code < 300:
             msg = body["error"]["message"] if isinstance(body, dict) and isinstance(body.get("error"), dict) else str(body)[:500]
             hint = ""
             if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("cognitive_guidance"):

@@ -13,7 +13,7 @@ import collections
 import itertools
 import json
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import trio
 
@@ -74,6 +74,10 @@ class EventHub:
         self._subs.add(sub)
         return sub
 
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Free ``sub``'s slot (again is harmless)."""
+        self._subs.discard(sub)
+
     def close(self) -> None:
         self.closed.set()
         for sub in self._subs:
@@ -100,7 +104,7 @@ class EventHub:
                     seq, kind, payload = sub.queue.popleft()
                     yield _frame(seq, kind, payload)
         finally:
-            self._subs.discard(sub)
+            self.unsubscribe(sub)
 
 
 def _frame(seq: int, kind: str, payload: dict[str, Any]) -> bytes:
@@ -119,10 +123,21 @@ class SSEResponse:
 
     status_code = 200
 
-    def __init__(self, frames: AsyncIterator[bytes]) -> None:
+    def __init__(self, frames: AsyncIterator[bytes], on_close: Callable[[], None] | None = None) -> None:
         self.frames = frames
+        self.on_close = on_close
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # ``on_close`` frees the subscriber's slot however this ends: closing ``frames``
+        # does not when the generator never started (its finally is never entered), as
+        # when the client is gone before the response start could be sent.
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _stream(self, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no")]})

@@ -247,6 +247,12 @@ def create_app(svc: Service) -> Starlette:
 
     @endpoint("/metrics", "read")
     async def metrics(request: Request, ctx: Ctx) -> Response:
+        # The samples are labelled with every space's id, and filtering Prometheus text
+        # per key would be a second renderer: only a key for all spaces may read them.
+        if ctx.key is not None and "*" not in ctx.key.spaces:
+            raise ApiError(403, "/metrics covers every memory space; this API key is limited to some", field="Authorization",
+                           allowed="a key for every space with the read permission",
+                           example="engram key create --space '*' --perm read")
         svc.metrics.sse_clients.set(svc.hub.subscriber_count)
         body = await svc.run(svc.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -621,12 +627,7 @@ def create_app(svc: Service) -> Starlette:
         space_id = ctx.space_id(None)
         raw = request.query_params.get("max_episodes")
         if raw:
-            try:
-                if not 1 <= int(raw) <= 100_000:
-                    raise ValueError
-            except ValueError:
-                raise ApiError(400, f"max_episodes: {raw!r} is not allowed", field="max_episodes",
-                               allowed="an integer from 1 to 100000", example="max_episodes=500") from None
+            S.param_int(request.query_params, "max_episodes", lo=1, hi=100_000, default=500)
         sp = await svc.space(space_id, create=False)
         if svc.consolidation is not None and sp is not None and hasattr(sp, "patterns"):
             doc = await svc.run(svc.consolidation.beliefs_document, sp)
@@ -686,7 +687,7 @@ def create_app(svc: Service) -> Starlette:
         if sub is None:
             raise ApiError(503, "too many event streams are open", code="SERVER_BUSY", headers={"Retry-After": "5"})
         hello = {"topic": topic, "memory_space_id": space_id, "server_time": now_iso()}
-        return SSEResponse(svc.hub.stream(sub, hello=hello))  # type: ignore[return-value]
+        return SSEResponse(svc.hub.stream(sub, hello=hello), on_close=lambda: svc.hub.unsubscribe(sub))  # type: ignore[return-value]
 
     @endpoint("/api/v1/stream/memories", "read")
     async def stream_memories(request: Request, ctx: Ctx) -> Response:
@@ -718,8 +719,10 @@ def create_app(svc: Service) -> Starlette:
     @endpoint("/api/v1/admin/status", "read")
     async def admin_status(request: Request, ctx: Ctx) -> Response:
         import os
+        # Like GET /api/v1/spaces: a key sees only the spaces it may use.
+        spaces = [s for s in svc.known_spaces() if ctx.key is None or ctx.key.allows_space(s)]
         return json_response({"pid": os.getpid(), "data_dir": str(Path(svc.settings.data_dir).resolve()),
-                              "version": VERSION, "auth": svc.auth_enabled, "spaces": svc.known_spaces(),
+                              "version": VERSION, "auth": svc.auth_enabled, "spaces": spaces,
                               "uptime_s": round(time.monotonic() - svc.started_monotonic_s, 3),
                               "started_at": S.iso(svc.started_at)})
 
@@ -765,11 +768,17 @@ def create_app(svc: Service) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
     ]
 
+    route_paths = frozenset(r.path for r in routes)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
-            err = ApiError(404, f"no route {request.method} {request.url.path}", code="NOT_FOUND", field="path",
-                           allowed="a path listed in /api-docs/openapi.json", example="/api/v1/memories/recall?query=cell")
+            path = request.url.path
+            stripped = path.rstrip("/")
+            hint = f"; drop the trailing slash: {stripped}" if stripped != path and stripped in route_paths else ""
+            err = ApiError(404, f"no route {request.method} {path}{hint}", code="NOT_FOUND", field="path",
+                           allowed="a path listed in /api-docs/openapi.json",
+                           example=stripped if hint else "/api/v1/memories/recall?query=cell")
         elif exc.status_code == 405:
             err = ApiError(405, f"{request.method} is not allowed on {request.url.path}", field="method",
                            allowed=exc.headers.get("Allow", "") if exc.headers else "", example="see /docs",
@@ -783,7 +792,13 @@ def create_app(svc: Service) -> Starlette:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(ApiError(500, "internal error; the server log has the details"))
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error})
+    # Starlette answers a path with a stray trailing slash with a bare 307 to the path
+    # without it: no error envelope, and clients that do not follow it (ours does not)
+    # saw an empty success. The original Engram (axum) has no such redirect and answers
+    # 404; so do we, in the envelope, naming the path to use instead.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _space_config(raw: Any) -> dict[str, Any]:

@@ -100,6 +100,12 @@ def _schemas() -> dict[str, Any]:
             "timestamp": {"type": "string", "format": "date-time", "description": "When it was observed (default now)."},
             "location": {"type": "string", "maxLength": 1024},
             "decay": {"type": "string", "enum": ["exponential", "power_law", "two_component", "hybrid", "none"]},
+            # An episode's fields too, so that the lines 'engram export' writes load back.
+            "who": {"type": "array", "maxItems": 64, "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+            "why": {"type": "string", "minLength": 1, "maxLength": 1024}, "how": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "emotional_valence": {"type": "number", "minimum": -1, "maximum": 1},
+            "importance": {"type": "number", "minimum": 0, "maximum": 1},
+            "metadata": {"type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}},
             "memory_space_id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"}},
             "example": {"content": "The mitochondria is the powerhouse of the cell", "confidence": 0.95, "tags": ["biology"]}},
         "EpisodeRequest": {"type": "object", "required": ["when", "what"], "properties": {

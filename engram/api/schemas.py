@@ -441,6 +441,7 @@ def parse_remember(body: Any, *, dim: int, prefix: str = "", embedding: Any = _N
     decay = get_enum(obj, "decay", DECAY_KINDS, prefix=prefix) or get_enum(obj, "decay_function", DECAY_KINDS, prefix=prefix)
     if decay is not None:
         kw["decay"] = decay
+    kw.update(_episode_fields(obj, prefix))
     return kw
 
 
@@ -464,39 +465,53 @@ def parse_episode(body: Any, *, dim: int) -> dict[str, Any]:
         or get_str(obj, "where", chars_max=SHORT_TEXT_CHARS_MAX, example='"lab"')
     if where is not None:
         kw["where"] = where
-    who = get_str_list(obj, "who", example='["ana", "ben"]')
-    if who:
-        kw["who"] = who
-    for key in ("why", "how"):
-        v = get_str(obj, key, chars_max=SHORT_TEXT_CHARS_MAX, example='"to review results"')
-        if v is not None:
-            kw[key] = v
     emb = obj.get("embedding")
     if emb is not None:
         kw["embedding"] = to_embedding(emb, "embedding", dim)
-    for key, lo, hi in (("importance", 0.0, 1.0), ("emotional_valence", -1.0, 1.0), ("confidence", 0.0, 1.0)):
-        v = get_number(obj, key, lo=lo, hi=hi, example="0.6")
-        if v is not None:
-            kw[key] = v
+    if obj.get("confidence") is not None:
+        kw["confidence"] = get_number(obj, "confidence", lo=0.0, hi=1.0, example="0.6")
     mid = get_memory_id(obj)
     if mid is not None:
         kw["id"] = mid
+    kw.update(_episode_fields(obj, ""))
+    return kw
+
+
+def _episode_fields(obj: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """who, why, how, importance, emotional_valence and metadata of an episode (or of a
+    bulk item, so that what ``engram export`` wrote goes back in), as keyword arguments
+    of ``Space.remember_episode``/``remember_many``; absent ones are left out."""
+    kw: dict[str, Any] = {}
+    who = get_str_list(obj, "who", prefix=prefix, example='["ana", "ben"]')
+    if who:
+        kw["who"] = who
+    for key in ("why", "how"):
+        v = get_str(obj, key, prefix=prefix, chars_max=SHORT_TEXT_CHARS_MAX, example='"to review results"')
+        if v is not None:
+            kw[key] = v
+    for key, lo, hi in (("importance", 0.0, 1.0), ("emotional_valence", -1.0, 1.0)):
+        v = get_number(obj, key, prefix=prefix, lo=lo, hi=hi, example="0.6")
+        if v is not None:
+            kw[key] = v
     meta = obj.get("metadata")
     if meta is not None:
+        name = prefix + "metadata"
         if not isinstance(meta, dict):
-            raise _structure("metadata", f"expected an object, got {_kind(meta)}", "an object of string keys to strings, numbers or booleans", '{"project": "x"}')
+            raise _structure(name, f"expected an object, got {_kind(meta)}", "an object of string keys to strings, numbers or booleans", '{"project": "x"}')
         if len(meta) > 64:
-            raise _value("metadata", f"has {len(meta)} keys", "at most 64 keys", '{"project": "x"}')
+            raise _value(name, f"has {len(meta)} keys", "at most 64 keys", '{"project": "x"}')
         clean: dict[str, Any] = {}
         for k, v in meta.items():
+            if not isinstance(k, str):  # a msgpack body may have bytes keys; the engine refuses them
+                raise _structure(name, f"has a key that is {_kind(k)}, not a string", "an object of string keys", '{"project": "x"}')
             if len(k) > TAG_CHARS_MAX or "\x00" in k:
-                raise _value(f"metadata.{k[:32]}", "key is too long or contains NUL", f"keys of at most {TAG_CHARS_MAX} characters", '{"project": "x"}')
+                raise _value(f"{name}.{k[:32]}", "key is too long or contains NUL", f"keys of at most {TAG_CHARS_MAX} characters", '{"project": "x"}')
             if v is not None and not isinstance(v, (str, int, float, bool)):
-                raise _structure(f"metadata.{k}", f"expected a string, number or boolean, got {_kind(v)}", "a scalar value", '"x"')
+                raise _structure(f"{name}.{k}", f"expected a string, number or boolean, got {_kind(v)}", "a scalar value", '"x"')
             if isinstance(v, str) and (len(v) > TEXT_FIELD_CHARS_MAX or "\x00" in v):
-                raise _value(f"metadata.{k}", "is too long or contains NUL", f"at most {TEXT_FIELD_CHARS_MAX} characters", '"x"')
+                raise _value(f"{name}.{k}", "is too long or contains NUL", f"at most {TEXT_FIELD_CHARS_MAX} characters", '"x"')
             if isinstance(v, float) and not math.isfinite(v):
-                raise _value(f"metadata.{k}", "is not finite", "a finite number", "1.5")
+                raise _value(f"{name}.{k}", "is not finite", "a finite number", "1.5")
             clean[k] = v
         kw["metadata"] = clean
     return kw
@@ -554,14 +569,23 @@ def query_dict(query_string: bytes) -> dict[str, Any]:
     return out
 
 
-def _param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
+# What a query parameter integer may look like. int() alone also takes "1_0", " 10 "
+# and other scripts' digits ("１０", "١٠"), which no client means as a number.
+_ASCII_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def param_int(params: Mapping[str, str], key: str, *, lo: int, hi: int, default: int) -> int:
+    """The integer query parameter ``key`` (ASCII digits with an optional sign) within
+    [lo, hi], or ``default`` when absent or empty. Raises ApiError 400 naming ``key``."""
     raw = params.get(key)
     if raw is None or raw == "":
         return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise _value(key, f"{raw!r} is not an integer", f"an integer in [{lo}, {hi}]", f"{key}={default}") from None
+    if not _ASCII_INT_RE.fullmatch(raw):
+        raise _value(key, f"{raw!r} is not an integer", f"an integer in [{lo}, {hi}] written with ASCII digits 0-9",
+                     f"{key}={default}")
+    if len(raw) > 24:  # far outside any range here; int() of thousands of digits costs time
+        raise _value(key, f"{raw[:24]}... is out of range", f"an integer in [{lo}, {hi}]", f"{key}={default}")
+    v = int(raw)
     if not lo <= v <= hi:
         raise _value(key, f"{v} is out of range", f"an integer in [{lo}, {hi}]", f"{key}={default}")
     return v
@@ -666,8 +690,8 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
         embedding = to_embedding(emb_val, "embedding", dim)
     str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
                   for k, v in params.items() if isinstance(v, (str, int, float, bool))}
-    k = _param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
-                   default=_param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
+    k = param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
+                  default=param_int(str_params, "limit", lo=1, hi=MAX_RESULTS_MAX, default=10))
     threshold = _param_float(str_params, "threshold", lo=0.0, hi=1.0, default=None)
     if threshold is None:
         threshold = _param_float(str_params, "confidence_threshold", lo=0.0, hi=1.0, default=threshold_default)
@@ -697,8 +721,8 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
 
 
 def parse_list_params(params: Mapping[str, str]) -> tuple[int, int, bool]:
-    offset = _param_int(params, "offset", lo=0, hi=2**62, default=0)
-    limit = _param_int(params, "limit", lo=1, hi=LIST_LIMIT_MAX, default=100)
+    offset = param_int(params, "offset", lo=0, hi=2**62, default=0)
+    limit = param_int(params, "limit", lo=1, hi=LIST_LIMIT_MAX, default=100)
     return offset, limit, param_bool(params, "include_embeddings")
 
 

@@ -1,0 +1,71 @@
+"""A rejected write changes nothing, and a single remember's error names its own field.
+
+Against a real server: remember, episodes/remember and bulk requests whose metadata
+holds what the engine refuses (a msgpack bytes key: the engine refused it after the
+space had been created) or what HTTP validation refuses are sent to a space that does not exist yet; each must be a 4xx naming
+the field, and the space must not be listed afterwards. Then a RememberBatcher over a
+real Space is handed a request the engine refuses: the error must name the field as
+the client sent it, not remember_many's items[0].<field>.
+"""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+import pytest
+import trio
+
+import engram
+from engram.api.batching import RememberBatcher
+from engram.errors import ValidationError
+
+def _msgpack(obj) -> tuple[bytes, dict[str, str]]:
+    return msgpack.packb(obj, use_bin_type=True), {"Content-Type": "application/msgpack"}
+
+
+def _json(obj) -> tuple[bytes, dict[str, str]]:
+    return json.dumps(obj).encode(), {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("path, body, field", [
+    # msgpack map keys may be bytes; the engine refuses metadata with a non-string key
+    ("/api/v1/memories/bulk", _msgpack([{"content": "x", "metadata": {b"k": 1}}]), "items[0].metadata"),
+    ("/api/v1/memories/remember", _json({"content": "x", "who": ["ana", ""]}), "who[1]"),
+    ("/api/v1/episodes/remember", _json({"what": "x", "when": "2025-01-01T00:00:00Z", "importance": 2}), "importance"),
+])
+def test_rejected_write_leaves_no_new_space(start_server, path, body, field):
+    server = start_server()
+    content, headers = body
+    with server.client() as c:
+        r = c.post(path, content=content, headers={"X-Memory-Space": "never-made", **headers})
+        assert 400 <= r.status_code < 500, r.text
+        assert r.json()["error"]["field"] == field
+        spaces = [s["id"] for s in c.get("/api/v1/spaces").json()["spaces"]]
+        assert "never-made" not in spaces
+    assert not (server.data_dir / "never-made").exists()
+
+
+def test_single_remember_error_names_the_field_as_sent(tmp_path):
+    db = engram.open(tmp_path / "data")
+    sp = db.space("batch-errors")
+
+    async def main() -> BaseException | None:
+        batcher = RememberBatcher(sp, limiter=trio.CapacityLimiter(2), batch_count_max=8, queue_count_max=8)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(batcher.serve_batches)
+            try:
+                await batcher.submit({"content": "x", "confidence": 2.0})
+            except ValidationError as exc:
+                return exc
+            finally:
+                batcher.close()
+        return None
+
+    try:
+        err = trio.run(main)
+    finally:
+        db.close()
+    assert isinstance(err, ValidationError)
+    assert err.field == "confidence"
+    assert "items[" not in str(err)
