@@ -593,7 +593,12 @@ def import_(ctx: click.Context, file: str, batch: int, space: str | None, as_jso
 @_space_option
 @click.pass_context
 def export(ctx: click.Context, output: str | None, page: int, space: str | None) -> None:
-    """Write every memory of a space as JSON lines that 'engram import' reads back."""
+    """Write every memory of a space as JSON lines that 'engram import' reads back.
+
+    Each line carries what remember can set: id, content, embedding, confidence, time,
+    kind, tags, location, who/why/how, importance, valence, metadata and decay.
+    Associations, access counts and consolidation lineage are not exported: 'engram
+    backup create' copies all of a data directory."""
     _check_space(space)
     try:
         out = open(output, "w", encoding="utf-8") if output else sys.stdout
