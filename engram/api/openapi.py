@@ -203,6 +203,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/health/alive": {"get": {"operationId": "healthAlive", "summary": "Liveness", "tags": ["system"],
                                   "responses": {"200": _json(_ref("Health"), "Serving"), "503": _json(_ref("Health"), "Shutting down")}}},
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "tags": ["system"],
+                             "description": "With API keys on, this needs a key for every space (--space '*'): "
+                                            "each sample is labelled with its space id.",
                              "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
                                            **_errors(*AUTH_ERRS)}}},
         "/api/v1/system/health": {"get": {"operationId": "systemHealth", "summary": "Health with per-space figures", "tags": ["system"],
