@@ -2221,13 +2221,17 @@ class _StorePlan:
                         ids.append(best_item.id)  # the stored duplicate stays
                         continue
                     replaces = best_item.id
-            if capacity is not None and not present and count >= capacity:
+            # The duplicate this item replaces leaves first: it frees the place the item
+            # takes, so a replacement at capacity evicts nothing.
+            if replaces is not None and replaces != memory_id:
+                kill(replaces)
+            # A loop, not one eviction: a space whose capacity was lowered on reopening
+            # holds more than it allows, and each store brings it back within bounds.
+            while capacity is not None and not present and count >= capacity:
                 victim = _eviction_victim(space, live, prepared, removed)
                 kill(victim)  # never this item's id: that is not stored
                 entries.append((rec.FORGET, rec.encode_forget(victim, "evicted")))
                 actions.append((_FORGET, victim))
-            if replaces is not None and replaces != memory_id:
-                kill(replaces)
             if present:
                 kill(memory_id)  # overwritten by this item
             live[memory_id] = index
