@@ -31,6 +31,16 @@ SUMMARY_FILE = "summary.json"
 Clock = Callable[[], "datetime | float | int"]
 
 
+def _space_config(settings: dict[str, Any]) -> SpaceConfig:
+    """SpaceConfig(**settings), with an unknown setting a ValidationError naming it (a
+    misspelt keyword would otherwise be a TypeError from the dataclass)."""
+    known = SpaceConfig.__dataclass_fields__
+    for name in sorted(settings):
+        if name not in known:
+            raise ValidationError(name, "is not a space setting", ", ".join(known), "engram.open(path, dimension=768)")
+    return SpaceConfig(**settings)
+
+
 def _clock_ns(clock: Clock | None) -> Callable[[], int]:
     """The engine reads time through this: an injected clock (datetime or epoch seconds) or the wall clock."""
     if clock is None:
@@ -50,7 +60,7 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> None:
         self.path = Path(path)
-        SpaceConfig(**defaults)  # validate the defaults now, not at first use (and before locking)
+        _space_config(defaults)  # validate the defaults now, not at first use (and before locking)
         make_directory(self.path)
         self._lock_file = DirectoryLock(self.path)
         self._lock_file.acquire()
@@ -83,7 +93,9 @@ class Database:
                 raise ClosedError("the database is closed; open it again with engram.open(path)")
             space = self._spaces.get(space_id)
             if space is not None:
-                if config and any(getattr(space.config, k, object()) != v for k, v in config.items()):
+                # Compared as a whole config, so that another spelling of the same
+                # settings (effects as a list, in another order) is the same.
+                if config and _space_config({**space.config.to_json(), **config}) != space.config:
                     raise ValidationError(
                         "config", f"space {space_id!r} is already open with other settings",
                         "the same settings, or none, while it is open", f"db.space({space_id!r})",
@@ -100,7 +112,7 @@ class Database:
                         f"{stored['config']['dimension']}", f"db.space({space_id!r})",
                     )
             settings.update(config)
-            space_config = SpaceConfig(**settings)
+            space_config = _space_config(settings)
             created_ns = stored["created_ns"] if stored is not None else self._now_ns()
             if stored is None or stored["config"] != space_config.to_json():
                 make_directory(directory)  # durable: the space's acknowledged writes live in it
@@ -131,7 +143,7 @@ class Database:
             stored = self._read_space_file(directory)
             memories = self._summary_memories(directory)
             if stored is not None and memories is not None:
-                config = SpaceConfig(**{**self._defaults, **stored["config"]})
+                config = _space_config({**self._defaults, **stored["config"]})
                 return {"id": space_id, "path": str(directory), "created_at": ns_to_datetime(stored["created_ns"]),
                         "dimension": config.dimension, "memories": memories, "effects": list(config.effects)}
             space = self.space(space_id)

@@ -160,8 +160,9 @@ class SpaceConfig:
         if self.capacity is not None:
             check.positive_int(self.capacity, "capacity", "100000")
         check.positive_int(self.flush_interval_ms, "flush_interval_ms", "50", maximum=60_000)
-        if self.segment_bytes_max < 4096:
-            raise ValidationError("segment_bytes_max", "is below 4096", "an integer >= 4096", "67108864")
+        if isinstance(self.segment_bytes_max, bool) or not isinstance(self.segment_bytes_max, (int, np.integer)) \
+                or self.segment_bytes_max < 4096:
+            raise ValidationError("segment_bytes_max", f"{self.segment_bytes_max!r} is not allowed", "an integer >= 4096", "67108864")
         check.positive_int(self.checkpoint_wal_bytes, "checkpoint_wal_bytes", "536870912")
 
     def to_json(self) -> dict[str, Any]:
