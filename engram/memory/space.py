@@ -1201,6 +1201,10 @@ class Space:
         threshold = check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5")
         after = None if raw.get("after") is None else check.when(raw["after"], prefix + "after")
         before = None if raw.get("before") is None else check.when(raw["before"], prefix + "before")
+        if after is not None and before is not None and before < after:
+            # An inverted window is a mistake (swapped bounds), not a question with no answer.
+            raise ValidationError(prefix + "before", "is earlier than after", "a datetime at or after 'after'",
+                                  "recall(after=datetime(2026, 1, 1), before=datetime(2026, 2, 1))")
         location = check.short_text(raw.get("location"), prefix + "location", "'lab'")
         types = raw.get("memory_types")
         if types is not None:
