@@ -35,3 +35,36 @@ def test_a_time_window_that_ends_before_it_starts_is_refused(sp) -> None:
     assert sp.recall(after=T0.replace(tzinfo=None) - timedelta(days=2), before=T0) != []
     # An empty window (after == before) is a valid question with no answer.
     assert sp.recall(after=T0, before=T0) == []
+
+
+def _vectors(n: int, d: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (rng.standard_normal((n, d)) * rng.uniform(0.01, 100.0, (n, 1))).astype(np.float32)
+
+
+def test_threshold_one_finds_the_stored_vector_itself(tmp_path: Path) -> None:
+    # A vector's cosine with itself is 1; float32 arithmetic gives 1 - 6e-8 for many
+    # vectors, which a threshold of exactly 1.0 must not turn away.
+    vs = _vectors(40, 768)
+    with engram.open(tmp_path, clock=lambda: T0, effects=()) as db:
+        sp = db.space("agent-1", dedup_threshold=None)
+        ids = [sp.remember(f"m{i}", embedding=v) for i, v in enumerate(vs)]
+        found = [[h.id for h in sp.recall(embedding=v, k=1, threshold=1.0)] for v in vs]
+        assert found == [[mid] for mid in ids]
+
+
+def test_dedup_threshold_one_merges_identical_vectors(tmp_path: Path) -> None:
+    # dedup_threshold=1.0 is "only exact duplicates": every identical pair must merge.
+    vs = _vectors(40, 768)
+    with engram.open(tmp_path, clock=lambda: T0, effects=()) as db:
+        sp = db.space("agent-1", dedup_threshold=1.0)
+        for i, v in enumerate(vs):
+            first = sp.remember(f"m{i}", embedding=v, confidence=0.5)
+            assert sp.remember(f"again {i}", embedding=v.copy(), confidence=0.4) == first
+        assert len(sp) == len(vs)
+        assert sp.stats()["deduplicated"] == len(vs)
+        # One batch, the same.
+        other = db.space("agent-2", dedup_threshold=1.0)
+        other.remember_many([{"content": f"m{i}", "embedding": v} for i, v in enumerate(vs)]
+                            + [{"content": f"again {i}", "embedding": v.copy()} for i, v in enumerate(vs)])
+        assert len(other) == len(vs)

@@ -99,6 +99,10 @@ CHECKPOINT_AT_CLOSE_MIN = 8 * 1024 * 1024
 # of 16 by a quarter.
 APPROX_SCAN_ROWS_MIN = 4096
 RECALL_MODES = ("similarity", "spreading", "hybrid")
+# float32 cosines of a vector with itself fall short of 1 by up to this much (measured:
+# 1.8e-7 at 768 dimensions, 7.7e-7 at 65,536): a recall or dedup threshold closer to 1
+# than this is lowered to 1 - COSINE_ROUNDING, so that 1.0 means "identical" and finds it.
+COSINE_ROUNDING = 2e-6
 # Spreading during recall (modes "spreading" and "hybrid"): the reference defaults.
 RECALL_SPREAD_HOPS = 4
 RECALL_SPREAD_RATE = 0.7
@@ -117,7 +121,8 @@ class SpaceConfig:
         on a power failure; must be asked for by name).
     decay: default decay function of the space's memories (per memory overridable).
     dedup_threshold: cosine at or above which storing a memory keeps only the
-        higher-confidence one of the two; None turns dedup off. Episodes never dedup.
+        higher-confidence one of the two; None turns dedup off; 1.0 merges identical
+        vectors (float32 rounding of their cosine allowed: COSINE_ROUNDING). Episodes never dedup.
     capacity: most memories the space holds; at capacity the lowest-activation one
         (confidence x retention now, ties by id) is evicted. None: unbounded.
     segment_bytes_max: WAL segment size before rotation.
@@ -1060,7 +1065,8 @@ class Space:
         text cue; their mean when both are given; 1.0 for filters alone. Filters
         (``after`` <= time < ``before``, ``location`` case-insensitively, types)
         combine with any cue. A hit's confidence is stored confidence x retention
-        at read time x score. Hits below ``threshold`` (on score) are dropped.
+        at read time x score. Hits below ``threshold`` (on score) are dropped; a
+        threshold of 1.0 keeps cosines within float32 rounding of 1 (COSINE_ROUNDING).
 
         ``mode``:
         - "similarity": the best matches by score (the default).
@@ -1198,7 +1204,7 @@ class Space:
                 raise ValidationError(prefix + "text", "expected a non-empty string", "a string with at least one word", "'mitochondria'")
             check.content(text, prefix + "text")
         k = check.positive_int(raw.get("k", 10), prefix + "k", "10", maximum=K_MAX)
-        threshold = check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5")
+        threshold = _reachable(check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5"))
         after = None if raw.get("after") is None else check.when(raw["after"], prefix + "after")
         before = None if raw.get("before") is None else check.when(raw["before"], prefix + "before")
         if after is not None and before is not None and before < after:
@@ -2135,7 +2141,7 @@ class _StorePlan:
                 offsets.append(len(vectors))
                 vectors.append(vector)
                 vector_items.append(item)
-        threshold = space.config.dedup_threshold
+        threshold = None if space.config.dedup_threshold is None else _reachable(space.config.dedup_threshold)
         state_passing: dict[int, List[tuple[float, int]]] = {}
         batch_passing: dict[int, List[tuple[float, int]]] = {}
         self.vector_items = vector_items
@@ -2250,6 +2256,11 @@ class _StorePlan:
 
 _FORGET = 0
 _REMEMBER = 1
+
+
+def _reachable(threshold: float) -> float:
+    """A score threshold that float32 rounding of a cosine of 1 still reaches (see COSINE_ROUNDING)."""
+    return min(threshold, 1.0 - COSINE_ROUNDING)
 
 
 def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray, codes: np.ndarray,
