@@ -137,6 +137,8 @@ class Database:
         opened (created on first use, as ``space``)."""
         check.space_id(space_id)
         with self._guard:
+            if self._closed:  # as space(): after close the lock is released and the files may change
+                raise ClosedError("the database is closed; open it again with engram.open(path)")
             space = self._spaces.get(space_id)
         if space is None:
             directory = self.path / space_id

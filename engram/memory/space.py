@@ -1608,8 +1608,12 @@ class Space:
             return self._graph.spread(seed_list, hops, float(decay), threshold)
 
     def associations(self, memory_id: str) -> dict[str, float]:
+        """The memories linked to ``memory_id``, with their weights, by id ({} for an unknown id)."""
+        check.memory_id(memory_id)
         with self._lock:
-            return self._graph.neighbours(memory_id)
+            self._check_open()  # as every other read: a closed space's state is no longer the database's
+            neighbours = self._graph.neighbours(memory_id)
+            return {other: neighbours[other] for other in sorted(neighbours)}
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
