@@ -26,6 +26,7 @@ filter-only recall orders by time descending, then id; listing by time, then id.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import heapq
@@ -616,8 +617,7 @@ class Space:
         memory_id = _new_id(mtype) if id is None else check.memory_id(id, field_prefix + "id")
         fn = None if decay is None else check.decay_function(decay, field_prefix + "decay")
         who_tuple = check.tags(who, field_prefix + "who")
-        if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(k, str) for k in metadata)):
-            raise ValidationError(field_prefix + "metadata", "expected a dict with string keys", "a JSON-like dict", "{'source': 'chat'}")
+        meta = {} if metadata is None else check.metadata(metadata, field_prefix + "metadata")
         tag_tuple = check.tags(tags, field_prefix + "tags")
         place = None if location is None else \
             check.short_text(location, field_prefix + ("where" if mtype == "episodic" else "location"), "'lab'")
@@ -629,8 +629,7 @@ class Space:
         # access count, tags, type, location, who, why, how, importance, valence, decay,
         # sources, metadata).
         item = Item(memory_id, text, conf, created, created, 0, tag_tuple, mtype, place, who_tuple, why_text, how_text,
-                    weight, feeling, fn, sources if type(sources) is tuple else tuple(sources),
-                    {} if metadata is None else dict(metadata))
+                    weight, feeling, fn, sources if type(sources) is tuple else tuple(sources), meta)
         return item, vector
 
     def remember(
@@ -1024,7 +1023,7 @@ class Space:
             created_at=ns_to_datetime(item.created_ns), last_access=ns_to_datetime(item.last_access_ns),
             access_count=item.access_count, tags=item.tags, memory_type=item.memory_type, location=item.location,
             who=item.who, why=item.why, how=item.how, importance=item.importance, emotional_valence=item.valence,
-            decay=item.decay or self.config.decay, sources=item.sources, metadata=dict(item.metadata),
+            decay=item.decay or self.config.decay, sources=item.sources, metadata=_metadata_copy(item.metadata),
         )
 
     def _retention(self, item: Item, now: int) -> float:
@@ -2385,6 +2384,15 @@ def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:
     out = np.zeros(capacity, array.dtype)
     out[:n] = array[:n]
     return out
+
+
+def _metadata_copy(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A copy a caller may change: nested lists and dicts too, or changing them would
+    change the stored memory (flat metadata, the usual kind, takes the cheap copy)."""
+    for value in metadata.values():
+        if type(value) is list or type(value) is dict:
+            return copy.deepcopy(metadata)
+    return dict(metadata)
 
 
 def _new_id(memory_type: str) -> str:
