@@ -107,9 +107,13 @@ class Database:
             if stored is not None:
                 settings.update(stored["config"])
                 if "dimension" in config and config["dimension"] != stored["config"]["dimension"]:
+                    # Fixed at creation (by the first db.space or space_info call), whether or
+                    # not the space holds an embedding yet: say so, not that it stores some.
+                    dim = stored["config"]["dimension"]
                     raise ValidationError(
-                        "dimension", f"space {space_id!r} stores {stored['config']['dimension']}-dimension embeddings",
-                        f"{stored['config']['dimension']}", f"db.space({space_id!r})",
+                        "dimension", f"space {space_id!r} was created with dimension {dim}",
+                        f"{dim}, the dimension it was created with; another dimension needs another space",
+                        f"db.space({space_id!r}) or db.space('{space_id[:55]}-{config['dimension']}', dimension={config['dimension']})",
                     )
             settings.update(config)
             space_config = _space_config(settings)

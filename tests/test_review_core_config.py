@@ -41,3 +41,17 @@ def test_the_same_settings_in_another_spelling_are_accepted_while_open(tmp_path:
         assert db.space("agent-1", effects=("spacing", "priming"), dimension=4) is sp
         with pytest.raises(engram.ValidationError):
             db.space("agent-1", effects=["priming"])  # really different: refused while open
+
+
+def test_a_dimension_change_says_the_space_was_created_with_another(tmp_path: Path) -> None:
+    # The space holds no embedding: the error must not claim it stores some, and must say
+    # how to get the other dimension.
+    with engram.open(tmp_path) as db:
+        db.space_info("agent-1")  # creates it, with the default dimension
+    with engram.open(tmp_path) as db:
+        with pytest.raises(engram.ValidationError) as info:
+            db.space("agent-1", dimension=4)
+        assert info.value.field == "dimension"
+        assert "stores" not in info.value.problem and "created" in info.value.problem
+        assert "dimension=4" in info.value.example
+        assert db.space("agent-1-4", dimension=4).config.dimension == 4  # the example works

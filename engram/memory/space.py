@@ -116,7 +116,8 @@ HYBRID_RECENCY_HALF_LIFE_NS = 24 * NS_PER_HOUR
 class SpaceConfig:
     """Settings of one space, stored in its ``space.json``.
 
-    dimension: embedding length; fixed once the space holds an embedding.
+    dimension: embedding length; fixed when the space is created (its first
+        db.space or db.space_info call), even before it holds an embedding.
     durability: "sync" (acknowledged means fsync'd; group commit shares fsyncs) or
         "async" (fsync every ``flush_interval_ms``: faster, loses the last interval
         on a power failure; must be asked for by name).
