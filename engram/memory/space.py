@@ -1596,7 +1596,8 @@ class Space:
             seeds = [seeds]
         seed_list = [check.memory_id(s, "seeds") for s in seeds]
         hops = check.positive_int(max_hops, "max_hops", "4", maximum=HOPS_MAX)
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= float(decay) <= 10.0:
+        # NumPy scalars count as numbers, as in every other numeric argument (check.unit_float).
+        if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)) or not 0.0 <= float(decay) <= 10.0:
             raise ValidationError("decay", f"{decay!r} is not allowed", "a rate from 0 to 10 (e^(-rate x depth))", "0.7")
         if threshold is not None:
             threshold = check.unit_float(threshold, "threshold", "0.05")
