@@ -757,6 +757,9 @@ class Space:
         stacked = np.stack(vectors)
         if not (np.isfinite(stacked).all() and stacked.any(axis=1).all()):
             return None
+        inv_norms = _core.row_inv_norms(stacked)  # the norm range check.embedding applies
+        if not ((inv_norms >= check.EMBEDDING_INV_NORM_MIN) & (inv_norms <= check.EMBEDDING_INV_NORM_MAX)).all():
+            return None
         now_ns = self._now_ns
         prepared: List[tuple[Item, np.ndarray | None]] = []
         append = prepared.append

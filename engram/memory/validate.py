@@ -91,9 +91,33 @@ def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarra
     released the GIL cost a context switch. Raises ValidationError naming ``field``.
     """
     try:
-        return _core.embedding_f32(value, dimension)
+        out = _core.embedding_f32(value, dimension)
     except _core.EmbeddingValueError as exc:
         raise _embedding_error(exc, dimension, field) from None
+    # The norm, by the kernel that keeps the GIL for one row (a microsecond).
+    inv_norm = float(_core.row_inv_norms(out.reshape(1, -1))[0])
+    if not EMBEDDING_INV_NORM_MIN <= inv_norm <= EMBEDDING_INV_NORM_MAX:
+        raise embedding_norm_error(inv_norm, dimension, field)
+    return out
+
+
+# float32 cosines are computed from float32 dot products: past a norm of about 1.8e19 a
+# vector's products overflow to infinity (every score then reads 1.0, or NaN), and near
+# 1e-19 they underflow to 0. Vectors are kept well inside: |a| x |b| stays within
+# 1e-30 .. 1e30, where every partial sum of a dot product is a normal float32.
+EMBEDDING_NORM_MIN = 1e-15
+EMBEDDING_NORM_MAX = 1e15
+EMBEDDING_INV_NORM_MIN = 1.0 / EMBEDDING_NORM_MAX
+EMBEDDING_INV_NORM_MAX = 1.0 / EMBEDDING_NORM_MIN
+
+
+def embedding_norm_error(inv_norm: float, dimension: int, field: str) -> ValidationError:
+    norm = math.inf if inv_norm == 0.0 else 1.0 / inv_norm
+    return ValidationError(
+        field, f"has a norm of {norm:.3g}, outside what float32 cosines can score",
+        f"{dimension} numbers whose norm (length) is between {EMBEDDING_NORM_MIN:g} and {EMBEDDING_NORM_MAX:g}",
+        f"[0.1, 0.2, ...] ({dimension} numbers)",
+    )
 
 
 def _embedding_error(exc: _core.EmbeddingValueError, dimension: int, field: str) -> ValidationError:
