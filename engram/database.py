@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from engram.errors import ClosedError, ValidationError
+from engram.errors import ClosedError, CorruptionError, ValidationError
 from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
@@ -227,7 +227,18 @@ class Database:
         path = directory / SPACE_FILE
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        # Written atomically, so a bad one was damaged or edited by hand: say which file
+        # and where, as for any other corrupt file (not a bare JSONDecodeError or KeyError).
+        try:
+            body = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CorruptionError(str(path), exc.pos, f"space settings are not JSON ({exc.msg})") from None
+        except UnicodeDecodeError as exc:
+            raise CorruptionError(str(path), exc.start, "space settings are not UTF-8") from None
+        if not isinstance(body, dict) or not isinstance(body.get("config"), dict) \
+                or isinstance(body.get("created_ns"), bool) or not isinstance(body.get("created_ns"), int):
+            raise CorruptionError(str(path), 0, "space settings lack a 'config' object or an integer 'created_ns'")
+        return body
 
     @staticmethod
     def _write_space_file(directory: Path, body: dict[str, Any]) -> None:
