@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
+import numbers
 import os
 import threading
 import time
@@ -45,11 +47,19 @@ def _clock_ns(clock: Clock | None) -> Callable[[], int]:
     """The engine reads time through this: an injected clock (datetime or epoch seconds) or the wall clock."""
     if clock is None:
         return time.time_ns
+    if not callable(clock):
+        raise ValidationError("clock", f"{clock!r} is not callable", "a function returning a datetime or epoch seconds, or None",
+                              "engram.open(path, clock=lambda: datetime.now(timezone.utc))")
 
     def now_ns() -> int:
         value = clock()
         if isinstance(value, datetime):
             return datetime_to_ns(value)
+        # Checked on every reading (an isinstance): a bad reading is the caller's error,
+        # named as such, not a float() TypeError from deep inside a write.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValidationError("clock", f"returned {value!r}", "a datetime or finite epoch seconds",
+                                  "engram.open(path, clock=lambda: datetime.now(timezone.utc))")
         return int(round(float(value) * 1_000_000_000))
 
     return now_ns
