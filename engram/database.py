@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
+import numbers
 import os
 import threading
 import time
@@ -17,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from engram.errors import ClosedError, ValidationError
+from engram.errors import ClosedError, CorruptionError, ValidationError
 from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
@@ -31,15 +33,33 @@ SUMMARY_FILE = "summary.json"
 Clock = Callable[[], "datetime | float | int"]
 
 
+def _space_config(settings: dict[str, Any]) -> SpaceConfig:
+    """SpaceConfig(**settings), with an unknown setting a ValidationError naming it (a
+    misspelt keyword would otherwise be a TypeError from the dataclass)."""
+    known = SpaceConfig.__dataclass_fields__
+    for name in sorted(settings):
+        if name not in known:
+            raise ValidationError(name, "is not a space setting", ", ".join(known), "engram.open(path, dimension=768)")
+    return SpaceConfig(**settings)
+
+
 def _clock_ns(clock: Clock | None) -> Callable[[], int]:
     """The engine reads time through this: an injected clock (datetime or epoch seconds) or the wall clock."""
     if clock is None:
         return time.time_ns
+    if not callable(clock):
+        raise ValidationError("clock", f"{clock!r} is not callable", "a function returning a datetime or epoch seconds, or None",
+                              "engram.open(path, clock=lambda: datetime.now(timezone.utc))")
 
     def now_ns() -> int:
         value = clock()
         if isinstance(value, datetime):
             return datetime_to_ns(value)
+        # Checked on every reading (an isinstance): a bad reading is the caller's error,
+        # named as such, not a float() TypeError from deep inside a write.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValidationError("clock", f"returned {value!r}", "a datetime or finite epoch seconds",
+                                  "engram.open(path, clock=lambda: datetime.now(timezone.utc))")
         return int(round(float(value) * 1_000_000_000))
 
     return now_ns
@@ -50,7 +70,7 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> None:
         self.path = Path(path)
-        SpaceConfig(**defaults)  # validate the defaults now, not at first use (and before locking)
+        _space_config(defaults)  # validate the defaults now, not at first use (and before locking)
         make_directory(self.path)
         self._lock_file = DirectoryLock(self.path)
         self._lock_file.acquire()
@@ -83,7 +103,9 @@ class Database:
                 raise ClosedError("the database is closed; open it again with engram.open(path)")
             space = self._spaces.get(space_id)
             if space is not None:
-                if config and any(getattr(space.config, k, object()) != v for k, v in config.items()):
+                # Compared as a whole config, so that another spelling of the same
+                # settings (effects as a list, in another order) is the same.
+                if config and _space_config({**space.config.to_json(), **config}) != space.config:
                     raise ValidationError(
                         "config", f"space {space_id!r} is already open with other settings",
                         "the same settings, or none, while it is open", f"db.space({space_id!r})",
@@ -95,12 +117,16 @@ class Database:
             if stored is not None:
                 settings.update(stored["config"])
                 if "dimension" in config and config["dimension"] != stored["config"]["dimension"]:
+                    # Fixed at creation (by the first db.space or space_info call), whether or
+                    # not the space holds an embedding yet: say so, not that it stores some.
+                    dim = stored["config"]["dimension"]
                     raise ValidationError(
-                        "dimension", f"space {space_id!r} stores {stored['config']['dimension']}-dimension embeddings",
-                        f"{stored['config']['dimension']}", f"db.space({space_id!r})",
+                        "dimension", f"space {space_id!r} was created with dimension {dim}",
+                        f"{dim}, the dimension it was created with; another dimension needs another space",
+                        f"db.space({space_id!r}) or db.space('{space_id[:55]}-{config['dimension']}', dimension={config['dimension']})",
                     )
             settings.update(config)
-            space_config = SpaceConfig(**settings)
+            space_config = _space_config(settings)
             created_ns = stored["created_ns"] if stored is not None else self._now_ns()
             if stored is None or stored["config"] != space_config.to_json():
                 make_directory(directory)  # durable: the space's acknowledged writes live in it
@@ -125,13 +151,15 @@ class Database:
         opened (created on first use, as ``space``)."""
         check.space_id(space_id)
         with self._guard:
+            if self._closed:  # as space(): after close the lock is released and the files may change
+                raise ClosedError("the database is closed; open it again with engram.open(path)")
             space = self._spaces.get(space_id)
         if space is None:
             directory = self.path / space_id
             stored = self._read_space_file(directory)
             memories = self._summary_memories(directory)
             if stored is not None and memories is not None:
-                config = SpaceConfig(**{**self._defaults, **stored["config"]})
+                config = _space_config({**self._defaults, **stored["config"]})
                 return {"id": space_id, "path": str(directory), "created_at": ns_to_datetime(stored["created_ns"]),
                         "dimension": config.dimension, "memories": memories, "effects": list(config.effects)}
             space = self.space(space_id)
@@ -209,7 +237,18 @@ class Database:
         path = directory / SPACE_FILE
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        # Written atomically, so a bad one was damaged or edited by hand: say which file
+        # and where, as for any other corrupt file (not a bare JSONDecodeError or KeyError).
+        try:
+            body = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CorruptionError(str(path), exc.pos, f"space settings are not JSON ({exc.msg})") from None
+        except UnicodeDecodeError as exc:
+            raise CorruptionError(str(path), exc.start, "space settings are not UTF-8") from None
+        if not isinstance(body, dict) or not isinstance(body.get("config"), dict) \
+                or isinstance(body.get("created_ns"), bool) or not isinstance(body.get("created_ns"), int):
+            raise CorruptionError(str(path), 0, "space settings lack a 'config' object or an integer 'created_ns'")
+        return body
 
     @staticmethod
     def _write_space_file(directory: Path, body: dict[str, Any]) -> None:

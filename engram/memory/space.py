@@ -26,6 +26,7 @@ filter-only recall orders by time descending, then id; listing by time, then id.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import heapq
@@ -99,6 +100,10 @@ CHECKPOINT_AT_CLOSE_MIN = 8 * 1024 * 1024
 # of 16 by a quarter.
 APPROX_SCAN_ROWS_MIN = 4096
 RECALL_MODES = ("similarity", "spreading", "hybrid")
+# float32 cosines of a vector with itself fall short of 1 by up to this much (measured:
+# 1.8e-7 at 768 dimensions, 7.7e-7 at 65,536): a recall or dedup threshold closer to 1
+# than this is lowered to 1 - COSINE_ROUNDING, so that 1.0 means "identical" and finds it.
+COSINE_ROUNDING = 2e-6
 # Spreading during recall (modes "spreading" and "hybrid"): the reference defaults.
 RECALL_SPREAD_HOPS = 4
 RECALL_SPREAD_RATE = 0.7
@@ -111,13 +116,15 @@ HYBRID_RECENCY_HALF_LIFE_NS = 24 * NS_PER_HOUR
 class SpaceConfig:
     """Settings of one space, stored in its ``space.json``.
 
-    dimension: embedding length; fixed once the space holds an embedding.
+    dimension: embedding length; fixed when the space is created (its first
+        db.space or db.space_info call), even before it holds an embedding.
     durability: "sync" (acknowledged means fsync'd; group commit shares fsyncs) or
         "async" (fsync every ``flush_interval_ms``: faster, loses the last interval
         on a power failure; must be asked for by name).
     decay: default decay function of the space's memories (per memory overridable).
     dedup_threshold: cosine at or above which storing a memory keeps only the
-        higher-confidence one of the two; None turns dedup off. Episodes never dedup.
+        higher-confidence one of the two; None turns dedup off; 1.0 merges identical
+        vectors (float32 rounding of their cosine allowed: COSINE_ROUNDING). Episodes never dedup.
     capacity: most memories the space holds; at capacity the lowest-activation one
         (confidence x retention now, ties by id) is evicted. None: unbounded.
     segment_bytes_max: WAL segment size before rotation.
@@ -160,8 +167,9 @@ class SpaceConfig:
         if self.capacity is not None:
             check.positive_int(self.capacity, "capacity", "100000")
         check.positive_int(self.flush_interval_ms, "flush_interval_ms", "50", maximum=60_000)
-        if self.segment_bytes_max < 4096:
-            raise ValidationError("segment_bytes_max", "is below 4096", "an integer >= 4096", "67108864")
+        if isinstance(self.segment_bytes_max, bool) or not isinstance(self.segment_bytes_max, (int, np.integer)) \
+                or self.segment_bytes_max < 4096:
+            raise ValidationError("segment_bytes_max", f"{self.segment_bytes_max!r} is not allowed", "an integer >= 4096", "67108864")
         check.positive_int(self.checkpoint_wal_bytes, "checkpoint_wal_bytes", "536870912")
 
     def to_json(self) -> dict[str, Any]:
@@ -621,8 +629,7 @@ class Space:
         memory_id = _new_id(mtype) if id is None else check.memory_id(id, field_prefix + "id")
         fn = None if decay is None else check.decay_function(decay, field_prefix + "decay")
         who_tuple = check.tags(who, field_prefix + "who")
-        if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(k, str) for k in metadata)):
-            raise ValidationError(field_prefix + "metadata", "expected a dict with string keys", "a JSON-like dict", "{'source': 'chat'}")
+        meta = {} if metadata is None else check.metadata(metadata, field_prefix + "metadata")
         tag_tuple = check.tags(tags, field_prefix + "tags")
         place = None if location is None else \
             check.short_text(location, field_prefix + ("where" if mtype == "episodic" else "location"), "'lab'")
@@ -634,8 +641,7 @@ class Space:
         # access count, tags, type, location, who, why, how, importance, valence, decay,
         # sources, metadata).
         item = Item(memory_id, text, conf, created, created, 0, tag_tuple, mtype, place, who_tuple, why_text, how_text,
-                    weight, feeling, fn, sources if type(sources) is tuple else tuple(sources),
-                    {} if metadata is None else dict(metadata))
+                    weight, feeling, fn, sources if type(sources) is tuple else tuple(sources), meta)
         return item, vector
 
     def remember(
@@ -761,6 +767,9 @@ class Space:
             vectors.append(vector)
         stacked = np.stack(vectors)
         if not (np.isfinite(stacked).all() and stacked.any(axis=1).all()):
+            return None
+        inv_norms = _core.row_inv_norms(stacked)  # the norm range check.embedding applies
+        if not ((inv_norms >= check.EMBEDDING_INV_NORM_MIN) & (inv_norms <= check.EMBEDDING_INV_NORM_MAX)).all():
             return None
         now_ns = self._now_ns
         prepared: List[tuple[Item, np.ndarray | None]] = []
@@ -1041,7 +1050,7 @@ class Space:
             created_at=ns_to_datetime(item.created_ns), last_access=ns_to_datetime(item.last_access_ns),
             access_count=item.access_count, tags=item.tags, memory_type=item.memory_type, location=item.location,
             who=item.who, why=item.why, how=item.how, importance=item.importance, emotional_valence=item.valence,
-            decay=item.decay or self.config.decay, sources=item.sources, metadata=dict(item.metadata),
+            decay=item.decay or self.config.decay, sources=item.sources, metadata=_metadata_copy(item.metadata),
         )
 
     def _retention(self, item: Item, now: int) -> float:
@@ -1082,7 +1091,8 @@ class Space:
         text cue; their mean when both are given; 1.0 for filters alone. Filters
         (``after`` <= time < ``before``, ``location`` case-insensitively, types)
         combine with any cue. A hit's confidence is stored confidence x retention
-        at read time x score. Hits below ``threshold`` (on score) are dropped.
+        at read time x score. Hits below ``threshold`` (on score) are dropped; a
+        threshold of 1.0 keeps cosines within float32 rounding of 1 (COSINE_ROUNDING).
 
         ``mode``:
         - "similarity": the best matches by score (the default).
@@ -1220,9 +1230,13 @@ class Space:
                 raise ValidationError(prefix + "text", "expected a non-empty string", "a string with at least one word", "'mitochondria'")
             check.content(text, prefix + "text")
         k = check.positive_int(raw.get("k", 10), prefix + "k", "10", maximum=K_MAX)
-        threshold = check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5")
+        threshold = _reachable(check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5"))
         after = None if raw.get("after") is None else check.when(raw["after"], prefix + "after")
         before = None if raw.get("before") is None else check.when(raw["before"], prefix + "before")
+        if after is not None and before is not None and before < after:
+            # An inverted window is a mistake (swapped bounds), not a question with no answer.
+            raise ValidationError(prefix + "before", "is earlier than after", "a datetime at or after 'after'",
+                                  "recall(after=datetime(2026, 1, 1), before=datetime(2026, 2, 1))")
         location = check.short_text(raw.get("location"), prefix + "location", "'lab'")
         types = raw.get("memory_types")
         if types is not None:
@@ -1608,7 +1622,8 @@ class Space:
             seeds = [seeds]
         seed_list = [check.memory_id(s, "seeds") for s in seeds]
         hops = check.positive_int(max_hops, "max_hops", "4", maximum=HOPS_MAX)
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= float(decay) <= 10.0:
+        # NumPy scalars count as numbers, as in every other numeric argument (check.unit_float).
+        if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)) or not 0.0 <= float(decay) <= 10.0:
             raise ValidationError("decay", f"{decay!r} is not allowed", "a rate from 0 to 10 (e^(-rate x depth))", "0.7")
         if threshold is not None:
             threshold = check.unit_float(threshold, "threshold", "0.05")
@@ -1620,8 +1635,12 @@ class Space:
             return self._graph.spread(seed_list, hops, float(decay), threshold)
 
     def associations(self, memory_id: str) -> dict[str, float]:
+        """The memories linked to ``memory_id``, with their weights, by id ({} for an unknown id)."""
+        check.memory_id(memory_id)
         with self._lock:
-            return self._graph.neighbours(memory_id)
+            self._check_open()  # as every other read: a closed space's state is no longer the database's
+            neighbours = self._graph.neighbours(memory_id)
+            return {other: neighbours[other] for other in sorted(neighbours)}
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -2153,7 +2172,7 @@ class _StorePlan:
                 offsets.append(len(vectors))
                 vectors.append(vector)
                 vector_items.append(item)
-        threshold = space.config.dedup_threshold
+        threshold = None if space.config.dedup_threshold is None else _reachable(space.config.dedup_threshold)
         state_passing: dict[int, List[tuple[float, int]]] = {}
         batch_passing: dict[int, List[tuple[float, int]]] = {}
         self.vector_items = vector_items
@@ -2244,13 +2263,17 @@ class _StorePlan:
                         ids.append(best_item.id)  # the stored duplicate stays
                         continue
                     replaces = best_item.id
-            if capacity is not None and not present and count >= capacity:
+            # The duplicate this item replaces leaves first: it frees the place the item
+            # takes, so a replacement at capacity evicts nothing.
+            if replaces is not None and replaces != memory_id:
+                kill(replaces)
+            # A loop, not one eviction: a space whose capacity was lowered on reopening
+            # holds more than it allows, and each store brings it back within bounds.
+            while capacity is not None and not present and count >= capacity:
                 victim = _eviction_victim(space, live, prepared, removed)
                 kill(victim)  # never this item's id: that is not stored
                 entries.append((rec.FORGET, rec.encode_forget(victim, "evicted")))
                 actions.append((_FORGET, victim))
-            if replaces is not None and replaces != memory_id:
-                kill(replaces)
             if present:
                 kill(memory_id)  # overwritten by this item
             live[memory_id] = index
@@ -2264,6 +2287,11 @@ class _StorePlan:
 
 _FORGET = 0
 _REMEMBER = 1
+
+
+def _reachable(threshold: float) -> float:
+    """A score threshold that float32 rounding of a cosine of 1 still reaches (see COSINE_ROUNDING)."""
+    return min(threshold, 1.0 - COSINE_ROUNDING)
 
 
 def _state_matches(space: Space, keys: np.ndarray, vectors: np.ndarray, inv_norms: np.ndarray, codes: np.ndarray,
@@ -2384,6 +2412,15 @@ def _resized(array: np.ndarray, n: int, capacity: int) -> np.ndarray:
     out = np.zeros(capacity, array.dtype)
     out[:n] = array[:n]
     return out
+
+
+def _metadata_copy(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A copy a caller may change: nested lists and dicts too, or changing them would
+    change the stored memory (flat metadata, the usual kind, takes the cheap copy)."""
+    for value in metadata.values():
+        if type(value) is list or type(value) is dict:
+            return copy.deepcopy(metadata)
+    return dict(metadata)
 
 
 def _new_id(memory_type: str) -> str:

@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from typing import Any, Iterable
 
+import msgpack
 import numpy as np
 
 from engram import _core
@@ -90,9 +91,33 @@ def embedding(value: Any, dimension: int, field: str = "embedding") -> np.ndarra
     released the GIL cost a context switch. Raises ValidationError naming ``field``.
     """
     try:
-        return _core.embedding_f32(value, dimension)
+        out = _core.embedding_f32(value, dimension)
     except _core.EmbeddingValueError as exc:
         raise _embedding_error(exc, dimension, field) from None
+    # The norm, by the kernel that keeps the GIL for one row (a microsecond).
+    inv_norm = float(_core.row_inv_norms(out.reshape(1, -1))[0])
+    if not EMBEDDING_INV_NORM_MIN <= inv_norm <= EMBEDDING_INV_NORM_MAX:
+        raise embedding_norm_error(inv_norm, dimension, field)
+    return out
+
+
+# float32 cosines are computed from float32 dot products: past a norm of about 1.8e19 a
+# vector's products overflow to infinity (every score then reads 1.0, or NaN), and near
+# 1e-19 they underflow to 0. Vectors are kept well inside: |a| x |b| stays within
+# 1e-30 .. 1e30, where every partial sum of a dot product is a normal float32.
+EMBEDDING_NORM_MIN = 1e-15
+EMBEDDING_NORM_MAX = 1e15
+EMBEDDING_INV_NORM_MIN = 1.0 / EMBEDDING_NORM_MAX
+EMBEDDING_INV_NORM_MAX = 1.0 / EMBEDDING_NORM_MIN
+
+
+def embedding_norm_error(inv_norm: float, dimension: int, field: str) -> ValidationError:
+    norm = math.inf if inv_norm == 0.0 else 1.0 / inv_norm
+    return ValidationError(
+        field, f"has a norm of {norm:.3g}, outside what float32 cosines can score",
+        f"{dimension} numbers whose norm (length) is between {EMBEDDING_NORM_MIN:g} and {EMBEDDING_NORM_MAX:g}",
+        f"[0.1, 0.2, ...] ({dimension} numbers)",
+    )
 
 
 def _embedding_error(exc: _core.EmbeddingValueError, dimension: int, field: str) -> ValidationError:
@@ -138,6 +163,60 @@ def tags(value: Any, field: str = "tags") -> tuple[str, ...]:
     if len(out) > TAG_COUNT_MAX or not all(isinstance(t, str) and 0 < len(t) <= TAG_CHARS_MAX for t in out):
         raise ValidationError(field, "has too many tags or a tag that is not a short non-empty string", f"at most {TAG_COUNT_MAX} strings of 1 to {TAG_CHARS_MAX} characters", "['biology', 'cells']")
     return out
+
+
+# Metadata is stored in every record and checkpoint of its memory: bounded like content.
+METADATA_BYTES_MAX = CONTENT_BYTES_MAX
+METADATA_DEPTH_MAX = 16
+_METADATA_EXAMPLE = "{'source': 'chat', 'turn': 3}"
+_METADATA_ALLOWED = (f"a dict of string keys to JSON values (string, finite number, bool, None, list, dict), "
+                     f"nested at most {METADATA_DEPTH_MAX} deep, at most {METADATA_BYTES_MAX} bytes encoded")
+
+
+def metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
+    """A new dict equal to ``value`` in the form a replayed record gives back (tuples as
+    lists, NumPy scalars as Python numbers), so that a memory reads the same before and
+    after reopening and the caller keeps no reference into stored state."""
+    if not isinstance(value, dict):
+        raise ValidationError(field, f"expected a dict, got {type(value).__name__}", _METADATA_ALLOWED, _METADATA_EXAMPLE)
+    out = _json_value(value, field, 0)
+    size = len(msgpack.packb(out, use_bin_type=True))
+    if size > METADATA_BYTES_MAX:
+        raise ValidationError(field, f"{size} bytes encoded is too large", _METADATA_ALLOWED, _METADATA_EXAMPLE)
+    return out  # type: ignore[no-any-return]
+
+
+def _json_value(value: Any, path: str, depth: int) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(path, "contains lone surrogates", _METADATA_ALLOWED, _METADATA_EXAMPLE) from None
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        number = int(value)
+        if not -(2**63) <= number < 2**64:  # what msgpack can store
+            raise ValidationError(path, f"{number} does not fit in 64 bits", _METADATA_ALLOWED, _METADATA_EXAMPLE)
+        return number
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValidationError(path, f"{value!r} is not a finite number", _METADATA_ALLOWED, _METADATA_EXAMPLE)
+        return number
+    if depth >= METADATA_DEPTH_MAX:
+        raise ValidationError(path, "is nested too deep", _METADATA_ALLOWED, _METADATA_EXAMPLE)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for key, v in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(path, f"has a key that is not a string: {key!r}", _METADATA_ALLOWED, _METADATA_EXAMPLE)
+            out[str(key)] = _json_value(v, f"{path}[{key!r}]", depth + 1)
+        return out
+    raise ValidationError(path, f"holds a {type(value).__name__}, which is not a JSON value", _METADATA_ALLOWED, _METADATA_EXAMPLE)
 
 
 def short_text(value: Any, field: str, example: str) -> str | None:
