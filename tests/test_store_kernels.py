@@ -54,7 +54,13 @@ ERROR_CASES = [
     ("type", "0.1, 0.2"),
     ("type", b"\x00" * 32),
     ("not_number", [0.1] * (D - 1) + ["x"]),
-    ("nonfinite", [0.1] * (D - 1) + [None]),  # NumPy reads None as NaN
+    ("not_number", [0.1] * (D - 1) + [None]),  # NumPy would read None as NaN
+    ("not_number", [0.1] * (D - 1) + ["4"]),  # NumPy would parse the string
+    ("not_number", ["0.5"] * D),
+    ("not_number", [0.1] * (D - 1) + [1 + 2j]),
+    ("not_number", np.ones(D, np.complex64)),  # NumPy would drop the imaginary part with a warning
+    ("not_number", np.array(["1"] * D)),
+    ("not_number", [0.1] * (D - 1) + [object()]),
     ("not_number", [[0.1, 0.2]] * (D // 2) + [0.3]),
     ("not_number", [0.1] * (D - 1) + [10**400]),
     ("length", [0.1] * (D - 1)),

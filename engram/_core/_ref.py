@@ -9,6 +9,7 @@ the whole package run on these.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import urllib.parse
 
@@ -324,9 +325,10 @@ def stack_rows_f32(vectors: list, dimension: int) -> np.ndarray:
 def embedding_f32(value: object, dimension: int) -> np.ndarray:
     """A new C-contiguous float32 (dimension,) array equal to ``value``, or EmbeddingValueError.
 
-    Accepted: any sequence or array of numbers NumPy converts to float64 (a float32
+    Accepted: any sequence or array of real numbers (bool, int, float; a float32
     array of the right shape is copied as is). Checked in this order, each on the
-    whole value: a str, bytes or None is "type"; a value NumPy cannot convert is
+    whole value: a str, bytes or None is "type"; anything but real numbers (a numeric
+    string, None, a complex number, a nested list) or a number beyond float64 is
     "not_number"; a shape other than (dimension,) is "length"; NaN or infinity is
     "nonfinite"; a finite value beyond float32 is "float32_range"; all zeros (after
     the cast to float32) is "zero".
@@ -339,8 +341,15 @@ def embedding_f32(value: object, dimension: int) -> np.ndarray:
         return np.array(value, np.float32, order="C")
     if isinstance(value, (str, bytes)) or value is None:
         raise EmbeddingValueError("type", type(value).__name__)
+    # Converted as it is first: np.asarray(value, float64) also parsed "4" as 4.0, took
+    # None for NaN and dropped a complex number's imaginary part.
     try:
-        array = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind == "O" and not all(isinstance(x, numbers.Real) for x in raw.flat):
+            raise TypeError("not a real number")  # ints beyond int64 come as objects: still numbers
+        if raw.dtype.kind not in "biufO":
+            raise TypeError("not a real number")
+        array = raw.astype(np.float64)
     except (TypeError, ValueError, OverflowError):
         raise EmbeddingValueError("not_number") from None
     if array.ndim != 1 or array.shape[0] != dimension:
