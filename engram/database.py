@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import os
+import shutil
 import threading
 import time
 from datetime import datetime
@@ -24,7 +25,7 @@ from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
 from engram.storage.lock import DirectoryLock
-from engram.storage.wal import make_directory
+from engram.storage.wal import fsync_directory, make_directory
 
 SPACE_FILE = "space.json"
 # Written when the database closes a space: its memory count and the files (names and
@@ -204,6 +205,21 @@ class Database:
             spaces = list(self._spaces.values())
         for space in spaces:
             space.checkpoint()
+
+    def discard_if_unused(self, space_id: str) -> bool:
+        """Close and delete the open space ``space_id`` if nothing was ever logged in it
+        (Space.unused), and say whether it did. For a server that created a space for a
+        write the engine then refused: the rejected request must leave nothing behind."""
+        check.space_id(space_id)
+        with self._guard:
+            space = self._spaces.get(space_id)
+            if space is None or not space.unused():
+                return False
+            space.close()
+            del self._spaces[space_id]
+            shutil.rmtree(self.path / space_id)
+            fsync_directory(self.path)  # durable, like the directory's creation
+            return True
 
     def close(self) -> None:
         """Flush every space's WAL, close it and release the directory lock."""

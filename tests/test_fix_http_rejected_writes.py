@@ -69,3 +69,59 @@ def test_single_remember_error_names_the_field_as_sent(tmp_path):
     assert isinstance(err, ValidationError)
     assert err.field == "confidence"
     assert "items[" not in str(err)
+
+
+# Values only the engine refuses (its checks run after the server has created the
+# space): an embedding whose norm float32 cosines cannot score, and metadata too long.
+ENGINE_REFUSALS = [
+    ("/api/v1/memories/remember", _json({"content": "x", "embedding": [1e16] * 768}), "embedding"),
+    ("/api/v1/episodes/remember", _json({"what": "x", "when": "2025-01-01T00:00:00Z", "embedding": [1e16] * 768}), "embedding"),
+    ("/api/v1/memories/bulk", _msgpack([{"content": "ok", "embedding": [0.1] * 768},
+                                        {"content": "x", "embedding": [1e16] * 768}]), "items[1].embedding"),
+]
+
+
+@pytest.mark.parametrize("path, body, field", ENGINE_REFUSALS)
+def test_a_write_the_engine_refuses_leaves_no_new_space(start_server, path, body, field):
+    server = start_server()
+    content, headers = body
+    with server.client() as c:
+        r = c.post(path, content=content, headers={"X-Memory-Space": "engine-refused", **headers})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["field"] == field
+        assert "engine-refused" not in [s["id"] for s in c.get("/api/v1/spaces").json()["spaces"]]
+        assert not (server.data_dir / "engine-refused").exists()
+        # The name is free again: a good write creates the space, and it keeps its memory.
+        r = c.post("/api/v1/memories/remember", json={"content": "kept", "embedding": [0.1] * 768},
+                   headers={"X-Memory-Space": "engine-refused"})
+        assert r.status_code == 201, r.text
+        listed = {s["id"]: s["memories"] for s in c.get("/api/v1/spaces").json()["spaces"]}
+        assert listed.get("engine-refused") == 1
+
+
+def test_first_writes_racing_to_a_new_space_keep_every_good_one(start_server):
+    """A refused first write and good ones arrive together: the space is created once,
+    and every good write is there (the refused one must not delete it under them)."""
+    import httpx
+
+    server = start_server()
+    import numpy as np
+
+    rng = np.random.default_rng(11)  # distinct directions: dedup must not merge them
+    good = [{"content": f"good {i}", "embedding": rng.standard_normal(768).round(4).tolist()} for i in range(6)]
+    bad = {"content": "bad", "embedding": [1e16] * 768}
+    statuses: list[int] = []
+
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url=server.url, headers={"X-Memory-Space": "raced-space"}) as c:
+            async def send(body):
+                statuses.append((await c.post("/api/v1/memories/remember", json=body)).status_code)
+            async with trio.open_nursery() as nursery:
+                for body in [bad, *good[:3], bad, *good[3:]]:
+                    nursery.start_soon(send, body)
+
+    trio.run(main)
+    assert sorted(statuses) == [201] * 6 + [400] * 2
+    with server.client(headers={"X-Memory-Space": "raced-space"}) as c:
+        stored = c.get("/api/v1/memories", params={"limit": 100}).json()
+        assert sorted(m["content"] for m in stored["memories"]) == sorted(g["content"] for g in good)

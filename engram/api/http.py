@@ -283,8 +283,7 @@ def create_app(svc: Service) -> Starlette:
             vectors = await svc.embed(space_id, [kw["content"]])
             if vectors is not None:
                 kw["embedding"] = vectors[0]
-        async with svc.writing():
-            sp = await svc.space(space_id, create=True)
+        async with svc.writing(), svc.space_for_write(space_id) as sp:
             memory_id = await svc.write_batcher(space_id, sp).submit(kw)
         svc.metrics.remembered.labels(space_id).inc()
         doc = stored_doc(memory_id, space_id, kw["confidence"], kw.get("when"), "Memory")
@@ -302,8 +301,7 @@ def create_app(svc: Service) -> Starlette:
             vectors = await svc.embed(space_id, [kw["what"]])
             if vectors is not None:
                 kw["embedding"] = vectors[0]
-        async with svc.writing():
-            sp = await svc.space(space_id, create=True)
+        async with svc.writing(), svc.space_for_write(space_id) as sp:
             memory_id = await svc.run(lambda: sp.remember_episode(**kw))
         svc.metrics.remembered.labels(space_id).inc()
         conf = kw.get("confidence", kw.get("importance", 0.7))
@@ -333,8 +331,7 @@ def create_app(svc: Service) -> Starlette:
             for kw, vector in zip(missing[start : start + 1024], vectors):
                 kw["embedding"] = vector
         t0 = time.perf_counter()
-        async with svc.writing():
-            sp = await svc.space(space_id, create=True)
+        async with svc.writing(), svc.space_for_write(space_id) as sp:
             ids = await svc.run(sp.remember_many, kws)
         elapsed = time.perf_counter() - t0
         svc.metrics.remembered.labels(space_id).inc(len(ids))

@@ -113,18 +113,56 @@ class Service:
             sp = self._spaces.get(space_id)
             if sp is not None:
                 return sp
-            settings: dict[str, Any] = {}
-            if space_id not in self._known:
-                if self.settings.durability != "sync":
-                    settings["durability"] = self.settings.durability
-                if self.settings.embedder == "minilm":
-                    settings["dimension"] = 384  # the embedder's vectors
-                settings.update(config or {})
-            sp = await self.run(lambda: self.db.space(space_id, **settings))
-            self._spaces[space_id] = sp
-            self._known.add(space_id)
-            self._dimensions[space_id] = int(getattr(getattr(sp, "config", None), "dimension", EMBEDDING_DIM_DEFAULT))
+            sp = await self._open_space(space_id, config)
+            self._register(space_id, sp)
             return sp
+
+    @contextlib.asynccontextmanager
+    async def space_for_write(self, space_id: str) -> AsyncIterator[Any]:
+        """The space a write goes to, created on first use. A space this write creates is
+        seen by other requests only once the write succeeded: meanwhile they wait for it,
+        and if the write fails before anything is logged (the engine refused a value) the
+        space is deleted again, so that a rejected request leaves nothing behind."""
+        sp = await self.space(space_id, create=False)
+        if sp is not None:
+            yield sp
+            return
+        lock = self._space_locks.setdefault(space_id, trio.Lock())
+        async with lock:
+            sp = self._spaces.get(space_id)
+            if sp is None:
+                sp = await self._open_space(space_id, None)
+                try:
+                    yield sp
+                except Exception:
+                    with trio.CancelScope(shield=True):
+                        await self._discard_if_unused(space_id)
+                    raise
+                self._register(space_id, sp)
+                return
+        yield sp
+
+    async def _open_space(self, space_id: str, config: dict[str, Any] | None) -> Any:
+        settings: dict[str, Any] = {}
+        if space_id not in self._known:
+            if self.settings.durability != "sync":
+                settings["durability"] = self.settings.durability
+            if self.settings.embedder == "minilm":
+                settings["dimension"] = 384  # the embedder's vectors
+            settings.update(config or {})
+        return await self.run(lambda: self.db.space(space_id, **settings))
+
+    def _register(self, space_id: str, sp: Any) -> None:
+        self._spaces[space_id] = sp
+        self._known.add(space_id)
+        self._dimensions[space_id] = int(getattr(getattr(sp, "config", None), "dimension", EMBEDDING_DIM_DEFAULT))
+
+    async def _discard_if_unused(self, space_id: str) -> None:
+        for batchers in (self._batchers, self._write_batchers):
+            batcher = batchers.pop(space_id, None)
+            if batcher is not None:
+                batcher.close()
+        await self.run(self.db.discard_if_unused, space_id)
 
     def dimension(self, space_id: str) -> int:
         default = 384 if self.settings.embedder == "minilm" else EMBEDDING_DIM_DEFAULT

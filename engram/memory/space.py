@@ -1642,6 +1642,11 @@ class Space:
             neighbours = self._graph.neighbours(memory_id)
             return {other: neighbours[other] for other in sorted(neighbours)}
 
+    def unused(self) -> bool:
+        """Whether nothing was ever logged here: no record in the log, none checkpointed."""
+        with self._lock:
+            return self._n == 0 and not self._items and self._wal.last_lsn == 0
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             episodes = sum(1 for it in self._items.values() if it.memory_type == "episodic")

@@ -76,7 +76,7 @@ def _segment_name(first_lsn: int) -> str:
     return f"{first_lsn:020d}{SEGMENT_SUFFIX}"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -96,7 +96,7 @@ def make_directory(path: Path) -> None:
         ancestor = ancestor.parent
     path.mkdir(parents=True, exist_ok=True)
     for directory in reversed(created):
-        _fsync_dir(directory.parent)
+        fsync_directory(directory.parent)
 
 
 class WriteAheadLog:
@@ -242,7 +242,7 @@ class WriteAheadLog:
                 later.rename(later.with_suffix(".corrupt"))
             # Durable before new records reuse their LSNs: back as .wal after a power
             # failure, they would break the order of the log (a CorruptionError at open).
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
             break
         report.last_lsn = last_lsn
         self._open_for_append(last_lsn)
@@ -267,7 +267,7 @@ class WriteAheadLog:
         self._segment_path = path
         self._segment_bytes = os.fstat(self._fd).st_size
         if created:
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
 
     # -- appends ----------------------------------------------------------
 
@@ -440,7 +440,7 @@ class WriteAheadLog:
                 path.unlink()
                 dropped += 1
         if dropped:
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
         return dropped
 
     def size_bytes(self) -> int:
