@@ -1227,7 +1227,7 @@ class Space:
         text = raw.get("text")
         if text is not None:
             if not isinstance(text, str) or not text.strip():
-                raise ValidationError(prefix + "text", "expected a non-empty string", "a string with at least one word", "'mitochondria'")
+                raise ValidationError(prefix + "text", "expected a non-blank string", "a string with a character other than spaces (one with no word, such as '!!!', matches nothing)", "'mitochondria'")
             check.content(text, prefix + "text")
         k = check.positive_int(raw.get("k", 10), prefix + "k", "10", maximum=K_MAX)
         threshold = _reachable(check.unit_float(raw.get("threshold", 0.0), prefix + "threshold", "0.5"))
