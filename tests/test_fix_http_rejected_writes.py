@@ -125,3 +125,45 @@ def test_first_writes_racing_to_a_new_space_keep_every_good_one(start_server):
     with server.client(headers={"X-Memory-Space": "raced-space"}) as c:
         stored = c.get("/api/v1/memories", params={"limit": 100}).json()
         assert sorted(m["content"] for m in stored["memories"]) == sorted(g["content"] for g in good)
+
+
+class _Interrupted(BaseException):
+    """Stands for trio.Cancelled: a BaseException that ends the request after (or before) its write."""
+
+
+def test_an_interrupted_first_write_keeps_a_space_that_holds_a_record(tmp_path):
+    """A first write cut off by a BaseException (a cancelled request) after its record was
+    logged must leave the space known to the server, not half-made; one cut off before
+    anything was logged leaves no space at all."""
+    import numpy as np
+
+    from engram.api.service import Service
+    from engram.config import Settings
+
+    db = engram.open(tmp_path / "data")
+    results: dict[str, object] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            svc = Service(db, Settings(data_dir=tmp_path / "data"), nursery)
+            for space_id, write in (("written-then-cut", True), ("cut-before", False)):
+                try:
+                    async with svc.space_for_write(space_id) as sp:
+                        if write:
+                            sp.remember("kept", embedding=np.ones(768, np.float32))
+                        raise _Interrupted()
+                except _Interrupted:
+                    pass
+            results["known"] = svc.known_spaces()
+            results["found"] = await svc.space("written-then-cut", create=False) is not None
+            svc.close_batchers()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+        assert results["known"] == ["written-then-cut"]
+        assert results["found"] is True
+        assert db.spaces() == ["written-then-cut"]
+        assert not (tmp_path / "data" / "cut-before").exists()
+    finally:
+        db.close()

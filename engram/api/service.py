@@ -134,9 +134,17 @@ class Service:
                 sp = await self._open_space(space_id, None)
                 try:
                     yield sp
-                except Exception:
+                except BaseException:
+                    # Also when cancelled: the write may have finished in its thread, and
+                    # then the space holds an acknowledged record and must be known.
                     with trio.CancelScope(shield=True):
-                        await self._discard_if_unused(space_id)
+                        try:
+                            discarded = await self._discard_if_unused(space_id)
+                        except Exception:  # noqa: BLE001 - the write's own error is the one to report
+                            log.exception("could not remove the space %r a refused first write created", space_id)
+                            discarded = False
+                        if not discarded:
+                            self._register(space_id, sp)
                     raise
                 self._register(space_id, sp)
                 return
@@ -157,12 +165,14 @@ class Service:
         self._known.add(space_id)
         self._dimensions[space_id] = int(getattr(getattr(sp, "config", None), "dimension", EMBEDDING_DIM_DEFAULT))
 
-    async def _discard_if_unused(self, space_id: str) -> None:
+    async def _discard_if_unused(self, space_id: str) -> bool:
+        if not await self.run(self.db.discard_if_unused, space_id):
+            return False
         for batchers in (self._batchers, self._write_batchers):
             batcher = batchers.pop(space_id, None)
             if batcher is not None:
                 batcher.close()
-        await self.run(self.db.discard_if_unused, space_id)
+        return True
 
     def dimension(self, space_id: str) -> int:
         default = 384 if self.settings.embedder == "minilm" else EMBEDDING_DIM_DEFAULT
