@@ -668,41 +668,68 @@ def backup_create(ctx: click.Context, target: str, as_json: bool) -> None:
 @_json_option
 @click.pass_context
 def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
-    """Restore a backup SOURCE into the data directory (the server must be stopped)."""
+    """Restore a backup SOURCE into the data directory (the server must be stopped).
+
+    The backup is checked against its manifest and copied beside the data directory,
+    and every space in the copy is opened, before anything of the data directory is
+    touched: a damaged or unfinished backup leaves it as it was. With --force, the old
+    contents are then replaced as a whole, never mixed with the backup's files."""
     import engram
+    from .api.service import BACKUP_MANIFEST, check_backup
 
     settings = _settings(ctx)
     target = Path(settings.data_dir)
     src = Path(source)
-    if not any((p / "space.json").exists() for p in src.iterdir() if p.is_dir()) and not (src / "keys.sqlite").exists():
-        _fail(f"{src} does not look like an engram backup (no <space>/space.json inside)")
-    existing = [p for p in target.iterdir() if p.name not in ("LOCK",)] if target.exists() else []
+    source_abs, target_abs = src.resolve(), target.resolve()
+    if source_abs == target_abs or target_abs in source_abs.parents or source_abs in target_abs.parents:
+        # --force would delete the backup while reading it.
+        _fail(f"the backup {src} and the data directory {target} overlap; restore from a backup kept outside the "
+              f"data directory, e.g. engram --data ./engram-data restore /backups/engram-1", 2)
+    try:
+        files = [rel for rel in check_backup(src) if rel != BACKUP_MANIFEST]
+    except ValueError as exc:
+        _fail(f"{exc}; nothing was changed")
+    existing = [p for p in target.iterdir() if p.name not in ("LOCK", "engram.pid")] if target.exists() else []
     if existing and not force:
         _fail(f"{target} is not empty ({len(existing)} entries); pass --force to replace it", 2)
     try:
         lock_db = engram.open(target)  # holds the directory lock while we replace its contents
     except engram.SpaceLockedError as exc:
         _fail(f"{exc}; stop the server first ('engram stop')", 2)
-    files = [p for p in src.rglob("*") if p.is_file()]
+    # Beside the target, so that moving entries in and out are renames on one file system.
+    staging = target_abs.parent / f".{target_abs.name}.restore-{os.getpid()}"
+    retired = target_abs.parent / f".{target_abs.name}.replaced-{os.getpid()}"
+    swapping = False
     try:
-        for p in existing:
-            if p.name in ("LOCK", "engram.pid"):
-                continue
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
         with _Progress(len(files), "restore") as progress:
-            for f in files:
-                rel = f.relative_to(src)
-                (target / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, target / rel)
+            for rel in files:
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, staging / rel)
                 progress.advance(1)
+        # Prove the copy opens (replays every space) while the target is still intact.
+        with engram.open(staging) as db:
+            counts = {s: db.space_info(s)["memories"] for s in db.spaces()}
+        (staging / "LOCK").unlink(missing_ok=True)
+        retired.mkdir()
+        swapping = True
+        for p in existing:
+            os.replace(p, retired / p.name)
+        for p in sorted(staging.iterdir()):
+            os.replace(p, target / p.name)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the renames durable before the old contents go
+        finally:
+            os.close(fd)
+    except (engram.EngramError, OSError) as exc:
+        if swapping:  # rare (renames in one directory): say where the old contents are
+            _fail(f"restore failed while swapping contents: {exc}; the previous contents of {target} are in {retired}")
+        _fail(f"restore failed, {target} was not changed: {exc}")
     finally:
         lock_db.close()
-    # Prove it opens: replay every space once.
-    with engram.open(target) as db:
-        counts = {s: db.space_info(s)["memories"] for s in db.spaces()}
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
     _emit({"restored": str(target), "spaces": counts}, as_json,
           f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}")
 

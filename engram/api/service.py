@@ -13,6 +13,8 @@ makes ``engram backup create`` a consistent snapshot while the server keeps serv
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -303,8 +305,12 @@ class Service:
                 files += 1
                 size += (target / entry.name).stat().st_size
         _fsync_tree(target)
-        return {"target": str(target), "spaces": spaces, "files": files, "bytes": size,
-                "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        created_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        # The manifest goes in last, after everything else is on disk: a backup that
+        # stopped half way (a full disk, a killed server) has none, and restore refuses
+        # it; the digests let restore notice a file damaged since.
+        write_manifest(target, spaces=spaces, created_at=created_at)
+        return {"target": str(target), "spaces": spaces, "files": files, "bytes": size, "created_at": created_at}
 
     # ------------------------------------------------------------------ auth
 
@@ -339,6 +345,76 @@ class Service:
             raise ApiError(429, f"API key {record.id} is above its rate of {record.rate_per_s:g} requests/s",
                            headers={"Retry-After": retry})
         return record
+
+
+BACKUP_MANIFEST = "BACKUP.json"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(target: Path, *, spaces: list[str], created_at: str) -> None:
+    """Write BACKUP.json (every file's size and SHA-256) into a finished backup, durably."""
+    files = {}
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        rel = path.relative_to(target).as_posix()
+        if rel == BACKUP_MANIFEST:
+            continue
+        files[rel] = {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+    doc = {"format": 1, "created_at": created_at, "spaces": spaces, "files": files}
+    tmp = target / (BACKUP_MANIFEST + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target / BACKUP_MANIFEST)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_backup(source: Path) -> list[str]:
+    """The files of a complete, undamaged backup (relative paths, manifest first).
+
+    Raises:
+        ValueError: no manifest (not a backup, or one that never finished), a listed file
+            missing or of another size or digest, or a file the manifest does not list.
+    """
+    manifest = source / BACKUP_MANIFEST
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        listed = doc["files"] if isinstance(doc, dict) else None
+    except FileNotFoundError:
+        raise ValueError(f"{source} has no {BACKUP_MANIFEST}: it is not an engram backup, or its 'engram backup create' "
+                         "did not finish; restore only a directory that 'engram backup create' completed") from None
+    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        listed = None
+    if not isinstance(listed, dict) or not all(isinstance(m, dict) for m in listed.values()):
+        raise ValueError(f"{source / BACKUP_MANIFEST} is damaged (not the JSON 'engram backup create' writes)")
+    problems = []
+    for rel, meta in sorted(listed.items()):
+        path = source / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != meta.get("bytes"):
+            problems.append(f"{rel} has {path.stat().st_size} bytes, the backup wrote {meta.get('bytes')}")
+        elif _file_digest(path) != meta.get("sha256"):
+            problems.append(f"{rel} differs from what the backup wrote (SHA-256)")
+    present = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+    # LOCK: opening the backup with engram.open (to look inside) leaves one; it is no data.
+    for rel in sorted(present - set(listed) - {BACKUP_MANIFEST, "LOCK"}):
+        problems.append(f"{rel} is not part of the backup")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ValueError(f"{source} is damaged: {shown}")
+    return [BACKUP_MANIFEST, *sorted(listed)]
 
 
 def _fsync_tree(root: Path) -> None:
