@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
-from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache
+from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler
 from .errors import ApiError
@@ -300,6 +300,7 @@ class Service:
                         size += (Path(root) / name).stat().st_size
             elif entry.name == "keys.sqlite":
                 # The SQLite backup API copies a consistent image even if a CLI writes now.
+                create_private(target / entry.name)  # the copy as private as the original
                 with contextlib.closing(sqlite3.connect(entry)) as src, contextlib.closing(sqlite3.connect(target / entry.name)) as dst:
                     src.backup(dst)
                 files += 1
