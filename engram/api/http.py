@@ -710,7 +710,7 @@ def create_app(svc: Service) -> Starlette:
     @endpoint("/api/v1/admin/checkpoint", "admin")
     async def admin_checkpoint(request: Request, ctx: Ctx) -> Response:
         t0 = time.perf_counter()
-        await svc.run(svc.db.checkpoint)
+        await svc.checkpoint()
         return json_response({"checkpointed": True, "duration_s": round(time.perf_counter() - t0, 6)})
 
     @endpoint("/api/v1/admin/status", "read")

@@ -268,12 +268,27 @@ class Service:
             self._gate_open = trio.Event()
             try:
                 await self._writers_idle.wait()
-                t0 = time.monotonic()
-                stats = await self.run(self._checkpoint_and_copy, target)
+                # Consolidation writes patterns (and may start a checkpoint that drops WAL
+                # segments) outside the write gate: no run may overlap the copy.
+                async with self.consolidation.limiter:
+                    t0 = time.monotonic()
+                    try:
+                        stats = await self.run(self._checkpoint_and_copy, target)
+                    except BaseException:
+                        # A failed copy is no backup: leave the target as it was found
+                        # (absent or empty), so that the same command can be run again.
+                        with trio.CancelScope(shield=True):
+                            await self.run(_empty_directory, target)
+                        raise
                 stats["duration_s"] = round(time.monotonic() - t0, 3)
                 return stats
             finally:
                 self._gate_open.set()
+
+    async def checkpoint(self) -> None:
+        """Checkpoint every open space, never while a backup copies (it drops WAL segments)."""
+        async with self._backup_lock:
+            await self.run(self.db.checkpoint)
 
     def _checkpoint_and_copy(self, target: Path) -> dict[str, Any]:
         self.db.checkpoint()
@@ -416,6 +431,16 @@ def check_backup(source: Path) -> list[str]:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ValueError(f"{source} is damaged: {shown}")
     return [BACKUP_MANIFEST, *sorted(listed)]
+
+
+def _empty_directory(target: Path) -> None:
+    if not target.is_dir():
+        return
+    for entry in target.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _fsync_tree(root: Path) -> None:
