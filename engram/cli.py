@@ -757,7 +757,7 @@ def config_show(ctx: click.Context, table: bool, as_json: bool) -> None:
         settings, sources = load_settings({"data_dir": root.get("data"), "url": root.get("url"), "api_key": root.get("api_key")},
                                           config_path=root.get("config"))
     except SettingsError as exc:
-        _fail(str(exc))
+        _fail(str(exc), 2)  # a bad setting is a usage error, as for every other command
     doc = {}
     for name, _env, _default, _doc in SETTINGS_TABLE:
         value = getattr(settings, name)
