@@ -204,6 +204,13 @@ def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int 
     sys.exit(run_server(settings))
 
 
+def _is_engram_server(cmdline: list[str]) -> bool:
+    for i, part in enumerate(cmdline):
+        if Path(part).name == "engram" or part in ("engram.cli", "engram.__main__"):
+            return "serve" in cmdline[i + 1 :]
+    return False
+
+
 @main.command()
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait for a clean exit.")
 @click.pass_context
@@ -229,8 +236,9 @@ def stop(ctx: click.Context, timeout_s: float) -> None:
     if cmdline is None:
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not running; removed the stale pid file")
-    # python -m engram serve, or the 'engram' script (.../bin/engram serve).
-    if not any(Path(part).name == "engram" or part.startswith("engram.") for part in cmdline):
+    # python -m engram serve, or the 'engram' script (.../bin/engram serve). Another
+    # engram command (an import, a bench, the simulator) is not the server: never signal it.
+    if not _is_engram_server(cmdline):
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not an engram server (the pid file is stale, its pid reused); removed the stale pid file")
     try:
