@@ -3,8 +3,10 @@
 Proves: (1) a consolidation run, which writes patterns outside the HTTP write gate and
 may start a checkpoint that drops WAL segments, never overlaps the copy of
 ``Service.backup`` (the copy waits for a run in flight to end); (2) a backup whose
-copy fails (a full disk) removes what it wrote, so the target is empty again and the
-same command can be repeated, and no half-written backup is left behind; (3) every
+copy fails (a full disk) answers 507 and removes what it wrote, so the target is empty
+again and the same command can be repeated, and no half-written backup is left
+behind; a target that is a file, or lies under one, is a 400 naming the target, not
+a 500; (3) every
 write acknowledged while a backup is taken is in the backup or in the data afterwards,
 and the backup restores and opens. How: (1) and (2) drive the server's Service in one
 trio run over a real database, with a consolidation that takes 0.3 s in its worker
@@ -26,6 +28,7 @@ import trio
 
 import engram
 from engram.api import service as service_mod
+from engram.api.errors import ApiError
 from engram.api.service import Service
 from engram.config import Settings
 
@@ -96,8 +99,9 @@ def test_a_failed_backup_leaves_its_target_empty(tmp_path, monkeypatch):
 
     async def body(svc: Service) -> None:
         monkeypatch.setattr(service_mod.shutil, "copy2", full_disk)
-        with pytest.raises(OSError):
+        with pytest.raises(ApiError) as err:
             await svc.backup(tmp_path / "backup")
+        assert err.value.status == 507 and "no space left" in err.value.message
         monkeypatch.undo()
         assert list((tmp_path / "backup").iterdir()) == []
         await svc.backup(tmp_path / "backup")  # the same target, again, now works
@@ -153,3 +157,17 @@ def test_writes_acknowledged_during_a_backup_are_in_it_or_after_it(start_server,
     assert before <= in_backup, sorted(before - in_backup)[:5]
     assert not (after & in_backup), sorted(after & in_backup)[:5]
     assert json.loads(out.stdout)["spaces"]["busy"] == len(in_backup)
+
+
+def test_a_target_that_cannot_be_a_directory_is_the_callers_mistake(start_server, tmp_path):
+    server = start_server()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    with server.client() as c:
+        for target in (a_file, a_file / "below"):
+            r = c.post("/api/v1/admin/backup", json={"target": str(target)})
+            assert r.status_code == 400, r.text
+            error = r.json()["error"]
+            assert error["field"] == "target" and str(target) in error["message"]
+    proc = run_cli("backup", "create", str(a_file / "below"), data=server.data_dir)
+    assert proc.returncode == 1 and "cannot create" in proc.stderr and "500" not in proc.stderr

@@ -13,6 +13,7 @@ makes ``engram backup create`` a consistent snapshot while the server keeps serv
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -258,6 +259,10 @@ class Service:
         """Checkpoint and copy the data directory into ``target`` (created; must be empty)."""
         async with self._backup_lock:
             target = Path(target)
+            example = '{"target": "/backups/engram-1"}'
+            if target.exists() and not target.is_dir():
+                raise ApiError(400, f"target: {target} exists and is not a directory", field="target",
+                               allowed="a path that does not exist or an empty directory", example=example)
             if target.exists() and any(target.iterdir()):
                 raise ApiError(409, f"target: {target} is not empty", code="BACKUP_TARGET_NOT_EMPTY", field="target",
                                allowed="a path that does not exist or an empty directory", example='{"target": "/backups/engram-2024-05-01"}')
@@ -265,6 +270,13 @@ class Service:
             if target.resolve() == data or data in target.resolve().parents:
                 raise ApiError(400, "target: must be outside the data directory", field="target",
                                allowed="a path outside the data directory", example='{"target": "/backups/engram-1"}')
+            try:
+                # Made before the write gate closes: a target the server cannot create is
+                # the caller's mistake (400 naming it), not an internal error.
+                await self.run(lambda: target.mkdir(parents=True, exist_ok=True))
+            except OSError as exc:
+                raise ApiError(400, f"target: cannot create {target} ({exc.strerror or exc})", field="target",
+                               allowed="a directory path the server may create and write", example=example) from None
             self._gate_open = trio.Event()
             try:
                 await self._writers_idle.wait()
@@ -274,11 +286,15 @@ class Service:
                     t0 = time.monotonic()
                     try:
                         stats = await self.run(self._checkpoint_and_copy, target)
-                    except BaseException:
-                        # A failed copy is no backup: leave the target as it was found
-                        # (absent or empty), so that the same command can be run again.
+                    except BaseException as exc:
+                        # A failed copy is no backup: leave the target empty, so that the
+                        # same command can be run again.
                         with trio.CancelScope(shield=True):
                             await self.run(_empty_directory, target)
+                        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise ApiError(507, f"target: no space left for the backup in {target}; nothing was kept",
+                                           field="target", allowed="a file system with room for the data directory",
+                                           example=example) from None
                         raise
                 stats["duration_s"] = round(time.monotonic() - t0, 3)
                 return stats
