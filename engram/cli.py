@@ -302,6 +302,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                  f"{d['latency_ms']} ms)", f"data: {d['data_dir']}"]
         for sp in d.get("system", {}).get("spaces", []):
             lines.append(f"  space {sp['space']}: {sp['memories']} memories, WAL {sp.get('wal_bytes', 0)} bytes")
+        if d.get("system_error"):
+            # Without this line a key-less status of a server with keys on looks like one with no spaces.
+            lines.append(f"  spaces not shown: {d['system_error']}")
         return "\n".join(lines)
 
     _emit(doc, as_json, text)

@@ -3,7 +3,9 @@
 Proves: a stale pid file whose pid now belongs to another engram command (an import,
 an export, a bench: its command line names engram but not ``serve``) is not sent
 SIGTERM, and the stale file is removed; a real server is still stopped (exit 0) and
-exits 0 itself. How: ``python -m engram`` child processes (tests/conftest.py) and a
+exits 0 itself; ``engram status`` against a server that needs a key, called
+without one, says that its spaces are not shown and why (before, it printed a
+healthy server with no spaces). How: ``python -m engram`` child processes (tests/conftest.py) and a
 sleeping child whose command line reads like ``engram export``.
 """
 
@@ -38,3 +40,12 @@ def test_stop_still_stops_a_server(start_server):
     proc = run_cli("stop", data=server.data_dir)
     assert proc.returncode == 0, proc.stderr
     assert server.proc.wait(timeout=30) == 0
+
+
+def test_status_says_why_it_shows_no_spaces(start_server):
+    server = start_server("--require-auth")
+    proc = run_cli("status", data=server.data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "spaces not shown" in proc.stdout and "401" in proc.stdout
+    doc = json.loads(run_cli("status", "--json", data=server.data_dir).stdout)
+    assert doc["running"] is True and "401" in doc["system_error"]
