@@ -684,7 +684,8 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     The backup is checked against its manifest and copied beside the data directory,
     and every space in the copy is opened, before anything of the data directory is
     touched: a damaged or unfinished backup leaves it as it was. With --force, the old
-    contents are then replaced as a whole, never mixed with the backup's files."""
+    contents are then replaced as a whole, never mixed with the backup's files; API
+    keys revoked since the backup stay revoked."""
     import engram
     from .api.service import BACKUP_MANIFEST, check_backup
 
@@ -722,6 +723,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         with engram.open(staging) as db:
             counts = {s: db.space_info(s)["memories"] for s in db.spaces()}
         (staging / "LOCK").unlink(missing_ok=True)
+        revoked = _carry_revocations(target / "keys.sqlite", staging / "keys.sqlite")
         retired.mkdir()
         swapping = True
         for p in existing:
@@ -741,8 +743,27 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         lock_db.close()
         shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(retired, ignore_errors=True)
-    _emit({"restored": str(target), "spaces": counts}, as_json,
-          f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}")
+    _emit({"restored": str(target), "spaces": counts, "keys_kept_revoked": revoked}, as_json,
+          f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}"
+          + (f"; {len(revoked)} API keys revoked since the backup stay revoked" if revoked else ""))
+
+
+def _carry_revocations(current: Path, restored: Path) -> list[str]:
+    """Revoke in the restored key database every key the current one has revoked, and
+    return their ids: a restore must not bring back a key revoked since the backup
+    (perhaps because it leaked)."""
+    import sqlite3
+
+    from .api.auth import KeyStore
+
+    if not current.exists() or not restored.exists():
+        return []
+    try:
+        gone = [k.id for k in KeyStore(current).list() if k.revoked]
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot read the revoked keys of {current} ({exc}); move it aside to restore without them") from None
+    store = KeyStore(restored)
+    return [key_id for key_id in gone if key_id in {k.id for k in store.list() if not k.revoked} and store.revoke(key_id)]
 
 
 # ----------------------------------------------------------------------------- config and keys

@@ -5,7 +5,8 @@ unfinished or half-copied backup), is refused with a message naming the file, an
 the data directory keeps every memory it had, even with --force; a backup kept
 inside the data directory is refused instead of deleted by --force; --force on a
 good backup replaces the old contents as a whole (no old space survives beside the
-restored ones); a running server's directory is refused and keeps serving. How:
+restored ones); an API key revoked after the backup is still revoked after restoring
+it; a running server's directory is refused and keeps serving. How:
 ``python -m engram`` child processes (tests/conftest.py), a real server for the
 backup taken while serving and for the lock.
 """
@@ -116,3 +117,18 @@ def test_restore_onto_a_running_servers_directory_is_refused(start_server, tmp_p
     with server.client() as c:
         listed = c.get("/api/v1/memories").json()
     assert [m["content"] for m in listed["memories"]] == ["live"]
+
+
+def test_a_key_revoked_since_the_backup_stays_revoked(tmp_path):
+    data = tmp_path / "data"
+    made = json.loads(ok(run_cli("key", "create", "--space", "alpha", "--json", data=data)).stdout)
+    kept = json.loads(ok(run_cli("key", "create", "--space", "alpha", "--json", data=data)).stdout)
+    _fill(data, "alpha", ["one fact"])
+    backup = tmp_path / "backup"
+    ok(run_cli("backup", "create", str(backup), data=data))
+    ok(run_cli("key", "revoke", made["id"], data=data))  # say it leaked after the backup
+
+    out = json.loads(ok(run_cli("restore", str(backup), "--force", "--json", data=data)).stdout)
+    assert out["keys_kept_revoked"] == [made["id"]]
+    keys = {k["id"]: k["revoked"] for k in json.loads(ok(run_cli("key", "list", "--json", data=data)).stdout)}
+    assert keys == {made["id"]: True, kept["id"]: False}
