@@ -13,6 +13,7 @@ makes ``engram backup create`` a consistent snapshot while the server keeps serv
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -40,6 +41,10 @@ __all__ = ["Service"]
 
 log = logging.getLogger("engram.api")
 T = TypeVar("T")
+
+# Set by the HTTP handler when a request starts: whether the server was still serving
+# then (see writing()). A ContextVar follows the request's task into the write path.
+ADMITTED_BEFORE_SHUTDOWN: contextvars.ContextVar[bool] = contextvars.ContextVar("admitted_before_shutdown", default=False)
 
 # Files of the data directory that a backup must not copy: the process lock and pid file.
 _BACKUP_SKIP = {"LOCK", "engram.pid"}
@@ -244,7 +249,9 @@ class Service:
     async def writing(self) -> AsyncIterator[None]:
         while not self._gate_open.is_set():
             await self._gate_open.wait()
-        if self.shutting_down:
+        # A request that arrived before SIGTERM is in flight and is finished, write
+        # included; one that arrived after (on a kept-alive connection) is refused.
+        if self.shutting_down and not ADMITTED_BEFORE_SHUTDOWN.get():
             raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
         self._writers += 1
         self._writers_idle = trio.Event() if self._writers == 1 else self._writers_idle
