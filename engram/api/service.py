@@ -69,6 +69,10 @@ class Service:
         self.keys = KeyStore(settings.keys_path)
         self.key_cache = VerifiedCache(ttl_s=settings.key_cache_ttl_s)
         self.rates = RateLimiter()
+        # Checking a key costs one scrypt (tens of ms of CPU), and anyone who knows a key
+        # id can make the server pay it with wrong secrets: on threads of their own, so
+        # such a flood never takes the engine's threads (fsync, scans) from real work.
+        self.key_limiter = trio.CapacityLimiter(2)
         self.auth_enabled = settings.auth_enabled
         self.shutting_down = False
         self._writers = 0
@@ -371,7 +375,7 @@ class Service:
         digest = VerifiedCache.digest(token)
         hit, record = self.key_cache.get(digest, now)
         if not hit:
-            record = await self.run(self.keys.verify, token)
+            record = await trio.to_thread.run_sync(self.keys.verify, token, limiter=self.key_limiter)
             self.key_cache.put(digest, record, now)
         if record is None:
             self.metrics.auth_failures.labels("invalid").inc()
