@@ -820,7 +820,8 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
     space_list = [s.strip() for item in spaces for s in item.split(",") if s.strip()]
     for s in space_list:
         if s != "*" and not SPACE_ID_RE.match(s):
-            raise click.BadParameter(f"{s!r} is not a space id (3-64 of a-z, 0-9, _ and -) or '*'", param_hint="--space")
+            raise click.BadParameter(f"{s!r} is not a space id (3-64 of a-z, 0-9, _ and -) or '*' (every space); "
+                                     "example: --space agent-1", param_hint="--space")
     perms = [p.strip() for p in perm.split(",") if p.strip()]
     try:
         record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,

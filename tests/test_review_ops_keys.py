@@ -47,3 +47,12 @@ def test_key_database_and_its_backup_are_private(tmp_path, permissive_umask):
     proc = run_cli("restore", str(backup), data=restored)
     assert proc.returncode == 0, proc.stderr
     assert _mode(restored / "keys.sqlite") == 0o600
+
+
+def test_a_bad_space_for_a_key_is_refused_with_an_example(tmp_path):
+    data = tmp_path / "data"
+    proc = run_cli("key", "create", "--space", "a", "--perm", "read,write", data=data)  # too short: ids have 3+ characters
+    assert proc.returncode == 2, proc.stderr
+    assert "'a' is not a space id" in proc.stderr and "example: --space agent-1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (data / "keys.sqlite").exists()  # nothing was created
