@@ -204,6 +204,13 @@ def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int 
     sys.exit(run_server(settings))
 
 
+def _is_engram_server(cmdline: list[str]) -> bool:
+    for i, part in enumerate(cmdline):
+        if Path(part).name == "engram" or part in ("engram.cli", "engram.__main__"):
+            return "serve" in cmdline[i + 1 :]
+    return False
+
+
 @main.command()
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait for a clean exit.")
 @click.pass_context
@@ -229,8 +236,9 @@ def stop(ctx: click.Context, timeout_s: float) -> None:
     if cmdline is None:
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not running; removed the stale pid file")
-    # python -m engram serve, or the 'engram' script (.../bin/engram serve).
-    if not any(Path(part).name == "engram" or part.startswith("engram.") for part in cmdline):
+    # python -m engram serve, or the 'engram' script (.../bin/engram serve). Another
+    # engram command (an import, a bench, the simulator) is not the server: never signal it.
+    if not _is_engram_server(cmdline):
         settings.pid_path.unlink(missing_ok=True)
         _fail(f"process {pid} is not an engram server (the pid file is stale, its pid reused); removed the stale pid file")
     try:
@@ -294,6 +302,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                  f"{d['latency_ms']} ms)", f"data: {d['data_dir']}"]
         for sp in d.get("system", {}).get("spaces", []):
             lines.append(f"  space {sp['space']}: {sp['memories']} memories, WAL {sp.get('wal_bytes', 0)} bytes")
+        if d.get("system_error"):
+            # Without this line a key-less status of a server with keys on looks like one with no spaces.
+            lines.append(f"  spaces not shown: {d['system_error']}")
         return "\n".join(lines)
 
     _emit(doc, as_json, text)
@@ -668,43 +679,91 @@ def backup_create(ctx: click.Context, target: str, as_json: bool) -> None:
 @_json_option
 @click.pass_context
 def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
-    """Restore a backup SOURCE into the data directory (the server must be stopped)."""
+    """Restore a backup SOURCE into the data directory (the server must be stopped).
+
+    The backup is checked against its manifest and copied beside the data directory,
+    and every space in the copy is opened, before anything of the data directory is
+    touched: a damaged or unfinished backup leaves it as it was. With --force, the old
+    contents are then replaced as a whole, never mixed with the backup's files; API
+    keys revoked since the backup stay revoked."""
     import engram
+    from .api.service import BACKUP_MANIFEST, check_backup
 
     settings = _settings(ctx)
     target = Path(settings.data_dir)
     src = Path(source)
-    if not any((p / "space.json").exists() for p in src.iterdir() if p.is_dir()) and not (src / "keys.sqlite").exists():
-        _fail(f"{src} does not look like an engram backup (no <space>/space.json inside)")
-    existing = [p for p in target.iterdir() if p.name not in ("LOCK",)] if target.exists() else []
+    source_abs, target_abs = src.resolve(), target.resolve()
+    if source_abs == target_abs or target_abs in source_abs.parents or source_abs in target_abs.parents:
+        # --force would delete the backup while reading it.
+        _fail(f"the backup {src} and the data directory {target} overlap; restore from a backup kept outside the "
+              f"data directory, e.g. engram --data ./engram-data restore /backups/engram-1", 2)
+    try:
+        files = [rel for rel in check_backup(src) if rel != BACKUP_MANIFEST]
+    except ValueError as exc:
+        _fail(f"{exc}; nothing was changed")
+    existing = [p for p in target.iterdir() if p.name not in ("LOCK", "engram.pid")] if target.exists() else []
     if existing and not force:
         _fail(f"{target} is not empty ({len(existing)} entries); pass --force to replace it", 2)
     try:
         lock_db = engram.open(target)  # holds the directory lock while we replace its contents
     except engram.SpaceLockedError as exc:
         _fail(f"{exc}; stop the server first ('engram stop')", 2)
-    files = [p for p in src.rglob("*") if p.is_file()]
+    # Beside the target, so that moving entries in and out are renames on one file system.
+    staging = target_abs.parent / f".{target_abs.name}.restore-{os.getpid()}"
+    retired = target_abs.parent / f".{target_abs.name}.replaced-{os.getpid()}"
+    swapping = False
     try:
-        for p in existing:
-            if p.name in ("LOCK", "engram.pid"):
-                continue
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
         with _Progress(len(files), "restore") as progress:
-            for f in files:
-                rel = f.relative_to(src)
-                (target / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, target / rel)
+            for rel in files:
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, staging / rel)
                 progress.advance(1)
+        # Prove the copy opens (replays every space) while the target is still intact.
+        with engram.open(staging) as db:
+            counts = {s: db.space_info(s)["memories"] for s in db.spaces()}
+        (staging / "LOCK").unlink(missing_ok=True)
+        revoked = _carry_revocations(target / "keys.sqlite", staging / "keys.sqlite")
+        retired.mkdir()
+        swapping = True
+        for p in existing:
+            os.replace(p, retired / p.name)
+        for p in sorted(staging.iterdir()):
+            os.replace(p, target / p.name)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the renames durable before the old contents go
+        finally:
+            os.close(fd)
+    except (engram.EngramError, OSError) as exc:
+        if swapping:  # rare (renames in one directory): say where the old contents are
+            _fail(f"restore failed while swapping contents: {exc}; the previous contents of {target} are in {retired}")
+        _fail(f"restore failed, {target} was not changed: {exc}")
     finally:
         lock_db.close()
-    # Prove it opens: replay every space once.
-    with engram.open(target) as db:
-        counts = {s: db.space_info(s)["memories"] for s in db.spaces()}
-    _emit({"restored": str(target), "spaces": counts}, as_json,
-          f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}")
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
+    _emit({"restored": str(target), "spaces": counts, "keys_kept_revoked": revoked}, as_json,
+          f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}"
+          + (f"; {len(revoked)} API keys revoked since the backup stay revoked" if revoked else ""))
+
+
+def _carry_revocations(current: Path, restored: Path) -> list[str]:
+    """Revoke in the restored key database every key the current one has revoked, and
+    return their ids: a restore must not bring back a key revoked since the backup
+    (perhaps because it leaked)."""
+    import sqlite3
+
+    from .api.auth import KeyStore
+
+    if not current.exists() or not restored.exists():
+        return []
+    try:
+        gone = [k.id for k in KeyStore(current).list() if k.revoked]
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot read the revoked keys of {current} ({exc}); move it aside to restore without them") from None
+    store = KeyStore(restored)
+    return [key_id for key_id in gone if key_id in {k.id for k in store.list() if not k.revoked} and store.revoke(key_id)]
 
 
 # ----------------------------------------------------------------------------- config and keys
@@ -730,7 +789,7 @@ def config_show(ctx: click.Context, table: bool, as_json: bool) -> None:
         settings, sources = load_settings({"data_dir": root.get("data"), "url": root.get("url"), "api_key": root.get("api_key")},
                                           config_path=root.get("config"))
     except SettingsError as exc:
-        _fail(str(exc))
+        _fail(str(exc), 2)  # a bad setting is a usage error, as for every other command
     doc = {}
     for name, _env, _default, _doc in SETTINGS_TABLE:
         value = getattr(settings, name)
@@ -761,7 +820,8 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
     space_list = [s.strip() for item in spaces for s in item.split(",") if s.strip()]
     for s in space_list:
         if s != "*" and not SPACE_ID_RE.match(s):
-            raise click.BadParameter(f"{s!r} is not a space id (3-64 of a-z, 0-9, _ and -) or '*'", param_hint="--space")
+            raise click.BadParameter(f"{s!r} is not a space id (3-64 of a-z, 0-9, _ and -) or '*' (every space); "
+                                     "example: --space agent-1", param_hint="--space")
     perms = [p.strip() for p in perm.split(",") if p.strip()]
     try:
         record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,

@@ -244,7 +244,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         if isinstance(default, Path):
             return Path(str(raw)).expanduser()
         if isinstance(default, int):
-            if isinstance(raw, bool):
+            # int() would truncate: a TOML 'port = 7432.9' must not quietly become 7432.
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(raw)
             return int(raw)
         if isinstance(default, float):

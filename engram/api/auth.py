@@ -18,13 +18,14 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KeyRecord", "KeyStore", "RateLimiter", "PERMISSIONS", "KEY_PREFIX"]
+__all__ = ["KeyRecord", "KeyStore", "RateLimiter", "PERMISSIONS", "KEY_PREFIX", "create_private"]
 
 KEY_PREFIX = "engram_key_"
 PERMISSIONS = ("read", "write", "admin")
@@ -56,6 +57,19 @@ def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, maxmem=64 * 1024 * 1024, **_SCRYPT)
 
 
+def create_private(path: Path) -> None:
+    """Create ``path`` empty and readable by its owner only, unless it exists.
+
+    The key database holds salted hashes, spaces and rates: not secrets, but an offline
+    guessing target and a map of who may do what, so other users of the host get no
+    read access (SQLite gives its journal files the database file's mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def split_token(token: str) -> tuple[str, str] | None:
     """(key id, secret) of a well-formed token, else None."""
     if not token.startswith(KEY_PREFIX):
@@ -78,6 +92,7 @@ class KeyStore:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         conn = sqlite3.connect(self.path, timeout=5.0)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, salt BLOB NOT NULL, "

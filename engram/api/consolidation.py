@@ -85,6 +85,12 @@ class ConsolidationScheduler:
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        """Held by every run's worker thread; a holder (a backup copying the data
+        directory) keeps runs from writing patterns or starting a checkpoint meanwhile."""
+        return self._limiter
+
     def cancel(self) -> None:
         """Stop runs in flight before they write; used on shutdown."""
         self._cancelled = True

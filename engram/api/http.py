@@ -34,7 +34,7 @@ from . import schemas as S
 from .auth import KeyRecord
 from .errors import ApiError, error_bytes, from_engine_error
 from .events import SSEResponse
-from .service import Service
+from .service import ADMITTED_BEFORE_SHUTDOWN, Service
 
 __all__ = ["create_app", "VERSION"]
 
@@ -173,6 +173,7 @@ def create_app(svc: Service) -> Starlette:
             async def handler(request: Request) -> Response:
                 t0 = time.perf_counter()
                 status = 500
+                ADMITTED_BEFORE_SHUTDOWN.set(not svc.shutting_down)
                 try:
                     key = None
                     if permission is not None:
@@ -710,7 +711,7 @@ def create_app(svc: Service) -> Starlette:
     @endpoint("/api/v1/admin/checkpoint", "admin")
     async def admin_checkpoint(request: Request, ctx: Ctx) -> Response:
         t0 = time.perf_counter()
-        await svc.run(svc.db.checkpoint)
+        await svc.checkpoint()
         return json_response({"checkpointed": True, "duration_s": round(time.perf_counter() - t0, 6)})
 
     @endpoint("/api/v1/admin/status", "read")

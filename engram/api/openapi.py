@@ -37,7 +37,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Invalid input (the envelope names the field and shows an example)", 401: "Missing or invalid API key",
             403: "The key may not use this space or lacks a permission", 404: "Not found", 409: "Conflict",
             413: "Body too large", 415: "Unsupported Content-Type", 422: "Body of the wrong structure",
-            429: "Above the key's rate (see Retry-After)", 503: "Busy or shutting down (see Retry-After)"}
+            429: "Above the key's rate (see Retry-After)",
+            507: "No space left on the target's file system", 503: "Busy or shutting down (see Retry-After)"}
     return {str(c): _json(ERR, text[c]) for c in codes}
 
 
@@ -317,7 +318,7 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/api/v1/admin/backup": {"post": {
             "operationId": "backup", "summary": "Consistent snapshot of the data directory into a server path", "tags": ["admin"],
             "requestBody": body("BackupRequest"),
-            "responses": {"201": _json(_ref("BackupResponse"), "Copied"), **_errors(400, 409, 413, 422, *AUTH_ERRS)}}},
+            "responses": {"201": _json(_ref("BackupResponse"), "Copied"), **_errors(400, 409, 413, 422, 507, *AUTH_ERRS)}}},
     }
     return {
         "openapi": "3.0.3",

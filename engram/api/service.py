@@ -13,6 +13,10 @@ makes ``engram backup create`` a consistent snapshot while the server keeps serv
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -25,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
-from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache
+from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler
 from .errors import ApiError
@@ -37,6 +41,10 @@ __all__ = ["Service"]
 
 log = logging.getLogger("engram.api")
 T = TypeVar("T")
+
+# Set by the HTTP handler when a request starts: whether the server was still serving
+# then (see writing()). A ContextVar follows the request's task into the write path.
+ADMITTED_BEFORE_SHUTDOWN: contextvars.ContextVar[bool] = contextvars.ContextVar("admitted_before_shutdown", default=False)
 
 # Files of the data directory that a backup must not copy: the process lock and pid file.
 _BACKUP_SKIP = {"LOCK", "engram.pid"}
@@ -61,6 +69,10 @@ class Service:
         self.keys = KeyStore(settings.keys_path)
         self.key_cache = VerifiedCache(ttl_s=settings.key_cache_ttl_s)
         self.rates = RateLimiter()
+        # Checking a key costs one scrypt (tens of ms of CPU), and anyone who knows a key
+        # id can make the server pay it with wrong secrets: on threads of their own, so
+        # such a flood never takes the engine's threads (fsync, scans) from real work.
+        self.key_limiter = trio.CapacityLimiter(2)
         self.auth_enabled = settings.auth_enabled
         self.shutting_down = False
         self._writers = 0
@@ -251,7 +263,9 @@ class Service:
     async def writing(self) -> AsyncIterator[None]:
         while not self._gate_open.is_set():
             await self._gate_open.wait()
-        if self.shutting_down:
+        # A request that arrived before SIGTERM is in flight and is finished, write
+        # included; one that arrived after (on a kept-alive connection) is refused.
+        if self.shutting_down and not ADMITTED_BEFORE_SHUTDOWN.get():
             raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
         self._writers += 1
         self._writers_idle = trio.Event() if self._writers == 1 else self._writers_idle
@@ -266,6 +280,10 @@ class Service:
         """Checkpoint and copy the data directory into ``target`` (created; must be empty)."""
         async with self._backup_lock:
             target = Path(target)
+            example = '{"target": "/backups/engram-1"}'
+            if target.exists() and not target.is_dir():
+                raise ApiError(400, f"target: {target} exists and is not a directory", field="target",
+                               allowed="a path that does not exist or an empty directory", example=example)
             if target.exists() and any(target.iterdir()):
                 raise ApiError(409, f"target: {target} is not empty", code="BACKUP_TARGET_NOT_EMPTY", field="target",
                                allowed="a path that does not exist or an empty directory", example='{"target": "/backups/engram-2024-05-01"}')
@@ -273,15 +291,41 @@ class Service:
             if target.resolve() == data or data in target.resolve().parents:
                 raise ApiError(400, "target: must be outside the data directory", field="target",
                                allowed="a path outside the data directory", example='{"target": "/backups/engram-1"}')
+            try:
+                # Made before the write gate closes: a target the server cannot create is
+                # the caller's mistake (400 naming it), not an internal error.
+                await self.run(lambda: target.mkdir(parents=True, exist_ok=True))
+            except OSError as exc:
+                raise ApiError(400, f"target: cannot create {target} ({exc.strerror or exc})", field="target",
+                               allowed="a directory path the server may create and write", example=example) from None
             self._gate_open = trio.Event()
             try:
                 await self._writers_idle.wait()
-                t0 = time.monotonic()
-                stats = await self.run(self._checkpoint_and_copy, target)
+                # Consolidation writes patterns (and may start a checkpoint that drops WAL
+                # segments) outside the write gate: no run may overlap the copy.
+                async with self.consolidation.limiter:
+                    t0 = time.monotonic()
+                    try:
+                        stats = await self.run(self._checkpoint_and_copy, target)
+                    except BaseException as exc:
+                        # A failed copy is no backup: leave the target empty, so that the
+                        # same command can be run again.
+                        with trio.CancelScope(shield=True):
+                            await self.run(_empty_directory, target)
+                        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise ApiError(507, f"target: no space left for the backup in {target}; nothing was kept",
+                                           field="target", allowed="a file system with room for the data directory",
+                                           example=example) from None
+                        raise
                 stats["duration_s"] = round(time.monotonic() - t0, 3)
                 return stats
             finally:
                 self._gate_open.set()
+
+    async def checkpoint(self) -> None:
+        """Checkpoint every open space, never while a backup copies (it drops WAL segments)."""
+        async with self._backup_lock:
+            await self.run(self.db.checkpoint)
 
     def _checkpoint_and_copy(self, target: Path) -> dict[str, Any]:
         self.db.checkpoint()
@@ -308,13 +352,18 @@ class Service:
                         size += (Path(root) / name).stat().st_size
             elif entry.name == "keys.sqlite":
                 # The SQLite backup API copies a consistent image even if a CLI writes now.
+                create_private(target / entry.name)  # the copy as private as the original
                 with contextlib.closing(sqlite3.connect(entry)) as src, contextlib.closing(sqlite3.connect(target / entry.name)) as dst:
                     src.backup(dst)
                 files += 1
                 size += (target / entry.name).stat().st_size
         _fsync_tree(target)
-        return {"target": str(target), "spaces": spaces, "files": files, "bytes": size,
-                "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        created_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        # The manifest goes in last, after everything else is on disk: a backup that
+        # stopped half way (a full disk, a killed server) has none, and restore refuses
+        # it; the digests let restore notice a file damaged since.
+        write_manifest(target, spaces=spaces, created_at=created_at)
+        return {"target": str(target), "spaces": spaces, "files": files, "bytes": size, "created_at": created_at}
 
     # ------------------------------------------------------------------ auth
 
@@ -336,7 +385,7 @@ class Service:
         digest = VerifiedCache.digest(token)
         hit, record = self.key_cache.get(digest, now)
         if not hit:
-            record = await self.run(self.keys.verify, token)
+            record = await trio.to_thread.run_sync(self.keys.verify, token, limiter=self.key_limiter)
             self.key_cache.put(digest, record, now)
         if record is None:
             self.metrics.auth_failures.labels("invalid").inc()
@@ -349,6 +398,86 @@ class Service:
             raise ApiError(429, f"API key {record.id} is above its rate of {record.rate_per_s:g} requests/s",
                            headers={"Retry-After": retry})
         return record
+
+
+BACKUP_MANIFEST = "BACKUP.json"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(target: Path, *, spaces: list[str], created_at: str) -> None:
+    """Write BACKUP.json (every file's size and SHA-256) into a finished backup, durably."""
+    files = {}
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        rel = path.relative_to(target).as_posix()
+        if rel == BACKUP_MANIFEST:
+            continue
+        files[rel] = {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+    doc = {"format": 1, "created_at": created_at, "spaces": spaces, "files": files}
+    tmp = target / (BACKUP_MANIFEST + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target / BACKUP_MANIFEST)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_backup(source: Path) -> list[str]:
+    """The files of a complete, undamaged backup (relative paths, manifest first).
+
+    Raises:
+        ValueError: no manifest (not a backup, or one that never finished), a listed file
+            missing or of another size or digest, or a file the manifest does not list.
+    """
+    manifest = source / BACKUP_MANIFEST
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        listed = doc["files"] if isinstance(doc, dict) else None
+    except FileNotFoundError:
+        raise ValueError(f"{source} has no {BACKUP_MANIFEST}: it is not an engram backup, or its 'engram backup create' "
+                         "did not finish; restore only a directory that 'engram backup create' completed") from None
+    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        listed = None
+    if not isinstance(listed, dict) or not all(isinstance(m, dict) for m in listed.values()):
+        raise ValueError(f"{source / BACKUP_MANIFEST} is damaged (not the JSON 'engram backup create' writes)")
+    problems = []
+    for rel, meta in sorted(listed.items()):
+        path = source / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != meta.get("bytes"):
+            problems.append(f"{rel} has {path.stat().st_size} bytes, the backup wrote {meta.get('bytes')}")
+        elif _file_digest(path) != meta.get("sha256"):
+            problems.append(f"{rel} differs from what the backup wrote (SHA-256)")
+    present = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+    # LOCK: opening the backup with engram.open (to look inside) leaves one; it is no data.
+    for rel in sorted(present - set(listed) - {BACKUP_MANIFEST, "LOCK"}):
+        problems.append(f"{rel} is not part of the backup")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ValueError(f"{source} is damaged: {shown}")
+    return [BACKUP_MANIFEST, *sorted(listed)]
+
+
+def _empty_directory(target: Path) -> None:
+    if not target.is_dir():
+        return
+    for entry in target.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -1,0 +1,45 @@
+"""Settings from a TOML file keep their exact value or are refused.
+
+Proves: an integer setting given a fractional number in the TOML file (``port =
+7432.9``, ``engine_threads_max = 2.7``) is refused with a message naming the setting,
+its source and an example, instead of being truncated to another value; an integral
+float is still accepted; and the CLI reports it as a usage error (exit 2) without a
+traceback. How: ``load_settings`` on files in a temporary directory, and ``python -m
+engram config show`` as a child process.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engram.config import SettingsError, load_settings
+
+from conftest import run_cli
+
+
+@pytest.mark.parametrize("line, name", [("port = 7432.9", "port"), ("engine_threads_max = 2.7", "engine_threads_max"),
+                                        ("[server]\nbody_bytes_max = 1000.5", "body_bytes_max")])
+def test_a_fractional_integer_setting_is_refused(tmp_path, line, name):
+    path = tmp_path / "engram.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings({}, env={}, config_path=path)
+    message = str(err.value)
+    assert message.startswith(f"{name} (from file {path})")
+    assert "not a valid int" in message and "example" in message
+
+
+def test_an_integral_float_is_the_integer(tmp_path):
+    path = tmp_path / "engram.toml"
+    path.write_text("port = 7500.0\n")
+    settings, sources = load_settings({}, env={}, config_path=path)
+    assert settings.port == 7500 and type(settings.port) is int
+    assert sources["port"] == f"file {path}"
+
+
+def test_cli_reports_it_without_a_traceback(tmp_path):
+    path = tmp_path / "engram.toml"
+    path.write_text("port = 7432.9\n")
+    proc = run_cli("--config", str(path), "config", "show")
+    assert proc.returncode == 2, proc.stderr  # a usage error, like the same mistake under any other command
+    assert "port (from file" in proc.stderr and "Traceback" not in proc.stderr
