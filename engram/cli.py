@@ -851,7 +851,7 @@ def key_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("key_id")
 @click.pass_context
 def key_revoke(ctx: click.Context, key_id: str) -> None:
-    """Revoke a key (servers stop accepting it within 10 s)."""
+    """Revoke a key (a server stops accepting it within its key_cache_ttl_s, 10 s by default)."""
     from .api.auth import KeyStore
 
     if not KeyStore(_settings(ctx).keys_path).revoke(key_id):

@@ -41,3 +41,26 @@ def test_status_and_metrics_keep_to_the_keys_spaces(start_server, tmp_path):
         r = c.get("/metrics", headers=auth(every))
         assert r.status_code == 200
         assert "agent-2" in r.text
+
+
+def test_a_refused_space_blames_where_the_request_named_it(start_server, tmp_path):
+    """The 403 names the header, the query parameter or the body field that named the
+    space, and its example uses that same place."""
+    data = tmp_path / "data"
+    one = make_key(data, "--space", "agent-1", "--perm", "read,write")
+    server = start_server("--require-auth", data_dir=data)
+    auth = {"Authorization": f"Bearer {one}"}
+    with server.client() as c:
+        cases = [
+            (c.get("/api/v1/memories", headers={**auth, "X-Memory-Space": "agent-2"}), "X-Memory-Space", "X-Memory-Space: agent-1"),
+            (c.get("/api/v1/memories", params={"space": "agent-2"}, headers=auth), "space", "space=agent-1"),
+            (c.get("/api/v1/memories", params={"memory_space_id": "agent-2"}, headers=auth), "memory_space_id", "memory_space_id=agent-1"),
+            (c.post("/api/v1/memories/remember", json={"content": "x", "memory_space_id": "agent-2"}, headers=auth),
+             "memory_space_id", "memory_space_id=agent-1"),
+            (c.get("/api/v1/memories", headers=auth), "X-Memory-Space", "X-Memory-Space: agent-1"),  # none named: 'default'
+        ]
+        for r, field, example in cases:
+            assert r.status_code == 403, r.text
+            error = r.json()["error"]
+            assert error["field"] == field, error
+            assert example in json.dumps(error), error

@@ -85,8 +85,11 @@ class Ctx:
         raw = self.request.headers.get("x-memory-space")
         if raw:
             return raw.strip(), "X-Memory-Space"
-        q = self.params.get("space") or self.params.get("memory_space_id")
-        return (q, "space") if q else None
+        for key in ("space", "memory_space_id"):
+            q = self.params.get(key)
+            if q:
+                return q, key
+        return None
 
     def space_id(self, body: Any = None) -> str:
         body_space = None
@@ -94,18 +97,19 @@ class Ctx:
             # A space named anywhere must be valid, even where a header overrides it.
             for key in ("memory_space_id", "memory_space"):
                 if body.get(key) is not None:
-                    body_space = S.check_space_id(body[key], key)
+                    body_space = (S.check_space_id(body[key], key), key)
                     break
         named = self.named_space()
         if named is not None:
-            space = S.check_space_id(*named)
+            space, source = S.check_space_id(*named), named[1]
         elif body_space is not None:
-            space = body_space
+            space, source = body_space
         else:
-            space = "default"
+            space, source = "default", "X-Memory-Space"  # none named: the header is how to name one
         if self.key is not None and not self.key.allows_space(space):
-            raise ApiError(403, f"this API key may not use memory space {space!r}", field="X-Memory-Space",
-                           allowed=", ".join(self.key.spaces), example=f"X-Memory-Space: {self.key.spaces[0]}")
+            example = f"X-Memory-Space: {self.key.spaces[0]}" if source == "X-Memory-Space" else f"{source}={self.key.spaces[0]}"
+            raise ApiError(403, f"this API key may not use memory space {space!r}", field=source,
+                           allowed=", ".join(self.key.spaces), example=example)
         return space
 
     async def body(self, limit: int | None = None, *, large_ok: bool = False) -> bytes | memoryview:
