@@ -144,7 +144,13 @@ def test_quantize_rows_equals_twin(d: int, n: int, seed: int) -> None:
     if n:
         matrix[rng.integers(0, n)] = np.round(matrix[0] * 2) / 2  # halves: rint ties to even
     expected_codes, expected_scales = _ref.quantize_rows(matrix)
-    assert np.all(np.abs(matrix - expected_codes.astype(np.float32) * expected_scales[:, None]) <= expected_scales[:, None] / 2 * 1.0001 + 1e-45)
+    # The half-step error bound holds where the scale is a normal float32. A subnormal
+    # scale (rows of magnitude ~1e-41) is rounded to few bits, and max|x| / scale can
+    # then exceed 127 by up to a step (found by hypothesis: 0.8 of a step off). Such
+    # rows cannot be stored: the engine refuses embeddings of norm below 1e-15.
+    normal = expected_scales >= np.finfo(np.float32).tiny
+    error = np.abs(matrix - expected_codes.astype(np.float32) * expected_scales[:, None])
+    assert np.all((error <= expected_scales[:, None] / 2 * 1.0001 + 1e-45)[normal])
     for impl in impls:
         codes, scales = impl.quantize_rows(matrix)
         assert codes.tobytes() == expected_codes.tobytes()
