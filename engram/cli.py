@@ -274,7 +274,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     settings = _settings(ctx)
     url = server_url(settings)
-    doc: dict[str, Any] = {"running": False, "url": url, "data_dir": str(Path(settings.data_dir).resolve())}
+    # Every key is always there (null when unknown), so that a script reads one shape
+    # whether or not a server answered.
+    doc: dict[str, Any] = {"running": False, "url": url, "data_dir": str(Path(settings.data_dir).resolve()), "pid": None,
+                           "latency_ms": None, "health": None, "system": None, "error": None, "system_error": None}
     pid_doc = read_pid_file(settings.pid_path)
     if pid_doc:
         doc["pid"] = pid_doc["pid"]
@@ -298,9 +301,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     def text(d: dict[str, Any]) -> str:
         if not d["running"]:
             return f"engram: not running (data {d['data_dir']})" + (f"; {d['error']}" if d.get("error") else "")
-        lines = [f"engram: {d['health']['status']} at {d['url']} (pid {d.get('pid', '?')}, version {d['health']['version']}, "
+        lines = [f"engram: {d['health']['status']} at {d['url']} (pid {d['pid'] or '?'}, version {d['health']['version']}, "
                  f"{d['latency_ms']} ms)", f"data: {d['data_dir']}"]
-        for sp in d.get("system", {}).get("spaces", []):
+        for sp in (d["system"] or {}).get("spaces", []):
             lines.append(f"  space {sp['space']}: {sp['memories']} memories, WAL {sp.get('wal_bytes', 0)} bytes")
         if d.get("system_error"):
             # Without this line a key-less status of a server with keys on looks like one with no spaces.

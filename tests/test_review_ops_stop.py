@@ -49,3 +49,15 @@ def test_status_says_why_it_shows_no_spaces(start_server):
     assert "spaces not shown" in proc.stdout and "401" in proc.stdout
     doc = json.loads(run_cli("status", "--json", data=server.data_dir).stdout)
     assert doc["running"] is True and "401" in doc["system_error"]
+
+
+def test_status_json_has_one_shape_running_or_not(start_server, tmp_path):
+    keys = {"running", "url", "data_dir", "pid", "latency_ms", "health", "system", "error", "system_error"}
+    idle = run_cli("status", "--json", data=tmp_path / "nothing-here")
+    assert idle.returncode == 3
+    doc = json.loads(idle.stdout)
+    assert set(doc) == keys and doc["running"] is False and doc["pid"] is None and doc["health"] is None
+    server = start_server()
+    doc = json.loads(run_cli("status", "--json", data=server.data_dir).stdout)
+    assert set(doc) == keys and doc["running"] is True and doc["error"] is None
+    assert isinstance(doc["pid"], int) and doc["health"]["status"] == "healthy" and doc["latency_ms"] > 0
