@@ -302,7 +302,12 @@ def load_settings(
                 raise SettingsError(
                     f"config: unknown setting {key!r} in {path}; allowed: {', '.join(sorted(FIELDS))}"
                 )
-            values[name] = _coerce(name, value, f"file {path}")
+            coerced = _coerce(name, value, f"file {path}")
+            if isinstance(coerced, Path) and not coerced.is_absolute():
+                # A path written in the file means the same wherever engram is started:
+                # it is relative to the file, as in most servers' config files.
+                coerced = Path(path).parent / coerced
+            values[name] = coerced
             sources[name] = f"file {path}"
 
     for name in FIELDS:

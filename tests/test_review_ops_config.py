@@ -43,3 +43,22 @@ def test_cli_reports_it_without_a_traceback(tmp_path):
     proc = run_cli("--config", str(path), "config", "show")
     assert proc.returncode == 2, proc.stderr  # a usage error, like the same mistake under any other command
     assert "port (from file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_relative_path_in_the_file_is_relative_to_the_file(tmp_path, monkeypatch):
+    """data_dir = "store" in /etc/x/engram.toml means /etc/x/store, from any working
+    directory; a flag or variable stays relative to where engram is started."""
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    conf = conf_dir / "engram.toml"
+    conf.write_text('data_dir = "store"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings, sources = load_settings({}, env={}, config_path=str(conf))
+    assert settings.data_dir == conf_dir / "store"
+    assert sources["data_dir"] == f"file {conf}"
+    conf.write_text(f'data_dir = "{tmp_path / "absolute"}"\n')
+    assert load_settings({}, env={}, config_path=str(conf))[0].data_dir == tmp_path / "absolute"
+    settings, _ = load_settings({"data_dir": "from-flag"}, env={}, config_path=str(conf))
+    assert str(settings.data_dir) == "from-flag"
