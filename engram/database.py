@@ -8,7 +8,6 @@ created by their first ``db.space(id)`` call.
 
 from __future__ import annotations
 
-import builtins
 import json
 import math
 import numbers
@@ -25,7 +24,7 @@ from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
 from engram.storage.lock import DirectoryLock
-from engram.storage.wal import fsync_directory, make_directory
+from engram.storage.wal import fsync_directory, make_directory, write_json_durably
 
 SPACE_FILE = "space.json"
 # Written when the database closes a space: its memory count and the files (names and
@@ -268,17 +267,7 @@ class Database:
 
     @staticmethod
     def _write_space_file(directory: Path, body: dict[str, Any]) -> None:
-        temp = directory / (SPACE_FILE + ".tmp")
-        with builtins.open(temp, "w") as handle:
-            json.dump(body, handle, sort_keys=True, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, directory / SPACE_FILE)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_json_durably(directory / SPACE_FILE, body, indent=2)
 
 
 def open(path: str | os.PathLike[str], *, clock: Clock | None = None, salvage: bool = False, **defaults: Any) -> Database:  # noqa: A001

@@ -29,6 +29,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
+from ..storage.wal import write_json_durably
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler
@@ -420,17 +421,7 @@ def write_manifest(target: Path, *, spaces: list[str], created_at: str) -> None:
             continue
         files[rel] = {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
     doc = {"format": 1, "created_at": created_at, "spaces": spaces, "files": files}
-    tmp = target / (BACKUP_MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target / BACKUP_MANIFEST)
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_json_durably(target / BACKUP_MANIFEST, doc, indent=1)
 
 
 def check_backup(source: Path) -> list[str]:

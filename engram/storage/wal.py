@@ -25,12 +25,13 @@ It must not: decode payloads (the space does), or hold the sync lock during I/O.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator, NamedTuple
+from typing import Any, Generator, NamedTuple
 
 import numpy as np
 
@@ -82,6 +83,19 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_json_durably(path: Path, doc: Any, *, indent: int) -> None:
+    """Replace ``path`` with ``doc`` as JSON (sorted keys), all or nothing across a power
+    failure: written to a temporary file, fsync'd, renamed over, then the directory fsync'd."""
+    path = Path(path)
+    temp = path.with_name(path.name + ".tmp")
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(doc, handle, sort_keys=True, indent=indent)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fsync_directory(path.parent)
 
 
 def make_directory(path: Path) -> None:
