@@ -192,3 +192,27 @@ def test_durations_must_be_zero_or_more():
     with pytest.raises(ValueError, match="--duration: '0s' measures nothing"):
         bench.run_bench(url="http://127.0.0.1:9", clients="1", duration="0s", mix="recall", preload=0, space="x-none",
                         dimension=768, baseline=False)
+
+
+def test_each_phase_reports_cpu_per_request_of_server_and_client(module_server):
+    report = bench.run_bench(url=module_server.url, clients="2", duration="0.5s", mix="recall", preload=30, space="bench-cpu",
+                             dimension=768, baseline=True, log=lambda s: None)
+    for r in report["results"]:
+        assert r["server_cpu_us_per_request"] is not None and r["server_cpu_us_per_request"] > 0, r
+        assert r["client_cpu_us_per_request"] > 0, r
+    health, recall = report["results"]
+    # A recall (a scan, then hits to JSON) costs the server more than a /health answer.
+    assert recall["server_cpu_us_per_request"] > health["server_cpu_us_per_request"]
+    assert "srv us/req" in report["text"]
+
+
+def test_process_cpu_reads_proc_and_refuses_an_unknown_pid():
+    import os
+    import time
+
+    before = bench.process_cpu_s(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert bench.process_cpu_s(os.getpid()) > before
+    assert bench.process_cpu_s(2**22 + 12345) is None  # beyond pid_max: no such process

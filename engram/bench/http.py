@@ -24,6 +24,7 @@ import os
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -270,6 +271,31 @@ def _summarise(name: str, clients: int, stats: dict[str, OpStats], elapsed_s: fl
 EFFECTS_ALL = ("priming", "fan", "interference", "reconsolidation", "spacing")
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds process ``pid`` has used (Linux /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _server_pid(url: str, api_key: str) -> int | None:
+    """The server's pid when it runs on this machine (its admin status names it and
+    /proc has it), so a phase can report the server's CPU per request; else None."""
+    import httpx
+
+    if urllib.parse.urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        pid = httpx.get(url.rstrip("/") + "/api/v1/admin/status", headers=headers, timeout=10.0).json().get("pid")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and process_cpu_s(pid) is not None else None
+
+
 def _ensure_space(url: str, space: str, effects: str, api_key: str, log: Callable[[str], None]) -> list[str] | None:
     """Create ``space`` with recall's cognitive effects on (all) or off ([]) if it does not
     exist; check them if it does. ``effects="default"`` leaves the space as it is.
@@ -368,14 +394,26 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
     health_req = {"health": [_request("GET", "/health", host_header, {"Authorization": f"Bearer {api_key}"} if api_key else {})]}
     results = []
 
+    server_pid = _server_pid(url, api_key)
+
     def run_phase(name: str, n: int, weights: dict[str, int], reqs: dict[str, list[bytes]]) -> None:
         log(f"phase {name} x{n} for {duration_s:g}s")
         load_before = os.getloadavg()[0]
+        server_before = None if server_pid is None else process_cpu_s(server_pid)
+        client_before = time.process_time()
         st, el, _ = trio.run(_phase, host, port, n, duration_s, weights, reqs)
+        client_cpu = time.process_time() - client_before
+        server_after = None if server_pid is None else process_cpu_s(server_pid)
         summary = _summarise(name, n, st, el)
         # This machine is shared: the 1-minute load average beside each figure says how
         # quiet it was (a ratio within one run holds up better than either figure).
         summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        # CPU per answered request, the server's (when it runs here) and this client's:
+        # what a request costs, and whether the client could be the bottleneck.
+        done = max(1, summary["ok"])
+        summary["client_cpu_us_per_request"] = round(client_cpu / done * 1e6, 1)
+        summary["server_cpu_us_per_request"] = (None if server_before is None or server_after is None
+                                                else round((server_after - server_before) / done * 1e6, 1))
         results.append(summary)
 
     if warmup_s > 0:
@@ -391,10 +429,13 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
     effects_text = "default" if space_effects is None else (", ".join(space_effects) or "none")
     lines = [f"engram bench http: {url}, space {space!r} with {stored} memories preloaded, recall effects: {effects_text}, "
              f"{duration_s:g}s per phase" + (f" after a {warmup_s:g}s warm-up" if warmup_s > 0 else ""),
-             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  load 1m"]
+             f"{'phase':<28}{'clients':>8}{'ok':>9}{'err':>6}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+             f"{'srv us/req':>11}{'cli us/req':>11}  load 1m"]
     for r in results:
+        server_cpu = "-" if r["server_cpu_us_per_request"] is None else f"{r['server_cpu_us_per_request']:.0f}"
         lines.append(f"{r['phase']:<28}{r['clients']:>8}{r['ok']:>9}{r['errors']:>6}{r['throughput_per_s']:>10.1f}"
-                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}  {r['load_1m'][0]:.2f}->{r['load_1m'][1]:.2f}")
+                     f"{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}{server_cpu:>11}{r['client_cpu_us_per_request']:>11.0f}"
+                     f"  {r['load_1m'][0]:.2f}->{r['load_1m'][1]:.2f}")
         if len(r["ops"]) > 1:
             for op, o in r["ops"].items():
                 lines.append(f"  {op:<26}{'':>8}{o['ok']:>9}{o['errors']:>6}{o['throughput_per_s']:>10.1f}"
@@ -464,7 +505,6 @@ def _run_wrk(url: str, space: str, clients: int, duration_s: float, mix: dict[st
              log: Callable[[str], None]) -> list[dict[str, Any]]:
     """/health and (for the remember:recall=1:4 mix) wrk_mix.lua, run by wrk; [] without wrk."""
     import subprocess
-    from pathlib import Path
 
     if not Path(WRK_PATH).exists():
         log(f"--wrk: {WRK_PATH} is not installed (apt-get install wrk); skipped")
