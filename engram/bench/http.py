@@ -272,27 +272,30 @@ EFFECTS_ALL = ("priming", "fan", "interference", "reconsolidation", "spacing")
 
 
 def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds process ``pid`` has used (Linux /proc), or None."""
+    """User + system CPU seconds process ``pid`` has used, or None if there is no such process."""
+    import psutil
+
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return times.user + times.system
 
 
 def _server_pid(url: str, api_key: str) -> int | None:
-    """The server's pid when it runs on this machine (its admin status names it and
-    /proc has it), so a phase can report the server's CPU per request; else None."""
+    """The server's pid when it runs on this machine (a loopback URL; its admin status
+    names it), so a phase can report the server's CPU and RSS; else None."""
     import httpx
 
-    if urllib.parse.urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host not in ("localhost", "::1") and not host.startswith("127."):
         return None
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        pid = httpx.get(url.rstrip("/") + "/api/v1/admin/status", headers=headers, timeout=10.0).json().get("pid")
-    except (httpx.HTTPError, ValueError, AttributeError):
+        doc = httpx.get(url.rstrip("/") + "/api/v1/admin/status", headers=headers, timeout=10.0).json()
+    except (httpx.HTTPError, ValueError):
         return None
+    pid = doc.get("pid") if isinstance(doc, dict) else None
     return pid if isinstance(pid, int) and process_cpu_s(pid) is not None else None
 
 

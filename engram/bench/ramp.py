@@ -25,7 +25,15 @@ from typing import Any, Callable
 
 import trio
 
-from .http import _build_requests, _phase, _preload, _summarise, parse_duration, parse_mix
+from .http import (
+    _build_requests,
+    _phase,
+    _preload,
+    _server_pid,
+    _summarise,
+    parse_duration,
+    parse_mix,
+)
 
 __all__ = ["run_ramp", "find_knee", "format_ramp"]
 
@@ -106,21 +114,6 @@ class _RssWatch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def _server_pid(url: str, api_key: str) -> int | None:
-    import httpx
-
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        return None
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        doc = httpx.get(url.rstrip("/") + "/api/v1/admin/status", headers=headers, timeout=10).json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    pid = doc.get("pid") if isinstance(doc, dict) else None
-    return pid if isinstance(pid, int) else None
 
 
 def run_ramp(*, url: str, mix: str = "remember:recall=1:4", step: str = "5s", clients_start: int = 1,
