@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from .config import SETTINGS_TABLE, Settings, SettingsError, load_settings
+from .storage.files import fsync_directory
 
 __all__ = ["main"]
 
@@ -733,11 +734,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
             os.replace(p, retired / p.name)
         for p in sorted(staging.iterdir()):
             os.replace(p, target / p.name)
-        fd = os.open(target, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the renames durable before the old contents go
-        finally:
-            os.close(fd)
+        fsync_directory(target)  # the renames durable before the old contents go
     except (engram.EngramError, OSError) as exc:
         if swapping:  # rare (renames in one directory): say where the old contents are
             _fail(f"restore failed while swapping contents: {exc}; the previous contents of {target} are in {retired}")
@@ -766,7 +763,8 @@ def _carry_revocations(current: Path, restored: Path) -> list[str]:
     except sqlite3.Error as exc:
         raise OSError(f"cannot read the revoked keys of {current} ({exc}); move it aside to restore without them") from None
     store = KeyStore(restored)
-    return [key_id for key_id in gone if key_id in {k.id for k in store.list() if not k.revoked} and store.revoke(key_id)]
+    active = {k.id for k in store.list() if not k.revoked}
+    return [key_id for key_id in gone if key_id in active and store.revoke(key_id)]
 
 
 # ----------------------------------------------------------------------------- config and keys

@@ -23,8 +23,8 @@ from engram.errors import ClosedError, CorruptionError, ValidationError
 from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
+from engram.storage.files import fsync_directory, make_directory, write_json_durably
 from engram.storage.lock import DirectoryLock
-from engram.storage.wal import fsync_directory, make_directory, write_json_durably
 
 SPACE_FILE = "space.json"
 # Written when the database closes a space: its memory count and the files (names and

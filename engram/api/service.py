@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
-from ..storage.wal import write_json_durably
+from ..storage.files import write_json_durably
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler

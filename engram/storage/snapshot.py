@@ -27,6 +27,7 @@ import numpy as np
 
 from engram import _core
 from engram.errors import CorruptionError
+from engram.storage.files import fsync_directory
 
 MAGIC = b"EGRSNAP1"
 _HEAD = struct.Struct("<8sQQIQQII")
@@ -184,11 +185,7 @@ def write(directory: Path, lsn: int, meta: dict[str, Any], embeddings: np.ndarra
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, final)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(directory)
     return final
 
 

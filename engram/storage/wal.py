@@ -25,18 +25,18 @@ It must not: decode payloads (the space does), or hold the sync lock during I/O.
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator, NamedTuple
+from typing import Generator, NamedTuple
 
 import numpy as np
 
 from engram import _core
 from engram.errors import ClosedError, CorruptionError
+from engram.storage.files import fsync_directory, make_directory
 
 SEGMENT_SUFFIX = ".wal"
 # Appends encode their records into a buffer the log keeps (see append), up to this
@@ -75,42 +75,6 @@ class RecoveryReport:
 
 def _segment_name(first_lsn: int) -> str:
     return f"{first_lsn:020d}{SEGMENT_SUFFIX}"
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_durably(path: Path, doc: Any, *, indent: int) -> None:
-    """Replace ``path`` with ``doc`` as JSON (sorted keys), all or nothing across a power
-    failure: written to a temporary file, fsync'd, renamed over, then the directory fsync'd."""
-    path = Path(path)
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, sort_keys=True, indent=indent)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_directory(path.parent)
-
-
-def make_directory(path: Path) -> None:
-    """``path.mkdir(parents=True, exist_ok=True)``, durably: the parent of each directory
-    it creates is fsync'd after, so that a power failure cannot take a new directory (and
-    the fsync'd files in it) away. Raises OSError."""
-    path = Path(path)
-    created = []
-    ancestor = path
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        created.append(ancestor)
-        ancestor = ancestor.parent
-    path.mkdir(parents=True, exist_ok=True)
-    for directory in reversed(created):
-        fsync_directory(directory.parent)
 
 
 class WriteAheadLog:

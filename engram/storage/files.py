@@ -1,0 +1,48 @@
+"""Durable file-system steps shared by the log, snapshots, the database and backups.
+
+A new directory, a rename or a replaced small file survives a power failure only once
+the directory holding it is fsync'd too; these helpers do that step every time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_durably(path: Path, doc: Any, *, indent: int) -> None:
+    """Replace ``path`` with ``doc`` as JSON (sorted keys), all or nothing across a power
+    failure: written to a temporary file, fsync'd, renamed over, then the directory fsync'd."""
+    path = Path(path)
+    temp = path.with_name(path.name + ".tmp")
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(doc, handle, sort_keys=True, indent=indent)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fsync_directory(path.parent)
+
+
+def make_directory(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, durably: the parent of each directory
+    it creates is fsync'd after, so that a power failure cannot take a new directory (and
+    the fsync'd files in it) away. Raises OSError."""
+    path = Path(path)
+    created = []
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        created.append(ancestor)
+        ancestor = ancestor.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in reversed(created):
+        fsync_directory(directory.parent)
