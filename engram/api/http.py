@@ -627,14 +627,12 @@ def create_app(svc: Service) -> Starlette:
     @endpoint("/api/v1/consolidations", "read")
     async def consolidations(request: Request, ctx: Ctx) -> Response:
         space_id = ctx.space_id(None)
-        raw = request.query_params.get("max_episodes")
-        if raw:
-            S.param_int(request.query_params, "max_episodes", lo=1, hi=100_000, default=500)
+        limit = S.param_int(ctx.params, "max_episodes", lo=1, hi=100_000, default=500) if ctx.params.get("max_episodes") else None
         sp = await svc.space(space_id, create=False)
         if svc.consolidation is not None and sp is not None and hasattr(sp, "patterns"):
             doc = await svc.run(svc.consolidation.beliefs_document, sp)
-            if raw:
-                doc["beliefs"] = doc["beliefs"][: int(raw)]
+            if limit is not None:
+                doc["beliefs"] = doc["beliefs"][:limit]
             return json_response(doc)
         return json_response({
             "generated_at": now_iso(),

@@ -1643,9 +1643,10 @@ class Space:
             return {other: neighbours[other] for other in sorted(neighbours)}
 
     def unused(self) -> bool:
-        """Whether nothing was ever logged here: no record in the log, none checkpointed."""
+        """Whether nothing was ever logged here. LSNs carry on across checkpoints (replay
+        starts from the snapshot's), so the last one is 0 only for a space never written."""
         with self._lock:
-            return self._n == 0 and not self._items and self._wal.last_lsn == 0
+            return self._wal.last_lsn == 0
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
