@@ -247,10 +247,9 @@ class Space:
         self._closed = False
         self.evicted = 0
         self.deduplicated = 0
-        # A run of count-only DEDUPLICATED records appended without waiting for a sync
-        # (_store_batch): the last LSN before the run, and the run's last record's LSN.
-        self._counted_from = -1
-        self._counted_tail = -1
+        # Dedup merges not logged yet: a merge that keeps the stored duplicate writes no
+        # record of its own, so its count rides the next write, like the touches.
+        self._pending_deduplicated = 0
         self.last_consolidation: dict[str, Any] | None = None
         self.created_ns = 0  # set by Database from space.json
         self.recovery = RecoveryReport()
@@ -551,16 +550,24 @@ class Space:
     # ------------------------------------------------------------------
     # writing
 
-    def _touch_entry(self) -> tuple[int, bytes]:
-        """The TOUCH record of the retrievals since the last write: their outcomes, so replay
-        sets the same access counts, times and stabilities (caller holds the lock)."""
-        touches = []
-        for memory_id in sorted(self._pending_touches):
-            item = self._items.get(memory_id)
-            if item is not None:
-                touches.append((memory_id, item.last_access_ns, item.access_count, item.stability))
-        self._pending_touches.clear()
-        return (rec.TOUCH, rec.encode_touch(touches))
+    def _pending_entries(self) -> List[tuple[int, bytes]]:
+        """What memory holds that no record does yet, as records to log with the next
+        write (caller holds the lock): the retrievals since the last write (TOUCH, their
+        outcomes, so replay sets the same access counts, times and stabilities) and the
+        dedup merge count (DEDUPLICATED, so the statistic survives a reopen)."""
+        entries = []
+        if self._pending_touches:
+            touches = []
+            for memory_id in sorted(self._pending_touches):
+                item = self._items.get(memory_id)
+                if item is not None:
+                    touches.append((memory_id, item.last_access_ns, item.access_count, item.stability))
+            self._pending_touches.clear()
+            entries.append((rec.TOUCH, rec.encode_touch(touches)))
+        if self._pending_deduplicated:
+            entries.append((rec.DEDUPLICATED, rec.encode_deduplicated(self._pending_deduplicated)))
+            self._pending_deduplicated = 0
+        return entries
 
     def _check_open(self) -> None:
         if self._closed:
@@ -581,8 +588,7 @@ class Space:
             entries, result = build()
             if not entries:
                 return result
-            if self._pending_touches:
-                entries.insert(0, self._touch_entry())
+            entries[:0] = self._pending_entries()
             try:
                 lsn = self._wal.append(entries, self._now_ns())
             except BaseException as exc:
@@ -917,32 +923,20 @@ class Space:
             self._check_open()
         plan = _StorePlan(self, prepared, stacked)
         entries = plan.entries
-        # The dedup count survives a reopen only if logged: a merge that keeps the stored
-        # duplicate writes nothing else.
-        counted = [(rec.DEDUPLICATED, rec.encode_deduplicated(plan.deduplicated))] if plan.deduplicated else []
-        try:
-            if entries:
-                with self._lock:
-                    if self._pending_touches:
-                        entries.insert(0, self._touch_entry())
-                lsn = self._wal.append(entries + counted, self._now_ns())
+        if entries:
+            with self._lock:
+                entries[:0] = self._pending_entries()
+            try:
+                lsn = self._wal.append(entries, self._now_ns())
                 self._wal.wait_durable(lsn)
-            else:
-                # Only dedup hits: whatever they answer with must be durable too, which is
-                # everything logged before this run of count-only records.
-                last = self._wal.last_lsn
-                self._wal.wait_durable(self._counted_from if last == self._counted_tail else last)
-                if counted:
-                    # The count is a statistic: logged without a wait, so a batch of hits
-                    # pays no fsync of its own. The next sync (any writer's, the flusher's,
-                    # close) covers it; a crash before then loses only these counts.
-                    if last != self._counted_tail:
-                        self._counted_from = last
-                    self._counted_tail = self._wal.append(counted, self._now_ns())
-        except BaseException as exc:
-            # The log may hold records that memory does not: refuse further use.
-            self._failed = exc
-            raise
+            except BaseException as exc:
+                # The log may hold records that memory does not: refuse further use.
+                self._failed = exc
+                raise
+        else:
+            # Only dedup hits: whatever they answer with must be durable too. Their count
+            # is logged with the next write (_pending_entries): no fsync of its own.
+            self._wal.wait_durable(self._wal.last_lsn)
         try:
             self._apply_plan(plan)
         except BaseException as exc:
@@ -976,6 +970,7 @@ class Space:
                     self._dedup.rebuild(self._lsh_keys[: self._n])
         with self._lock:
             self.deduplicated += plan.deduplicated
+            self._pending_deduplicated += plan.deduplicated
             self._compact_if_sparse()
 
     def _apply_new_items(self, chunk: List[tuple[Any, ...]]) -> None:
@@ -1807,8 +1802,9 @@ class Space:
             self._wal.sync()
             with self._write_lock, self._lock:
                 self._check_open()
-                if self._pending_touches:
-                    self._wal.append([self._touch_entry()], self._now_ns())
+                pending = self._pending_entries()
+                if pending:
+                    self._wal.append(pending, self._now_ns())
                 capture = self._capture()
                 self._saved_touches = capture.saved
                 self._wal.rotate()
@@ -1956,8 +1952,9 @@ class Space:
         with self._write_lock, self._lock:
             if self._closed:
                 return
-            if self._pending_touches and self._failed is None:
-                self._wal.append([self._touch_entry()], self._now_ns())
+            pending = self._pending_entries() if self._failed is None else []
+            if pending:
+                self._wal.append(pending, self._now_ns())
             self._closed = True
         self._wal.close()
 
