@@ -306,22 +306,27 @@ class Service:
                 # segments) outside the write gate: no run may overlap the copy.
                 async with self.consolidation.limiter:
                     t0 = time.monotonic()
-                    try:
-                        stats = await self.run(self._checkpoint_and_copy, target)
-                    except BaseException as exc:
-                        # A failed copy is no backup: leave the target empty, so that the
-                        # same command can be run again.
-                        with trio.CancelScope(shield=True):
-                            await self.run(_empty_directory, target)
-                        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise ApiError(507, f"target: no space left for the backup in {target}; nothing was kept",
-                                           field="target", allowed="a file system with room for the data directory",
-                                           example=example) from None
-                        raise
-                stats["duration_s"] = round(time.monotonic() - t0, 3)
-                return stats
+                    stats = await self._run_or_empty(target, example, self._checkpoint_and_copy, target)
             finally:
                 self._gate_open.set()
+            # The copy is fixed now: flushing it and writing its digests need not hold writes.
+            await self._run_or_empty(target, example, _seal_backup, target, stats)
+            stats["duration_s"] = round(time.monotonic() - t0, 3)
+            return stats
+
+    async def _run_or_empty(self, target: Path, example: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread; if it fails, the target is emptied (a failed
+        copy is no backup, and the same command can be run again) and a full disk is a 507."""
+        try:
+            return await self.run(fn, *args)
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await self.run(_empty_directory, target)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ApiError(507, f"target: no space left for the backup in {target}; nothing was kept",
+                               field="target", allowed="a file system with room for the data directory",
+                               example=example) from None
+            raise
 
     async def checkpoint(self) -> None:
         """Checkpoint every open space, never while a backup copies (it drops WAL segments)."""
@@ -331,7 +336,6 @@ class Service:
     def _checkpoint_and_copy(self, target: Path) -> dict[str, Any]:
         self.db.checkpoint()
         source = Path(self.settings.data_dir)
-        target.mkdir(parents=True, exist_ok=True)
         files = 0
         size = 0
         spaces = []
@@ -358,12 +362,7 @@ class Service:
                     src.backup(dst)
                 files += 1
                 size += (target / entry.name).stat().st_size
-        _fsync_tree(target)
         created_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        # The manifest goes in last, after everything else is on disk: a backup that
-        # stopped half way (a full disk, a killed server) has none, and restore refuses
-        # it; the digests let restore notice a file damaged since.
-        write_manifest(target, spaces=spaces, created_at=created_at)
         return {"target": str(target), "spaces": spaces, "files": files, "bytes": size, "created_at": created_at}
 
     # ------------------------------------------------------------------ auth
@@ -469,6 +468,15 @@ def _empty_directory(target: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+
+
+def _seal_backup(target: Path, stats: dict[str, Any]) -> None:
+    """Make a finished copy durable, then write its manifest. The manifest goes in last,
+    after everything else is on disk: a backup that stopped half way (a full disk, a
+    killed server) has none, and restore refuses it; the digests let restore notice a
+    file damaged since."""
+    _fsync_tree(target)
+    write_manifest(target, spaces=stats["spaces"], created_at=stats["created_at"])
 
 
 def _fsync_tree(root: Path) -> None:
