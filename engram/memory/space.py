@@ -280,8 +280,7 @@ class Space:
                 gc.enable()
 
     def _load(self, salvage: bool) -> None:
-        if self.directory.is_dir():
-            snapshot.remove_temporary(self.directory)
+        snapshot.remove_temporary(self.directory)  # nothing to do in a directory not made yet
         latest = snapshot.latest(self.directory)
         # Room for every row the log could add (each embedded REMEMBER holds its vector), so
         # that replay does not grow the arrays again and again (each growth copies and
@@ -772,9 +771,9 @@ class Space:
                     return None
             vectors.append(vector)
         stacked = np.stack(vectors)
-        if not (np.isfinite(stacked).all() and stacked.any(axis=1).all()):
-            return None
-        inv_norms = _core.row_inv_norms(stacked)  # the norm range check.embedding applies
+        # The norm range check.embedding applies; row_inv_norms gives 0 for a row that is
+        # zero or holds NaN or infinity, so this refuses those too.
+        inv_norms = _core.row_inv_norms(stacked)
         if not ((inv_norms >= check.EMBEDDING_INV_NORM_MIN) & (inv_norms <= check.EMBEDDING_INV_NORM_MAX)).all():
             return None
         now_ns = self._now_ns

@@ -47,6 +47,7 @@ starts unprimed.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict, deque
 
@@ -171,7 +172,7 @@ class PrimingState:
         self.recent[memory_id] = now_ns
         self.recent.move_to_end(memory_id)
         counts = self.co_recalls.get(memory_id, {})
-        strongest = sorted(self.strong.get(memory_id, ()), key=lambda b: (-counts[b], b))[:ASSOCIATIVE_PRIMED_MAX]
+        strongest = heapq.nsmallest(ASSOCIATIVE_PRIMED_MAX, self.strong.get(memory_id, ()), key=lambda b: (-counts[b], b))
         for b in sorted(strongest):
             strength = counts[b] / self.recalls[memory_id]
             primes = self.associative.get(b)
