@@ -239,6 +239,7 @@ def test_a_recall_primes_only_its_strongest_associates() -> None:
     state.recalled("hub", t, embedded=True)
     counts = state.co_recalls["hub"]
     expected = sorted(partners, key=lambda b: (-counts[b], b))[: priming.ASSOCIATIVE_PRIMED_MAX]
+    assert len(state.associative) == priming.ASSOCIATIVE_PRIMED_MAX  # the cap itself
     assert sorted(state.associative) == sorted(expected)
     assert set(partners[:8]) <= set(state.associative)
 

@@ -1,9 +1,10 @@
 """A rejected write changes nothing, and a single remember's error names its own field.
 
-Against a real server: remember, episodes/remember and bulk requests whose metadata
-holds what the engine refuses (a msgpack bytes key: the engine refused it after the
-space had been created) or what HTTP validation refuses are sent to a space that does not exist yet; each must be a 4xx naming
-the field, and the space must not be listed afterwards. Then a RememberBatcher over a
+Against a real server: remember, episodes/remember and bulk requests that HTTP
+validation refuses (a msgpack bytes metadata key, an empty who entry, an importance of
+2) are sent to a space that does not exist yet; each must be a 4xx naming the field,
+and the space must not be listed afterwards. Values only the engine refuses, after the
+server made the space, are ENGINE_REFUSALS below: they prove the space is taken back. Then a RememberBatcher over a
 real Space is handed a request the engine refuses: the error must name the field as
 the client sent it, not remember_many's items[0].<field>.
 """
