@@ -103,6 +103,12 @@ def test_records_into_a_buffer_equal_the_joined_records(entries, first_lsn, ts, 
         out = np.full(len(want) + spare, 7, np.uint8) if as_numpy else bytearray(b"\x07" * (len(want) + spare))
         assert codec.encode_records_into(out, entries, first_lsn, ts) == len(want)
         assert bytes(out[: len(want)]) == want and bytes(out[len(want):]) == b"\x07" * spare
+    # first_flags marks the first record only (the log's write-start flag): its header differs, the rest not.
+    flagged = _ref.encode_record(entries[0][0], 0x0101, first_lsn, ts, entries[0][1])
+    for _, codec in impls + [("twin", _ref)]:
+        out = bytearray(len(want))
+        assert codec.encode_records_into(out, entries, first_lsn, ts, 0x0101) == len(want)
+        assert bytes(out[: len(flagged)]) == flagged and bytes(out[len(flagged):]) == want[len(flagged):]
 
 
 def test_records_into_a_buffer_at_bulk_size() -> None:
@@ -114,6 +120,9 @@ def test_records_into_a_buffer_at_bulk_size() -> None:
         out = np.empty(len(want), np.uint8)
         assert codec.encode_records_into(out, entries, 50, 99) == len(want)
         assert out.tobytes() == want
+        flagged = _ref.encode_record(1, 1, 50, 99, entries[0][1])  # and with the first record flagged, without the GIL
+        assert codec.encode_records_into(out, entries, 50, 99, 1) == len(want)
+        assert out.tobytes() == flagged + want[len(flagged):]
 
 
 def _outcome(fn):
@@ -249,3 +258,12 @@ def test_topk_rejects_bad_arguments() -> None:
             topk.topk_cosine(m, inv, np.ones(4, np.float32), -1)
         with pytest.raises(ValueError, match="mask"):
             topk.topk_cosine(m, inv, np.ones(4, np.float32), 1, np.ones(2, bool))
+
+
+def test_records_into_refuse_first_flags_out_of_range_as_the_twin() -> None:
+    for flags in (-1, 0x10000):
+        for _, codec in impls + [("twin", _ref)]:
+            out = bytearray(200)
+            with pytest.raises((ValueError, OverflowError)):
+                codec.encode_records_into(out, [(1, b"abc")], 5, 0, flags)
+            assert out == bytearray(200)  # nothing written

@@ -86,14 +86,17 @@ def encode_record(rtype: int, flags: int, lsn: int, timestamp_ns: int, payload: 
     return head + crc32c(head).to_bytes(4, "little") + payload
 
 
-def encode_records_into(out: object, entries: list[tuple[int, bytes]], first_lsn: int, timestamp_ns: int) -> int:
+def encode_records_into(out: object, entries: list[tuple[int, bytes]], first_lsn: int, timestamp_ns: int,
+                        first_flags: int = 0) -> int:
     """The records of ``entries`` ((rtype, payload) pairs) back to back at the start of
-    ``out``: the bytes of ``encode_record(rtype, 0, first_lsn + i, timestamp_ns, payload)``
-    for the i-th entry, in order. Returns how many bytes were written. ``out`` is a
+    ``out``: the bytes of ``encode_record(rtype, flags, first_lsn + i, timestamp_ns, payload)``
+    for the i-th entry, in order, flags being ``first_flags`` for the first record (the log
+    marks where each write starts) and 0 for the others. Returns how many bytes were written. ``out`` is a
     writable C-contiguous byte buffer (bytearray, NumPy uint8) and may be longer.
     Errors, raised before anything is written: encode_record's for the first bad entry,
     then out's when it is not such a buffer or too short."""
-    records = [encode_record(rtype, 0, first_lsn + i, timestamp_ns, payload) for i, (rtype, payload) in enumerate(entries)]
+    records = [encode_record(rtype, first_flags if i == 0 else 0, first_lsn + i, timestamp_ns, payload)
+               for i, (rtype, payload) in enumerate(entries)]
     need = sum(len(record) for record in records)
     view = _records_out(out, need)
     position = 0

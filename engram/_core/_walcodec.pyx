@@ -86,7 +86,7 @@ cdef inline void _write_record(char *o, uint8_t rt, uint16_t fl, uint64_t l, int
         memcpy(o + HEAD, payload, plen)
 
 
-def encode_records_into(out, entries, first_lsn, timestamp_ns):
+def encode_records_into(out, entries, first_lsn, timestamp_ns, first_flags=0):
     """See ``engram._core._ref.encode_records_into``: the same bytes and errors, compiled.
 
     A WAL append's records in one call, written where the log wants them (a buffer it
@@ -96,14 +96,15 @@ def encode_records_into(out, entries, first_lsn, timestamp_ns):
     encodes it or raises its error."""
     cdef Py_ssize_t n = len(entries)
     if n == 0 or not (0 <= first_lsn and first_lsn + n - 1 <= 0xFFFFFFFFFFFFFFFF) \
-            or not (-(2 ** 63) <= timestamp_ns < 2 ** 63):
-        return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns)
+            or not (-(2 ** 63) <= timestamp_ns < 2 ** 63) or type(first_flags) is not int or not 0 <= first_flags <= 0xFFFF:
+        return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns, first_flags)
     cdef const char **payloads = <const char **>malloc(n * sizeof(char *))
     cdef uint32_t *lengths = <uint32_t *>malloc(n * sizeof(uint32_t))
     cdef uint8_t *types = <uint8_t *>malloc(n * sizeof(uint8_t))
     cdef Py_ssize_t i, length, need = 0, position = 0
     cdef uint64_t lsn0 = first_lsn
     cdef int64_t ts = timestamp_ns
+    cdef uint16_t flags0 = first_flags  # in range: checked above
     cdef unsigned char[::1] buf
     cdef char *o
     if payloads == NULL or lengths == NULL or types == NULL:
@@ -115,14 +116,14 @@ def encode_records_into(out, entries, first_lsn, timestamp_ns):
         for i in range(n):
             entry = entries[i]
             if type(entry) is not tuple or len(<tuple>entry) != 2:
-                return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns)
+                return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns, first_flags)
             rtype = (<tuple>entry)[0]
             payload = (<tuple>entry)[1]
             if type(rtype) is not int or not 0 <= rtype <= 0xFF or not PyBytes_CheckExact(payload):
-                return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns)
+                return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns, first_flags)
             length = PyBytes_GET_SIZE(payload)
             if length > PAYLOAD_BYTES_MAX_C:
-                return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns)
+                return _ref.encode_records_into(out, entries, first_lsn, timestamp_ns, first_flags)
             # Borrowed: entries holds the payloads (immutable bytes) until this returns.
             payloads[i] = PyBytes_AS_STRING(payload)
             lengths[i] = <uint32_t>length
@@ -133,11 +134,11 @@ def encode_records_into(out, entries, first_lsn, timestamp_ns):
         if need >= RECORDS_NOGIL_BYTES:
             with nogil:
                 for i in range(n):
-                    _write_record(o + position, types[i], 0, lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
+                    _write_record(o + position, types[i], flags0 if i == 0 else 0, lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
                     position += HEAD + lengths[i]
         else:
             for i in range(n):
-                _write_record(o + position, types[i], 0, lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
+                _write_record(o + position, types[i], flags0 if i == 0 else 0, lsn0 + <uint64_t>i, ts, payloads[i], lengths[i])
                 position += HEAD + lengths[i]
         return need
     finally:

@@ -276,10 +276,8 @@ class WriteAheadLog:
             buffer = np.empty(max(size, min(2 * buffer.shape[0], ENCODE_BUFFER_BYTES_MAX)), np.uint8)
             if buffer.shape[0] <= ENCODE_BUFFER_BYTES_MAX:
                 self._encode_buffer = buffer
-        written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns)
-        # The first record again, marked as a write's start (same length: only the header differs).
-        first = _core.encode_record(entries[0][0], FLAG_WRITE_START, self._next_lsn, timestamp_ns, entries[0][1])
-        buffer[: len(first)] = np.frombuffer(first, np.uint8)
+        # The first record marked as a write's start (see _torn_tail).
+        written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns, FLAG_WRITE_START)
         lsn = self._next_lsn + len(entries)
         data = memoryview(buffer)[:written_bytes]
         if self._segment_bytes > 0 and self._segment_bytes + len(data) > self.segment_bytes_max:
