@@ -306,11 +306,15 @@ class WriteAheadLog:
             os.ftruncate(self._fd, self._segment_bytes)
         except OSError as exc:
             with self._sync_cond:
-                if self._sync_error is None:
-                    self._sync_error = OSError(
-                        exc.errno, f"a failed write left a partial batch at offset {self._segment_bytes} of "
-                                   f"{self._segment_path} that could not be cut off ({exc})")
-                self._wake_locked(everyone=True)
+                self._fail_locked(OSError(exc.errno, f"a failed write left a partial batch at offset {self._segment_bytes} of "
+                                                     f"{self._segment_path} that could not be cut off ({exc})"))
+
+    def _fail_locked(self, error: OSError | None) -> None:
+        """Keep the first storage failure (sticky: see _sync_error) and wake every waiter
+        to meet it (caller holds _sync_cond). None only wakes them."""
+        if error is not None and self._sync_error is None:
+            self._sync_error = error
+        self._wake_locked(everyone=True)
 
     def wait_durable(self, lsn: int) -> None:
         """Return once every record up to ``lsn`` is on disk (a no-op in async mode)."""
@@ -346,10 +350,8 @@ class WriteAheadLog:
                 os.fdatasync(fd)
             except BaseException as exc:
                 with self._sync_cond:
-                    if isinstance(exc, OSError) and self._sync_error is None:
-                        self._sync_error = exc
                     self._syncing = False
-                    self._wake_locked(everyone=True)  # each retries; the error reaches them too
+                    self._fail_locked(exc if isinstance(exc, OSError) else None)  # each retries; the error reaches them too
                 raise
             with self._sync_cond:
                 self._syncing = False
@@ -397,9 +399,7 @@ class WriteAheadLog:
             try:
                 os.fdatasync(self._fd)
             except OSError as exc:
-                if self._sync_error is None:
-                    self._sync_error = exc
-                self._wake_locked(everyone=True)
+                self._fail_locked(exc)
                 raise
             self.fsync_count += 1
             self._durable_lsn = self._written_lsn
