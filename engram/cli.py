@@ -142,15 +142,6 @@ def _client(ctx: click.Context, space: str | None = None) -> Iterator[Any]:
             _fail(str(exc))
 
 
-def _call(fn: Callable[[], Any]) -> Any:
-    from .api.client import ClientError
-
-    try:
-        return fn()
-    except ClientError as exc:
-        _fail(str(exc))
-
-
 # ----------------------------------------------------------------------------- root
 
 
@@ -363,7 +354,7 @@ def memory_create(ctx: click.Context, content: str, confidence: float | None, ta
         except ValueError:
             raise click.BadParameter("not a JSON array", param_hint="--embedding") from None
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.post("/api/v1/memories/remember", json=body))
+        doc = c.post("/api/v1/memories/remember", json=body)
     _emit(doc, as_json, lambda d: d["memory_id"])
 
 
@@ -377,7 +368,7 @@ def memory_get(ctx: click.Context, memory_id: str, with_embedding: bool, space: 
     """Show one memory."""
     _check_memory_id(memory_id)
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.get(f"/api/v1/memories/{memory_id}", params={"include_embeddings": str(with_embedding).lower()}))
+        doc = c.get(f"/api/v1/memories/{memory_id}", params={"include_embeddings": str(with_embedding).lower()})
     _emit(doc, as_json, lambda d: f"{d['id']}  [{d['memory_type']}, confidence {d['confidence']['value']:.2f}, "
                                   f"{d['observed_at']}]\n{d['content']}")
 
@@ -391,7 +382,7 @@ def memory_get(ctx: click.Context, memory_id: str, with_embedding: bool, space: 
 def memory_search(ctx: click.Context, query: str, limit: int, space: str | None, as_json: bool) -> None:
     """Find memories whose text matches QUERY."""
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.get("/api/v1/memories/search", params={"query": query, "limit": limit}))
+        doc = c.get("/api/v1/memories/search", params={"query": query, "limit": limit})
 
     def text(d: dict[str, Any]) -> str:
         if not d["memories"]:
@@ -410,7 +401,7 @@ def memory_search(ctx: click.Context, query: str, limit: int, space: str | None,
 def memory_list(ctx: click.Context, offset: int, limit: int, space: str | None, as_json: bool) -> None:
     """List memories by time."""
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.get("/api/v1/memories", params={"offset": offset, "limit": limit}))
+        doc = c.get("/api/v1/memories", params={"offset": offset, "limit": limit})
     _emit(doc, as_json, lambda d: "\n".join(f"{m['observed_at']}  {m['id']}  {m['content'][:100]}" for m in d["memories"])
           + f"\n({d['pagination']['returned']} of {d['count']})")
 
@@ -424,7 +415,7 @@ def memory_delete(ctx: click.Context, memory_id: str, space: str | None, as_json
     """Forget a memory (a tombstone in the WAL)."""
     _check_memory_id(memory_id)
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.delete(f"/api/v1/memories/{memory_id}"))
+        doc = c.delete(f"/api/v1/memories/{memory_id}")
     _emit(doc, as_json, f"deleted {memory_id}")
 
 
@@ -441,7 +432,7 @@ def cluster_members(ctx: click.Context, as_json: bool) -> None:
     from .net.cluster_view import format_members
 
     with _client(ctx, None) as c:
-        doc = _call(lambda: c.get("/cluster/nodes"))
+        doc = c.get("/cluster/nodes")
     _emit(doc, as_json, lambda d: format_members(d["nodes"]))
 
 
@@ -492,7 +483,7 @@ def validate_config(ctx: click.Context, cluster: bool | None, bind: str | None, 
 def query(ctx: click.Context, statement: str, space: str | None, as_json: bool) -> None:
     """Run a query-language statement, e.g. engram query 'RECALL "mitochondria" LIMIT 5'."""
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.post("/api/v1/query", json={"query": statement}))
+        doc = c.post("/api/v1/query", json={"query": statement})
 
     def text(d: dict) -> str:
         if d.get("operation") == "SPREAD":
@@ -511,7 +502,7 @@ def query(ctx: click.Context, statement: str, space: str | None, as_json: bool) 
 def consolidate(ctx: click.Context, space: str | None, as_json: bool) -> None:
     """Consolidate a space's episodes into semantic patterns now (POST /api/v1/consolidate)."""
     with _client(ctx, space) as c:
-        doc = _call(lambda: c.post("/api/v1/consolidate", json={}))
+        doc = c.post("/api/v1/consolidate", json={})
     _emit(doc, as_json, f"{doc.get('patterns', 0)} patterns from {doc.get('episodes', 0)} episodes "
                         f"({doc.get('records_written', 0)} records written, {doc.get('duration_s', 0)} s)")
 
@@ -531,7 +522,7 @@ def space() -> None:
 def space_create(ctx: click.Context, space_id: str, as_json: bool) -> None:
     """Create SPACE_ID."""
     with _client(ctx) as c:
-        doc = _call(lambda: c.post("/api/v1/spaces", json={"id": space_id}))
+        doc = c.post("/api/v1/spaces", json={"id": space_id})
     _emit(doc, as_json, lambda d: f"space {d['id']} at {d['persistence_root']}")
 
 
@@ -541,7 +532,7 @@ def space_create(ctx: click.Context, space_id: str, as_json: bool) -> None:
 def space_list(ctx: click.Context, as_json: bool) -> None:
     """List memory spaces."""
     with _client(ctx) as c:
-        doc = _call(lambda: c.get("/api/v1/spaces"))
+        doc = c.get("/api/v1/spaces")
     _emit(doc, as_json, lambda d: "\n".join(f"{s['id']}\t{s['memories']} memories\tcreated {s['created_at']}" for s in d["spaces"]) or "no spaces")
 
 
@@ -622,11 +613,11 @@ def export(ctx: click.Context, output: str | None, page: int, space: str | None)
     n = 0
     try:
         with _client(ctx, space) as c:
-            first = _call(lambda: c.get("/api/v1/memories", params={"offset": 0, "limit": 1}))
+            first = c.get("/api/v1/memories", params={"offset": 0, "limit": 1})
             with _Progress(first["count"], "export") as progress:
                 offset = 0
                 while True:
-                    doc = _call(lambda: c.get("/api/v1/memories", params={"offset": offset, "limit": page, "include_embeddings": "true"}))
+                    doc = c.get("/api/v1/memories", params={"offset": offset, "limit": page, "include_embeddings": "true"})
                     for m in doc["memories"]:
                         out.write(json.dumps(_importable(m), ensure_ascii=False) + "\n")
                     n += len(doc["memories"])
@@ -673,7 +664,7 @@ def backup_create(ctx: click.Context, target: str, as_json: bool) -> None:
     """Copy the data directory into TARGET (absent or empty), consistent even while serving."""
     dest = Path(target).resolve()
     with _client(ctx) as c:
-        doc = _call(lambda: c.post("/api/v1/admin/backup", json={"target": str(dest)}, timeout=3600.0))
+        doc = c.post("/api/v1/admin/backup", json={"target": str(dest)}, timeout=3600.0)
     _emit(doc, as_json, lambda d: f"backup of {len(d['spaces'])} spaces ({d['files']} files, {d['bytes']} bytes) in {d['target']}")
 
 

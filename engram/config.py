@@ -156,7 +156,7 @@ class Settings:
             if not (inside and value <= hi):
                 low = f"> {lo:g}" if lo_open else f">= {lo:g}"
                 raise SettingsError(f"{name}: {value!r} is not allowed; allowed: a finite number {low} and <= {hi:g}; "
-                                    f"example: {name} = {FIELDS_DEFAULTS[name]:g}")
+                                    f"example: {name} = {FIELDS[name].default:g}")
         if self.consolidation_max_episodes < 1:
             raise SettingsError("consolidation_max_episodes: must be at least 1; example: consolidation_max_episodes = 5000")
 
@@ -218,7 +218,6 @@ def is_loopback(host: str) -> bool:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-FIELDS_DEFAULTS = {name: f.default for name, f in FIELDS.items()}
 assert set(_FLOAT_RANGES) == {name for name, f in FIELDS.items() if isinstance(f.default, float)}
 ENV_PREFIX = "ENGRAM_"
 

@@ -143,14 +143,14 @@ class RememberBatcher(RecallBatcher):
             ids = await trio.to_thread.run_sync(self.space.remember_many, items, limiter=self.limiter)
         except Exception as exc:  # noqa: BLE001 - isolate the failing item below
             if len(batch) == 1:
-                batch[0].error = _as_sent(exc, 0)
+                batch[0].error = _as_sent(exc)
                 batch[0].done.set()
                 return
             for slot in batch:
                 try:
                     slot.result = (await trio.to_thread.run_sync(self.space.remember_many, [slot.query], limiter=self.limiter))[0]
                 except Exception as one_exc:  # noqa: BLE001 - delivered to its own requester
-                    slot.error = _as_sent(one_exc, 0)
+                    slot.error = _as_sent(one_exc)
                 slot.done.set()
             return
         assert len(ids) == len(batch)
@@ -159,10 +159,10 @@ class RememberBatcher(RecallBatcher):
             slot.done.set()
 
 
-def _as_sent(exc: BaseException, index: int) -> BaseException:
-    """``exc`` naming the field as the requester sent it: remember_many calls an item's
-    fields items[<index>].<field>, but each request here sent one memory, not a list."""
-    prefix = f"items[{index}]."
+def _as_sent(exc: BaseException) -> BaseException:
+    """``exc`` naming the field as the requester sent it: remember_many of one request's
+    memory calls its fields items[0].<field>, but the request sent one memory, not a list."""
+    prefix = "items[0]."
     if isinstance(exc, ValidationError) and exc.field.startswith(prefix):
         return ValidationError(exc.field[len(prefix):], exc.problem, exc.allowed, exc.example)
     return exc
