@@ -42,8 +42,13 @@ class KeyRecord:
     created_at: float
     revoked: bool
 
+    @property
+    def all_spaces(self) -> bool:
+        """Whether the key may use every space ('*')."""
+        return "*" in self.spaces
+
     def allows_space(self, space_id: str) -> bool:
-        return "*" in self.spaces or space_id in self.spaces
+        return self.all_spaces or space_id in self.spaces
 
     def allows(self, permission: str) -> bool:
         return permission in self.permissions or "admin" in self.permissions

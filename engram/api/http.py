@@ -91,6 +91,10 @@ class Ctx:
                 return q, key
         return None
 
+    def visible_spaces(self) -> list[str]:
+        """The spaces the server knows that this request's key may use (all without keys)."""
+        return [s for s in self.svc.known_spaces() if self.key is None or self.key.allows_space(s)]
+
     def space_id(self, body: Any = None) -> str:
         body_space = None
         if isinstance(body, dict):
@@ -222,9 +226,7 @@ def create_app(svc: Service) -> Starlette:
     async def system_health(request: Request, ctx: Ctx) -> Response:
         await svc.refresh_known()
         spaces = []
-        for space_id in svc.known_spaces():
-            if ctx.key is not None and not ctx.key.allows_space(space_id):
-                continue
+        for space_id in ctx.visible_spaces():
             sp = await svc.space(space_id, create=False)
             st = await svc.run(sp.stats) if sp is not None else {}
             count = int(st.get("memories", 0)) + int(st.get("episodes", 0))
@@ -254,7 +256,7 @@ def create_app(svc: Service) -> Starlette:
     async def metrics(request: Request, ctx: Ctx) -> Response:
         # The samples are labelled with every space's id, and filtering Prometheus text
         # per key would be a second renderer: only a key for all spaces may read them.
-        if ctx.key is not None and "*" not in ctx.key.spaces:
+        if ctx.key is not None and not ctx.key.all_spaces:
             raise ApiError(403, "/metrics covers every memory space; this API key is limited to some", field="Authorization",
                            allowed="a key for every space with the read permission",
                            example="engram key create --space '*' --perm read")
@@ -588,11 +590,7 @@ def create_app(svc: Service) -> Starlette:
     @endpoint("/api/v1/spaces", "read")
     async def list_spaces(request: Request, ctx: Ctx) -> Response:
         await svc.refresh_known()
-        out = []
-        for space_id in svc.known_spaces():
-            if ctx.key is not None and not ctx.key.allows_space(space_id):
-                continue
-            out.append(await space_doc(space_id))
+        out = [await space_doc(space_id) for space_id in ctx.visible_spaces()]
         return json_response({"spaces": out, "count": len(out)})
 
     @endpoint("/api/v1/spaces", "write")
@@ -679,7 +677,7 @@ def create_app(svc: Service) -> Starlette:
             # client selected, else to those its key may use (all of them without keys).
             if ctx.named_space() is not None:
                 spaces: frozenset[str] | None = frozenset((space_id,))
-            elif ctx.key is not None and "*" not in ctx.key.spaces:
+            elif ctx.key is not None and not ctx.key.all_spaces:
                 spaces = frozenset(ctx.key.spaces)
             else:
                 spaces = None
@@ -720,7 +718,7 @@ def create_app(svc: Service) -> Starlette:
     async def admin_status(request: Request, ctx: Ctx) -> Response:
         import os
         # Like GET /api/v1/spaces: a key sees only the spaces it may use.
-        spaces = [s for s in svc.known_spaces() if ctx.key is None or ctx.key.allows_space(s)]
+        spaces = ctx.visible_spaces()
         return json_response({"pid": os.getpid(), "data_dir": str(Path(svc.settings.data_dir).resolve()),
                               "version": VERSION, "auth": svc.auth_enabled, "spaces": spaces,
                               "uptime_s": round(time.monotonic() - svc.started_monotonic_s, 3),
