@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -191,6 +192,7 @@ def serve(ctx: click.Context, data_dir: str | None, host: str | None, port: int 
                          log_level=log_level, access_log=access_log, consolidation_interval_s=consolidation_interval_s,
                          embedder=embedder, cluster=cluster, node_name=node_name, bind=bind, advertise=advertise,
                          seeds=seeds, seeds_srv=seeds_srv, encrypt=encrypt)
+    _check_interrupted_restore(Path(settings.data_dir), "serve")
     from .api.server import run_server
 
     sys.exit(run_server(settings))
@@ -692,6 +694,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         # --force would delete the backup while reading it.
         _fail(f"the backup {src} and the data directory {target} overlap; restore from a backup kept outside the "
               f"data directory, e.g. engram --data ./engram-data restore /backups/engram-1", 2)
+    _check_interrupted_restore(target, "restore")
     try:
         files = [rel for rel in check_backup(src) if rel != BACKUP_MANIFEST]
     except ValueError as exc:
@@ -706,6 +709,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     # Beside the target, so that moving entries in and out are renames on one file system.
     staging = target_abs.parent / f".{target_abs.name}.restore-{os.getpid()}"
     retired = target_abs.parent / f".{target_abs.name}.replaced-{os.getpid()}"
+    retired_done = retired.with_name(retired.name + RESTORE_DONE_SUFFIX)
     swapping = False
     try:
         shutil.rmtree(staging, ignore_errors=True)
@@ -726,6 +730,10 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         for p in sorted(staging.iterdir()):
             os.replace(p, target / p.name)
         fsync_directory(target)  # the renames durable before the old contents go
+        # Renamed before it is deleted: a leftover under this name is one from a finished
+        # swap, which the next restore or serve may delete without asking.
+        os.replace(retired, retired_done)
+        swapping = False
     except (engram.EngramError, OSError) as exc:
         if swapping:  # rare (renames in one directory): say where the old contents are
             _fail(f"restore failed while swapping contents: {exc}; the previous contents of {target} are in {retired}")
@@ -733,10 +741,39 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     finally:
         lock_db.close()
         shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(retired, ignore_errors=True)
+    shutil.rmtree(retired_done, ignore_errors=True)
     _emit({"restored": str(target), "spaces": counts, "keys_kept_revoked": revoked}, as_json,
           f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}"
           + (f"; {len(revoked)} API keys revoked since the backup stay revoked" if revoked else ""))
+
+
+RESTORE_DONE_SUFFIX = ".complete"
+
+
+def _check_interrupted_restore(target: Path, command: str) -> None:
+    """Stop ``command`` (restore or serve) if a restore into ``target`` stopped (a crash,
+    a kill) while swapping contents: its ``.<name>.replaced-<pid>`` directory beside
+    ``target`` holds the previous contents (all of them, or those moved out so far),
+    and ``target`` may be a mix of old and restored files. Which way to go (restore
+    again, or put the old contents back) is the operator's call, so this says both and
+    changes nothing. A leftover of a finished swap (suffix .complete) is only old
+    contents nobody needs: it is deleted."""
+    target_abs = target.resolve()
+    prefix = f".{target_abs.name}.replaced-"
+    if not target_abs.parent.is_dir():
+        return
+    # Sorted: the same leftovers always give the same message.
+    for leftover in sorted(target_abs.parent.glob(glob_escape(prefix) + "*")):
+        if leftover.name.endswith(RESTORE_DONE_SUFFIX):
+            shutil.rmtree(leftover, ignore_errors=True)
+            continue
+        pid = leftover.name[len(prefix):]
+        again = "run this restore again" if command == "restore" else "run 'engram restore --force BACKUP' again"
+        _fail(f"{leftover} is left by an 'engram restore' (process {pid}) that stopped while swapping a backup into "
+              f"{target}: it holds the previous contents of {target} (all, or the part already moved out), and {target} "
+              f"may be a mix of old and restored files. To finish the restore: move {leftover} elsewhere (or delete it "
+              f"if the old contents are not needed) and {again}. To go back instead: move every entry of {target} except "
+              f"LOCK aside, move the entries of {leftover} into {target}, and delete {leftover}. Nothing in {target} was changed.", 2)
 
 
 def _carry_revocations(current: Path, restored: Path) -> list[str]:
@@ -801,12 +838,15 @@ def key() -> None:
 @click.option("--perm", default="read,write", show_default=True, help="Comma-separated: read, write, admin.")
 @click.option("--rate", type=float, default=None, help="Requests per second (default: key_rate_per_s).")
 @click.option("--name", default="", help="A label for the key.")
+@click.option("--expires", default=None, help="Stop accepting the key after this long, e.g. 12h, 30d (default: never).")
 @_json_option
 @click.pass_context
-def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: float | None, name: str, as_json: bool) -> None:
+def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: float | None, name: str, expires: str | None,
+               as_json: bool) -> None:
     """Create a key; it is printed once and only its hash is kept."""
     from .api.auth import KeyStore
     from .api.schemas import SPACE_ID_RE
+    from .bench.http import parse_duration
 
     settings = _settings(ctx)
     space_list = [s.strip() for item in spaces for s in item.split(",") if s.strip()]
@@ -816,13 +856,16 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
                                      "example: --space agent-1", param_hint="--space")
     perms = [p.strip() for p in perm.split(",") if p.strip()]
     try:
+        expires_in_s = None if expires is None else parse_duration(expires, "--expires")
         record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,
-                                                            rate_per_s=settings.key_rate_per_s if rate is None else rate, name=name)
+                                                            rate_per_s=settings.key_rate_per_s if rate is None else rate, name=name,
+                                                            expires_in_s=expires_in_s)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     doc = record.as_json() | {"key": token}
     _emit(doc, as_json, lambda d: f"{d['key']}\n(key {d['id']}: spaces {','.join(d['spaces'])}; "
-                                  f"permissions {','.join(d['permissions'])}; {d['rate_per_s']:g} requests/s. "
+                                  f"permissions {','.join(d['permissions'])}; {d['rate_per_s']:g} requests/s; "
+                                  f"{'expires ' + str(record.expires_iso) if record.expires_at else 'never expires'}. "
                                   f"Shown once: store it now.)")
 
 
@@ -830,13 +873,20 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
 @_json_option
 @click.pass_context
 def key_list(ctx: click.Context, as_json: bool) -> None:
-    """List keys (never their secrets)."""
-    from .api.auth import KeyStore
+    """List keys (never their secrets), with their expiry if they have one."""
+    from .api.auth import KeyRecord, KeyStore
 
-    rows = [r.as_json() for r in KeyStore(_settings(ctx).keys_path).list()]
-    _emit(rows, as_json, lambda rs: "\n".join(
-        f"{r['id']}  {','.join(r['spaces']):<20} {','.join(r['permissions']):<18} {r['rate_per_s']:g}/s"
-        f"{'  REVOKED' if r['revoked'] else ''}  {r['name']}" for r in rs) or "no keys")
+    records = KeyStore(_settings(ctx).keys_path).list()
+    now = time.time()
+
+    def expiry(r: KeyRecord) -> str:
+        if r.expires_at is None:
+            return ""
+        return f"  {'EXPIRED' if r.expired(now) else 'expires'} {r.expires_iso}"
+
+    _emit([r.as_json() for r in records], as_json, lambda _rs: "\n".join(
+        f"{r.id}  {','.join(r.spaces):<20} {','.join(r.permissions):<18} {r.rate_per_s:g}/s"
+        f"{'  REVOKED' if r.revoked else ''}{expiry(r)}  {r.name}" for r in records) or "no keys")
 
 
 @key.command("revoke")

@@ -5,6 +5,8 @@ the database (``<data>/keys.sqlite``) holds only its id, a random salt and
 scrypt(secret, salt), plus the spaces and permissions it grants and its rate. Checking a
 key costs one scrypt (tens of ms), so the server remembers a verified key by the SHA-256
 of the whole token for ``cache_ttl_s`` seconds; a revoked key stops working after that.
+Concurrent first checks of one token share one scrypt run (``VerifiedCache.lookup``).
+A key may carry an expiry (``--expires 30d``); past it the key gets a 401 saying so.
 
 Permissions: ``read`` (GET routes), ``write`` (remember, delete, create spaces),
 ``admin`` (backup, key-free admin routes). Spaces: a list of ids, or ``*`` for all.
@@ -22,8 +24,12 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+
+import trio
 
 __all__ = ["KeyRecord", "KeyStore", "RateLimiter", "PERMISSIONS", "KEY_PREFIX", "create_private"]
 
@@ -41,6 +47,17 @@ class KeyRecord:
     rate_per_s: float
     created_at: float
     revoked: bool
+    expires_at: float | None = None  # Unix time; None: never expires
+
+    def expired(self, now_s: float) -> bool:
+        """Whether the key has expired at wall-clock time ``now_s``."""
+        return self.expires_at is not None and now_s >= self.expires_at
+
+    @property
+    def expires_iso(self) -> str | None:
+        if self.expires_at is None:
+            return None
+        return datetime.fromtimestamp(self.expires_at, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
     @property
     def all_spaces(self) -> bool:
@@ -55,7 +72,8 @@ class KeyRecord:
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "name": self.name, "spaces": list(self.spaces), "permissions": list(self.permissions),
-                "rate_per_s": self.rate_per_s, "created_at": self.created_at, "revoked": self.revoked}
+                "rate_per_s": self.rate_per_s, "created_at": self.created_at, "revoked": self.revoked,
+                "expires_at": self.expires_at}
 
 
 def _hash(secret: str, salt: bytes) -> bytes:
@@ -102,18 +120,28 @@ class KeyStore:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, salt BLOB NOT NULL, "
             "hash BLOB NOT NULL, spaces TEXT NOT NULL, permissions TEXT NOT NULL, rate_per_s REAL NOT NULL, "
-            "created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)"
+            "created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, expires_at REAL)"
         )
+        # Key databases made before keys could expire lack the column: add it (NULL, never
+        # expires). A concurrent connection may add it first; then the ALTER fails, harmlessly.
+        if "expires_at" not in {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}:
+            try:
+                conn.execute("ALTER TABLE api_keys ADD COLUMN expires_at REAL")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
         return conn
 
     def exists(self) -> bool:
         return self.path.exists()
 
-    def create(self, *, spaces: list[str], permissions: list[str], rate_per_s: float, name: str = "") -> tuple[KeyRecord, str]:
+    def create(self, *, spaces: list[str], permissions: list[str], rate_per_s: float, name: str = "",
+               expires_in_s: float | None = None) -> tuple[KeyRecord, str]:
         """Store a new key and return it with the full token, which is never stored.
+        ``expires_in_s``: seconds from now until the key stops working (None: never).
 
         Raises:
-            ValueError: an unknown permission, no space, or a rate <= 0.
+            ValueError: an unknown permission, no space, a rate <= 0 or an expiry <= 0.
         """
         perms = tuple(sorted(set(permissions)))
         for p in perms:
@@ -125,15 +153,20 @@ class KeyStore:
             raise ValueError("space: at least one space (or '*') is needed; example: --space agent-1")
         if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
             raise ValueError("rate: must be a positive number of requests per second; example: --rate 100")
+        if expires_in_s is not None and not (expires_in_s > 0 and math.isfinite(expires_in_s)):
+            raise ValueError("expires: must be a positive duration; example: --expires 30d")
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
-        record = KeyRecord(key_id, name, tuple(spaces), perms, float(rate_per_s), time.time(), False)
+        now = time.time()
+        expires_at = None if expires_in_s is None else now + expires_in_s
+        record = KeyRecord(key_id, name, tuple(spaces), perms, float(rate_per_s), now, False, expires_at)
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,0)",
+                "INSERT INTO api_keys (id, name, salt, hash, spaces, permissions, rate_per_s, created_at, revoked, expires_at) "
+                "VALUES (?,?,?,?,?,?,?,?,0,?)",
                 (key_id, name, salt, _hash(secret, salt), json.dumps(list(spaces)), json.dumps(list(perms)),
-                 float(rate_per_s), record.created_at),
+                 float(rate_per_s), record.created_at, expires_at),
             )
         return record, f"{KEY_PREFIX}{key_id}_{secret}"
 
@@ -141,8 +174,9 @@ class KeyStore:
         if not self.path.exists():
             return []
         with self._connect() as conn:
-            rows = conn.execute("SELECT id, name, spaces, permissions, rate_per_s, created_at, revoked FROM api_keys ORDER BY created_at, id").fetchall()
-        return [KeyRecord(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], bool(r[6])) for r in rows]
+            rows = conn.execute("SELECT id, name, spaces, permissions, rate_per_s, created_at, revoked, expires_at "
+                                "FROM api_keys ORDER BY created_at, id").fetchall()
+        return [KeyRecord(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], bool(r[6]), r[7]) for r in rows]
 
     def revoke(self, key_id: str) -> bool:
         if not self.path.exists():
@@ -152,21 +186,23 @@ class KeyStore:
             return cur.rowcount > 0
 
     def verify(self, token: str) -> KeyRecord | None:
-        """The key's record if the token is valid and not revoked, else None. Blocking (scrypt)."""
+        """The key's record if the token is valid and not revoked, else None. Blocking (scrypt).
+        An expired key's record is returned (its secret checked): the caller refuses it,
+        saying when it expired."""
         parts = split_token(token)
         if parts is None or not self.path.exists():
             return None
         key_id, secret = parts
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT id, name, salt, hash, spaces, permissions, rate_per_s, created_at, revoked FROM api_keys WHERE id = ?",
+                "SELECT id, name, salt, hash, spaces, permissions, rate_per_s, created_at, revoked, expires_at FROM api_keys WHERE id = ?",
                 (key_id,),
             ).fetchone()
         if row is None or row[8]:
             return None
         if not hmac.compare_digest(_hash(secret, row[2]), row[3]):
             return None
-        return KeyRecord(row[0], row[1], tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7], False)
+        return KeyRecord(row[0], row[1], tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7], False, row[9])
 
 
 class VerifiedCache:
@@ -176,6 +212,7 @@ class VerifiedCache:
         self.ttl_s = ttl_s
         self.count_max = count_max
         self._entries: dict[bytes, tuple[float, KeyRecord | None]] = {}
+        self._flights: dict[bytes, trio.Event] = {}  # digest -> set when its check ends
 
     @staticmethod
     def digest(token: str) -> bytes:
@@ -186,6 +223,32 @@ class VerifiedCache:
         if entry is None or entry[0] < now_s:
             return False, None
         return True, entry[1]
+
+    async def lookup(self, token: str, now_s: float, verify: Callable[[str], Awaitable[KeyRecord | None]]) -> KeyRecord | None:
+        """The cached answer for ``token``, else ``await verify(token)``, cached.
+
+        Single flight per token: a check that arrives while one of the same token runs
+        waits for it and reads its cached answer, so a burst of first requests with a
+        new key costs one scrypt, not one each. Keyed by the whole token's digest, so a
+        wrong secret for the same key id is a check (and a scrypt) of its own. If the
+        running check fails (raises), a waiter runs its own."""
+        digest = self.digest(token)
+        while True:
+            hit, record = self.get(digest, now_s)
+            if hit:
+                return record
+            flight = self._flights.get(digest)
+            if flight is None:
+                break
+            await flight.wait()
+        flight = self._flights[digest] = trio.Event()
+        try:
+            record = await verify(token)
+            self.put(digest, record, now_s)
+            return record
+        finally:
+            del self._flights[digest]
+            flight.set()
 
     def put(self, digest: bytes, record: KeyRecord | None, now_s: float) -> None:
         if len(self._entries) >= self.count_max:

@@ -28,8 +28,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .. import errors as engine_errors
-from ..errors import ValidationError
 from . import schemas as S
 from .auth import KeyRecord
 from .errors import ApiError, error_bytes, from_engine_error
@@ -128,8 +126,12 @@ class Ctx:
                              example="send large loads to POST /api/v1/memories/bulk in chunks of a few MB")
         cl = self.request.headers.get("content-length")
         if cl is not None:
-            if not cl.strip().isdigit():
-                raise ApiError(400, "Content-Length is not a number", field="Content-Length", allowed="a byte count", example="Content-Length: 120")
+            cl = cl.strip()
+            # ASCII digits only: str.isdigit() also passes '²' or '١', which int() then
+            # refuses ('²') or reads as a number no client meant ('١').
+            if not (cl.isascii() and cl.isdigit()):
+                raise ApiError(400, f"Content-Length {cl[:40]!r} is not a number", field="Content-Length",
+                               allowed="a byte count in ASCII digits", example="Content-Length: 120")
             if int(cl) > drain_bytes_max:
                 raise too_large
         expected = int(cl) if cl is not None and large_ok else 0

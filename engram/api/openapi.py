@@ -35,7 +35,7 @@ SPACE_PARAMS = [SPACE_HEADER, SPACE_QUERY]
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Invalid input (the envelope names the field and shows an example)", 401: "Missing or invalid API key",
-            403: "The key may not use this space or lacks a permission", 404: "Not found", 409: "Conflict",
+            403: "The key may not use this space or lacks a permission", 404: "Not found; a path with a trailing slash gets a 404 too, naming the path without it", 409: "Conflict",
             413: "Body too large", 415: "Unsupported Content-Type", 422: "Body of the wrong structure",
             429: "Above the key's rate (see Retry-After)",
             507: "No space left on the target's file system", 503: "Busy or shutting down (see Retry-After)"}
@@ -43,6 +43,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 AUTH_ERRS = (401, 403, 429)
+TRAILING_SLASH_404 = "A path with a trailing slash: no such route; the envelope names the path without the slash"
 
 RECALL_PARAMS = [
     {"name": "query", "in": "query", "schema": {"type": "string", "maxLength": 4096}, "description": "Text cue (lexical match)."},
@@ -320,11 +321,18 @@ def openapi_document(version: str) -> dict[str, Any]:
             "requestBody": body("BackupRequest"),
             "responses": {"201": _json(_ref("BackupResponse"), "Copied"), **_errors(400, 409, 413, 422, 507, *AUTH_ERRS)}}},
     }
+    # Any path with a stray trailing slash is a 404 in the envelope naming the path to use
+    # (Starlette's bare 307 is off, as in the original Engram): documented on every
+    # operation, since tools that match paths loosely map '/x/' onto '/x'.
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["responses"].setdefault("404", _json(ERR, TRAILING_SLASH_404))
     return {
         "openapi": "3.0.3",
         "info": {"title": "Engram", "version": version,
                  "description": "A cognitive memory database: remember, recall, spread, decay, consolidate. "
                                 "Errors use the envelope {error: {code, message, educational_context, cognitive_guidance}}. "
+                                "A path with a trailing slash is a 404 (NOT_FOUND, field 'path'), never a redirect. "
                                 "Space selection: X-Memory-Space header, then ?space=, then the body's memory_space_id, then 'default'."},
         "servers": [{"url": "/"}],
         "paths": paths,

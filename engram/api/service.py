@@ -367,6 +367,9 @@ class Service:
 
     # ------------------------------------------------------------------ auth
 
+    async def _verify_key(self, token: str) -> KeyRecord | None:
+        return await trio.to_thread.run_sync(self.keys.verify, token, limiter=self.key_limiter)
+
     async def authenticate(self, authorization: str | None) -> KeyRecord | None:
         """The caller's key (None when auth is off). Raises ApiError 401 or 429."""
         if not self.auth_enabled:
@@ -382,14 +385,16 @@ class Service:
                            allowed="Bearer engram_key_<id>_<secret>", example="Authorization: Bearer engram_key_0123456789ab_...",
                            headers={"WWW-Authenticate": 'Bearer realm="engram"'})
         now = time.monotonic()
-        digest = VerifiedCache.digest(token)
-        hit, record = self.key_cache.get(digest, now)
-        if not hit:
-            record = await trio.to_thread.run_sync(self.keys.verify, token, limiter=self.key_limiter)
-            self.key_cache.put(digest, record, now)
+        record = await self.key_cache.lookup(token, now, self._verify_key)
         if record is None:
             self.metrics.auth_failures.labels("invalid").inc()
             raise ApiError(401, "the API key is not valid (unknown, revoked or mistyped)",
+                           headers={"WWW-Authenticate": 'Bearer realm="engram", error="invalid_token"'})
+        if record.expired(time.time()):  # checked on every request: a cached key can expire meanwhile
+            self.metrics.auth_failures.labels("expired").inc()
+            raise ApiError(401, f"API key {record.id} expired at {record.expires_iso}; create a new one with "
+                                "'engram key create'", field="Authorization",
+                           example="engram key create --space agent-1 --expires 30d",
                            headers={"WWW-Authenticate": 'Bearer realm="engram", error="invalid_token"'})
         wait_s = self.rates.take(record.id, record.rate_per_s, now)
         if wait_s > 0:

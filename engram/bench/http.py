@@ -44,12 +44,16 @@ def parse_duration(text: str, option: str = "--duration") -> float:
             seconds = float(t[:-1])
         elif t.endswith("m"):
             seconds = float(t[:-1]) * 60
+        elif t.endswith("h"):
+            seconds = float(t[:-1]) * 3600
+        elif t.endswith("d"):
+            seconds = float(t[:-1]) * 86400
         else:
             seconds = float(t)
     except ValueError:
         seconds = math.nan
     if not 0 <= seconds < math.inf:
-        raise ValueError(f"{option}: {text!r} is not a duration of zero or more; example: 30s, 500ms, 2m")
+        raise ValueError(f"{option}: {text!r} is not a duration of zero or more; example: 30s, 500ms, 2m, 12h, 30d")
     return seconds
 
 
