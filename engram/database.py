@@ -95,7 +95,9 @@ class Database:
 
         ``config`` (see SpaceConfig) applies at creation and is stored; given again
         for an existing space it updates the stored settings, except ``dimension``
-        which cannot change once set. Raises ValidationError.
+        which cannot change once set. Settings are stored once the space has opened
+        with them: a call that raises (ValidationError, CorruptionError, OSError)
+        leaves space.json, and a space it would have created, as they were.
         """
         check.space_id(space_id)
         with self._guard:
@@ -128,14 +130,35 @@ class Database:
             settings.update(config)
             space_config = _space_config(settings)
             created_ns = stored["created_ns"] if stored is not None else self._now_ns()
-            if stored is None or stored["config"] != space_config.to_json():
-                make_directory(directory)  # durable: the space's acknowledged writes live in it
-                self._write_space_file(directory, {"id": space_id, "created_ns": created_ns, "config": space_config.to_json()})
-            space = Space(space_id, directory, space_config, self._now_ns)
-            space._open(self._salvage)
+            new_directory = not directory.exists()
+            make_directory(directory)  # durable: the space's acknowledged writes live in it
+            space = None
+            try:
+                space = Space(space_id, directory, space_config, self._now_ns)
+                space._open(self._salvage)
+                # Settings are stored only once the space opened with them: a call whose
+                # open fails (a corrupt log, an I/O error) leaves space.json as it was.
+                if stored is None or stored["config"] != space_config.to_json():
+                    self._write_space_file(directory, {"id": space_id, "created_ns": created_ns, "config": space_config.to_json()})
+            except BaseException:
+                self._abandon(space, directory if new_directory else None)
+                raise
             space.created_ns = created_ns
             self._spaces[space_id] = space
             return space
+
+    def _abandon(self, space: Space | None, made: Path | None) -> None:
+        """Undo a space's failed opening: close its log, if made (the opening's error is
+        the one the caller raises, not a second from here), and delete ``made``, the
+        directory this call created."""
+        if space is not None:
+            try:
+                space._wal.close()
+            except OSError:
+                pass
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+            fsync_directory(self.path)
 
     def spaces(self) -> list[str]:
         """Ids of every space in the directory, sorted."""

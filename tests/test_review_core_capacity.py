@@ -49,7 +49,7 @@ def test_a_dedup_replacement_at_capacity_evicts_nothing(tmp_path: Path) -> None:
         sp.remember("b", id="b", embedding=e[1], confidence=0.3)
         near_a = e[0] + 0.01 * e[2]
         kept = sp.remember("a2", id="a2", embedding=near_a, confidence=0.8)
-        assert kept == "a2"
-        assert sorted(m.id for m in sp.list()) == ["a2", "b"]
+        assert kept == "a"  # merged into the stored duplicate, under its id
+        assert sorted((m.id, m.content) for m in sp.list()) == [("a", "a2"), ("b", "b")]
         assert sp.stats()["evicted"] == 0
         assert sp.stats()["deduplicated"] == 1

@@ -157,9 +157,9 @@ def test_dedup_keeps_the_higher_confidence(db) -> None:
     first = sp.remember("first", embedding=v, confidence=0.6)
     near = v + 0.02 * vec(2)
     assert sp.remember("weaker duplicate", embedding=near, confidence=0.5) == first
-    stronger = sp.remember("stronger duplicate", embedding=near, confidence=0.9)
-    assert stronger != first and sp.get(first) is None and len(sp) == 1
-    assert sp.get(stronger).confidence == 0.9
+    # A stronger one takes the stored memory's place under its id.
+    assert sp.remember("stronger duplicate", embedding=near, confidence=0.9) == first and len(sp) == 1
+    assert sp.get(first).confidence == 0.9 and sp.get(first).content == "stronger duplicate"
     # episodes never dedup
     for i in range(3):
         sp.remember_episode(what="same event", when=T0, embedding=v, importance=0.5)

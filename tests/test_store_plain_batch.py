@@ -97,7 +97,7 @@ def test_a_plain_batch_takes_the_fast_path_and_writes_the_same_bits(tmp_path: Pa
     stored = _stored()
     items[40]["embedding"] = (stored[3]["embedding"] + 0.001).astype(np.float32)  # a weaker duplicate of a stored row
     items[41]["embedding"] = (stored[4]["embedding"] + 0.001).astype(np.float32)
-    items[41]["confidence"] = 0.9  # a stronger one: replaces it
+    items[41]["confidence"] = 0.9  # a stronger one: merged into it
     with engram.open(tmp_path / "probe") as db:
         assert db.space("agent-1", dimension=DIM)._prepare_plain(items) is not None  # the fast path is taken
     fast, general = _both(tmp_path, items, fixed_ids, monkeypatch, "plain")
@@ -105,10 +105,10 @@ def test_a_plain_batch_takes_the_fast_path_and_writes_the_same_bits(tmp_path: Pa
     ids = fast[0]
     assert isinstance(ids, list) and len(ids) == len(items)
     # The decisions themselves (so that equality is not two equal mistakes): a weaker
-    # duplicate answers with the stored id, a stronger one replaces the stored row.
+    # duplicate answers with the stored id, a stronger one too, its content now stored under it.
     stored_ids = [f"mem_{i:06d}" for i in range(len(stored))]  # the counter's first ids
     assert ids[40] == stored_ids[3]
-    assert ids[41] not in stored_ids and stored_ids[4] not in {row[0] for row in fast[1]}
+    assert ids[41] == stored_ids[4] and (stored_ids[4], items[41]["content"]) in {row[:2] for row in fast[1]}
     assert len(set(ids)) < len(ids) and fast[2][1] >= 2
 
 

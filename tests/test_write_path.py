@@ -42,7 +42,7 @@ def batch_items() -> list[dict]:
         {"content": "one", "embedding": base[1], "id": "m01", "confidence": 0.6},
         # A weaker near-duplicate of an item earlier in the same batch: answered with m00.
         {"content": "zero again, weaker", "embedding": near(base[0], 100), "id": "m02", "confidence": 0.4},
-        # A stronger one: replaces m01 (a record with "replaces").
+        # A stronger one: merged into m01 (its content under m01's id).
         {"content": "one again, stronger", "embedding": near(base[1], 101), "id": "m03", "confidence": 0.9},
         # Near-duplicates of stored rows (see stored_items), both outcomes.
         {"content": "stored dup, weaker", "embedding": near(base[4], 102), "id": "m04", "confidence": 0.1},
@@ -55,7 +55,7 @@ def batch_items() -> list[dict]:
         {"content": "second version", "embedding": near(base[3], 104, 0.5), "id": "m08", "confidence": 0.7},
         # Text only.
         {"content": "no vector at all", "id": "m10", "confidence": 0.3},
-        # A duplicate of the overwritten row's successor and of a replaced memory's successor.
+        # A duplicate of the overwritten row's successor and of a merged memory's successor.
         {"content": "three again", "embedding": near(base[3], 104, 0.5), "id": "m11", "confidence": 0.6},
         {"content": "one thrice", "embedding": near(base[1], 105), "id": "m12", "confidence": 0.95},
     ]
@@ -115,11 +115,12 @@ def test_a_batch_stores_the_same_bits_as_one_by_one(tmp_path: Path, capacity) ->
     ids = batch[0]
     # The decisions themselves (so that equality is not two equal mistakes).
     if capacity is None:
-        assert ids[2] == "m00" and ids[3] == "m03" and ids[4] == "s04" and ids[5] == "m05"
-        assert ids[6] == "e06" and ids[7] == "e07" and ids[11] == "m08" and ids[12] == "m12"
-        stored = {row[0] for row in batch[1]}
-        assert {"m01", "m03", "s05", "m02", "m04"}.isdisjoint(stored)
-        assert {"m00", "m05", "m08", "m10", "m12", "e06", "e07", "s04", "s06"} <= stored
+        assert ids[2] == "m00" and ids[3] == "m01" and ids[4] == "s04" and ids[5] == "s05"
+        assert ids[6] == "e06" and ids[7] == "e07" and ids[11] == "m08" and ids[12] == "m01"
+        stored = {row[0]: row[1] for row in batch[1]}
+        assert {"m02", "m03", "m04", "m05", "m11", "m12"}.isdisjoint(stored)
+        assert {"m00", "m01", "m08", "m10", "e06", "e07", "s04", "s05", "s06"} <= stored.keys()
+        assert stored["m01"] == "one thrice" and stored["s05"] == "stored dup, stronger"
         assert batch[2] == 6  # m02, m03, m04, m05, m11, m12
     else:
         assert batch[3] > 0 and len(batch[1]) <= capacity

@@ -122,8 +122,9 @@ class SpaceConfig:
         "async" (fsync every ``flush_interval_ms``: faster, loses the last interval
         on a power failure; must be asked for by name).
     decay: default decay function of the space's memories (per memory overridable).
-    dedup_threshold: cosine at or above which storing a memory keeps only the
-        higher-confidence one of the two; None turns dedup off; 1.0 merges identical
+    dedup_threshold: cosine at or above which storing a memory merges it into the
+        stored one, under the stored id, keeping the higher confidence's content (see
+        Space.remember); None turns dedup off; 1.0 merges identical
         vectors (float32 rounding of their cosine allowed: COSINE_ROUNDING). Episodes never dedup.
     capacity: most memories the space holds; at capacity the lowest-activation one
         (confidence x retention now, ties by id) is evicted. None: unbounded.
@@ -386,6 +387,8 @@ class Space:
         self, item: Item, embedding: np.ndarray | None, keys: List[int] | None, replaces: str | None,
         inv_norm: float | None = None, code: tuple[np.ndarray, float] | None = None, written: bool = False,
     ) -> None:
+        # Logs written before dedup merges kept the stored id hold a stronger duplicate as
+        # a new id that "replaces" the stored one: replayed as they were written.
         if replaces is not None and replaces != item.id:
             self._apply_forget(replaces)
         old = self._items.get(item.id)
@@ -662,7 +665,15 @@ class Space:
         memory_type: str = "semantic",
         decay: str | None = None,
     ) -> str:
-        """Store a memory; return its id (an existing id if dedup kept the older one).
+        """Store a memory; return its id.
+
+        Dedup (see SpaceConfig.dedup_threshold): a near-duplicate of a stored memory is
+        merged into it and the stored memory's id is returned, even when ``id`` names
+        another (that id is then not created). A weaker or equally confident duplicate
+        changes nothing; a more confident one gives the stored memory its content,
+        embedding, confidence, tags, location and decay, and it keeps its id, creation
+        time, associations, retrieval statistics and history. An ``id`` already stored
+        is overwritten, never deduplicated.
 
         Raises ValidationError (nothing written) for a bad value, ClosedError after close.
         """
@@ -963,14 +974,29 @@ class Space:
                             self.evicted += 1
                             _log_eviction(self.id, action[1])
                         else:
-                            _, item, vector, replaces, v = action
-                            self._apply_remember(item, vector, None, replaces, written=v >= 0)
+                            _, item, vector, merge, v = action
+                            if merge:
+                                self._catch_up_touches(item)
+                            self._apply_remember(item, vector, None, None, written=v >= 0)
                 if self._dedup.needs_rebuild(self._n):
                     self._dedup.rebuild(self._lsh_keys[: self._n])
         with self._lock:
             self.deduplicated += plan.deduplicated
             self._pending_deduplicated += plan.deduplicated
             self._compact_if_sparse()
+
+    def _catch_up_touches(self, item: Item) -> None:
+        """A merged item (see _merge_into) copied its stored duplicate's retrievals when the
+        plan was made, without the space lock: a recall since then counted one more on the
+        stored item. Take them over, and log them with the next write like any touch
+        (the REMEMBER record already written holds the plan's; caller holds the lock)."""
+        stored = self._items.get(item.id)
+        if stored is None:
+            return
+        touched = (max(stored.last_access_ns, item.last_access_ns), stored.access_count, stored.stability)
+        if touched != (item.last_access_ns, item.access_count, item.stability):
+            item.last_access_ns, item.access_count, item.stability = touched
+            self._pending_touches[item.id] = None
 
     def _apply_new_items(self, chunk: List[tuple[Any, ...]]) -> None:
         """_apply_remember for items of a simple plan (new ids, nothing replaced), whose
@@ -1611,11 +1637,15 @@ class Space:
                     self._pending_touches[memory_id] = None
 
     def spread(self, seeds: Iterable[str], max_hops: int = 4, decay: float = 0.7, threshold: float | None = None) -> dict[str, float]:
-        """Spreading activation from ``seeds`` (activation 1.0); see engram.memory.graph."""
+        """Spreading activation from ``seeds`` (activation 1.0); see engram.memory.graph.
+        ``max_hops=0`` spreads nowhere: the seeds alone, each at 1.0 (depth 0 of the formula)."""
         if isinstance(seeds, str):
             seeds = [seeds]
         seed_list = [check.memory_id(s, "seeds") for s in seeds]
-        hops = check.positive_int(max_hops, "max_hops", "4", maximum=HOPS_MAX)
+        if isinstance(max_hops, bool) or not isinstance(max_hops, (int, np.integer)) or not 0 <= max_hops <= HOPS_MAX:
+            raise ValidationError("max_hops", f"{max_hops!r} is not allowed",
+                                  f"an integer from 0 to {HOPS_MAX} (0: the seeds alone)", "4")
+        hops = int(max_hops)
         # NumPy scalars count as numbers, as in every other numeric argument (check.unit_float).
         if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)) or not 0.0 <= float(decay) <= 10.0:
             raise ValidationError("decay", f"{decay!r} is not allowed", "a rate from 0 to 10 (e^(-rate x depth))", "0.7")
@@ -2160,7 +2190,7 @@ class _StorePlan:
                  given: np.ndarray | None = None) -> None:
         """``given``: every item's embedding as the rows of one C-contiguous matrix, in order."""
         self.entries: List[tuple[int, bytes]] = []
-        # (_FORGET, id) or (_REMEMBER, item, vector, replaces, vector index or -1), in order.
+        # (_FORGET, id) or (_REMEMBER, item, vector, merged into a duplicate's id, vector index or -1), in order.
         self.actions: List[tuple[Any, ...]] = []
         self.ids: List[str] = []
         self.deduplicated = 0
@@ -2237,7 +2267,7 @@ class _StorePlan:
             memory_id = item.id
             # Whether the id is stored now (as the batch's earlier items leave the state).
             present = memory_id in live or (memory_id in items and memory_id not in removed)
-            replaces: str | None = None
+            merge = False
             if (v in state_passing or v in batch_passing) and not present \
                     and item.memory_type != "episodic" and not item.sources:
                 best: tuple[float, str] | None = None
@@ -2264,11 +2294,13 @@ class _StorePlan:
                     if best_item.confidence >= item.confidence:
                         ids.append(best_item.id)  # the stored duplicate stays
                         continue
-                    replaces = best_item.id
-            # The duplicate this item replaces leaves first: it frees the place the item
-            # takes, so a replacement at capacity evicts nothing.
-            if replaces is not None and replaces != memory_id:
-                kill(replaces)
+                    # The stronger copy is stored under the duplicate's id, which callers
+                    # may hold (and associations, priming and history are keyed by):
+                    # the same memory, now with the stronger content. An overwrite of
+                    # that id, so it takes the duplicate's place and evicts nothing.
+                    _merge_into(item, best_item)
+                    memory_id = item.id
+                    present = merge = True
             # A loop, not one eviction: a space whose capacity was lowered on reopening
             # holds more than it allows, and each store brings it back within bounds.
             while capacity is not None and not present and count >= capacity:
@@ -2282,13 +2314,24 @@ class _StorePlan:
             count += 1
             if v >= 0:
                 applied[v] = True
-            actions.append((_REMEMBER, item, vector, replaces, v))
-            entries.append((rec.REMEMBER, rec.encode_remember(item, vector, replaces)))
+            actions.append((_REMEMBER, item, vector, merge, v))
+            entries.append((rec.REMEMBER, rec.encode_remember(item, vector, None)))
             ids.append(memory_id)
 
 
 _FORGET = 0
 _REMEMBER = 1
+
+
+def _merge_into(item: Item, stored: Item) -> None:
+    """Make ``item`` (a new memory, stronger than its stored duplicate) the stored memory's
+    next version: its id, creation time and retrieval statistics, the rest from ``item``.
+    Storing it is then an overwrite of that id (one REMEMBER record, replayed as such)."""
+    item.id = stored.id
+    item.created_ns = stored.created_ns
+    item.access_count = stored.access_count
+    item.last_access_ns = max(stored.last_access_ns, item.last_access_ns)  # storing reinforces
+    item.stability = stored.stability
 
 
 def _reachable(threshold: float) -> float:
