@@ -94,6 +94,8 @@ def test_modes_spread_and_consolidate(sp) -> None:
     assert ids(spreading) == ids(sp.recall(embedding=sp.get("m00").embedding, k=2, mode="spreading"))
     assert sp.query("SPREAD FROM m00 MAX_HOPS 2 DECAY 0.5 THRESHOLD 0.01").activations == sp.spread(["m00"], 2, 0.5, 0.01)
     assert sp.query("spread from m00").activations == sp.spread(["m00"])
+    # MAX_HOPS 0 as spread(max_hops=0): the seed alone.
+    assert sp.query("SPREAD FROM m00 MAX_HOPS 0").activations == sp.spread(["m00"], 0) == {"m00": 1.0}
     result = sp.query("CONSOLIDATE")
     assert result.operation == "CONSOLIDATE" and result.patterns == sp.patterns()
 

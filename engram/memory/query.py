@@ -322,7 +322,7 @@ class _Parser:
             if clause in values:
                 raise QueryError(f"{clause} given twice", clause_token.position, None, "each clause at most once", example)
             if clause == "MAX_HOPS":
-                values[clause] = self.number("MAX_HOPS", example, integer=True, low=1, high=16)
+                values[clause] = self.number("MAX_HOPS", example, integer=True, low=0, high=16)
             elif clause == "DECAY":
                 values[clause] = self.number("DECAY", example, low=0.0, high=10.0)
             else:
