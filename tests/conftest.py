@@ -149,3 +149,30 @@ def vec(seed: int, dim: int = 768) -> list[float]:
 
 def pretty(obj: Any) -> str:
     return json.dumps(obj, indent=2)[:2000]
+
+
+def run_with_service(settings: Any, body: Any, db: Any = None) -> None:
+    """Run ``await body(svc)`` against an in-process ``Service`` over ``settings.data_dir``
+    (or the open ``db`` given), inside a trio nursery, then close it all. For unit tests of
+    the server's logic without a process or a socket."""
+    import trio
+
+    import engram
+    from engram.api.service import Service
+
+    own = db is None
+    if own:
+        db = engram.open(settings.data_dir)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            svc = Service(db, settings, nursery)
+            await body(svc)
+            svc.close_batchers()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        if own:
+            db.close()

@@ -14,44 +14,34 @@ import json
 import socket
 
 import pytest
-import trio
 
-import engram
 from engram.api.http import create_app
-from engram.api.service import Service
 from engram.config import Settings
+from tests.conftest import run_with_service
 
 
 def _asgi_post(tmp_path, content_length: bytes) -> tuple[int, dict]:
-    db = engram.open(tmp_path / "data")
     sent: list[dict] = []
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            svc = Service(db, Settings.test_min(tmp_path / "data"), nursery)
-            app = create_app(svc)
-            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                     "scheme": "http", "path": "/api/v1/spaces", "raw_path": b"/api/v1/spaces", "query_string": b"",
-                     "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
-                     "headers": [(b"content-type", b"application/json"), (b"content-length", content_length)]}
+    async def body(svc) -> None:
+        app = create_app(svc)
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/api/v1/spaces", "raw_path": b"/api/v1/spaces", "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", content_length)]}
 
-            async def receive() -> dict:
-                return {"type": "http.request", "body": b'{"id": "abc"}', "more_body": False}
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b'{"id": "abc"}', "more_body": False}
 
-            async def send(message: dict) -> None:
-                sent.append(message)
+        async def send(message: dict) -> None:
+            sent.append(message)
 
-            await app(scope, receive, send)
-            svc.close_batchers()
-            nursery.cancel_scope.cancel()
+        await app(scope, receive, send)
 
-    try:
-        trio.run(main)
-    finally:
-        db.close()
+    run_with_service(Settings.test_min(tmp_path / "data"), body)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, json.loads(body)
+    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(payload)
 
 
 @pytest.mark.parametrize("value", ["²".encode("latin-1"), "١".encode(), b"+13", b"1_3"])

@@ -19,30 +19,16 @@ from dataclasses import replace
 import trio
 import trio.testing
 
-import engram
 from engram.api import auth
 from engram.api.errors import ApiError
 from engram.api.openapi import openapi_document
 from engram.api.service import Service
 from engram.config import Settings
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_with_service
 
 
 def _run_with_service(tmp_path, body):
-    settings = replace(Settings.test_min(tmp_path / "data"), auth="required")
-    db = engram.open(settings.data_dir)
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            svc = Service(db, settings, nursery)
-            await body(svc)
-            svc.close_batchers()
-            nursery.cancel_scope.cancel()
-
-    try:
-        trio.run(main)
-    finally:
-        db.close()
+    run_with_service(replace(Settings.test_min(tmp_path / "data"), auth="required"), body)
 
 
 def test_concurrent_first_checks_of_one_token_share_one_scrypt(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ from engram.api.errors import ApiError
 from engram.api.service import Service
 from engram.config import Settings
 
-from conftest import run_cli, vec
+from conftest import run_cli, run_with_service, vec
 
 
 class _SlowSpace:
@@ -51,19 +51,9 @@ class _SlowSpace:
 
 def _service_run(tmp_path: Path, body) -> None:
     settings = Settings.test_min(tmp_path / "data")
-    db = engram.open(settings.data_dir)
-    try:
+    with engram.open(settings.data_dir) as db:
         db.space("alpha").remember(content="a fact", embedding=vec(1))
-
-        async def main() -> None:
-            async with trio.open_nursery() as nursery:
-                svc = Service(db, settings, nursery)
-                await body(svc)
-                nursery.cancel_scope.cancel()
-
-        trio.run(main)
-    finally:
-        db.close()
+        run_with_service(settings, body, db)
 
 
 def test_backup_copy_never_overlaps_a_consolidation_run(tmp_path):
