@@ -135,7 +135,7 @@ def test_async_damage_before_a_sync_the_flusher_completed_is_corruption(tmp_path
     wal.append([(1, b"y" * 200)], 3)
     wal.append([(1, b"z" * 200)], 4)
     wal.close()
-    seg = sorted(tmp_path.glob("*.wal"))[-1]
+    seg = max(tmp_path.glob("*.wal"))
     raw = seg.read_bytes()
     offsets = [offset for offset, _ in records_of(raw)]
     assert _core.decode_record(raw, offsets[3])[1] == FLAG_WRITE_START | FLAG_ASYNC  # lag 0: all before it synced
