@@ -77,6 +77,12 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
+def _leak_word(leak: dict[str, Any]) -> str:
+    if leak["leak"]:
+        return "LEAK"
+    return "no leak" if leak.get("judged", True) else "not judged"
+
+
 def write_markdown(summary: dict[str, Any], out_dir: Path) -> Path:
     s = summary
     verdict = "PASS" if s["passed"] else "FAIL"
@@ -101,7 +107,7 @@ def write_markdown(summary: dict[str, Any], out_dir: Path) -> Path:
         f"| content mismatches on read-back | {len(s['content_mismatch'])} |",
         f"| errors (outside kill windows) | {s['errors_total']} |",
         f"| requests cut by a SIGKILL (expected, not errors) | {s['interrupted']} |",
-        f"| leak | {'LEAK' if s['leak']['leak'] else 'no leak'}: {s['leak']['reason']} |",
+        f"| leak | {_leak_word(s['leak'])}: {s['leak']['reason']} |",
         f"| graceful shutdown at the end | exit status {s['final_stop_status']} |",
         f"| server failed to come back | {'; '.join(s['fatal']) if s['fatal'] else 'never'} |",
         "",
@@ -111,7 +117,10 @@ def write_markdown(summary: dict[str, Any], out_dir: Path) -> Path:
         f"{s['leak']['samples']} samples: {s['leak']['slope_mb_per_h']:.1f} MB/h. A leak is a slope above "
         f"{s['leak']['threshold_mb_per_h']:g} MB/h whose fitted growth over the window "
         f"({s['leak']['growth_mb']:.1f} MB in {s['leak']['window_s']:.0f} s of uptime) also exceeds the "
-        f"{s['leak']['noise_mb']:g} MB noise floor. The live set is held steady, so RSS should not grow with data.",
+        f"{s['leak']['noise_mb']:g} MB noise floor. The live set is held steady, so RSS should not grow with data. "
+        + (f"Compaction makes RSS a sawtooth of about {s['leak']['cycle_s']:.0f} s per cycle, so the fit is made to the "
+           f"peak of each whole cycle (the samples above are those peaks), and a run whose lifetimes do not span two "
+           f"cycles is not judged." if s['leak'].get('cycle_s') else ""),
         "",
         "## Latency per operation (whole run, acknowledged answers only)",
         "",

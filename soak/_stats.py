@@ -5,7 +5,11 @@ at any rate holds a fixed ~1,900 counters per operation and still answers P50/P9
 within 1%. The leak verdict fits one RSS slope to the samples of the last two thirds
 of the run with a separate intercept for each server lifetime: a SIGKILL and restart
 resets RSS, and pooling lifetimes that way measures growth with uptime instead of
-the sawtooth the restarts draw. It must not import matplotlib or the engine.
+the sawtooth the restarts draw. Compaction draws a sawtooth of its own within a
+lifetime (RSS climbs as rows are appended, drops when a space compacts); a slope over
+part of one tooth is its climb, not a leak, so when the cycle is known the fit is made
+to the peak of each whole cycle, and a run with no lifetime spanning two cycles is
+called too short to judge. It must not import matplotlib or the engine.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class LeakVerdict:
         fit attributes to the window.
     leak: slope above ``threshold_mb_per_h`` and growth above ``noise_mb`` (RSS moves
         by a few MB from allocator noise alone; a short run must not call that a leak).
+    judged: False when the run is too short to tell a leak from the compaction
+        sawtooth (then ``leak`` is False and ``reason`` says so).
     """
 
     slope_mb_per_h: float
@@ -81,18 +87,24 @@ class LeakVerdict:
     noise_mb: float
     leak: bool
     reason: str
+    judged: bool = True
 
 
 def leak_verdict(times_s: Sequence[float], rss_mb: Sequence[float], lifetimes: Sequence[int], *,
-                 threshold_mb_per_h: float, noise_mb: float) -> LeakVerdict:
+                 threshold_mb_per_h: float, noise_mb: float, cycle_s: float = 0.0) -> LeakVerdict:
     """Fit RSS = a_lifetime + slope * t over samples with t in the last two thirds.
 
     ``lifetimes`` labels each sample with the server process it came from. A lifetime
     with fewer than two samples in the window carries no slope information and is dropped.
+    ``cycle_s`` > 0 is the period of the sawtooth compaction draws: each lifetime's window
+    is then cut into whole cycles from its first sample and the fit is made to the peak
+    of each (a plateau's peaks stay level, a leak's climb); lifetimes with fewer than two
+    whole cycles are dropped, and when none is left the verdict is not judged.
     """
     assert len(times_s) == len(rss_mb) == len(lifetimes)
     assert threshold_mb_per_h > 0
     assert noise_mb >= 0
+    assert cycle_s >= 0
     if not times_s:
         return LeakVerdict(slope_mb_per_h=0.0, growth_mb=0.0, window_s=0.0, samples=0, lifetimes=0,
                            threshold_mb_per_h=threshold_mb_per_h, noise_mb=noise_mb, leak=False,
@@ -103,6 +115,16 @@ def leak_verdict(times_s: Sequence[float], rss_mb: Sequence[float], lifetimes: S
     for t, r, life in zip(times_s, rss_mb, lifetimes):
         if t >= cut:
             groups.setdefault(life, []).append((t, r))
+    if cycle_s > 0:
+        longest_s = max((max(t for t, _ in pts) - min(t for t, _ in pts) for pts in groups.values()), default=0.0)
+        groups = {life: peaks for life, pts in groups.items() if len(peaks := _cycle_peaks(pts, cycle_s)) >= 2}
+        if not groups:
+            return LeakVerdict(slope_mb_per_h=0.0, growth_mb=0.0, window_s=longest_s, samples=0, lifetimes=0,
+                               threshold_mb_per_h=threshold_mb_per_h, noise_mb=noise_mb, leak=False, judged=False,
+                               reason=f"too short to judge: no server lifetime spans two compaction cycles "
+                                      f"(2 x {cycle_s:.0f} s) in the last two thirds of the run (the longest spans "
+                                      f"{longest_s:.0f} s); RSS climbs within a cycle without leaking, so run longer "
+                                      f"or kill less often (--kill-every)")
     sxx = 0.0
     sxy = 0.0
     span_s = 0.0
@@ -137,6 +159,20 @@ def leak_verdict(times_s: Sequence[float], rss_mb: Sequence[float], lifetimes: S
                   f"{growth_mb:.1f} MB is within the {noise_mb:g} MB noise floor (run longer to decide)")
     return LeakVerdict(slope_mb_per_h=slope_mb_per_h, growth_mb=growth_mb, window_s=span_s, samples=used,
                        lifetimes=kept, threshold_mb_per_h=threshold_mb_per_h, noise_mb=noise_mb, leak=leak, reason=reason)
+
+
+def _cycle_peaks(pts: list[tuple[float, float]], cycle_s: float) -> list[tuple[float, float]]:
+    """(middle, peak RSS) of each whole cycle of a lifetime's samples, cut from its first
+    sample; the part after the last whole cycle is left out (its peak may be still to come)."""
+    first = min(t for t, _ in pts)
+    last = max(t for t, _ in pts)
+    whole = int((last - first) // cycle_s)
+    peaks: dict[int, float] = {}
+    for t, r in pts:
+        index = int((t - first) // cycle_s)
+        if index < whole:
+            peaks[index] = max(peaks.get(index, r), r)
+    return [(first + (index + 0.5) * cycle_s, peaks[index]) for index in sorted(peaks)]
 
 
 def parse_duration_s(text: str) -> float:

@@ -54,7 +54,8 @@ def test_two_minute_soak_passes_and_reports(tmp_path: Path) -> None:
     assert report.startswith("# Engram soak report: PASS")
     assert "| lost acknowledged writes | 0 |" in report
     assert "| errors (outside kill windows) | 0 |" in report
-    assert "no leak" in report
+    # Its lifetimes (30 s) are far shorter than two compaction cycles of its small spaces.
+    assert "| leak | not judged: too short to judge" in report
     assert "MB/h" in report
     assert "## Restarts" in report
     assert "## Consolidation cadence" in report

@@ -1689,6 +1689,7 @@ class Space:
                 "wal_bytes": self._wal.size_bytes(),
                 "fsyncs": self._wal.fsync_count,
                 "torn_tail_bytes": self.recovery.torn_tail_bytes,
+                "skipped_covered_bytes": self.recovery.skipped_bytes,
                 "durability": self.config.durability,
             }
 

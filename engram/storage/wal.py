@@ -15,10 +15,20 @@ after it, or with only records of the same write after it (a batch whose pages r
 the disk out of order when the power failed). It is truncated and counted. Each
 append's first record carries FLAG_WRITE_START, so a later write after the damage is
 visible; since an fsync covers everything written before it, damage with a later
-write after it cannot be a tail that was never acknowledged. Anything else that fails is a ``CorruptionError`` naming
-file and offset, unless ``salvage`` asks to keep what is valid before it: so is a
-record whose LSN does not follow the one before (a lost segment, records out of
-order) and one whose payload the space cannot decode (it throws it back in).
+write after it cannot be a tail that was never acknowledged. A write made without
+waiting for its fsync (durability "async") also carries how far the log was known
+durable when it was written (FLAG_ASYNC and its lag): damage that no later write knew
+to be durable lies after the last sync any write saw complete, so it is a torn tail
+too, however many unsynced writes follow it (see _torn_tail).
+
+Damage confined to records the checkpoint covers (LSN <= ``after_lsn``, already in
+the snapshot) loses nothing: replay resumes at the next intact record and reports
+what it skipped, when that record is certain to be a record of the log and not bytes
+inside a payload (see _covered_damage_end). Anything else that fails is a
+``CorruptionError`` naming file and offset, unless ``salvage`` asks to keep what is
+valid before it: so is a record whose LSN does not follow the one before (a lost
+segment, records out of order) and one whose payload the space cannot decode (it
+throws it back in).
 
 It must not: decode payloads (the space does), or hold the sync lock during I/O.
 """
@@ -28,13 +38,14 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generator, NamedTuple
 
 import numpy as np
 
 from engram import _core
+from engram._core._common import HEADER_STRUCT, RECORD_MAGIC, RECORD_VERSION
 from engram.errors import ClosedError, CorruptionError
 from engram.storage.files import fsync_directory, make_directory
 
@@ -48,6 +59,14 @@ ENCODE_BUFFER_BYTES_MAX = 1024 * 1024
 # damage inside the log's final write, never fsync'd as a whole, from damage followed
 # by a later write (see _torn_tail).
 FLAG_WRITE_START = 0x0001
+# Header flag of the first record of an append in durability "async", which returns
+# before any fsync: bits 2-15 then hold its lag, how many records before it were not yet
+# known durable when it was written (saturated at LAG_MAX: a larger lag reads as this
+# one, which only makes recovery more ready to call damage corruption). Recovery learns
+# from it where the last sync that write saw complete ended (see _torn_tail).
+FLAG_ASYNC = 0x0002
+LAG_SHIFT = 2
+LAG_MAX = 0xFFFF >> LAG_SHIFT
 
 
 class WalRecord(NamedTuple):
@@ -71,6 +90,13 @@ class RecoveryReport:
     torn_tail_segment: str | None = None
     salvaged_from: str | None = None
     salvaged_offset: int | None = None
+    # Damaged bytes holding only records the checkpoint covers, stepped over:
+    # (segment name, offset, bytes) each.
+    skipped: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def skipped_bytes(self) -> int:
+        return sum(size for _, _, size in self.skipped)
 
 
 def _segment_name(first_lsn: int) -> str:
@@ -170,13 +196,24 @@ class WriteAheadLog:
                 except (_core.RecordError, ValueError):
                     pass
                 offset = 0
+                prev_lsn = first_lsn - 1  # LSN of the record before ``offset`` (the name is the first's)
                 while offset < len(data):
                     try:
                         rtype, flags, lsn, ts, payload, end = _core.decode_record(data, offset)
                     except _core.RecordError as exc:
+                        if last_lsn == after_lsn and after_lsn > 0:
+                            # Nothing newer than the checkpoint read yet: the damage may hold only
+                            # records the snapshot has, whose loss would cost nothing.
+                            following = segments[position + 1][1] if not is_last else None
+                            resume = _covered_damage_end(data, offset, prev_lsn, after_lsn, following)
+                            if resume is not None:
+                                report.skipped.append((path.name, offset, resume[0] - offset))
+                                offset, prev_lsn = resume
+                                continue
                         # A torn tail: the process died while writing its last batch.
-                        damage = (offset, exc.reason, is_last and _torn_tail(data, offset, framed))
+                        damage = (offset, exc.reason, is_last and _torn_tail(data, offset, framed, prev_lsn + 1))
                         break
+                    prev_lsn = lsn
                     if lsn > after_lsn:
                         if lsn != last_lsn + 1:
                             # Replaying across a hole (a segment lost in the middle) or
@@ -236,6 +273,11 @@ class WriteAheadLog:
             path = self.directory / _segment_name(self._next_lsn)
         self._open_segment(path)
         if self.durability == "async":
+            if self._segment_bytes:
+                # The records replayed count as durable (_durable_lsn above), and the next
+                # write's lag says so to recovery: make it true after a crash of the process
+                # alone, whose last writes may still be only in the page cache.
+                os.fdatasync(self._fd)
             self._flusher = threading.Thread(target=self._serve_flusher, name=f"wal-flush:{self.directory}", daemon=True)
             self._flusher.start()
 
@@ -276,8 +318,14 @@ class WriteAheadLog:
             buffer = np.empty(max(size, min(2 * buffer.shape[0], ENCODE_BUFFER_BYTES_MAX)), np.uint8)
             if buffer.shape[0] <= ENCODE_BUFFER_BYTES_MAX:
                 self._encode_buffer = buffer
-        # The first record marked as a write's start (see _torn_tail).
-        written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns, FLAG_WRITE_START)
+        # The first record marked as a write's start (see _torn_tail) and, unsynced, with its lag.
+        first_flags = FLAG_WRITE_START
+        if self.durability == "async":
+            # _durable_lsn read without _sync_cond: a value a sync is about to raise only
+            # makes the lag larger, and a larger lag only claims less.
+            lag = min(self._next_lsn - 1 - self._durable_lsn, LAG_MAX)
+            first_flags |= FLAG_ASYNC | (lag << LAG_SHIFT)
+        written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns, first_flags)
         lsn = self._next_lsn + len(entries)
         data = memoryview(buffer)[:written_bytes]
         if self._segment_bytes > 0 and self._segment_bytes + len(data) > self.segment_bytes_max:
@@ -468,27 +516,107 @@ def _unmap(data: mmap.mmap | bytes) -> None:
             pass
 
 
-def _torn_tail(data: bytes, offset: int, framed: bool) -> bool:
-    """Whether damage at ``offset`` of the last segment lies in the log's final write.
+_MAGIC = RECORD_MAGIC.to_bytes(4, "little")
+
+
+def _torn_tail(data: bytes, offset: int, framed: bool, damaged_lsn: int) -> bool:
+    """Whether damage at ``offset`` of the last segment, where record ``damaged_lsn``
+    began, lies after the last sync that completed.
 
     It does when no intact record starts after it, or, in a segment whose writes are
     marked (``framed``), when none of the intact records after it starts a write: they
     belong to the damaged write, the last one, whose fsync cannot have completed
     without the damaged bytes. An intact record that starts a write means a later
     write, whose fsync covered the damaged bytes: those may have been acknowledged.
+    Unless that write was an async one (FLAG_ASYNC) written when no completed sync had
+    reached ``damaged_lsn`` yet: nobody waited for its fsync, so it proves nothing, and
+    damage that only such writes follow is past every sync a write saw complete. (A sync
+    that completed with no write after it to tell is missed: its bytes count as torn,
+    as the final write's own do in durability "sync".)
     """
-    magic = (0x57524745).to_bytes(4, "little")
-    position = data.find(magic, offset + 1)
+    position = data.find(_MAGIC, offset + 1)
     while position != -1:
         try:
-            flags = _core.decode_record(data, position)[1]
+            _, flags, lsn, _, _, _ = _core.decode_record(data, position)
         except _core.RecordError:
-            position = data.find(magic, position + 1)
+            position = data.find(_MAGIC, position + 1)
             continue
-        if not framed or flags & FLAG_WRITE_START:
+        if not framed:
             return False
-        position = data.find(magic, position + 1)
+        if flags & FLAG_WRITE_START:
+            known_durable = lsn - 1 - (flags >> LAG_SHIFT) if flags & FLAG_ASYNC else lsn - 1
+            if known_durable >= damaged_lsn:
+                return False
+        position = data.find(_MAGIC, position + 1)
     return True
+
+
+def _covered_damage_end(data: bytes, offset: int, prev_lsn: int, after_lsn: int,
+                        following: Path | None) -> tuple[int, int] | None:
+    """Where intact records resume after damage at ``offset`` that holds only records
+    the checkpoint covers (LSN <= ``after_lsn``), and the LSN of the last record before
+    there; None when that is not certain.
+
+    ``prev_lsn`` is the LSN of the record before the damage; ``following`` the next
+    segment's path (None in the last segment). A payload may hold any bytes, valid
+    records included (an embedding is raw float32), so the first record a scan finds
+    after the damage may lie inside the payload of a damaged record; two ways are sound:
+
+    - the damaged record's header is intact (its CRC32C holds, the payload's does not):
+      the header gives its LSN and length, so no scan is needed; it is skipped when that
+      LSN is the next one and covered;
+    - the header is lost: the scan's record starts a chain of records read one after
+      another, LSNs consecutive, that must end exactly at the segment's end, followed by
+      the next segment starting with the next LSN. A chain starting inside the payload
+      of a covered record h either rejoins the real records after h, which start at
+      h + 1 <= after_lsn + 1, so consecutive LSNs make every record it made up covered
+      (never replayed), or runs to the segment's end, where the next segment starts at
+      h + 1 too, which no chain reaching past ``after_lsn`` can be followed by. In the
+      last segment nothing after the chain can refute it (made-up records in the payload
+      of the log's last record, the checkpoint's own, with nothing written since would
+      replay as new), so there a lost header stays damage.
+    """
+    size = len(data)
+    if size - offset >= _core.HEADER_BYTES:
+        head = bytes(data[offset : offset + _core.HEADER_BYTES - 4])
+        if _core.crc32c(head) == int.from_bytes(data[offset + _core.HEADER_BYTES - 4 : offset + _core.HEADER_BYTES], "little"):
+            magic, version, _, _, lsn, _, length, _ = HEADER_STRUCT.unpack(head)
+            end = offset + _core.HEADER_BYTES + length
+            if magic == RECORD_MAGIC and version == RECORD_VERSION and lsn == prev_lsn + 1 and lsn <= after_lsn and end <= size:
+                return end, lsn
+            return None  # the header holds: its record is newer, out of order or cut short
+    if following is None:
+        return None
+    position = data.find(_MAGIC, offset + 1)
+    while position != -1:
+        try:
+            lsn = _core.decode_record(data, position)[2]
+        except _core.RecordError:
+            position = data.find(_MAGIC, position + 1)
+            continue
+        if not prev_lsn < lsn <= after_lsn + 1:
+            return None  # records newer than the checkpoint would be lost, or out of order
+        chain_end = position
+        first = lsn
+        last = lsn - 1
+        while chain_end < size:
+            try:
+                _, _, lsn, _, _, chain_end = _core.decode_record(data, chain_end)
+            except _core.RecordError:
+                return None
+            if lsn != last + 1:
+                return None
+            last = lsn
+        if following.name != _segment_name(last + 1):
+            return None
+        head = _map(following)
+        try:
+            return (position, first - 1) if _core.decode_record(head, 0)[2] == last + 1 else None
+        except _core.RecordError:
+            return None
+        finally:
+            _unmap(head)
+    return None
 
 
 def _truncate(path: Path, offset: int) -> None:
