@@ -73,6 +73,13 @@ def compaction_cycle_s(live_per_space: int, forgets_per_s_per_space: float) -> f
     return dead_rows / forgets_per_s_per_space
 
 
+def default_kill_every_s(duration_s: float, cycle_s: float) -> float:
+    """Server lifetimes of three compaction cycles (at least 3 min), so the leak rule, which
+    compares cycle peaks within a lifetime, can judge; at most a third of the run, so a
+    short run still kills twice."""
+    return min(max(180.0, 3.0 * cycle_s), duration_s / 3.0)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", default="90s", help="how long the load runs: 90s, 2m, 2h, 7d (default 90s)")
@@ -80,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=200.0, help="offered operations per second, default 200")
     p.add_argument("--workers", type=int, default=0, help="client threads (default: rate/20, at least 4)")
     p.add_argument("--out", default="", help="directory for data, CSV, report, plots (default: a new soak/out/<time>)")
-    p.add_argument("--kill-every", default="", help="SIGKILL + restart interval (default 3m; a third of the run if shorter than 9m; 0 disables)")
+    p.add_argument("--kill-every", default="", help="SIGKILL + restart interval (default: three compaction cycles, at least 3m, at most a third of the run; 0 disables)")
     p.add_argument("--sample-every", default="", help="CSV sample interval (default 60s; duration/40 for runs under 40m)")
     p.add_argument("--consolidate-every", default="60s", help="consolidation round interval, default 60s")
     p.add_argument("--live-per-space", type=int, default=2000, help="memories each space holds steady, default 2000")
@@ -108,10 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         duration_s = parse_duration_s(args.duration)
         mix = parse_mix(args.mix)
+        if args.spaces < 1 or args.rate <= 0 or args.live_per_space < 1:
+            raise ValueError("--spaces, --rate and --live-per-space must be positive")
+        if args.leak_cycle:
+            leak_cycle_s = parse_duration_s(args.leak_cycle)
+        else:
+            leak_cycle_s = compaction_cycle_s(args.live_per_space, args.rate * mix.get("forget", 0) / sum(mix.values()) / args.spaces)
         if args.kill_every:
             kill_every_s = parse_duration_s(args.kill_every)
         else:
-            kill_every_s = 180.0 if duration_s >= 540 else duration_s / 3.0
+            kill_every_s = default_kill_every_s(duration_s, leak_cycle_s)
         if args.sample_every:
             sample_every_s = parse_duration_s(args.sample_every)
         else:
@@ -121,12 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             leak_warmup_s = parse_duration_s(args.leak_warmup)
         else:
             leak_warmup_s = min(60.0, kill_every_s / 3.0) if kill_every_s > 0 else 60.0
-        if args.spaces < 1 or args.rate <= 0 or args.live_per_space < 1 or sample_every_s <= 0:
-            raise ValueError("--spaces, --rate, --live-per-space and --sample-every must be positive")
-        if args.leak_cycle:
-            leak_cycle_s = parse_duration_s(args.leak_cycle)
-        else:
-            leak_cycle_s = compaction_cycle_s(args.live_per_space, args.rate * mix["forget"] / sum(mix.values()) / args.spaces)
+        if sample_every_s <= 0:
+            raise ValueError("--sample-every must be positive")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "soak"))
 
 from _stats import leak_verdict  # noqa: E402
-from run import compaction_cycle_s  # noqa: E402
+from run import compaction_cycle_s, default_kill_every_s  # noqa: E402
 
 CYCLE_S = 160.0
 
@@ -70,3 +70,13 @@ def test_the_cycle_the_soak_expects_at_its_defaults() -> None:
     assert round(compaction_cycle_s(2000, 200 * 0.25 / 12)) == 160
     assert compaction_cycle_s(150, 80 * 0.25 / 12) > 500  # small spaces wait for 1,024 rows
     assert compaction_cycle_s(2000, 0.0) == 0.0
+
+
+def test_a_long_soak_kills_seldom_enough_for_the_leak_rule_to_judge() -> None:
+    cycle = compaction_cycle_s(2000, 200 * 0.25 / 12)  # the defaults: 160 s
+    two_hours = default_kill_every_s(7200.0, cycle)
+    assert two_hours == 3 * cycle  # three whole cycles per lifetime: two peaks at least
+    assert default_kill_every_s(7 * 86400.0, cycle) == 3 * cycle
+    assert default_kill_every_s(7200.0, 10.0) == 180.0  # never more often than every 3 min
+    assert default_kill_every_s(120.0, cycle) == 40.0  # a short run still kills (a third of it)
+    assert default_kill_every_s(7200.0, 0.0) == 180.0  # nothing forgotten: no cycle
