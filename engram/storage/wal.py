@@ -271,6 +271,12 @@ class WriteAheadLog:
             path = segments[-1][1]
         else:
             path = self.directory / _segment_name(self._next_lsn)
+            if segments and segments[-1][1].stat().st_size:
+                # A full last segment is closed from now on: no later write's fsync covers
+                # it, and its replayed records may still be only in the page cache (the
+                # process died before their sync). Lost to a power failure, they would be
+                # damage in a segment that is not the last, a CorruptionError at open.
+                _sync_file(segments[-1][1])
         self._open_segment(path)
         if self.durability == "async":
             if self._segment_bytes:
@@ -617,6 +623,14 @@ def _covered_damage_end(data: bytes, offset: int, prev_lsn: int, after_lsn: int,
         finally:
             _unmap(head)
     return None
+
+
+def _sync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _truncate(path: Path, offset: int) -> None:
