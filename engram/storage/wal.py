@@ -21,10 +21,9 @@ durable when it was written (FLAG_ASYNC and its lag): damage that no later write
 to be durable lies after the last sync any write saw complete, so it is a torn tail
 too, however many unsynced writes follow it (see _torn_tail).
 
-Damage confined to records the checkpoint covers (LSN <= ``after_lsn``, already in
-the snapshot) loses nothing: replay resumes at the next intact record and reports
-what it skipped, when that record is certain to be a record of the log and not bytes
-inside a payload (see _covered_damage_end). Anything else that fails is a
+A damaged payload of a record the checkpoint covers (LSN <= ``after_lsn``, already in
+the snapshot) loses nothing: its intact header says where the next record starts, and
+replay steps over it and reports it (see _covered_damage_end). Anything else that fails is a
 ``CorruptionError`` naming file and offset, unless ``salvage`` asks to keep what is
 valid before it: so is a record whose LSN does not follow the one before (a lost
 segment, records out of order) and one whose payload the space cannot decode (it
@@ -204,8 +203,7 @@ class WriteAheadLog:
                         if last_lsn == after_lsn and after_lsn > 0:
                             # Nothing newer than the checkpoint read yet: the damage may hold only
                             # records the snapshot has, whose loss would cost nothing.
-                            following = segments[position + 1][1] if not is_last else None
-                            resume = _covered_damage_end(data, offset, prev_lsn, after_lsn, following)
+                            resume = _covered_damage_end(data, offset, prev_lsn, after_lsn)
                             if resume is not None:
                                 report.skipped.append((path.name, offset, resume[0] - offset))
                                 offset, prev_lsn = resume
@@ -557,72 +555,29 @@ def _torn_tail(data: bytes, offset: int, framed: bool, damaged_lsn: int) -> bool
     return True
 
 
-def _covered_damage_end(data: bytes, offset: int, prev_lsn: int, after_lsn: int,
-                        following: Path | None) -> tuple[int, int] | None:
-    """Where intact records resume after damage at ``offset`` that holds only records
-    the checkpoint covers (LSN <= ``after_lsn``), and the LSN of the last record before
-    there; None when that is not certain.
+def _covered_damage_end(data: bytes, offset: int, prev_lsn: int, after_lsn: int) -> tuple[int, int] | None:
+    """Where the next record starts after damage at ``offset`` confined to the payload of
+    a record the checkpoint covers (LSN <= ``after_lsn``), and that record's LSN; None
+    otherwise. ``prev_lsn`` is the LSN of the record before the damage.
 
-    ``prev_lsn`` is the LSN of the record before the damage; ``following`` the next
-    segment's path (None in the last segment). A payload may hold any bytes, valid
-    records included (an embedding is raw float32), so the first record a scan finds
-    after the damage may lie inside the payload of a damaged record; two ways are sound:
-
-    - the damaged record's header is intact (its CRC32C holds, the payload's does not):
-      the header gives its LSN and length, so no scan is needed; it is skipped when that
-      LSN is the next one and covered;
-    - the header is lost: the scan's record starts a chain of records read one after
-      another, LSNs consecutive, that must end exactly at the segment's end, followed by
-      the next segment starting with the next LSN. A chain starting inside the payload
-      of a covered record h either rejoins the real records after h, which start at
-      h + 1 <= after_lsn + 1, so consecutive LSNs make every record it made up covered
-      (never replayed), or runs to the segment's end, where the next segment starts at
-      h + 1 too, which no chain reaching past ``after_lsn`` can be followed by. In the
-      last segment nothing after the chain can refute it (made-up records in the payload
-      of the log's last record, the checkpoint's own, with nothing written since would
-      replay as new), so there a lost header stays damage.
+    Only a record whose header is intact (its CRC32C holds, the payload's does not) is
+    stepped over: the header vouches for its LSN and length. When the header is lost
+    too, the next record cannot be found with certainty: a payload may hold any bytes,
+    valid records included (an embedding is raw float32 a client chose), and no rule
+    over what follows tells a record made up inside a payload from a real one in every
+    case (a review found a made-up record replayed under one such rule). That stays damage.
     """
     size = len(data)
-    if size - offset >= _core.HEADER_BYTES:
-        head = bytes(data[offset : offset + _core.HEADER_BYTES - 4])
-        if _core.crc32c(head) == int.from_bytes(data[offset + _core.HEADER_BYTES - 4 : offset + _core.HEADER_BYTES], "little"):
-            magic, version, _, _, lsn, _, length, _ = HEADER_STRUCT.unpack(head)
-            end = offset + _core.HEADER_BYTES + length
-            if magic == RECORD_MAGIC and version == RECORD_VERSION and lsn == prev_lsn + 1 and lsn <= after_lsn and end <= size:
-                return end, lsn
-            return None  # the header holds: its record is newer, out of order or cut short
-    if following is None:
+    if size - offset < _core.HEADER_BYTES:
         return None
-    position = data.find(_MAGIC, offset + 1)
-    while position != -1:
-        try:
-            lsn = _core.decode_record(data, position)[2]
-        except _core.RecordError:
-            position = data.find(_MAGIC, position + 1)
-            continue
-        if not prev_lsn < lsn <= after_lsn + 1:
-            return None  # records newer than the checkpoint would be lost, or out of order
-        chain_end = position
-        first = lsn
-        last = lsn - 1
-        while chain_end < size:
-            try:
-                _, _, lsn, _, _, chain_end = _core.decode_record(data, chain_end)
-            except _core.RecordError:
-                return None
-            if lsn != last + 1:
-                return None
-            last = lsn
-        if following.name != _segment_name(last + 1):
-            return None
-        head = _map(following)
-        try:
-            return (position, first - 1) if _core.decode_record(head, 0)[2] == last + 1 else None
-        except _core.RecordError:
-            return None
-        finally:
-            _unmap(head)
-    return None
+    head = bytes(data[offset : offset + _core.HEADER_BYTES - 4])
+    if _core.crc32c(head) != int.from_bytes(data[offset + _core.HEADER_BYTES - 4 : offset + _core.HEADER_BYTES], "little"):
+        return None
+    magic, version, _, _, lsn, _, length, _ = HEADER_STRUCT.unpack(head)
+    end = offset + _core.HEADER_BYTES + length
+    if magic == RECORD_MAGIC and version == RECORD_VERSION and lsn == prev_lsn + 1 and lsn <= after_lsn and end <= size:
+        return end, lsn
+    return None  # the header holds: its record is newer, out of order or cut short
 
 
 def _sync_file(path: Path) -> None:
