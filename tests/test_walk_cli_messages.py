@@ -6,9 +6,9 @@ usage error before any request; a server-side 400 shown by the CLI carries what 
 allowed, not only the example; memory search --limit 0 names 'limit' (was
 'max_results', a parameter the user never gave); an unknown log level is refused (the
 server quietly logged at info); --expires without a unit is refused (a bare 30 meant
-30 seconds); an empty listing has no blank first line; restore into a locked directory
-says who holds it and suggests 'engram stop' (was the engine's hint to call
-engram.open on another directory); the ramp's stop line names a flag that exists.
+30 seconds); an empty listing has no blank first line; restore or serve on a locked
+directory says who holds it and the CLI's way out (both repeated the engine's hint to
+call engram.open on another directory); the ramp's stop line names a flag that exists.
 How: ``python -m engram`` subprocesses over temporary data directories (the CLI
 serves them itself when no server runs), and load_settings / find_knee directly.
 """
@@ -92,3 +92,12 @@ def test_ramp_stop_line_names_a_real_flag():
     step = {"clients": 1, "ok": 10, "errors": 0, "p50_ms": 1.0, "p99_ms": 2.0, "throughput_per_s": 100.0}
     rule = find_knee([step], tail_ratio=10)["rule"]
     assert "--clients of engram bench http --ramp" in rule
+
+
+def test_serve_on_a_directory_in_use_says_how_out_from_the_cli(tmp_path):
+    data = tmp_path / "data"
+    with engram.open(data):  # another program has the directory open
+        proc = run_cli("serve", "--port", "0", data=data, timeout=60)
+    assert proc.returncode == 2
+    assert "is in use: another process" in proc.stderr and "engram serve --data" in proc.stderr
+    assert "engram.open(" not in proc.stderr
