@@ -160,13 +160,14 @@ def main(config: str | None, data: str | None, url: str | None, api_key: str | N
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Data directory (ENGRAM_DATA_DIR).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help="Data directory (ENGRAM_DATA_DIR; ./engram-data).")
 @click.option("--host", default=None, help="Bind address (ENGRAM_HOST; 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (ENGRAM_PORT; 7432; 0 picks a free one).")
 @click.option("--insecure", is_flag=True, default=False, help="Serve without API keys even on a non-loopback address.")
 @click.option("--require-auth", is_flag=True, default=False, help="Require API keys even on loopback.")
-@click.option("--durability", type=click.Choice(["sync", "async"]), default=None, help="Durability of new spaces.")
-@click.option("--log-level", default=None, help="debug, info, warning, error.")
+@click.option("--durability", type=click.Choice(["sync", "async"]), default=None,
+              help="Durability of spaces this server creates (ENGRAM_DURABILITY; sync: fsync before the 201).")
+@click.option("--log-level", default=None, help="debug, info, warning or error (ENGRAM_LOG_LEVEL; info).")
 @click.option("--access-log", is_flag=True, default=None, help="Log every request.")
 @click.option("--consolidation-interval", "consolidation_interval_s", type=float, default=None,
               help="Seconds between scheduled consolidation runs (ENGRAM_CONSOLIDATION_INTERVAL_S; 300).")
@@ -326,11 +327,14 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @memory.command("create")
 @click.argument("content")
-@click.option("--confidence", type=float, default=None)
+@click.option("--confidence", type=float, default=None, help="0 to 1 (default 0.7).")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
-@click.option("--type", "memory_type", type=click.Choice(["semantic", "episodic", "procedural", "working"]), default=None)
-@click.option("--embedding", "embedding_json", default=None, help="JSON array, or @FILE holding one.")
-@click.option("--id", "memory_id", default=None)
+@click.option("--type", "memory_type", type=click.Choice(["semantic", "episodic", "procedural", "working"]), default=None,
+              help="Kind of memory (default semantic).")
+@click.option("--embedding", "embedding_json", default=None,
+              help="JSON array of the space's dimension (768 unless the space has another), or @FILE holding one.")
+@click.option("--id", "memory_id", default=None,
+              help="Id to store under (default: a new one). A near-duplicate (cosine >= 0.95) keeps the stored id.")
 @_space_option
 @_json_option
 @click.pass_context
@@ -377,7 +381,7 @@ def memory_get(ctx: click.Context, memory_id: str, with_embedding: bool, space: 
 
 @memory.command("search")
 @click.argument("query")
-@click.option("--limit", type=int, default=10, show_default=True)
+@click.option("--limit", type=int, default=10, show_default=True, help="Most memories to show, 1 to 1000.")
 @_space_option
 @_json_option
 @click.pass_context
@@ -395,8 +399,8 @@ def memory_search(ctx: click.Context, query: str, limit: int, space: str | None,
 
 
 @memory.command("list")
-@click.option("--offset", type=int, default=0)
-@click.option("--limit", type=int, default=100)
+@click.option("--offset", type=int, default=0, show_default=True, help="Memories to skip, oldest first.")
+@click.option("--limit", type=int, default=100, show_default=True, help="Most memories to show, 1 to 1000.")
 @_space_option
 @_json_option
 @click.pass_context
@@ -404,8 +408,8 @@ def memory_list(ctx: click.Context, offset: int, limit: int, space: str | None, 
     """List memories by time."""
     with _client(ctx, space) as c:
         doc = c.get("/api/v1/memories", params={"offset": offset, "limit": limit})
-    _emit(doc, as_json, lambda d: "\n".join(f"{m['observed_at']}  {m['id']}  {m['content'][:100]}" for m in d["memories"])
-          + f"\n({d['pagination']['returned']} of {d['count']})")
+    _emit(doc, as_json, lambda d: "\n".join([f"{m['observed_at']}  {m['id']}  {m['content'][:100]}" for m in d["memories"]]
+                                            + [f"({d['pagination']['returned']} of {d['count']})"]))
 
 
 @memory.command("delete")
@@ -445,14 +449,14 @@ def validate() -> None:
 
 @validate.command("config")
 @click.option("--cluster", is_flag=True, default=None, help="Also check the cluster settings.")
-@click.option("--bind", default=None)
-@click.option("--advertise", default=None)
-@click.option("--seeds", default=None)
-@click.option("--seeds-srv", default=None)
-@click.option("--encrypt", default=None)
-@click.option("--node-name", default=None)
-@click.option("--port", type=int, default=None)
-@click.option("--host", default=None)
+@click.option("--bind", default=None, help="As for serve: gossip address HOST[:PORT].")
+@click.option("--advertise", default=None, help="As for serve: gossip address peers use.")
+@click.option("--seeds", default=None, help="As for serve: comma-separated host:port of members.")
+@click.option("--seeds-srv", default=None, help="As for serve: DNS SRV name listing seeds.")
+@click.option("--encrypt", default=None, help="As for serve: gossip key, base64.")
+@click.option("--node-name", default=None, help="As for serve: cluster node name.")
+@click.option("--port", type=int, default=None, help="As for serve: HTTP port.")
+@click.option("--host", default=None, help="As for serve: HTTP bind address.")
 @_json_option
 @click.pass_context
 def validate_config(ctx: click.Context, cluster: bool | None, bind: str | None, advertise: str | None, seeds: str | None,
@@ -597,7 +601,7 @@ def import_(ctx: click.Context, file: str, batch: int, space: str | None, as_jso
 
 @main.command("export")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="File to write (default stdout).")
-@click.option("--page", type=int, default=1000, show_default=True)
+@click.option("--page", type=int, default=1000, show_default=True, help="Memories per request, 1 to 1000.")
 @_space_option
 @click.pass_context
 def export(ctx: click.Context, output: str | None, page: int, space: str | None) -> None:
@@ -704,8 +708,15 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         _fail(f"{target} is not empty ({len(existing)} entries); pass --force to replace it", 2)
     try:
         lock_db = engram.open(target)  # holds the directory lock while we replace its contents
-    except engram.SpaceLockedError as exc:
-        _fail(f"{exc}; stop the server first ('engram stop')", 2)
+    except engram.SpaceLockedError:
+        # Not the engine's message: it suggests opening another directory from Python,
+        # which is no answer to someone restoring into this one.
+        from .api.server import read_pid_file
+
+        pid_doc = read_pid_file(settings.pid_path)
+        who = f"the engram server (pid {pid_doc['pid']})" if pid_doc else "another process"
+        _fail(f"{target} is in use by {who}; stop the server first ('engram stop'), then run this restore again; "
+              "nothing was changed", 2)
     # Beside the target, so that moving entries in and out are renames on one file system.
     staging = target_abs.parent / f".{target_abs.name}.restore-{os.getpid()}"
     retired = target_abs.parent / f".{target_abs.name}.replaced-{os.getpid()}"
@@ -812,7 +823,7 @@ def config_show(ctx: click.Context, table: bool, as_json: bool) -> None:
     root = ctx.find_root().params
     if table:
         rows = [{"name": n, "env": e, "default": d, "effect": doc} for n, e, d, doc in SETTINGS_TABLE]
-        _emit(rows, as_json, lambda rs: "\n".join(f"{r['name']:<24} {r['env']:<32} {r['default']:<18} {r['effect']}" for r in rs))
+        _emit(rows, as_json, lambda rs: "\n".join(f"{r['name']:<26} {r['env']:<33} {r['default']:<18} {r['effect']}" for r in rs))
         return
     try:
         settings, sources = load_settings({"data_dir": root.get("data"), "url": root.get("url"), "api_key": root.get("api_key")},
@@ -825,7 +836,7 @@ def config_show(ctx: click.Context, table: bool, as_json: bool) -> None:
         if name == "api_key" and value:
             value = value[:20] + "…"
         doc[name] = {"value": str(value) if isinstance(value, Path) else value, "source": sources[name]}
-    _emit(doc, as_json, lambda d: "\n".join(f"{k:<24} {v['value']!s:<32} ({v['source']})" for k, v in d.items()))
+    _emit(doc, as_json, lambda d: "\n".join(f"{k:<26} {v['value']!s:<32} ({v['source']})" for k, v in d.items()))
 
 
 @main.group()
@@ -838,7 +849,8 @@ def key() -> None:
 @click.option("--perm", default="read,write", show_default=True, help="Comma-separated: read, write, admin.")
 @click.option("--rate", type=float, default=None, help="Requests per second (default: key_rate_per_s).")
 @click.option("--name", default="", help="A label for the key.")
-@click.option("--expires", default=None, help="Stop accepting the key after this long, e.g. 12h, 30d (default: never).")
+@click.option("--expires", default=None,
+              help="Stop accepting the key after this long: a number with s, m, h or d, e.g. 12h, 30d (default: never).")
 @_json_option
 @click.pass_context
 def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: float | None, name: str, expires: str | None,
@@ -856,6 +868,11 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
                                      "example: --space agent-1", param_hint="--space")
     perms = [p.strip() for p in perm.split(",") if p.strip()]
     try:
+        if expires is not None and expires.strip().replace(".", "", 1).isdigit():
+            # parse_duration reads a bare number as seconds: '--expires 30' meant as 30 days
+            # would give a key that dies before anyone uses it.
+            raise click.BadParameter(f"{expires!r} has no unit; allowed: a number with s, m, h or d; example: --expires 30d",
+                                     param_hint="--expires")
         expires_in_s = None if expires is None else parse_duration(expires, "--expires")
         record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,
                                                             rate_per_s=settings.key_rate_per_s if rate is None else rate, name=name,
@@ -906,18 +923,51 @@ def key_revoke(ctx: click.Context, key_id: str) -> None:
 
 @main.group()
 def bench() -> None:
-    """Load generators."""
+    """Load generators (against a running server: start one with 'engram serve')."""
+
+
+def _check_bench_args(space: str, dimension: int, clients: str | None = None) -> None:
+    """The mistakes a user makes on the command line, named before any request (the
+    server's answer to them would come back as a raw JSON body mid-run)."""
+    _check_space(space)
+    if dimension < 1:
+        raise click.BadParameter(f"{dimension} is not a dimension; allowed: 1 or more, the space's own (768 for the "
+                                 "original's API); example: --dimension 768", param_hint="--dimension")
+    if clients is not None:
+        parts = [x.strip() for x in clients.split(",") if x.strip()]
+        if not parts or not all(x.isascii() and x.isdigit() and int(x) >= 1 for x in parts):
+            raise click.BadParameter(f"{clients!r} is not a client count; allowed: a positive integer or a "
+                                     "comma-separated list of them; example: --clients 16 or --clients 1,16",
+                                     param_hint="--clients")
+
+
+@contextlib.contextmanager
+def _bench_errors(url: str) -> Iterator[None]:
+    """A server that does not answer, or refuses the bench's requests, is an error line
+    (exit 1), not a traceback."""
+    import httpx
+
+    try:
+        yield
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except httpx.TransportError as exc:
+        _fail(f"no answer from {url}: {exc}; is an engram server running there? ('engram serve' starts one; "
+              "--url or ENGRAM_URL names another)")
+    except RuntimeError as exc:
+        _fail(f"bench stopped: {exc}")
 
 
 @bench.command("http")
 @click.option("--clients", default="16", show_default=True, help="Concurrent keep-alive connections, or a list (1,16) to run each.")
-@click.option("--duration", default="30s", show_default=True, help="How long each phase runs (e.g. 10s, 1m).")
+@click.option("--duration", default="30s", show_default=True, help="How long each phase runs (e.g. 10s, 1m; a bare number is seconds).")
 @click.option("--mix", default="remember:recall=1:4", show_default=True, help="Operation mix, e.g. remember:recall=1:4, recall, health.")
-@click.option("--preload", type=int, default=10_000, show_default=True, help="Memories stored (bulk) before the measured phase.")
+@click.option("--preload", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Memories the space should hold before the measured phases (bulk-stored up to this; 0: none).")
 @click.option("--warmup", default="5s", show_default=True,
               help="Run the mix this long first, unmeasured (0s: none), so no measured phase pays recall's first-use work.")
-@click.option("--space", default="bench", show_default=True)
-@click.option("--dimension", type=int, default=768, show_default=True)
+@click.option("--space", default="bench", show_default=True, help="Space to measure (created if absent, reused if not).")
+@click.option("--dimension", type=int, default=768, show_default=True, help="Embedding dimension; must be the space's.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also measure GET /health with the same client.")
 @click.option("--effects", type=click.Choice(["default", "on", "off"]), default="default", show_default=True,
               help="Create the space with recall's cognitive effects on or off (fixed at creation; 'default' leaves it).")
@@ -933,9 +983,10 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
     from .api.client import server_url
     from .bench.http import run_bench
 
+    _check_bench_args(space, dimension, clients)
     settings = _settings(ctx)
     url = bench_url or server_url(settings) or settings.client_url()
-    try:
+    with _bench_errors(url):
         if ramp:
             from .bench.ramp import run_ramp
 
@@ -947,8 +998,6 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
         report = run_bench(url=url, clients=clients, duration=duration, mix=mix, preload=preload, space=space,
                            dimension=dimension, baseline=baseline, api_key=settings.api_key, effects=effects, wrk=use_wrk,
                            warmup=warmup, log=lambda s: click.echo(s, err=True))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     _emit(report, as_json, lambda r: r["text"])
 
 
@@ -957,8 +1006,8 @@ def bench_http(ctx: click.Context, clients: str, duration: str, mix: str, preloa
 @click.option("--batch", type=int, default=5_000, show_default=True, help="Memories per request.")
 @click.option("--format", "fmt", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True)
 @click.option("--concurrency", type=int, default=1, show_default=True, help="Requests in flight at once (1: one after the other).")
-@click.option("--space", default="bench-bulk", show_default=True)
-@click.option("--dimension", type=int, default=768, show_default=True)
+@click.option("--space", default="bench-bulk", show_default=True, help="Space to load (created if absent, reused if not).")
+@click.option("--dimension", type=int, default=768, show_default=True, help="Embedding dimension; must be the space's.")
 @click.option("--url", "bench_url", default=None, help="Server to measure (else the global --url, ENGRAM_URL or the pid file).")
 @_json_option
 @click.pass_context
@@ -968,13 +1017,12 @@ def bench_bulk(ctx: click.Context, count: int, batch: int, fmt: str, concurrency
     from .api.client import server_url
     from .bench.http import run_bulk
 
+    _check_bench_args(space, dimension)
     settings = _settings(ctx)
     url = bench_url or server_url(settings) or settings.client_url()
-    try:
+    with _bench_errors(url):
         report = run_bulk(url=url, space=space, count=count, batch=batch, fmt=fmt, dimension=dimension, api_key=settings.api_key,
                           concurrency=concurrency)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     _emit(report, as_json, lambda r: r["text"])
 
 

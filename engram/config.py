@@ -23,6 +23,7 @@ __all__ = ["Settings", "SettingsError", "load_settings", "SETTINGS_TABLE", "is_l
 
 AUTH_MODES = ("auto", "required", "off")
 DURABILITY_MODES = ("sync", "async")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
@@ -157,6 +158,9 @@ class Settings:
                 low = f"> {lo:g}" if lo_open else f">= {lo:g}"
                 raise SettingsError(f"{name}: {value!r} is not allowed; allowed: a finite number {low} and <= {hi:g}; "
                                     f"example: {name} = {FIELDS[name].default:g}")
+        if self.log_level.lower() not in LOG_LEVELS:  # the server would quietly log at info instead
+            raise SettingsError(f"log_level: {self.log_level!r} is not allowed; allowed: {', '.join(LOG_LEVELS)}; "
+                                "example: log_level = \"warning\"")
         if self.consolidation_max_episodes < 1:
             raise SettingsError("consolidation_max_episodes: must be at least 1; example: consolidation_max_episodes = 5000")
 

@@ -48,7 +48,8 @@ class ApiClient:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise ClientError(0, f"no answer from {self.base_url}: {exc}") from None
+            raise ClientError(0, f"no answer from {self.base_url}: {exc}; is an engram server running there? "
+                              "('engram serve' starts one; --url or ENGRAM_URL names another)") from None
         try:
             body = r.json()
         except ValueError:
@@ -63,8 +64,13 @@ class ApiClient:
         if not 200 <= r.status_code < 300:
             msg = body["error"]["message"] if isinstance(body, dict) and isinstance(body.get("error"), dict) else str(body)[:500]
             hint = ""
-            if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("cognitive_guidance"):
-                hint = f" ({body['error']['cognitive_guidance']})"
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                # The message says what was wrong; 'allowed' says what would be right,
+                # which a user needs as much as the example.
+                if body["error"].get("allowed"):
+                    hint = f"; allowed: {body['error']['allowed']}"
+                if body["error"].get("cognitive_guidance"):
+                    hint += f" ({body['error']['cognitive_guidance']})"
             raise ClientError(r.status_code, f"HTTP {r.status_code}: {msg}{hint}", body)
         return body
 

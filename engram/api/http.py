@@ -480,7 +480,10 @@ def create_app(svc: Service) -> Starlette:
         text = params.get("query") or params.get("q")
         if not text or not text.strip():
             raise ApiError(400, "query: is required", field="query", allowed="words to look for", example="/api/v1/memories/search?query=mitochondria")
-        merged = {"query": text, "max_results": params.get("limit") or params.get("max_results") or "10"}
+        # Checked under its own name: an error about 'max_results' would name a
+        # parameter the caller of this route never sent.
+        limit = S.param_int(params, "limit", lo=1, hi=S.MAX_RESULTS_MAX, default=10) if params.get("limit") else None
+        merged = {"query": text, "max_results": str(limit) if limit is not None else params.get("max_results") or "10"}
         if params.get("threshold"):
             merged["threshold"] = params["threshold"]
         _, q, hits, _ = await run_recall(ctx, merged)

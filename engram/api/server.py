@@ -215,8 +215,21 @@ def run_server(settings: Settings) -> int:
 
     try:
         trio.run(lambda: serve(settings, on_ready=ready))
-    except engram.SpaceLockedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except engram.SpaceLockedError:
+        # Not the engine's message, which suggests engram.open() on another directory:
+        # someone running 'engram serve' needs the CLI's ways out.
+        data = Path(settings.data_dir).resolve()
+        pid_doc = read_pid_file(settings.pid_path)
+        if pid_doc:
+            who = f"an engram server (pid {pid_doc['pid']}) already serves it"
+        else:
+            try:
+                holder = (data / "LOCK").read_text(errors="replace").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            who = f"another process (pid {holder}) has it open"
+        print(f"error: data directory {data} is in use: {who}; stop that first ('engram stop' stops a server), "
+              "or serve another directory, e.g. engram serve --data ./engram-data-2", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)

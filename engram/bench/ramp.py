@@ -68,7 +68,7 @@ def find_knee(steps: list[dict[str, Any]], *, tail_ratio: float) -> dict[str, An
             flat = 0
         best = max(best, step["throughput_per_s"])
         previous = step
-    return {"knee": previous, "stopped_at": None, "rule": "reached --clients-max without breaking a rule"}
+    return {"knee": previous, "stopped_at": None, "rule": "reached the most clients asked for (--clients-max; --clients of engram bench http --ramp) without breaking a rule"}
 
 
 class _RssWatch:
