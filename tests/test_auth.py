@@ -37,6 +37,8 @@ def test_keys_401_403_429_and_revoke(start_server, tmp_path):
         r = c.get("/api/v1/memories")
         assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
         assert "Bearer" in r.headers["www-authenticate"]
+        # The refusal says how to send a key, from HTTP and from the CLI.
+        assert r.json()["error"]["field"] == "Authorization" and "ENGRAM_API_KEY" in r.json()["error"]["allowed"]
         assert c.get("/api/v1/memories", headers={"Authorization": "Bearer engram_key_000000000000_nope"}).status_code == 401
         assert c.get("/api/v1/memories", headers={"Authorization": "Basic abc"}).status_code == 401
         assert c.get("/api/v1/memories", headers={"Authorization": f"Bearer {rw['key']}x"}).status_code == 401

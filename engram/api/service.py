@@ -376,7 +376,10 @@ class Service:
             return None
         if not authorization:
             self.metrics.auth_failures.labels("missing").inc()
-            raise ApiError(401, "this server requires an API key", headers={"WWW-Authenticate": 'Bearer realm="engram"'})
+            raise ApiError(401, "this server requires an API key", field="Authorization",
+                           allowed="Bearer engram_key_<id>_<secret> (the CLI sends --api-key or ENGRAM_API_KEY)",
+                           example="Authorization: Bearer engram_key_0123456789ab_...",
+                           headers={"WWW-Authenticate": 'Bearer realm="engram"'})
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
