@@ -327,7 +327,15 @@ def load_settings(
         values[name] = _coerce(name, value, "flag")
         sources[name] = "flag"
 
-    return Settings(**values), sources
+    try:
+        return Settings(**values), sources
+    except SettingsError as exc:
+        # Settings' own checks name the setting; say where its value came from, as the
+        # type checks above do (a bad ENGRAM_* variable is easy to forget about).
+        name, colon, rest = str(exc).partition(": ")
+        if colon and sources.get(name, "default") != "default":
+            raise SettingsError(f"{name} (from {sources[name]}): {rest}") from None
+        raise
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:

@@ -21,7 +21,7 @@ def test_bad_float_setting_is_refused(tmp_path, key, raw):
     with pytest.raises(SettingsError) as info:
         load_settings(env={f"ENGRAM_{key.upper()}": raw, "ENGRAM_DATA_DIR": str(tmp_path)})
     message = str(info.value)
-    assert message.startswith(f"{key}:")
+    assert message.startswith(f"{key} (from env ENGRAM_{key.upper()}):")
     assert "allowed:" in message and "finite" in message
     assert f"example: {key} = " in message
 
@@ -35,5 +35,5 @@ def test_good_float_setting_loads(tmp_path, key, raw):
 
 @pytest.mark.parametrize("key", ["key_rate_per_s", "consolidation_interval_s"])
 def test_zero_rate_or_interval_is_refused(key):
-    with pytest.raises(SettingsError, match=f"^{key}:"):
+    with pytest.raises(SettingsError, match=rf"^{key} \(from env ENGRAM_{key.upper()}\):"):
         load_settings(env={f"ENGRAM_{key.upper()}": "0"})

@@ -62,3 +62,14 @@ def test_a_relative_path_in_the_file_is_relative_to_the_file(tmp_path, monkeypat
     assert load_settings({}, env={}, config_path=str(conf))[0].data_dir == tmp_path / "absolute"
     settings, _ = load_settings({"data_dir": "from-flag"}, env={}, config_path=str(conf))
     assert str(settings.data_dir) == "from-flag"
+
+
+def test_a_value_refused_by_the_settings_checks_names_where_it_came_from(tmp_path):
+    with pytest.raises(SettingsError, match=r"^durability \(from env ENGRAM_DURABILITY\): 'fast' is not allowed"):
+        load_settings({}, env={"ENGRAM_DURABILITY": "fast"})
+    path = tmp_path / "engram.toml"
+    path.write_text('durability = "fast"\n')
+    with pytest.raises(SettingsError, match=rf"^durability \(from file {path}\): "):
+        load_settings({}, env={}, config_path=path)
+    with pytest.raises(SettingsError, match=r"^durability \(from flag\): "):
+        load_settings({"durability": "fast"}, env={})

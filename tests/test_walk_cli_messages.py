@@ -58,7 +58,7 @@ def test_search_limit_error_names_limit(tmp_path):
 
 
 def test_unknown_log_level_is_refused():
-    with pytest.raises(SettingsError, match="log_level: 'verbose' is not allowed; allowed: debug, info, warning, error"):
+    with pytest.raises(SettingsError, match=r"log_level \(from flag\): 'verbose' is not allowed; allowed: debug, info, warning, error"):
         load_settings({"log_level": "verbose"}, env={})
     assert load_settings({"log_level": "WARNING"}, env={})[0].log_level == "WARNING"  # the server upper-cases it
 
