@@ -703,11 +703,10 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         files = [rel for rel in check_backup(src) if rel != BACKUP_MANIFEST]
     except ValueError as exc:
         _fail(f"{exc}; nothing was changed")
-    existing = [p for p in target.iterdir() if p.name not in ("LOCK", "engram.pid")] if target.exists() else []
-    if existing and not force:
-        _fail(f"{target} is not empty ({len(existing)} entries); pass --force to replace it", 2)
+    # The directory lock first: a running server is the first thing to deal with, before
+    # whether --force is needed. Held while we replace the directory's contents.
     try:
-        lock_db = engram.open(target)  # holds the directory lock while we replace its contents
+        lock_db = engram.open(target)
     except engram.SpaceLockedError:
         # Not the engine's message: it suggests opening another directory from Python,
         # which is no answer to someone restoring into this one.
@@ -717,6 +716,10 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         who = f"the engram server (pid {pid_doc['pid']})" if pid_doc else "another process"
         _fail(f"{target} is in use by {who}; stop the server first ('engram stop'), then run this restore again; "
               "nothing was changed", 2)
+    existing = [p for p in target.iterdir() if p.name not in ("LOCK", "engram.pid")]
+    if existing and not force:
+        lock_db.close()
+        _fail(f"{target} is not empty ({len(existing)} entries); pass --force to replace it", 2)
     # Beside the target, so that moving entries in and out are renames on one file system.
     staging = target_abs.parent / f".{target_abs.name}.restore-{os.getpid()}"
     retired = target_abs.parent / f".{target_abs.name}.replaced-{os.getpid()}"

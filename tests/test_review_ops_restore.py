@@ -111,9 +111,10 @@ def test_restore_onto_a_running_servers_directory_is_refused(start_server, tmp_p
     server = start_server()
     with server.client() as c:
         assert c.post("/api/v1/memories/remember", json={"content": "live", "embedding": vec(7)}).status_code == 201
-    proc = run_cli("restore", str(backup), "--force", data=server.data_dir)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "stop the server first" in proc.stderr
+    for flags in (["--force"], []):  # without --force too: the running server is what to fix first
+        proc = run_cli("restore", str(backup), *flags, data=server.data_dir)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "stop the server first" in proc.stderr and "--force" not in proc.stderr
     with server.client() as c:
         listed = c.get("/api/v1/memories").json()
     assert [m["content"] for m in listed["memories"]] == ["live"]
