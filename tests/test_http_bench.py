@@ -15,6 +15,8 @@ included, is read right). How: a real ``engram serve`` child (conftest) and http
 
 from __future__ import annotations
 
+import json
+
 import trio
 
 from conftest import vec
@@ -150,6 +152,13 @@ def test_wrk_output_is_read_with_units():
     assert doc["throughput_per_s"] == 421.8
     assert doc["requests"] == 4237 and doc["errors"] == 3
     assert doc["p50_ms"] == 0.65 and doc["p99_ms"] == 1200.0 and doc["p95_ms"] == 71.38
+
+
+def test_a_percentile_wrk_does_not_print_is_null_not_nan():
+    # wrk's own table (the /health run) has no 95%: JSON null, never NaN (not JSON).
+    doc = bench._parse_wrk(WRK_SAMPLE.rsplit("requests 4237", 1)[0])
+    assert doc["p95_ms"] is None and doc["p50_ms"] == 0.65
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
 
 
 def test_short_run_beside_wrk(module_server):

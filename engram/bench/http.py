@@ -468,7 +468,8 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
             ratios[f"{mix} throughput {hi} clients / {lo} client(s)"] = round(b["throughput_per_s"] / a["throughput_per_s"], 3)
     for w in wrk_results:
         lines.append(f"wrk {w['phase']:<24}{w['clients']:>8}{w['requests']:>9}{w['errors']:>6}{w['throughput_per_s']:>10.1f}"
-                     f"{w['p50_ms']:>9.2f}{w['p95_ms']:>9.2f}{w['p99_ms']:>9.2f}  {w['load_1m'][0]:.2f}->{w['load_1m'][1]:.2f}")
+                     + "".join(f"{'n/a':>9}" if w[p] is None else f"{w[p]:>9.2f}" for p in ("p50_ms", "p95_ms", "p99_ms"))
+                     + f"  {w['load_1m'][0]:.2f}->{w['load_1m'][1]:.2f}")
     by_phase = {w["phase"]: w for w in wrk_results}
     if "health" in by_phase and "remember:recall=1:4" in by_phase and by_phase["health"]["throughput_per_s"]:
         ratios["wrk: remember:recall=1:4 / health"] = round(
@@ -502,9 +503,9 @@ def _parse_wrk(text: str) -> dict[str, Any]:
         out["errors"] = int(m.group(1))
     for q in (50, 99):
         m = re.search(rf"\s{q}%\s+([\d.]+)(us|ms|s)\b", text)
-        out[f"p{q}_ms"] = round(ms(m.group(1), m.group(2)), 3) if m else float("nan")
+        out[f"p{q}_ms"] = round(ms(m.group(1), m.group(2)), 3) if m else None
     m = re.search(r"p95 ([\d.]+) ms", text)  # wrk's --latency table has no 95%; wrk_mix.lua prints it
-    out["p95_ms"] = float(m.group(1)) if m else float("nan")
+    out["p95_ms"] = float(m.group(1)) if m else None  # None: JSON null, "n/a" in the table
     return out
 
 
