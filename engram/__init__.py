@@ -21,7 +21,7 @@ from engram.errors import (
     ValidationError,
 )
 from engram.memory.space import Space, SpaceConfig
-from engram.memory.types import Hit, Memory, MemoryVersion
+from engram.memory.types import Hit, Memory, MemoryVersion, Remembered
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "Memory",
     "Hit",
     "MemoryVersion",
+    "Remembered",
     "ReconsolidationWindowError",
     "EngramError",
     "ValidationError",

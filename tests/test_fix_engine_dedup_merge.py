@@ -198,3 +198,54 @@ def test_http_answers_with_the_stored_id(start_server) -> None:
         assert second.json()["memory_id"] == memory_id
         got = c.get(f"/api/v1/memories/{memory_id}", headers=headers)
         assert got.status_code == 200 and got.json()["content"] == "stronger"
+
+
+def test_remember_many_says_what_dedup_did_to_each_item(tmp_path: Path) -> None:
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", effects=())
+        sp.remember("original", id="orig", embedding=vec(1), confidence=0.6)
+        items = [
+            {"content": "new", "embedding": vec(2), "id": "fresh"},
+            {"content": "weaker copy", "embedding": near(1, 1), "confidence": 0.5},
+            {"content": "stronger copy", "embedding": near(1, 2), "confidence": 0.8},
+            {"content": "no embedding", "id": "text-only"},
+            {"content": "overwritten", "embedding": vec(3), "id": "fresh"},
+        ]
+        got = sp.remember_many(items, outcomes=True)
+        assert got == [engram.Remembered("fresh", "stored"), engram.Remembered("orig", "kept"),
+                       engram.Remembered("orig", "merged"), engram.Remembered("text-only", "stored"),
+                       engram.Remembered("fresh", "stored")]
+        assert sp.get("orig").content == "stronger copy"
+        # Without outcomes: the ids alone, as before; the plain (bulk) path says the same.
+        assert sp.remember_many([{"content": "again", "embedding": near(1, 3), "confidence": 0.1}]) == ["orig"]
+        plain = [{"content": f"bulk {i}", "embedding": vec(100 + i)} for i in range(3)] + \
+                [{"content": "bulk copy", "embedding": near(100, 1), "confidence": 0.2}]
+        assert [r.outcome for r in sp.remember_many(plain, outcomes=True)] == ["stored", "stored", "stored", "kept"]
+
+
+def test_outcomes_reach_each_caller_of_a_shared_group_commit(tmp_path: Path) -> None:
+    import threading
+
+    with engram.open(tmp_path) as db:
+        sp = db.space("agent-1", effects=())
+        for i in range(8):
+            sp.remember(f"stored {i}", id=f"s{i}", embedding=vec(200 + i), confidence=0.6)
+        results: dict[int, list] = {}
+        start = threading.Barrier(8)
+
+        def writer(i: int) -> None:
+            start.wait()
+            for round_ in range(20):
+                items = [{"content": f"new {i}.{round_}", "embedding": vec(1000 + 100 * i + round_)},
+                         {"content": "weak copy", "embedding": near(200 + i, round_), "confidence": 0.1}]
+                results.setdefault(i, []).append(sp.remember_many(items, outcomes=True))
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(8):
+            for got in results[i]:
+                assert [r.outcome for r in got] == ["stored", "kept"] and got[1].id == f"s{i}"
+        assert sp.stats()["deduplicated"] == 8 * 20

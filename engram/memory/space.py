@@ -64,7 +64,7 @@ from engram.memory.graph import AssociationGraph
 from engram.memory.records import Item
 from engram.memory.text import TextIndex
 from engram.memory.consolidation import Pattern
-from engram.memory.types import Hit, Memory, MemoryVersion, ns_to_datetime
+from engram.memory.types import Hit, Memory, MemoryVersion, Remembered, ns_to_datetime
 from engram.storage import snapshot
 from engram.storage.wal import RecoveryReport, WriteAheadLog
 
@@ -681,7 +681,7 @@ class Space:
             content, embedding=embedding, confidence=confidence, when=when, id=id, tags=tags,
             location=location, memory_type=memory_type, decay=decay,
         )
-        return self._store([prepared])[0]
+        return self._store([prepared])[0][0]
 
     def remember_episode(
         self,
@@ -710,14 +710,22 @@ class Space:
             memory_type="episodic", decay=decay, who=who, why=why, how=how, importance=importance,
             valence=emotional_valence, metadata=metadata,
         )
-        return self._store([prepared])[0]
+        return self._store([prepared])[0][0]
 
-    def remember_many(self, items: Sequence[dict[str, Any]]) -> List[str]:
+    def remember_many(self, items: Sequence[dict[str, Any]], *, outcomes: bool = False) -> List[Any]:
         """Store many memories with one WAL write and one fsync; all or nothing on bad input.
 
         Each dict holds ``remember``'s keyword arguments plus ``content`` (or an
         episode's: ``what``, ``when``, ``where``... with ``memory_type="episodic"``).
+        Returns their ids in order, or with ``outcomes=True`` a ``Remembered`` (id and
+        whether the item was stored, merged into a near-duplicate or kept out by one) each.
         """
+        ids, dedup = self._remember_many(items)
+        if not outcomes:
+            return ids
+        return [Remembered(memory_id, dedup.get(index, "stored")) for index, memory_id in enumerate(ids)]
+
+    def _remember_many(self, items: Sequence[dict[str, Any]]) -> tuple[List[str], dict[int, str]]:
         if isinstance(items, (str, bytes, dict)) or not isinstance(items, Sequence):
             raise ValidationError("items", "expected a list of dicts", "a list of dicts with remember()'s arguments", "[{'content': 'a', 'embedding': [...]}]")
         plain = self._prepare_plain(items)
@@ -744,7 +752,7 @@ class Space:
                 valence=raw.get("emotional_valence"), metadata=raw.get("metadata"), field_prefix=prefix,
             ))
         if not prepared:
-            return []
+            return [], {}
         return self._store(prepared)
 
     def _prepare_plain(self, items: Sequence[Any]) -> tuple[List[tuple[Item, np.ndarray | None]], np.ndarray] | None:
@@ -797,8 +805,10 @@ class Space:
                          None, (), None, None, None, None, None, (), {}), vector))
         return prepared, stacked
 
-    def _store(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None) -> List[str]:
-        """Store validated items through the space's group commit; return their ids.
+    def _store(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None
+               ) -> tuple[List[str], dict[int, str]]:
+        """Store validated items through the space's group commit; return their ids and, by
+        index, the dedup outcome ("merged" or "kept") of the items dedup decided.
 
         Stores form generations. The caller that opens a generation leads it: it
         waits for the write lock (held by the previous generation's leader through
@@ -828,7 +838,7 @@ class Space:
         if request.error is not None:
             raise request.error
         assert request.ids is not None
-        return request.ids
+        return request.ids, request.dedup
 
     def _lead_generation(self, generation: _Generation) -> bool:
         """Store a generation's requests as one batch and wake them; return whether a checkpoint is due."""
@@ -844,16 +854,19 @@ class Space:
                     batch = list(generation.requests)
                 started = time.perf_counter()
                 if len(batch) == 1:
-                    ids = self._store_batch(batch[0].prepared, batch[0].stacked)
+                    ids, dedup = self._store_batch(batch[0].prepared, batch[0].stacked)
                 else:
-                    ids = self._store_batch([item for request in batch for item in request.prepared])
+                    ids, dedup = self._store_batch([item for request in batch for item in request.prepared])
                 self._last_store_s = time.perf_counter() - started
                 self._last_followers = len(batch) - 1
                 checkpoint_due = self._checkpoint_due()
             position = 0
             for request in batch:
-                request.ids = ids[position : position + len(request.prepared)]
-                position += len(request.prepared)
+                stop = position + len(request.prepared)
+                request.ids = ids[position:stop]
+                if dedup:  # rare: most batches hold no near-duplicate
+                    request.dedup = {i - position: outcome for i, outcome in dedup.items() if position <= i < stop}
+                position = stop
         except BaseException as exc:
             with self._queue_lock:
                 if self._generation is generation:
@@ -919,7 +932,8 @@ class Space:
                 return
             seen = count
 
-    def _store_batch(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None) -> List[str]:
+    def _store_batch(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None
+                     ) -> tuple[List[str], dict[int, str]]:
         """Plan, log, make durable, then apply a batch of items (the caller holds the write lock).
 
         Decisions (dedup, eviction, overwrites) are taken item by item in order, each
@@ -953,7 +967,7 @@ class Space:
             # The log holds records that memory does not (all of them): refuse further use.
             self._failed = exc
             raise
-        return plan.ids
+        return plan.ids, plan.dedup
 
     def _apply_plan(self, plan: _StorePlan) -> None:
         """Apply a durable batch's actions in order (the caller holds the write lock)."""
@@ -2105,12 +2119,13 @@ def _item_id(item: Item) -> str:
 class _StoreRequest:
     """One caller's items on their way through the group commit (see Space._store)."""
 
-    __slots__ = ("prepared", "stacked", "ids", "error")
+    __slots__ = ("prepared", "stacked", "ids", "dedup", "error")
 
     def __init__(self, prepared: List[tuple[Item, np.ndarray | None]], stacked: np.ndarray | None = None) -> None:
         self.prepared = prepared
         self.stacked = stacked  # every item's embedding as one matrix's rows, or None
         self.ids: List[str] | None = None
+        self.dedup: dict[int, str] = {}  # index in prepared -> "merged" or "kept"
         self.error: BaseException | None = None
 
 
@@ -2184,7 +2199,7 @@ class _StorePlan:
     ``actions`` to apply once durable, the ``ids`` to answer and the dedup count.
     """
 
-    __slots__ = ("entries", "actions", "ids", "deduplicated", "vector_items", "stacked", "inv_norms", "codes",
+    __slots__ = ("entries", "actions", "ids", "dedup", "deduplicated", "vector_items", "stacked", "inv_norms", "codes",
                  "scales", "keys", "simple")
 
     def __init__(self, space: Space, prepared: List[tuple[Item, np.ndarray | None]],
@@ -2194,6 +2209,7 @@ class _StorePlan:
         # (_FORGET, id) or (_REMEMBER, item, vector, merged into a duplicate's id, vector index or -1), in order.
         self.actions: List[tuple[Any, ...]] = []
         self.ids: List[str] = []
+        self.dedup: dict[int, str] = {}  # item index -> "merged" or "kept", for the items dedup decided
         self.deduplicated = 0
         offsets: List[int] = []  # per item: its vector's index in the batch, -1 without one
         vectors: List[np.ndarray] = []
@@ -2294,6 +2310,7 @@ class _StorePlan:
                     self.deduplicated += 1
                     if best_item.confidence >= item.confidence:
                         ids.append(best_item.id)  # the stored duplicate stays
+                        self.dedup[index] = "kept"
                         continue
                     # The stronger copy is stored under the duplicate's id, which callers
                     # may hold (and associations, priming and history are keyed by):
@@ -2302,6 +2319,7 @@ class _StorePlan:
                     _merge_into(item, best_item)
                     memory_id = item.id
                     present = merge = True
+                    self.dedup[index] = "merged"
             # A loop, not one eviction: a space whose capacity was lowered on reopening
             # holds more than it allows, and each store brings it back within bounds.
             while capacity is not None and not present and count >= capacity:

@@ -97,3 +97,17 @@ class MemoryVersion:
     replaced_at: datetime
     plasticity: float
     memory: Memory
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """What storing one memory did (``Space.remember_many(..., outcomes=True)``).
+
+    ``outcome``: "stored" (a new memory, or an overwrite of the id given), "merged" (a
+    near-duplicate of stored memory ``id`` with a higher confidence: that memory took
+    its content and confidence, and kept its id) or "kept" (a near-duplicate of stored
+    memory ``id`` with an equal or higher confidence: nothing changed).
+    """
+
+    id: str
+    outcome: str
