@@ -361,7 +361,9 @@ def memory_create(ctx: click.Context, content: str, confidence: float | None, ta
             raise click.BadParameter("not a JSON array", param_hint="--embedding") from None
     with _client(ctx, space) as c:
         doc = c.post("/api/v1/memories/remember", json=body)
-    _emit(doc, as_json, lambda d: d["memory_id"])
+    # A plain id when stored; what dedup did otherwise (the id is then an existing memory's).
+    _emit(doc, as_json, lambda d: d["memory_id"] if d.get("outcome", "stored") == "stored"
+          else f"{d['memory_id']}  ({d['system_message']})")
 
 
 @memory.command("get")

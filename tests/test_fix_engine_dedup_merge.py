@@ -198,6 +198,17 @@ def test_http_answers_with_the_stored_id(start_server) -> None:
         assert second.json()["memory_id"] == memory_id
         got = c.get(f"/api/v1/memories/{memory_id}", headers=headers)
         assert got.status_code == 200 and got.json()["content"] == "stronger"
+        # What dedup did is in the answer; a kept one reports the stored confidence, not the sent one.
+        assert first.json()["outcome"] == "stored" and second.json()["outcome"] == "merged"
+        third = c.post("/api/v1/memories/remember", headers=headers,
+                       json={"content": "weaker", "embedding": near(1, 2).tolist(), "confidence": 0.3}).json()
+        assert (third["memory_id"], third["outcome"]) == (memory_id, "kept")
+        assert third["storage_confidence"]["value"] == 0.9 and memory_id in third["system_message"]
+        bulk = c.post("/api/v1/memories/bulk", headers=headers, json=[
+            {"content": "fresh", "embedding": vec(5).tolist()},
+            {"content": "weaker again", "embedding": near(1, 3).tolist(), "confidence": 0.1},
+            {"content": "strongest", "embedding": near(1, 4).tolist(), "confidence": 0.95}]).json()
+        assert bulk["memory_ids"][1:] == [memory_id, memory_id] and (bulk["merged"], bulk["kept"]) == (1, 1)
 
 
 def test_remember_many_says_what_dedup_did_to_each_item(tmp_path: Path) -> None:
@@ -249,3 +260,42 @@ def test_outcomes_reach_each_caller_of_a_shared_group_commit(tmp_path: Path) -> 
             for got in results[i]:
                 assert [r.outcome for r in got] == ["stored", "kept"] and got[1].id == f"s{i}"
         assert sp.stats()["deduplicated"] == 8 * 20
+
+
+def test_a_kept_near_duplicate_publishes_no_event(tmp_path: Path) -> None:
+    import json
+
+    from engram.api.http import create_app
+    from engram.config import Settings
+    from tests.conftest import run_with_service
+
+    events: list[tuple[str, str]] = []
+
+    async def body(svc) -> None:
+        app = create_app(svc)
+        sub = svc.hub.subscribe("dedup")
+
+        async def post(doc: dict) -> None:
+            raw = json.dumps(doc).encode()
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/api/v1/memories/remember", "raw_path": b"/api/v1/memories/remember",
+                     "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+                                 (b"x-memory-space", b"dedup")]}
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": raw, "more_body": False}
+
+            async def send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    assert message["status"] == 201
+
+            await app(scope, receive, send)
+
+        await post({"content": "original", "embedding": vec(1).tolist(), "confidence": 0.5})
+        await post({"content": "weaker", "embedding": near(1, 1).tolist(), "confidence": 0.2})  # kept: no event
+        await post({"content": "stronger", "embedding": near(1, 2).tolist(), "confidence": 0.9})  # merged: an event
+        events.extend((kind, payload["content"]) for _, kind, payload in sub.queue)
+
+    run_with_service(Settings.test_min(tmp_path / "data"), body)
+    assert events == [("memory_stored", "original"), ("memory_stored", "stronger")]

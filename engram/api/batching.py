@@ -129,8 +129,9 @@ class RememberBatcher(RecallBatcher):
     """Concurrent remembers on one space become one ``Space.remember_many`` call: one
     thread hop, one WAL write and one fsync for the batch (the engine's group commit
     would share the fsync anyway; this also saves a thread hop and GIL hand-offs per
-    request). A failed batch is retried one by one, so a bad item fails only its own
-    request and the others are stored exactly once (remember_many is all or nothing).
+    request). Each requester gets its ``Remembered`` (id and dedup outcome). A failed
+    batch is retried one by one, so a bad item fails only its own request and the others
+    are stored exactly once (remember_many is all or nothing).
     """
 
     async def _run(self, batch: list[_Slot]) -> None:
@@ -140,7 +141,7 @@ class RememberBatcher(RecallBatcher):
         if self._on_batch is not None:
             self._on_batch(len(batch))
         try:
-            ids = await trio.to_thread.run_sync(self.space.remember_many, items, limiter=self.limiter)
+            results = await trio.to_thread.run_sync(lambda: self.space.remember_many(items, outcomes=True), limiter=self.limiter)
         except Exception as exc:  # noqa: BLE001 - isolate the failing item below
             if len(batch) == 1:
                 batch[0].error = _as_sent(exc)
@@ -148,14 +149,15 @@ class RememberBatcher(RecallBatcher):
                 return
             for slot in batch:
                 try:
-                    slot.result = (await trio.to_thread.run_sync(self.space.remember_many, [slot.query], limiter=self.limiter))[0]
+                    slot.result = (await trio.to_thread.run_sync(
+                        lambda q=slot.query: self.space.remember_many([q], outcomes=True), limiter=self.limiter))[0]
                 except Exception as one_exc:  # noqa: BLE001 - delivered to its own requester
                     slot.error = _as_sent(one_exc)
                 slot.done.set()
             return
-        assert len(ids) == len(batch)
-        for slot, memory_id in zip(batch, ids):
-            slot.result = memory_id
+        assert len(results) == len(batch)
+        for slot, remembered in zip(batch, results):
+            slot.result = remembered
             slot.done.set()
 
 

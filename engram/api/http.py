@@ -268,17 +268,25 @@ def create_app(svc: Service) -> Starlette:
 
     # ------------------------------------------------------------------ writes
 
-    def stored_doc(memory_id: str, space_id: str, confidence: float, observed: datetime | None, kind: str) -> dict[str, Any]:
+    def stored_doc(memory_id: str, space_id: str, confidence: float, observed: datetime | None, kind: str,
+                   outcome: str = "stored") -> dict[str, Any]:
         stored = now_iso()
+        reasoning = {
+            "stored": f"{kind} written to the write-ahead log and fsync'd",
+            "merged": f"A near-duplicate of memory {memory_id}, more confident: merged into it (it keeps its id); fsync'd",
+            "kept": f"Memory {memory_id}, a near-duplicate at least as confident, is already stored: nothing changed",
+        }[outcome]
         return {
             "memory_id": memory_id,
-            "storage_confidence": S.confidence_json(confidence, f"{kind} written to the write-ahead log and fsync'd"),
+            "storage_confidence": S.confidence_json(confidence, reasoning),
             "consolidation_state": "Recent",
             "observed_at": S.iso(observed) if observed is not None else stored,
             "stored_at": stored,
             "memory_space_id": space_id,
             "auto_links": [],
-            "system_message": f"{kind} stored",
+            "outcome": outcome,
+            "system_message": {"stored": f"{kind} stored", "merged": f"{kind} merged into near-duplicate {memory_id}",
+                               "kept": f"{kind} not stored: near-duplicate {memory_id} kept"}[outcome],
         }
 
     @endpoint("/api/v1/memories/remember", "write")
@@ -293,11 +301,17 @@ def create_app(svc: Service) -> Starlette:
             if vectors is not None:
                 kw["embedding"] = vectors[0]
         async with svc.writing(), svc.space_for_write(space_id) as sp:
-            memory_id = await svc.write_batcher(space_id, sp).submit(kw)
+            result = await svc.write_batcher(space_id, sp).submit(kw)
+            confidence = kw["confidence"]
+            if result.outcome == "kept":  # the answer states what is stored, not what was sent
+                kept = sp.get(result.id)
+                confidence = kept.confidence if kept is not None else confidence
+        memory_id = result.id
         svc.metrics.remembered.labels(space_id).inc()
-        doc = stored_doc(memory_id, space_id, kw["confidence"], kw.get("when"), "Memory")
-        svc.hub.publish("memory_stored", space_id, {"memory_id": memory_id, "content": kw["content"][:200],
-                                                     "confidence": kw["confidence"], "memory_type": kw["memory_type"]})
+        doc = stored_doc(memory_id, space_id, confidence, kw.get("when"), "Memory", result.outcome)
+        if result.outcome != "kept":  # a kept near-duplicate changed nothing: no event
+            svc.hub.publish("memory_stored", space_id, {"memory_id": memory_id, "content": kw["content"][:200],
+                                                         "confidence": kw["confidence"], "memory_type": kw["memory_type"]})
         return json_response(doc, 201)
 
     @endpoint("/api/v1/episodes/remember", "write")
@@ -341,12 +355,16 @@ def create_app(svc: Service) -> Starlette:
                 kw["embedding"] = vector
         t0 = time.perf_counter()
         async with svc.writing(), svc.space_for_write(space_id) as sp:
-            ids = await svc.run(sp.remember_many, kws)
+            results = await svc.run(lambda: sp.remember_many(kws, outcomes=True))
         elapsed = time.perf_counter() - t0
+        ids = [r.id for r in results]
+        merged = sum(r.outcome == "merged" for r in results)
+        kept = sum(r.outcome == "kept" for r in results)
         svc.metrics.remembered.labels(space_id).inc(len(ids))
         svc.hub.publish("memories_bulk_stored", space_id, {"count": len(ids), "memory_ids": ids[:100]})
         # The time split lets `engram bench bulk` report the HTTP cost apart from the engine's.
-        return json_response({"memory_ids": ids, "count": len(ids), "memory_space_id": space_id, "stored_at": now_iso(),
+        return json_response({"memory_ids": ids, "count": len(ids), "merged": merged, "kept": kept,
+                              "memory_space_id": space_id, "stored_at": now_iso(),
                               "read_seconds": round(t_parse - t_read, 6), "parse_seconds": round(parse_s, 6),
                               "engine_seconds": round(elapsed, 6)}, 201)
 

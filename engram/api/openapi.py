@@ -127,9 +127,15 @@ def _schemas() -> dict[str, Any]:
         "RememberResponse": {"type": "object", "required": ["memory_id", "storage_confidence", "consolidation_state", "observed_at", "stored_at"],
                              "properties": {"memory_id": {"type": "string"}, "storage_confidence": _ref("Confidence"),
                                             "consolidation_state": {"type": "string"}, "observed_at": {"type": "string"},
-                                            "stored_at": {"type": "string"}, "memory_space_id": {"type": "string"}}},
+                                            "stored_at": {"type": "string"}, "memory_space_id": {"type": "string"},
+                                            "outcome": {"type": "string", "enum": ["stored", "merged", "kept"],
+                                                        "description": "stored; merged into the near-duplicate memory_id "
+                                                                       "(it keeps its id); kept: memory_id, a near-duplicate "
+                                                                       "at least as confident, is unchanged"}}},
         "BulkResponse": {"type": "object", "required": ["memory_ids", "count"], "properties": {
             "memory_ids": {"type": "array", "items": {"type": "string"}}, "count": {"type": "integer", "minimum": 0},
+            "merged": {"type": "integer", "minimum": 0, "description": "items merged into a stored near-duplicate (its id is listed)"},
+            "kept": {"type": "integer", "minimum": 0, "description": "items left out for a near-duplicate at least as confident (its id is listed)"},
             "memory_space_id": {"type": "string"}, "stored_at": {"type": "string"},
             "read_seconds": {"type": "number", "minimum": 0, "description": "Server time spent receiving the body"},
             "parse_seconds": {"type": "number", "minimum": 0, "description": "Server time decoding and checking the body (a worker thread)"},
