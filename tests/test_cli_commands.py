@@ -125,3 +125,14 @@ def test_key_create_prints_once_and_stores_only_a_hash(tmp_path):
     listing = ok(run_cli("key", "list", data=data)).stdout
     assert out["id"] in listing and secret not in listing
     assert run_cli("key", "create", "--space", "agent-1", "--perm", "fly", data=data).returncode != 0
+
+
+def test_memory_create_says_when_dedup_merged_or_kept_it(tmp_path):
+    data = tmp_path / "data"
+    base = vec(3)
+    near = [x + 0.001 for x in base]  # cosine far above 0.95
+    first = ok(run_cli("memory", "create", "first", "--confidence", "0.5", "--embedding", json.dumps(base), data=data)).stdout.strip()
+    merged = ok(run_cli("memory", "create", "stronger", "--confidence", "0.9", "--embedding", json.dumps(near), data=data)).stdout
+    kept = ok(run_cli("memory", "create", "weaker", "--confidence", "0.1", "--embedding", json.dumps(near), data=data)).stdout
+    assert merged.strip() == f"{first}  (Memory merged into near-duplicate {first})"
+    assert kept.strip() == f"{first}  (Memory not stored: near-duplicate {first} kept)"
