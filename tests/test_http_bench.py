@@ -127,6 +127,8 @@ def test_bulk_bench_with_two_requests_in_flight(module_server):
     report = bench.run_bulk(url=module_server.url, space="bulk-two", count=400, batch=100, fmt="msgpack", seed=4, concurrency=2)
     assert report["count"] == 400 and report["concurrency"] == 2
     assert report["parse_us_per_memory"] > 0 and report["read_us_per_memory"] >= 0
+    # Overlapping requests: no HTTP/engine split is printed (it would not add up).
+    assert "no HTTP/engine split" in report["text"] and "HTTP side" not in report["text"]
     with module_server.client(headers={"X-Memory-Space": "bulk-two"}) as c:
         assert c.get("/api/v1/memories", params={"limit": 1}).json()["count"] == 400
 
