@@ -135,6 +135,12 @@ def _client(ctx: click.Context, space: str | None = None) -> Iterator[Any]:
             client = stack.enter_context(connect(settings, space=space))
         except ClientError as exc:
             _fail(str(exc))
+        except engine_errors.SpaceLockedError as exc:
+            # Not the engine's advice (open another directory from Python): a CLI user
+            # wants the process that holds it, and how to reach this directory's data.
+            _fail(f"{Path(settings.data_dir).resolve()} is in use by another process (pid {exc.holder}) "
+                  "that is not an engram server this command can reach; stop it, or point --url at the server "
+                  "that serves this directory")
         except (engine_errors.EngramError, OSError) as exc:
             _fail(f"cannot serve {Path(settings.data_dir).resolve()}: {exc}")
         try:

@@ -57,7 +57,12 @@ class UnknownIdError(EngramError, LookupError):
 
 
 class SpaceLockedError(EngramError):
-    """Another process holds the data directory's lock."""
+    """Another process holds the data directory's lock; ``holder`` is its pid as the lock
+    file gives it ("unknown" when it gives none)."""
+
+    def __init__(self, message: str, holder: str = "unknown") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class ClosedError(EngramError):

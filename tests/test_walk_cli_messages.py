@@ -101,3 +101,14 @@ def test_serve_on_a_directory_in_use_says_how_out_from_the_cli(tmp_path):
     assert proc.returncode == 2
     assert "is in use: another process" in proc.stderr and "engram serve --data" in proc.stderr
     assert "engram.open(" not in proc.stderr
+
+
+def test_a_cli_command_on_a_directory_held_by_another_process_says_whom_and_what_to_do(tmp_path):
+    import os
+
+    data = tmp_path / "data"
+    with engram.open(data):  # this test process holds the lock, as an embedding program would
+        proc = run_cli("memory", "list", data=data)
+    assert proc.returncode == 1
+    assert f"in use by another process (pid {os.getpid()})" in proc.stderr and "--url" in proc.stderr
+    assert "engram.open" not in proc.stderr  # the engine's advice to Python callers, not to CLI users

@@ -28,7 +28,7 @@ class DirectoryLock:
             os.close(fd)
             raise SpaceLockedError(
                 f"data directory {self.path.parent} is in use by another process (pid {holder}); "
-                f"close it there first, or open a different directory, e.g. engram.open('./data-2')"
+                f"close it there first, or open a different directory, e.g. engram.open('./data-2')", holder
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
