@@ -22,9 +22,10 @@ from typing import Any, Awaitable, Callable
 
 import msgpack
 import numpy as np
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -135,8 +136,27 @@ class Ctx:
             if int(cl) > drain_bytes_max:
                 raise too_large
         expected = int(cl) if cl is not None and large_ok else 0
-        if expected >= LARGE_BODY_BYTES_MIN and expected <= limit:
-            return await self._large_body(expected, limit, too_large, drain_bytes_max)
+        # A deadline for the whole body: without one, a client that sends its headers and
+        # then holds the body back (or trickles it) keeps the connection, and with enough
+        # of them the server's file descriptors, for as long as it likes.
+        announced = min(int(cl), drain_bytes_max) if cl is not None else limit
+        timeout_s = self.svc.settings.body_timeout_s + announced / (1024 * 1024)
+        try:
+            with trio.fail_after(timeout_s):
+                if expected >= LARGE_BODY_BYTES_MIN and expected <= limit:
+                    return await self._large_body(expected, limit, too_large, drain_bytes_max)
+                return await self._small_body(limit, too_large, drain_bytes_max)
+        except trio.TooSlowError:
+            raise ApiError(408, f"the body did not arrive within {timeout_s:.0f} s", field="body",
+                           allowed=f"a body sent within {self.svc.settings.body_timeout_s:g} s plus 1 s per MiB",
+                           example="send the whole body right after the headers (Content-Length: the exact byte count)",
+                           headers={"Connection": "close"}) from None
+        except ClientDisconnect:
+            # The client is gone: nobody reads the answer, and it is no server error.
+            raise ApiError(400, "the client closed the connection before its body arrived", field="body",
+                           allowed="a complete body", example="Content-Length: the exact byte count sent") from None
+
+    async def _small_body(self, limit: int, too_large: ApiError, drain_bytes_max: int) -> bytes:
         chunks = []
         size = 0
         async for chunk in self.request.stream():

@@ -92,8 +92,20 @@ def parse_json(raw: bytes, *, what: str = "body") -> Any:
             return _orjson.loads(raw)
         except (_orjson.JSONDecodeError, RecursionError):
             pass  # the standard library below explains the refusal
+    def finite_number(text: str, parse: Any) -> Any:
+        # The standard library takes 1e400 as inf and 10**400 as an int that no double
+        # (nor the engine) holds; orjson refuses both: say so rather than blame the text.
+        if math.isinf(float(text)):
+            shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+            raise ApiError(400, f"the {what} holds the number {shown}, beyond what a double holds",
+                           field=what, allowed="finite numbers within +-1.7976931348623157e308",
+                           example='{"content": "...", "confidence": 0.9}')
+        return parse(text)
+
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant,
+                           parse_float=lambda text: finite_number(text, float),
+                           parse_int=lambda text: finite_number(text, int))
         if _orjson is not None:
             # orjson refused what the standard library accepts: lone surrogate
             # escapes (not valid Unicode; the log could not store them) or deep nesting.
