@@ -12,7 +12,9 @@ cannot produce them: they are not requests a schema describes):
 - out of file descriptors, opening a space answered 500 "internal error" instead of a
   503 the client can retry;
 - a client that closed its connection mid-body was logged as a server error with a
-  traceback (one log entry per disconnect, at the client's will).
+  traceback (one log entry per disconnect, at the client's will);
+- a msgpack bulk body msgpack refused was answered "not valid msgpack (ValueError)",
+  which names no problem (a length bomb, truncation, nesting, a non-string key).
 
 The rest of the battery (header floods, 1 MB headers, invalid UTF-8, 100k-deep JSON,
 msgpack length bombs, pipelining, garbage) passed already and stays as a guard.
@@ -178,6 +180,24 @@ def test_a_client_gone_mid_body_is_no_server_error(start_server) -> None:
 
 
 MSGPACK = "application/msgpack"
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"\xdd\xff\xff\xff\xff", "a length prefix declares more than the body holds"),
+    (b"\xdf\xff\xff\xff\xff", "a length prefix declares more than the body holds"),
+    (b"\x91\x81\xa7content\xdb\xff\xff\xff\xff", "it ends inside a value"),
+    (b"\x91" * 100_000, "it nests too deeply"),
+    (b"\x91\x81\x01\x02", "a map key is not a string"),
+    (b"\xc1", "starts no msgpack value"),
+], ids=["array bomb", "map bomb", "string bomb", "deep", "int key", "reserved byte"])
+def test_a_refused_msgpack_body_says_why(module_server, body: bytes, reason: str) -> None:
+    answer = exchange(module_server, request("POST", BULK, body, MSGPACK))
+    assert status_of(answer) == 400
+    error = body_of(answer)["error"]
+    assert error["message"].startswith("the body is not valid msgpack: ") and reason in error["message"], error
+    assert error["field"] == "body"
+
+
 HOSTILE: list[tuple[str, bytes, tuple[int, ...]]] = [
     ("10k headers", request("GET", "/health/alive", extra=b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))), (200, 431)),
     ("1 MB header", request("GET", "/health/alive", extra=b"X-Big: " + b"a" * (1 << 20) + b"\r\n"), (431,)),

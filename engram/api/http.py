@@ -932,6 +932,23 @@ def _unpack_stream(raw: bytes | memoryview, items_max: int) -> list[Any]:
     return objs
 
 
+def _msgpack_reason(exc: BaseException) -> str:
+    """What msgpack refused, in words: its own messages say "4294967295 exceeds
+    max_array_len(5)" or nothing at all (StackError, FormatError)."""
+    text = str(exc)
+    if isinstance(exc, msgpack.StackError):
+        return "it nests too deeply"
+    if isinstance(exc, msgpack.FormatError):
+        return "it holds a byte that starts no msgpack value (0xc1 is reserved)"
+    if "exceeds max_" in text:
+        return f"a length prefix declares more than the body holds ({text[:80]})"
+    if "incomplete input" in text:
+        return "it ends inside a value (truncated, or a length prefix too long)"
+    if "map key" in text:
+        return "a map key is not a string"
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
 # Content types of a msgpack bulk body (any other accepted type is JSON).
 _MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
@@ -949,7 +966,7 @@ def _decode_bulk(raw: bytes | memoryview, ctype: str, items_max: int) -> list[An
             except msgpack.ExtraData:
                 objs = _unpack_stream(raw, items_max)  # maps back to back
         except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the body is not valid msgpack ({type(exc).__name__})", field="body",
+            raise ApiError(400, f"the body is not valid msgpack: {_msgpack_reason(exc)}", field="body",
                            allowed="msgpack maps (or one array of maps) with remember's fields", example=example) from None
         items = objs[0] if len(objs) == 1 and isinstance(objs[0], list) else objs
     elif ctype in ("", "application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines",
