@@ -25,7 +25,7 @@ from .. import _core
 from ..memory.types import Hit as _Hit
 from ..memory.types import Memory as _Memory
 from ..memory.validate import SHORT_TEXT_CHARS_MAX
-from .errors import ApiError
+from .errors import CODES, ApiError
 
 try:
     import orjson as _orjson
@@ -697,9 +697,15 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
                     emb_val = json.loads(emb_raw, parse_constant=lambda n: float("nan"))
             except (ValueError, RecursionError):
                 raise _value("embedding", "is not a JSON array", f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
+            try:
+                embedding = to_embedding(emb_val, "embedding", dim)
+            except ApiError as err:
+                # A query parameter has no structure to get wrong: any refusal of its text
+                # is a bad value, 400, as GET's documented answers say (not the body's 422).
+                err.status, err.code = 400, CODES[400]
+                raise
         else:
-            emb_val = emb_raw
-        embedding = to_embedding(emb_val, "embedding", dim)
+            embedding = to_embedding(emb_raw, "embedding", dim)
     str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
                   for k, v in params.items() if isinstance(v, (str, int, float, bool))}
     k = param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
