@@ -21,6 +21,10 @@ A long schemathesis run (tests/test_http_fuzz.py's settings, 600 examples per op
 embedding of the wrong JSON kind (embedding=2, "x", null, {}) with 422, which their
 documented answers do not list; a query parameter's bad text is a 400 there.
 
+By hand again: POST /api/v1/spaces {"id": "x", "dimension": 384} answered 201 with a
+768-dimension space (top-level fields are ignored, and dimension never changes after
+creation); a space setting next to "id" is now a 422 saying it belongs in "config".
+
 The rest of the battery (header floods, 1 MB headers, invalid UTF-8, 100k-deep JSON,
 msgpack length bombs, pipelining, garbage) passed already and stays as a guard.
 """
@@ -185,6 +189,24 @@ def test_a_client_gone_mid_body_is_no_server_error(start_server) -> None:
 
 
 MSGPACK = "application/msgpack"
+
+
+@pytest.mark.parametrize("setting, value", [("dimension", 384), ("durability", "async"), ("capacity", 10),
+                                            ("dedup_threshold", None), ("decay", "none"), ("effects", [])])
+def test_a_space_setting_next_to_id_is_refused_not_ignored(module_server, setting: str, value: Any) -> None:
+    space_id = f"misplaced-{setting.replace('_', '-')}"
+    with module_server.client() as client:
+        r = client.post("/api/v1/spaces", json={"id": space_id, setting: value})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["field"] == setting and "inside config" in error["message"], error
+        assert f'"config": {{"{setting}"' in error["example"], error
+        assert space_id not in [sp["id"] for sp in client.get("/api/v1/spaces").json()["spaces"]]
+        # Where it belongs, it is taken.
+        r = client.post("/api/v1/spaces", json={"id": space_id, "config": {setting: value}})
+        assert r.status_code == 201, r.text
+        if setting == "dimension":
+            assert r.json()["dimension"] == 384
 
 
 @pytest.mark.parametrize("path", ["/api/v1/memories/recall", "/api/v1/query/probabilistic"])

@@ -13,6 +13,7 @@ body's memory_space_id (or memory_space), then "default".
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -625,6 +626,14 @@ def create_app(svc: Service) -> Starlette:
         if ctx.key is not None and not ctx.key.allows_space(space_id):
             raise ApiError(403, f"this API key may not use memory space {space_id!r}", field="id",
                            allowed=", ".join(ctx.key.spaces), example=f'{{"id": "{ctx.key.spaces[0]}"}}')
+        for key in _SPACE_SETTINGS:
+            if key in body:
+                # Other unknown fields are ignored, but a setting next to "id" instead of in
+                # "config" would silently make a space without it (a 768-dimension space
+                # for {"id": ..., "dimension": 384}), and dimension never changes after.
+                raise ApiError(422, f"{key}: a space setting belongs inside config, not next to id", field=key,
+                               allowed="the settings " + ", ".join(_SPACE_SETTINGS) + " inside config",
+                               example=f'{{"id": "{space_id}", "config": {{"{key}": {json.dumps(body[key])[:40]}}}}}')
         config = _space_config(body.get("config"))
         existed = svc.space_exists(space_id)
         if existed and config:
@@ -819,6 +828,9 @@ def create_app(svc: Service) -> Starlette:
     # 404; so do we, in the envelope, naming the path to use instead.
     app.router.redirect_slashes = False
     return app
+
+
+_SPACE_SETTINGS = ("durability", "decay", "dedup_threshold", "capacity", "dimension", "effects")
 
 
 def _space_config(raw: Any) -> dict[str, Any]:
