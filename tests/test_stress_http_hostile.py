@@ -191,6 +191,17 @@ def test_a_client_gone_mid_body_is_no_server_error(start_server) -> None:
 MSGPACK = "application/msgpack"
 
 
+def test_a_query_string_embedding_with_a_number_beyond_a_double_says_so(module_server) -> None:
+    # It was answered "embedding: is not a JSON array".
+    with module_server.client() as client:
+        r = client.get("/api/v1/memories/recall?embedding=[" + "9" * 5000 + "]")
+        assert r.status_code == 400, r.text
+        assert "beyond what a double holds" in r.json()["error"]["message"], r.text
+        r = client.get("/api/v1/memories/recall?embedding=[" + ",".join(["1e400"] + ["0.5"] * 767) + "]")
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["field"] == "embedding[0]" and "too large" in r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize("setting, value", [("dimension", 384), ("durability", "async"), ("capacity", 10),
                                             ("dedup_threshold", None), ("decay", "none"), ("effects", [])])
 def test_a_space_setting_next_to_id_is_refused_not_ignored(module_server, setting: str, value: Any) -> None:

@@ -696,7 +696,11 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
                 else:
                     emb_val = json.loads(emb_raw, parse_constant=lambda n: float("nan"))
             except (ValueError, RecursionError):
-                raise _value("embedding", "is not a JSON array", f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
+                # 10**5000 written out: the standard library refuses an int of over 4300
+                # digits with a ValueError; it is a JSON array, of a number no double holds.
+                problem = "holds a number beyond what a double holds" if re.match(r"\s*\[[\s\d.eE+,-]*\]\s*$", emb_raw) \
+                    else "is not a JSON array"
+                raise _value("embedding", problem, f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
             try:
                 embedding = to_embedding(emb_val, "embedding", dim)
             except ApiError as err:
