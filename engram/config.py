@@ -103,6 +103,14 @@ class Settings:
         default=10.0,
         metadata=_doc("On SIGTERM/SIGINT, how long requests in flight may take before they are cut."),
     )
+    body_timeout_s: float = field(
+        default=60.0,
+        metadata=_doc(
+            "How long a request body may take to arrive (plus 1 s per MiB the request may send) "
+            "before the answer is 408 and the connection closes: a client that sends its headers "
+            "and then holds the body back would otherwise keep a connection (a file descriptor) forever."
+        ),
+    )
     cluster: bool = field(default=False, metadata=_doc("Join a cluster: run SWIM membership (memberlist's wire protocol)."))
     node_name: str = field(default="", metadata=_doc("Cluster node name; empty: the host name."))
     bind: str = field(default="", metadata=_doc("Gossip address HOST[:PORT] (UDP and TCP); empty: HOST:7946."))
@@ -208,6 +216,7 @@ _FLOAT_RANGES: dict[str, tuple[float, bool, float]] = {
     "key_rate_per_s": (0.0, True, 1e9),
     "key_cache_ttl_s": (0.0, False, 86_400.0),
     "graceful_timeout_s": (0.0, False, 86_400.0),
+    "body_timeout_s": (0.0, True, 86_400.0),
     "consolidation_interval_s": (0.0, True, 2_592_000.0),
 }
 

@@ -80,7 +80,11 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
         time.sleep(rng.uniform(0.0, 0.25))
         child.send_signal(signal.SIGKILL)
-        out, err = child.communicate(timeout=30)
+        # Read through the same file object as the readline above: communicate() reads
+        # the pipe itself and would miss lines readline() already buffered.
+        out = child.stdout.read()
+        err = child.stderr.read() if child.stderr is not None else ""
+        child.wait(timeout=30)
         lines = out.splitlines()
         # The last line may be cut mid-write: only whole lines are acknowledgements.
         if out and not out.endswith("\n"):

@@ -8,6 +8,7 @@ A client's mistake is never a 500; a 500 never carries a stack trace.
 
 from __future__ import annotations
 
+import errno
 import json
 from typing import Any
 
@@ -113,7 +114,7 @@ def from_engine_error(exc: BaseException, *, field_prefix: str = "") -> ApiError
     """Translate an engine exception into the answer a client should see.
 
     A ValidationError is the client's fault (400 naming the field); an UnknownIdError a
-    404; a locked or closed database a 503; anything else is our fault (500, no details).
+    404; a locked or closed database, or no file descriptor left, a 503; anything else is our fault (500, no details).
     """
     if isinstance(exc, ApiError):
         return exc
@@ -138,4 +139,9 @@ def from_engine_error(exc: BaseException, *, field_prefix: str = "") -> ApiError
         return ApiError(503, "the database is closing; retry shortly", headers={"Retry-After": "1"})
     if isinstance(exc, engine_errors.SpaceLockedError):
         return ApiError(503, "the space is locked by another process", headers={"Retry-After": "5"})
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        # Out of file descriptors (connections hold them too): passing, not the request's
+        # fault nor a broken server; the client should come back, not report a bug.
+        return ApiError(503, "the server is out of file descriptors (too many open connections or files); retry shortly",
+                        headers={"Retry-After": "1"})
     return ApiError(500, "internal error; the server log has the details")

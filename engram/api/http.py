@@ -13,6 +13,7 @@ body's memory_space_id (or memory_space), then "default".
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -22,9 +23,10 @@ from typing import Any, Awaitable, Callable
 
 import msgpack
 import numpy as np
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -135,8 +137,27 @@ class Ctx:
             if int(cl) > drain_bytes_max:
                 raise too_large
         expected = int(cl) if cl is not None and large_ok else 0
-        if expected >= LARGE_BODY_BYTES_MIN and expected <= limit:
-            return await self._large_body(expected, limit, too_large, drain_bytes_max)
+        # A deadline for the whole body: without one, a client that sends its headers and
+        # then holds the body back (or trickles it) keeps the connection, and with enough
+        # of them the server's file descriptors, for as long as it likes.
+        announced = min(int(cl), drain_bytes_max) if cl is not None else limit
+        timeout_s = self.svc.settings.body_timeout_s + announced / (1024 * 1024)
+        try:
+            with trio.fail_after(timeout_s):
+                if expected >= LARGE_BODY_BYTES_MIN and expected <= limit:
+                    return await self._large_body(expected, limit, too_large, drain_bytes_max)
+                return await self._small_body(limit, too_large, drain_bytes_max)
+        except trio.TooSlowError:
+            raise ApiError(408, f"the body did not arrive within {timeout_s:.0f} s", field="body",
+                           allowed=f"a body sent within {self.svc.settings.body_timeout_s:g} s plus 1 s per MiB",
+                           example="send the whole body right after the headers (Content-Length: the exact byte count)",
+                           headers={"Connection": "close"}) from None
+        except ClientDisconnect:
+            # The client is gone: nobody reads the answer, and it is no server error.
+            raise ApiError(400, "the client closed the connection before its body arrived", field="body",
+                           allowed="a complete body", example="Content-Length: the exact byte count sent") from None
+
+    async def _small_body(self, limit: int, too_large: ApiError, drain_bytes_max: int) -> bytes:
         chunks = []
         size = 0
         async for chunk in self.request.stream():
@@ -626,6 +647,14 @@ def create_app(svc: Service) -> Starlette:
         if ctx.key is not None and not ctx.key.allows_space(space_id):
             raise ApiError(403, f"this API key may not use memory space {space_id!r}", field="id",
                            allowed=", ".join(ctx.key.spaces), example=f'{{"id": "{ctx.key.spaces[0]}"}}')
+        for key in _SPACE_SETTINGS:
+            if key in body:
+                # Other unknown fields are ignored, but a setting next to "id" instead of in
+                # "config" would silently make a space without it (a 768-dimension space
+                # for {"id": ..., "dimension": 384}), and dimension never changes after.
+                raise ApiError(422, f"{key}: a space setting belongs inside config, not next to id", field=key,
+                               allowed="the settings " + ", ".join(_SPACE_SETTINGS) + " inside config",
+                               example=f'{{"id": "{space_id}", "config": {{"{key}": {json.dumps(body[key])[:40]}}}}}')
         config = _space_config(body.get("config"))
         existed = svc.space_exists(space_id)
         if existed and config:
@@ -822,6 +851,9 @@ def create_app(svc: Service) -> Starlette:
     return app
 
 
+_SPACE_SETTINGS = ("durability", "decay", "dedup_threshold", "capacity", "dimension", "effects")
+
+
 def _space_config(raw: Any) -> dict[str, Any]:
     """Validated SpaceConfig settings from POST /api/v1/spaces {"config": {...}}."""
     if raw is None:
@@ -933,6 +965,23 @@ def _unpack_stream(raw: bytes | memoryview, items_max: int) -> list[Any]:
     return objs
 
 
+def _msgpack_reason(exc: BaseException) -> str:
+    """What msgpack refused, in words: its own messages say "4294967295 exceeds
+    max_array_len(5)" or nothing at all (StackError, FormatError)."""
+    text = str(exc)
+    if isinstance(exc, msgpack.StackError):
+        return "it nests too deeply"
+    if isinstance(exc, msgpack.FormatError):
+        return "it holds a byte that starts no msgpack value (0xc1 is reserved)"
+    if "exceeds max_" in text:
+        return f"a length prefix declares more than the body holds ({text[:80]})"
+    if "incomplete input" in text:
+        return "it ends inside a value (truncated, or a length prefix too long)"
+    if "map key" in text:
+        return "a map key is not a string"
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
 # Content types of a msgpack bulk body (any other accepted type is JSON).
 _MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
@@ -950,7 +999,7 @@ def _decode_bulk(raw: bytes | memoryview, ctype: str, items_max: int) -> list[An
             except msgpack.ExtraData:
                 objs = _unpack_stream(raw, items_max)  # maps back to back
         except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the body is not valid msgpack ({type(exc).__name__})", field="body",
+            raise ApiError(400, f"the body is not valid msgpack: {_msgpack_reason(exc)}", field="body",
                            allowed="msgpack maps (or one array of maps) with remember's fields", example=example) from None
         items = objs[0] if len(objs) == 1 and isinstance(objs[0], list) else objs
     elif ctype in ("", "application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines",

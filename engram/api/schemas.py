@@ -25,7 +25,7 @@ from .. import _core
 from ..memory.types import Hit as _Hit
 from ..memory.types import Memory as _Memory
 from ..memory.validate import SHORT_TEXT_CHARS_MAX
-from .errors import ApiError
+from .errors import CODES, ApiError
 
 try:
     import orjson as _orjson
@@ -92,8 +92,20 @@ def parse_json(raw: bytes, *, what: str = "body") -> Any:
             return _orjson.loads(raw)
         except (_orjson.JSONDecodeError, RecursionError):
             pass  # the standard library below explains the refusal
+    def finite_number(text: str, parse: Any) -> Any:
+        # The standard library takes 1e400 as inf and 10**400 as an int that no double
+        # (nor the engine) holds; orjson refuses both: say so rather than blame the text.
+        if math.isinf(float(text)):
+            shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+            raise ApiError(400, f"the {what} holds the number {shown}, beyond what a double holds",
+                           field=what, allowed="finite numbers within +-1.7976931348623157e308",
+                           example='{"content": "...", "confidence": 0.9}')
+        return parse(text)
+
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant,
+                           parse_float=lambda text: finite_number(text, float),
+                           parse_int=lambda text: finite_number(text, int))
         if _orjson is not None:
             # orjson refused what the standard library accepts: lone surrogate
             # escapes (not valid Unicode; the log could not store them) or deep nesting.
@@ -684,10 +696,20 @@ def parse_recall_params(params: Mapping[str, Any], *, dim: int, threshold_defaul
                 else:
                     emb_val = json.loads(emb_raw, parse_constant=lambda n: float("nan"))
             except (ValueError, RecursionError):
-                raise _value("embedding", "is not a JSON array", f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
+                # 10**5000 written out: the standard library refuses an int of over 4300
+                # digits with a ValueError; it is a JSON array, of a number no double holds.
+                problem = "holds a number beyond what a double holds" if re.match(r"\s*\[[\s\d.eE+,-]*\]\s*$", emb_raw) \
+                    else "is not a JSON array"
+                raise _value("embedding", problem, f"a JSON array of {dim} numbers", "embedding=[0.12,-0.03,...]") from None
+            try:
+                embedding = to_embedding(emb_val, "embedding", dim)
+            except ApiError as err:
+                # A query parameter has no structure to get wrong: any refusal of its text
+                # is a bad value, 400, as GET's documented answers say (not the body's 422).
+                err.status, err.code = 400, CODES[400]
+                raise
         else:
-            emb_val = emb_raw
-        embedding = to_embedding(emb_val, "embedding", dim)
+            embedding = to_embedding(emb_raw, "embedding", dim)
     str_params = {k: (v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v))
                   for k, v in params.items() if isinstance(v, (str, int, float, bool))}
     k = param_int(str_params, "max_results", lo=1, hi=MAX_RESULTS_MAX,
