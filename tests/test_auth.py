@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
-import pytest
 
 from conftest import engram_env, run_cli
 

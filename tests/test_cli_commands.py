@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
 from conftest import engram_env, run_cli, vec
 

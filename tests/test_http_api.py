@@ -12,7 +12,6 @@ free port (tests/conftest.py) and talk HTTP to it with httpx.
 from __future__ import annotations
 
 import json
-import struct
 import threading
 import time
 
