@@ -111,6 +111,14 @@ class Settings:
             "and then holds the body back would otherwise keep a connection (a file descriptor) forever."
         ),
     )
+    send_timeout_s: float = field(
+        default=60.0,
+        metadata=_doc(
+            "How long one send to a client may block (the client reads nothing) before the "
+            "connection closes: a client that never reads its answers would otherwise pin them "
+            "in memory, and its connection, for as long as it likes. Event streams too."
+        ),
+    )
     cluster: bool = field(default=False, metadata=_doc("Join a cluster: run SWIM membership (memberlist's wire protocol)."))
     node_name: str = field(default="", metadata=_doc("Cluster node name; empty: the host name."))
     bind: str = field(default="", metadata=_doc("Gossip address HOST[:PORT] (UDP and TCP); empty: HOST:7946."))
@@ -217,6 +225,7 @@ _FLOAT_RANGES: dict[str, tuple[float, bool, float]] = {
     "key_cache_ttl_s": (0.0, False, 86_400.0),
     "graceful_timeout_s": (0.0, False, 86_400.0),
     "body_timeout_s": (0.0, True, 86_400.0),
+    "send_timeout_s": (0.0, True, 86_400.0),
     "consolidation_interval_s": (0.0, True, 2_592_000.0),
 }
 

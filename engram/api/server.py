@@ -143,7 +143,7 @@ async def serve(
                     token.run_sync_soon(stop.set)
                 except trio.RunFinishedError:
                     pass
-            tcp_server.install()  # a connection's close must not race its sends (see tcp_server.py)
+            tcp_server.install(send_timeout_s=settings.send_timeout_s)  # closes cannot race sends; sends have a deadline
             h11_validation.install()  # long recall URLs checked without two regex passes (see h11_validation.py)
             async with trio.open_nursery() as http_nursery:
                 binds = await http_nursery.start(lambda task_status: hypercorn_serve(

@@ -24,6 +24,11 @@ keep-alive connection now and then.
   after the head without yielding, so they meet in the same scheduler tick; if the
   body is late (a stream), a task spawned with the head sends it alone one tick later.
 
+- a send that blocks longer than ``send_timeout_s`` (the peer reads nothing, its
+  socket buffers are full) closes the connection, where hypercorn waited forever,
+  shielded: a client that requests large answers and never reads them would pin the
+  answers in memory and the connection for as long as it liked;
+
 - the idle timeout is one watcher task per connection whose deadline a request moves
   (``_IdleTimer``), where hypercorn stopped its idle task when a request began and
   started a new one (``nursery.start``) when it ended: about a tenth of the event
@@ -41,7 +46,7 @@ from typing import Any
 
 import hypercorn.trio.run as _hypercorn_run
 import trio
-from hypercorn.events import Event, RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
 
 __all__ = ["EngramTCPServer", "install", "CLOSE_LOCK_WAIT_S"]
@@ -105,6 +110,8 @@ class EngramTCPServer(TCPServer):
     """One HTTP connection (see the module docstring for what differs from hypercorn's)."""
 
     connection_errors_count = 0  # class-wide: connections dropped by a contained error
+    send_timeout_s = 60.0  # set by install(); see the module docstring
+    send_timeouts_count = 0  # class-wide: connections closed because a send blocked too long
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,13 +137,32 @@ class EngramTCPServer(TCPServer):
             else:
                 self._held_head = None
                 event = RawData(held + event.data, event.address)
+            await self._send_raw(event.data)
+            return
         await super().protocol_send(event)
 
     async def _send_held_head(self) -> None:
         held = self._held_head
         if held is not None:  # nothing followed the head within its tick
             self._held_head = None
-            await super().protocol_send(RawData(held))
+            await self._send_raw(held)
+
+    async def _send_raw(self, data: bytes) -> None:
+        """hypercorn's send of raw bytes (under ``send_lock``, shielded from the request's
+        cancellation, a peer gone is the connection closed) with a deadline: a send still
+        blocked after ``send_timeout_s`` closes the socket, and so the connection."""
+        async with self.send_lock:
+            try:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(self.send_timeout_s) as deadline:
+                        await self.stream.send_all(data)
+                if deadline.cancelled_caught:
+                    EngramTCPServer.send_timeouts_count += 1
+                    log.info("closed a connection whose client read nothing for %g s", self.send_timeout_s)
+                    await self.stream.aclose()  # a cancelled send_all leaves the stream unusable anyway
+                    await self.protocol.handle(Closed())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
 
     async def run(self) -> None:
         try:
@@ -172,11 +198,13 @@ class EngramTCPServer(TCPServer):
         await super()._close()
 
 
-def install() -> None:
-    """Make hypercorn's trio worker serve connections with EngramTCPServer (idempotent).
+def install(*, send_timeout_s: float = 60.0) -> None:
+    """Make hypercorn's trio worker serve connections with EngramTCPServer (idempotent),
+    with sends that give up after ``send_timeout_s``.
 
     Raises RuntimeError if this hypercorn no longer has the names this relies on.
     """
+    EngramTCPServer.send_timeout_s = send_timeout_s
     current = getattr(_hypercorn_run, "TCPServer", None)
     if current is EngramTCPServer:
         return
