@@ -382,7 +382,11 @@ def create_app(svc: Service) -> Starlette:
         merged = sum(r.outcome == "merged" for r in results)
         kept = sum(r.outcome == "kept" for r in results)
         svc.metrics.remembered.labels(space_id).inc(len(ids))
-        svc.hub.publish("memories_bulk_stored", space_id, {"count": len(ids), "memory_ids": ids[:100]})
+        # As remember: a kept near-duplicate changed nothing, so the event leaves it out
+        # (and a bulk of nothing but kept ones publishes none).
+        changed = [r.id for r in results if r.outcome != "kept"] if kept else ids
+        if changed:
+            svc.hub.publish("memories_bulk_stored", space_id, {"count": len(changed), "memory_ids": changed[:100]})
         # The time split lets `engram bench bulk` report the HTTP cost apart from the engine's.
         return json_response({"memory_ids": ids, "count": len(ids), "merged": merged, "kept": kept,
                               "memory_space_id": space_id, "stored_at": now_iso(),

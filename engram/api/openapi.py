@@ -43,6 +43,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 AUTH_ERRS = (401, 403, 429)
+BODY_TIMEOUT_408 = "The body did not arrive within body_timeout_s plus 1 s per MiB; the connection is closed"
 TRAILING_SLASH_404 = "A path with a trailing slash: no such route; the envelope names the path without the slash"
 
 RECALL_PARAMS = [
@@ -333,6 +334,8 @@ def openapi_document(version: str) -> dict[str, Any]:
     for operations in paths.values():
         for operation in operations.values():
             operation["responses"].setdefault("404", _json(ERR, TRAILING_SLASH_404))
+            if "requestBody" in operation:  # the body deadline (body_timeout_s) applies to every body
+                operation["responses"].setdefault("408", _json(ERR, BODY_TIMEOUT_408))
     return {
         "openapi": "3.0.3",
         "info": {"title": "Engram", "version": version,

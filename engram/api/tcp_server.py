@@ -24,7 +24,7 @@ keep-alive connection now and then.
   after the head without yielding, so they meet in the same scheduler tick; if the
   body is late (a stream), a task spawned with the head sends it alone one tick later.
 
-- a send that blocks longer than ``send_timeout_s`` (the peer reads nothing, its
+- a send that makes no progress for ``send_timeout_s`` (the peer reads nothing, its
   socket buffers are full) closes the connection, where hypercorn waited forever,
   shielded: a client that requests large answers and never reads them would pin the
   answers in memory and the connection for as long as it liked;
@@ -106,6 +106,9 @@ class _IdleTimer:
             await self._server._initiate_server_close()
 
 
+SEND_CHUNK_BYTES = 256 * 1024  # the send deadline restarts after each chunk sent (see _send_raw)
+
+
 class EngramTCPServer(TCPServer):
     """One HTTP connection (see the module docstring for what differs from hypercorn's)."""
 
@@ -149,14 +152,23 @@ class EngramTCPServer(TCPServer):
 
     async def _send_raw(self, data: bytes) -> None:
         """hypercorn's send of raw bytes (under ``send_lock``, shielded from the request's
-        cancellation, a peer gone is the connection closed) with a deadline: a send still
-        blocked after ``send_timeout_s`` closes the socket, and so the connection."""
+        cancellation, a peer gone is the connection closed) with a deadline: a send that
+        makes no progress for ``send_timeout_s`` closes the socket, and so the connection.
+        The deadline is per chunk of ``SEND_CHUNK_BYTES``, not for the whole answer: a
+        large answer to a client that reads slowly but steadily may take longer than
+        ``send_timeout_s`` to go out, and must not be cut off for it."""
         async with self.send_lock:
             try:
+                timed_out = False
                 with trio.CancelScope(shield=True):
-                    with trio.move_on_after(self.send_timeout_s) as deadline:
-                        await self.stream.send_all(data)
-                if deadline.cancelled_caught:
+                    view = memoryview(data)
+                    for start in range(0, max(len(view), 1), SEND_CHUNK_BYTES):
+                        with trio.move_on_after(self.send_timeout_s) as deadline:
+                            await self.stream.send_all(view[start : start + SEND_CHUNK_BYTES])
+                        if deadline.cancelled_caught:
+                            timed_out = True
+                            break
+                if timed_out:
                     EngramTCPServer.send_timeouts_count += 1
                     log.info("closed a connection whose client read nothing for %g s", self.send_timeout_s)
                     await self.stream.aclose()  # a cancelled send_all leaves the stream unusable anyway
