@@ -26,7 +26,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Settings
 from ..net._trio.node import MembershipConfig, serve_membership
-from . import h11_validation, tcp_server
+from . import h11_errors, h11_validation, tcp_server
 from .gc_policy import GcPauseRecorder, serve_gc_policy
 from .http import create_app
 from .service import Service
@@ -145,6 +145,7 @@ async def serve(
                     pass
             tcp_server.install(send_timeout_s=settings.send_timeout_s)  # closes cannot race sends; sends have a deadline
             h11_validation.install()  # long recall URLs checked without two regex passes (see h11_validation.py)
+            h11_errors.install()  # requests h11 refuses get the JSON error envelope, not an empty body
             async with trio.open_nursery() as http_nursery:
                 binds = await http_nursery.start(lambda task_status: hypercorn_serve(
                     app, _hypercorn_config(settings), shutdown_trigger=shutdown_trigger, task_status=task_status))
