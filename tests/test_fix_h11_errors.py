@@ -11,36 +11,15 @@ the server must answer a normal request afterwards.
 from __future__ import annotations
 
 import json
-import socket
-import time
 from typing import Any
 
 import pytest
+from conftest import raw_exchange as exchange
 from hypercorn.protocol.h11 import H11Protocol
 
 from engram.api import h11_errors
 
 REMEMBER = b"POST /api/v1/memories/remember HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-
-
-def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send ``data`` on a fresh connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before taking it all: read the answer
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
 
 
 def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:

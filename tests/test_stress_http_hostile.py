@@ -40,27 +40,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from conftest import ServerProcess, engram_env
+from conftest import ServerProcess, engram_env, raw_exchange
 
 
 def exchange(server: ServerProcess, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send ``data`` on a fresh connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before taking it all: read the answer
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+    return raw_exchange(server.port, data, timeout)
 
 
 def request(method: str, path: str, body: bytes = b"", ctype: str = "application/json", extra: bytes = b"",

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 
-def fsync_directory(path: Path) -> None:
+def fsync_path(path: Path, *, data_only: bool = False) -> None:
+    """fsync (fdatasync with ``data_only``) the file or directory at ``path``."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        (os.fdatasync if data_only else os.fsync)(fd)
     finally:
         os.close(fd)
+
+
+def fsync_directory(path: Path) -> None:
+    fsync_path(path)
 
 
 def write_json_durably(path: Path, doc: Any, *, indent: int) -> None:

@@ -46,7 +46,7 @@ import numpy as np
 from engram import _core
 from engram._core._common import HEADER_STRUCT, RECORD_MAGIC, RECORD_VERSION
 from engram.errors import ClosedError, CorruptionError
-from engram.storage.files import fsync_directory, make_directory
+from engram.storage.files import fsync_directory, fsync_path, make_directory
 
 SEGMENT_SUFFIX = ".wal"
 # Appends encode their records into a buffer the log keeps (see append), up to this
@@ -274,7 +274,7 @@ class WriteAheadLog:
                 # it, and its replayed records may still be only in the page cache (the
                 # process died before their sync). Lost to a power failure, they would be
                 # damage in a segment that is not the last, a CorruptionError at open.
-                _sync_file(segments[-1][1])
+                fsync_path(segments[-1][1], data_only=True)
         self._open_segment(path)
         if self.durability == "async":
             if self._segment_bytes:
@@ -578,14 +578,6 @@ def _covered_damage_end(data: bytes, offset: int, prev_lsn: int, after_lsn: int)
     if magic == RECORD_MAGIC and version == RECORD_VERSION and lsn == prev_lsn + 1 and lsn <= after_lsn and end <= size:
         return end, lsn
     return None  # the header holds: its record is newer, out of order or cut short
-
-
-def _sync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _truncate(path: Path, offset: int) -> None:
