@@ -209,6 +209,11 @@ def test_http_answers_with_the_stored_id(start_server) -> None:
             {"content": "weaker again", "embedding": near(1, 3).tolist(), "confidence": 0.1},
             {"content": "strongest", "embedding": near(1, 4).tolist(), "confidence": 0.95}]).json()
         assert bulk["memory_ids"][1:] == [memory_id, memory_id] and (bulk["merged"], bulk["kept"]) == (1, 1)
+        # A kept one answers with the stored memory's observation time, and is not counted as stored.
+        assert third["observed_at"] == got.json()["observed_at"] != third["stored_at"]
+        samples = [line for line in c.get("/metrics").text.splitlines()
+                   if line.startswith('engram_memories_remembered_total{space="dedup"}')]
+        assert samples == ['engram_memories_remembered_total{space="dedup"} 4.0']  # 6 sent, 2 kept out
 
 
 def test_remember_many_says_what_dedup_did_to_each_item(tmp_path: Path) -> None:

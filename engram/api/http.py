@@ -323,14 +323,15 @@ def create_app(svc: Service) -> Starlette:
                 kw["embedding"] = vectors[0]
         async with svc.writing(), svc.space_for_write(space_id) as sp:
             result = await svc.write_batcher(space_id, sp).submit(kw)
-            confidence = kw["confidence"]
+            confidence, observed = kw["confidence"], kw.get("when")
             if result.outcome == "kept":  # the answer states what is stored, not what was sent
                 kept = sp.get(result.id)
-                confidence = kept.confidence if kept is not None else confidence
+                if kept is not None:
+                    confidence, observed = kept.confidence, kept.created_at
         memory_id = result.id
-        svc.metrics.remembered.labels(space_id).inc()
-        doc = stored_doc(memory_id, space_id, confidence, kw.get("when"), "Memory", result.outcome)
-        if result.outcome != "kept":  # a kept near-duplicate changed nothing: no event
+        doc = stored_doc(memory_id, space_id, confidence, observed, "Memory", result.outcome)
+        if result.outcome != "kept":  # a kept near-duplicate changed nothing: not counted, no event
+            svc.metrics.remembered.labels(space_id).inc()
             svc.hub.publish("memory_stored", space_id, {"memory_id": memory_id, "content": kw["content"][:200],
                                                          "confidence": kw["confidence"], "memory_type": kw["memory_type"]})
         return json_response(doc, 201)
@@ -381,7 +382,7 @@ def create_app(svc: Service) -> Starlette:
         ids = [r.id for r in results]
         merged = sum(r.outcome == "merged" for r in results)
         kept = sum(r.outcome == "kept" for r in results)
-        svc.metrics.remembered.labels(space_id).inc(len(ids))
+        svc.metrics.remembered.labels(space_id).inc(len(ids) - kept)  # kept near-duplicates stored nothing
         # As remember: a kept near-duplicate changed nothing, so the event leaves it out
         # (and a bulk of nothing but kept ones publishes none).
         changed = [r.id for r in results if r.outcome != "kept"] if kept else ids

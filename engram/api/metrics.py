@@ -37,7 +37,7 @@ class Metrics:
         self.requests = Counter("engram_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=r)
         self.latency = Histogram("engram_http_request_duration_seconds", "Time to answer an HTTP request", ["route"],
                                  buckets=_LATENCY_BUCKETS_S, registry=r)
-        self.remembered = Counter("engram_memories_remembered", "Memories stored over HTTP (bulk included)", ["space"], registry=r)
+        self.remembered = Counter("engram_memories_remembered", "Memories stored over HTTP (bulk included; near-duplicates kept out by dedup not counted)", ["space"], registry=r)
         self.recalls = Counter("engram_recalls", "Recall queries answered", ["space"], registry=r)
         self.recall_batch = Histogram("engram_recall_batch_size", "Recalls answered by one shared scan",
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
