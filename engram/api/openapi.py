@@ -45,6 +45,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 AUTH_ERRS = (401, 403, 429)
 BODY_TIMEOUT_408 = "The body did not arrive within body_timeout_s plus 1 s per MiB; the connection is closed"
 TRAILING_SLASH_404 = "A path with a trailing slash: no such route; the envelope names the path without the slash"
+BUSY_503 = "The server is out of file descriptors or shutting down; retry after Retry-After seconds"
 
 RECALL_PARAMS = [
     {"name": "query", "in": "query", "schema": {"type": "string", "maxLength": 4096}, "description": "Text cue (lexical match)."},
@@ -334,6 +335,7 @@ def openapi_document(version: str) -> dict[str, Any]:
     for operations in paths.values():
         for operation in operations.values():
             operation["responses"].setdefault("404", _json(ERR, TRAILING_SLASH_404))
+            operation["responses"].setdefault("503", _json(ERR, BUSY_503))  # any route can run out of file descriptors
             if "requestBody" in operation:  # the body deadline (body_timeout_s) applies to every body
                 operation["responses"].setdefault("408", _json(ERR, BODY_TIMEOUT_408))
     return {
