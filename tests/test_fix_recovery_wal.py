@@ -19,7 +19,7 @@ import pytest
 
 import engram
 from engram import _core
-from engram.storage.wal import FLAG_ASYNC, FLAG_WRITE_START, LAG_SHIFT, WriteAheadLog
+from engram.storage.wal import FLAG_LAG, FLAG_WRITE_START, LAG_SHIFT, WriteAheadLog
 
 
 def vec(seed: int, d: int = 768) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_async_writes_mark_their_lag(tmp_path: Path) -> None:
         remember_three_then_batch(sp)
     raw = segments(tmp_path)[-1].read_bytes()
     flags = [_core.decode_record(raw, offset)[1] for offset, _ in records_of(raw)]
-    mark = FLAG_WRITE_START | FLAG_ASYNC
+    mark = FLAG_WRITE_START | FLAG_LAG
     # No sync completed while they were written: each lags by every record before it.
     assert flags == [mark, mark | 1 << LAG_SHIFT, mark | 2 << LAG_SHIFT, mark | 3 << LAG_SHIFT] + [0] * 7
 
@@ -138,7 +138,7 @@ def test_async_damage_before_a_sync_the_flusher_completed_is_corruption(tmp_path
     seg = max(tmp_path.glob("*.wal"))
     raw = seg.read_bytes()
     offsets = [offset for offset, _ in records_of(raw)]
-    assert _core.decode_record(raw, offsets[3])[1] == FLAG_WRITE_START | FLAG_ASYNC  # lag 0: all before it synced
+    assert _core.decode_record(raw, offsets[3])[1] == FLAG_WRITE_START | FLAG_LAG  # lag 0: all before it synced
     damaged = zero(raw, offsets[1] + 50, offsets[1] + 60)
     seg.write_bytes(damaged)
     with pytest.raises(engram.CorruptionError) as info:
@@ -253,3 +253,37 @@ def test_a_record_made_up_inside_a_covered_payload_is_never_replayed(tmp_path: P
         write_segment(tmp_path, 1, zero(b"".join(records[:4]) + host, at, at + 36))
         write_segment(tmp_path, 6, b"".join(records[5:]))
         assert ids(tmp_path) == EVERYONE  # the payload decoded as \xc1 would have failed
+
+
+def test_sync_damage_in_a_write_whose_fsync_was_in_flight_when_the_next_began_is_a_torn_tail(tmp_path: Path) -> None:
+    # Durability "sync": a forget or associate waits for its fsync outside the write lock,
+    # so a store may append while that fsync is in flight. If the power fails then, the
+    # later write's pages may reach the disk and the earlier one's not: nothing of either
+    # was acknowledged, so that is a torn tail, not corruption (helper-28's review).
+    def replay() -> list[int]:
+        wal = WriteAheadLog(tmp_path, durability="sync")
+        try:
+            records, _ = wal.recover()
+            return [record.lsn for record in records]
+        finally:
+            wal.close()
+
+    assert replay() == []
+    wal = WriteAheadLog(tmp_path, durability="sync")
+    list(wal.recover()[0])
+    wal.wait_durable(wal.append([(1, b"a" * 3000)] * 2, 0))  # records 1-2: acknowledged
+    wal.append([(2, b"f" * 3000)], 1)  # record 3: its fsync still in flight...
+    wal.append([(1, b"b" * 3000)] * 2, 2)  # ...when records 4-5 are appended
+    wal.close()
+    seg = max(tmp_path.glob("*.wal"))
+    raw = seg.read_bytes()
+    offsets = [offset for offset, _ in records_of(raw)]
+    assert _core.decode_record(raw, offsets[2])[1] == FLAG_WRITE_START | FLAG_LAG  # lag 0
+    assert _core.decode_record(raw, offsets[3])[1] == FLAG_WRITE_START | FLAG_LAG | 1 << LAG_SHIFT
+    seg.write_bytes(zero(raw, offsets[2] + 50, offsets[2] + 60))
+    assert replay() == [1, 2]  # cut at record 3: a torn tail
+    assert seg.stat().st_size == offsets[2]
+    # Damage to record 2, which record 3's write knew durable: corruption, as before.
+    seg.write_bytes(zero(raw, offsets[1] + 50, offsets[1] + 60))
+    with pytest.raises(engram.CorruptionError):
+        replay()

@@ -159,8 +159,11 @@ def zero(raw: bytes, start: int, stop: int) -> bytes:
 
 
 def test_each_write_marks_its_first_record(tmp_path: Path) -> None:
+    from engram.storage.wal import FLAG_LAG, FLAG_WRITE_START
+
     fill_then_batch(tmp_path)
-    assert flags_of(segments(tmp_path)[-1].read_bytes()) == [1, 1, 1, 1] + [0] * 7
+    # Each durable write waited for its fsync before the next began: lag 0 every time.
+    assert flags_of(segments(tmp_path)[-1].read_bytes()) == [FLAG_WRITE_START | FLAG_LAG] * 4 + [0] * 7
 
 
 @pytest.mark.parametrize("lost", ["block 0", "block 1", "block 2", "first record"])

@@ -14,12 +14,13 @@ write is a torn tail: a record cut short or failing its checksum with no valid r
 after it, or with only records of the same write after it (a batch whose pages reached
 the disk out of order when the power failed). It is truncated and counted. Each
 append's first record carries FLAG_WRITE_START, so a later write after the damage is
-visible; since an fsync covers everything written before it, damage with a later
-write after it cannot be a tail that was never acknowledged. A write made without
-waiting for its fsync (durability "async") also carries how far the log was known
-durable when it was written (FLAG_ASYNC and its lag): damage that no later write knew
-to be durable lies after the last sync any write saw complete, so it is a torn tail
-too, however many unsynced writes follow it (see _torn_tail).
+visible, and how far the log was known durable when it was written (FLAG_LAG and its
+lag). Damage that a later write knew to be durable (fsync'd, so perhaps acknowledged)
+is corruption. Damage that no later write knew to be durable lies after the last sync
+any write saw complete: a torn tail, however many writes follow it. They can follow
+it in both modes: durability "async" returns before any fsync, and in "sync" a forget
+or associate waits for its fsync outside the write lock, so a store may append while
+that fsync is still in flight (see _torn_tail).
 
 A damaged payload of a record the checkpoint covers (LSN <= ``after_lsn``, already in
 the snapshot) loses nothing: its intact header says where the next record starts, and
@@ -58,12 +59,13 @@ ENCODE_BUFFER_BYTES_MAX = 1024 * 1024
 # damage inside the log's final write, never fsync'd as a whole, from damage followed
 # by a later write (see _torn_tail).
 FLAG_WRITE_START = 0x0001
-# Header flag of the first record of an append in durability "async", which returns
-# before any fsync: bits 2-15 then hold its lag, how many records before it were not yet
-# known durable when it was written (saturated at LAG_MAX: a larger lag reads as this
-# one, which only makes recovery more ready to call damage corruption). Recovery learns
-# from it where the last sync that write saw complete ended (see _torn_tail).
-FLAG_ASYNC = 0x0002
+# Header flag of the first record of an append: bits 2-15 then hold its lag, how many
+# records before it were not yet known durable when it was written (saturated at LAG_MAX:
+# a larger lag reads as this one, which only makes recovery more ready to call damage
+# corruption). Recovery learns from it where the last sync that write saw complete ended
+# (see _torn_tail). Logs written before it was set in durability "sync" lack it: there
+# a later write counts as knowing everything before it durable, the older, stricter rule.
+FLAG_LAG = 0x0002
 LAG_SHIFT = 2
 LAG_MAX = 0xFFFF >> LAG_SHIFT
 
@@ -276,12 +278,12 @@ class WriteAheadLog:
                 # damage in a segment that is not the last, a CorruptionError at open.
                 fsync_path(segments[-1][1], data_only=True)
         self._open_segment(path)
+        if self._segment_bytes:
+            # The records replayed count as durable (_durable_lsn above), and the next
+            # write's lag says so to recovery: make it true after a crash of the process
+            # alone, whose last writes may still be only in the page cache.
+            os.fdatasync(self._fd)
         if self.durability == "async":
-            if self._segment_bytes:
-                # The records replayed count as durable (_durable_lsn above), and the next
-                # write's lag says so to recovery: make it true after a crash of the process
-                # alone, whose last writes may still be only in the page cache.
-                os.fdatasync(self._fd)
             self._flusher = threading.Thread(target=self._serve_flusher, name=f"wal-flush:{self.directory}", daemon=True)
             self._flusher.start()
 
@@ -322,13 +324,11 @@ class WriteAheadLog:
             buffer = np.empty(max(size, min(2 * buffer.shape[0], ENCODE_BUFFER_BYTES_MAX)), np.uint8)
             if buffer.shape[0] <= ENCODE_BUFFER_BYTES_MAX:
                 self._encode_buffer = buffer
-        # The first record marked as a write's start (see _torn_tail) and, unsynced, with its lag.
-        first_flags = FLAG_WRITE_START
-        if self.durability == "async":
-            # _durable_lsn read without _sync_cond: a value a sync is about to raise only
-            # makes the lag larger, and a larger lag only claims less.
-            lag = min(self._next_lsn - 1 - self._durable_lsn, LAG_MAX)
-            first_flags |= FLAG_ASYNC | (lag << LAG_SHIFT)
+        # The first record marked as a write's start, with its lag (see _torn_tail).
+        # _durable_lsn read without _sync_cond: a value a sync is about to raise only
+        # makes the lag larger, and a larger lag only claims less.
+        lag = min(self._next_lsn - 1 - self._durable_lsn, LAG_MAX)
+        first_flags = FLAG_WRITE_START | FLAG_LAG | (lag << LAG_SHIFT)
         written_bytes = _core.encode_records_into(buffer, entries, self._next_lsn, timestamp_ns, first_flags)
         lsn = self._next_lsn + len(entries)
         data = memoryview(buffer)[:written_bytes]
@@ -530,13 +530,15 @@ def _torn_tail(data: bytes, offset: int, framed: bool, damaged_lsn: int) -> bool
     It does when no intact record starts after it, or, in a segment whose writes are
     marked (``framed``), when none of the intact records after it starts a write: they
     belong to the damaged write, the last one, whose fsync cannot have completed
-    without the damaged bytes. An intact record that starts a write means a later
-    write, whose fsync covered the damaged bytes: those may have been acknowledged.
-    Unless that write was an async one (FLAG_ASYNC) written when no completed sync had
-    reached ``damaged_lsn`` yet: nobody waited for its fsync, so it proves nothing, and
-    damage that only such writes follow is past every sync a write saw complete. (A sync
-    that completed with no write after it to tell is missed: its bytes count as torn,
-    as the final write's own do in durability "sync".)
+    without the damaged bytes. An intact record that starts a write is a later write:
+    if, by its lag (FLAG_LAG), a completed sync had reached ``damaged_lsn`` when it was
+    written, the damaged bytes had been fsync'd and may have been acknowledged, so this
+    is corruption. If not, it proves nothing (it may have been written while the damaged
+    record's own fsync was in flight, and a power failure then lets pages reach the disk
+    in any order), and damage that only such writes follow is past every sync a write
+    saw complete. (A sync that completed with no write after it to tell is missed: its
+    bytes count as torn, as the final write's own always did.) A write without FLAG_LAG
+    (older logs) counts as knowing everything before it durable.
     """
     position = data.find(_MAGIC, offset + 1)
     while position != -1:
@@ -548,7 +550,7 @@ def _torn_tail(data: bytes, offset: int, framed: bool, damaged_lsn: int) -> bool
         if not framed:
             return False
         if flags & FLAG_WRITE_START:
-            known_durable = lsn - 1 - (flags >> LAG_SHIFT) if flags & FLAG_ASYNC else lsn - 1
+            known_durable = lsn - 1 - (flags >> LAG_SHIFT) if flags & FLAG_LAG else lsn - 1
             if known_durable >= damaged_lsn:
                 return False
         position = data.find(_MAGIC, position + 1)
