@@ -239,9 +239,19 @@ def test_remember_many_says_what_dedup_did_to_each_item(tmp_path: Path) -> None:
         assert [r.outcome for r in sp.remember_many(plain, outcomes=True)] == ["stored", "stored", "stored", "kept"]
 
 
-def test_outcomes_reach_each_caller_of_a_shared_group_commit(tmp_path: Path) -> None:
+def test_outcomes_reach_each_caller_of_a_shared_group_commit(tmp_path: Path, monkeypatch) -> None:
     import threading
 
+    from engram.memory.space import Space
+
+    batch_sizes: list[int] = []
+    store_batch = Space._store_batch
+
+    def counting(self, prepared, stacked=None):
+        batch_sizes.append(len(prepared))
+        return store_batch(self, prepared, stacked)
+
+    monkeypatch.setattr(Space, "_store_batch", counting)
     with engram.open(tmp_path) as db:
         sp = db.space("agent-1", effects=())
         for i in range(8):
@@ -265,6 +275,7 @@ def test_outcomes_reach_each_caller_of_a_shared_group_commit(tmp_path: Path) -> 
             for got in results[i]:
                 assert [r.outcome for r in got] == ["stored", "kept"] and got[1].id == f"s{i}"
         assert sp.stats()["deduplicated"] == 8 * 20
+    assert max(batch_sizes) > 2  # callers really shared a batch, so each got its slice of the outcomes
 
 
 def test_a_kept_near_duplicate_publishes_no_event(tmp_path: Path) -> None:
