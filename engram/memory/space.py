@@ -1656,10 +1656,7 @@ class Space:
         if isinstance(seeds, str):
             seeds = [seeds]
         seed_list = [check.memory_id(s, "seeds") for s in seeds]
-        if isinstance(max_hops, bool) or not isinstance(max_hops, (int, np.integer)) or not 0 <= max_hops <= HOPS_MAX:
-            raise ValidationError("max_hops", f"{max_hops!r} is not allowed",
-                                  f"an integer from 0 to {HOPS_MAX} (0: the seeds alone)", "4")
-        hops = int(max_hops)
+        hops = check.positive_int(max_hops, "max_hops", "4", maximum=HOPS_MAX, minimum=0)  # 0: the seeds alone
         # NumPy scalars count as numbers, as in every other numeric argument (check.unit_float).
         if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)) or not 0.0 <= float(decay) <= 10.0:
             raise ValidationError("decay", f"{decay!r} is not allowed", "a rate from 0 to 10 (e^(-rate x depth))", "0.7")

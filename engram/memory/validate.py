@@ -239,8 +239,10 @@ def decay_function(value: Any, field: str = "decay") -> str:
     return value
 
 
-def positive_int(value: Any, field: str, example: str, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (maximum is not None and value > maximum):
-        allowed = f"an integer from 1 to {maximum}" if maximum is not None else "an integer >= 1"
+def positive_int(value: Any, field: str, example: str, maximum: int | None = None, *, minimum: int = 1) -> int:
+    """An integer (bool refused, NumPy integers taken) from ``minimum`` (1 unless told) to ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum \
+            or (maximum is not None and value > maximum):
+        allowed = f"an integer from {minimum} to {maximum}" if maximum is not None else f"an integer >= {minimum}"
         raise ValidationError(field, f"{value!r} is not allowed", allowed, example)
     return int(value)
