@@ -325,7 +325,7 @@ def create_app(svc: Service) -> Starlette:
             result = await svc.write_batcher(space_id, sp).submit(kw)
             confidence, observed = kw["confidence"], kw.get("when")
             if result.outcome == "kept":  # the answer states what is stored, not what was sent
-                kept = sp.get(result.id)
+                kept = await svc.run(sp.get, result.id)  # an engine read: off the event loop
                 if kept is not None:
                     confidence, observed = kept.confidence, kept.created_at
         memory_id = result.id
@@ -380,12 +380,12 @@ def create_app(svc: Service) -> Starlette:
             results = await svc.run(lambda: sp.remember_many(kws, outcomes=True))
         elapsed = time.perf_counter() - t0
         ids = [r.id for r in results]
+        # As remember: a kept near-duplicate changed nothing, so it is not counted and the
+        # event leaves it out (a bulk of nothing but kept ones publishes none).
+        changed = [r.id for r in results if r.outcome != "kept"]
+        kept = len(ids) - len(changed)
         merged = sum(r.outcome == "merged" for r in results)
-        kept = sum(r.outcome == "kept" for r in results)
-        svc.metrics.remembered.labels(space_id).inc(len(ids) - kept)  # kept near-duplicates stored nothing
-        # As remember: a kept near-duplicate changed nothing, so the event leaves it out
-        # (and a bulk of nothing but kept ones publishes none).
-        changed = [r.id for r in results if r.outcome != "kept"] if kept else ids
+        svc.metrics.remembered.labels(space_id).inc(len(changed))
         if changed:
             svc.hub.publish("memories_bulk_stored", space_id, {"count": len(changed), "memory_ids": changed[:100]})
         # The time split lets `engram bench bulk` report the HTTP cost apart from the engine's.

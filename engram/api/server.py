@@ -216,7 +216,7 @@ def run_server(settings: Settings) -> int:
 
     try:
         trio.run(lambda: serve(settings, on_ready=ready))
-    except engram.SpaceLockedError:
+    except engram.SpaceLockedError as exc:
         # Not the engine's message, which suggests engram.open() on another directory:
         # someone running 'engram serve' needs the CLI's ways out.
         data = Path(settings.data_dir).resolve()
@@ -224,11 +224,7 @@ def run_server(settings: Settings) -> int:
         if pid_doc:
             who = f"an engram server (pid {pid_doc['pid']}) already serves it"
         else:
-            try:
-                holder = (data / "LOCK").read_text(errors="replace").strip() or "unknown"
-            except OSError:
-                holder = "unknown"
-            who = f"another process (pid {holder}) has it open"
+            who = f"another process (pid {exc.holder}) has it open"
         print(f"error: data directory {data} is in use: {who}; stop that first ('engram stop' stops a server), "
               "or serve another directory, e.g. engram serve --data ./engram-data-2", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
-from ..storage.files import write_json_durably
+from ..storage.files import make_directory, write_json_durably
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler
@@ -295,7 +295,7 @@ class Service:
             try:
                 # Made before the write gate closes: a target the server cannot create is
                 # the caller's mistake (400 naming it), not an internal error.
-                await self.run(lambda: target.mkdir(parents=True, exist_ok=True))
+                await self.run(make_directory, target)
             except OSError as exc:
                 raise ApiError(400, f"target: cannot create {target} ({exc.strerror or exc})", field="target",
                                allowed="a directory path the server may create and write", example=example) from None

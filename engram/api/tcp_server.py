@@ -159,16 +159,12 @@ class EngramTCPServer(TCPServer):
         ``send_timeout_s`` to go out, and must not be cut off for it."""
         async with self.send_lock:
             try:
-                timed_out = False
-                with trio.CancelScope(shield=True):
-                    view = memoryview(data)
+                view = memoryview(data)
+                with trio.CancelScope(shield=True) as scope:
                     for start in range(0, max(len(view), 1), SEND_CHUNK_BYTES):
-                        with trio.move_on_after(self.send_timeout_s) as deadline:
-                            await self.stream.send_all(view[start : start + SEND_CHUNK_BYTES])
-                        if deadline.cancelled_caught:
-                            timed_out = True
-                            break
-                if timed_out:
+                        scope.deadline = trio.current_time() + self.send_timeout_s
+                        await self.stream.send_all(view[start : start + SEND_CHUNK_BYTES])
+                if scope.cancelled_caught:
                     EngramTCPServer.send_timeouts_count += 1
                     log.info("closed a connection whose client read nothing for %g s", self.send_timeout_s)
                     await self.stream.aclose()  # a cancelled send_all leaves the stream unusable anyway

@@ -291,8 +291,9 @@ def _server_pid(url: str, api_key: str) -> int | None:
     names it), so a phase can report the server's CPU and RSS; else None."""
     import httpx
 
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host not in ("localhost", "::1") and not host.startswith("127."):
+    from ..config import is_loopback
+
+    if not is_loopback(urllib.parse.urlsplit(url).hostname or ""):
         return None
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
