@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
-from ..storage.files import make_directory, write_json_durably
+from ..storage.files import fsync_path, make_directory, write_json_durably
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler
@@ -490,13 +490,5 @@ def _seal_backup(target: Path, stats: dict[str, Any]) -> None:
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
-            fd = os.open(Path(dirpath) / name, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fsync_path(Path(dirpath) / name)
+        fsync_path(Path(dirpath))

@@ -281,7 +281,7 @@ class Space:
                 gc.enable()
 
     def _load(self, salvage: bool) -> None:
-        snapshot.remove_temporary(self.directory)  # nothing to do in a directory not made yet
+        snapshot.remove_temporary(self.directory)
         latest = snapshot.latest(self.directory)
         # Room for every row the log could add (each embedded REMEMBER holds its vector), so
         # that replay does not grow the arrays again and again (each growth copies and
@@ -1019,7 +1019,7 @@ class Space:
         row_ids = self._row_ids
         text = self._text
         row = self._n
-        for _, item, vector, _replaces, v in chunk:
+        for _, item, vector, _merge, v in chunk:
             if v >= 0:
                 item.row = row
                 row_ids.append(item.id)
@@ -2251,7 +2251,7 @@ class _StorePlan:
             remember = rec.REMEMBER
             encode = rec.encode_remember
             for index, (item, vector) in enumerate(prepared):
-                actions.append((_REMEMBER, item, vector, None, offsets[index]))
+                actions.append((_REMEMBER, item, vector, False, offsets[index]))
                 entries.append((remember, encode(item, vector, None)))
             ids.extend(batch_ids)
             return
