@@ -34,8 +34,10 @@ def test_fixed_seed_passes(seed: int) -> None:
 # probed us) seeds 13 (local) and 24 (lan) detected a crash after the bound and 48 (local)
 # declared a live member dead; 13 is in FIXED_SEEDS. Then the same seed numbers and 27
 # with each preset forced (the other draws change with it): test_min 27 and 48 had false
-# deaths with nack confirmations on.
-REGRESSION_SEEDS = [(None, 24), (None, 48), ("test_min", 13), ("test_min", 24), ("test_min", 27),
+# deaths with nack confirmations on. Drawn seed 1784325144 (local, 5 nodes) declared a
+# live member dead when the accused and then its judge stalled for about 2.4 s each: the
+# judge's tick ran before it read the refutation waiting in its buffer (Membership.tick).
+REGRESSION_SEEDS = [(None, 24), (None, 48), (None, 1784325144), ("test_min", 13), ("test_min", 24), ("test_min", 27),
                     ("test_min", 48), ("local", 13), ("local", 24), ("lan", 13), ("lan", 24), ("lan", 48)]
 
 
@@ -87,10 +89,21 @@ def test_partition_without_reconnect_fails_to_converge(monkeypatch: pytest.Monke
     monkeypatch.setattr(sim, "_config_for", lambda *args: config_for(*args).replace(
         eager_gossip=False, tell_the_accused=False))
     # Whether a side still hears of the other by luck (a late rumour, a join) depends on
-    # the seed; without the healing paths most seeds must end in disagreement.
+    # the seed (1 and 4 converge by luck since suspicions wait out a stall); these four
+    # converge with the healing paths (test_partition_heals_on_the_seeds_that_need_it)
+    # and most of them must end in disagreement without.
     codes = [sim.Simulation(sim.draw_options(seed, partition="halves", crashes=0)).run().exit_code
-             for seed in (1, 4, 8)]
-    assert codes.count(sim.EXIT_DISAGREEMENT) >= 2, codes
+             for seed in SEEDS_THAT_NEED_HEALING]
+    assert codes.count(sim.EXIT_DISAGREEMENT) >= 3, codes
+
+
+SEEDS_THAT_NEED_HEALING = (2, 7, 8, 9)
+
+
+def test_partition_heals_on_the_seeds_that_need_it() -> None:
+    codes = [sim.Simulation(sim.draw_options(seed, partition="halves", crashes=0)).run().exit_code
+             for seed in SEEDS_THAT_NEED_HEALING]
+    assert codes == [sim.EXIT_OK] * len(SEEDS_THAT_NEED_HEALING), codes
 
 
 def test_partition_heals_with_reconnect() -> None:

@@ -186,6 +186,53 @@ def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert node.suspicion_log[0][2] == "me"
 
 
+def _suspect_peer_until_due(node: Membership) -> int:
+    """Tick ``node`` on time until it suspects ``peer``; returns the suspicion's deadline."""
+    now = 0
+    while node.member("peer").state != NodeState.SUSPECT:  # type: ignore[union-attr]
+        now = node.next_deadline_ms()
+        node.tick(now)
+        node.poll_output()
+    return node._timers[[t[2] for t in node._timers].index("suspicion")][0]
+
+
+def test_a_suspicion_that_ran_out_during_our_own_stall_waits_for_the_queued_refutation() -> None:
+    # The judge was stalled past the suspicion deadline; the accused's refutation sits in
+    # its socket buffer and the driver delivers it after the first tick. Before the grace,
+    # that tick declared a live member dead (simulator seed 1784325144).
+    node = _node()
+    node.receive(("10.0.0.2", 7946), _alive("peer", 1), 0)
+    due = _suspect_peer_until_due(node)
+    wake = due + 1_000  # nothing ticked for a second: a stall
+    node.tick(wake)
+    assert node.member("peer").state == NodeState.SUSPECT  # type: ignore[union-attr]
+    assert node.metrics.deaths_deferred_after_stall == 1 and node.metrics.deaths_declared == 0
+    node.receive(("10.0.0.2", 7946), _alive("peer", 2), wake)
+    node.tick(wake + node.config.probe_interval_ms)
+    assert node.member("peer").state == NodeState.ALIVE  # type: ignore[union-attr]
+    assert not [e for e in node.poll_events() if e.state == "dead"]
+
+
+def test_a_stalled_judge_still_declares_a_silent_member_dead_after_the_grace() -> None:
+    node = _node()
+    node.receive(("10.0.0.2", 7946), _alive("peer", 1), 0)
+    due = _suspect_peer_until_due(node)
+    wake = due + 1_000
+    node.tick(wake)
+    _run_until(node, wake + node.config.probe_interval_ms)
+    assert node.member("peer").state == NodeState.DEAD  # type: ignore[union-attr]
+    assert node.metrics.deaths_declared == 1
+
+
+def test_a_suspicion_due_on_time_is_a_death_without_grace() -> None:
+    node = _node()
+    node.receive(("10.0.0.2", 7946), _alive("peer", 1), 0)
+    due = _suspect_peer_until_due(node)
+    _run_until(node, due)
+    assert node.member("peer").state == NodeState.DEAD  # type: ignore[union-attr]
+    assert node.metrics.deaths_deferred_after_stall == 0
+
+
 def test_ping_is_answered_to_source_fields_with_piggyback() -> None:
     node = _node()
     node.receive(("10.0.0.2", 7946), _alive("peer", 0), 0)

@@ -55,6 +55,8 @@ _COUNTERS = (
     ("nacks_received", "nacks_received", "Nacks received from indirect probers"),
     ("refutes", "refutes", "Times this node refuted a suspicion or death about itself"),
     ("deaths_declared", "deaths_declared", "Suspicions about others that timed out into deaths here"),
+    ("deaths_deferred_after_stall", "deaths_deferred_after_stall",
+     "Suspicions that ran out while this node was stalled and got a grace period to read refutations"),
     ("decode_errors", "decode_errors", "Datagrams or stream messages dropped as undecodable"),
     ("push_pulls", "push_pulls", "Completed TCP push/pull state exchanges"),
     ("push_pull_failures", "push_pull_failures", "Push/pull exchanges that failed or timed out"),

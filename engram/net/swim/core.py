@@ -118,6 +118,8 @@ class Metrics:
     suspicions: int = 0
     refutes: int = 0
     deaths_declared: int = 0
+    # Suspicions that ran out while we were stalled and got a grace period (see tick).
+    deaths_deferred_after_stall: int = 0
     push_pulls: int = 0
     push_pull_failures: int = 0
     address_conflicts: int = 0
@@ -209,6 +211,8 @@ class Membership:
         self._probe_ticks = 0
         self._last_probed: dict[str, int] = {}
         self._last_reap_tick = 0
+        # When tick last ran; see tick() for how a stall is told from normal scheduling.
+        self._last_tick_ms = now_ms
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, _Stream] = {}
         self._suspicions: dict[str, Suspicion] = {}
@@ -395,15 +399,33 @@ class Membership:
             self._queue_alive(self._members[self.name])
 
     def tick(self, now_ms: int) -> None:
-        """Run every timer due at or before ``now_ms``."""
+        """Run every timer due at or before ``now_ms``.
+
+        The gossip timer is never further away than one gossip interval, so a tick that
+        comes much later than that means this process was stalled (GC, CPU, a blocked
+        event loop). What peers sent meanwhile, a refutation among it, is still waiting
+        to be read, and the driver may hand it to us only after this tick. So a suspicion
+        that ran out while we were stalled is not turned into a death here: it gets
+        ``stall_grace_ms`` more, enough to read what queued up and hear a round of gossip.
+        Without this, two overlapping stalls (the accused refuting late, the judge
+        waking late) made a false death (simulator seed 1784325144)."""
+        stalled = now_ms - self._last_tick_ms > self.config.gossip_interval_ms + self.config.probe_timeout_ms
+        self._last_tick_ms = now_ms
         timers = self._timers
         while timers and timers[0][0] <= now_ms:
             _, seq, kind, key = heapq.heappop(timers)
             if self._timer_ids.get((kind, key)) != seq:
                 continue
             del self._timer_ids[(kind, key)]
+            if stalled and kind == "suspicion":
+                self.metrics.deaths_deferred_after_stall += 1
+                self._schedule(now_ms + self._stall_grace_ms(), kind, key)
+                continue
             getattr(self, "_on_timer_" + kind)(key, now_ms)
         self._push_fresh_news(now_ms)
+
+    def _stall_grace_ms(self) -> int:
+        return self.config.probe_interval_ms
 
     def next_deadline_ms(self) -> int:
         timers = self._timers
