@@ -690,13 +690,13 @@ def backup_create(ctx: click.Context, target: str, as_json: bool) -> None:
 def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
     """Restore a backup SOURCE into the data directory (the server must be stopped).
 
-    The backup is checked against its manifest and copied beside the data directory,
-    and every space in the copy is opened, before anything of the data directory is
-    touched: a damaged or unfinished backup leaves it as it was. With --force, the old
-    contents are then replaced as a whole, never mixed with the backup's files; API
-    keys revoked since the backup stay revoked."""
+    The backup is copied beside the data directory, each file checked against its
+    manifest as it is copied, and every space in the copy is opened, before anything
+    of the data directory is touched: a damaged or unfinished backup leaves it as it
+    was. With --force, the old contents are then replaced as a whole, never mixed
+    with the backup's files; API keys revoked since the backup stay revoked."""
     import engram
-    from .api.service import BACKUP_MANIFEST, check_backup
+    from .storage.backup import read_backup, restore_files
 
     settings = _settings(ctx)
     target = Path(settings.data_dir)
@@ -707,8 +707,10 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         _fail(f"the backup {src} and the data directory {target} overlap; restore from a backup kept outside the "
               f"data directory, e.g. engram --data ./engram-data restore /backups/engram-1", 2)
     _check_interrupted_restore(target, "restore")
+    # The checks that need no file read (manifest, files listed, sizes) before any work;
+    # the digests are checked as the files are copied, so each is read once.
     try:
-        files = [rel for rel in check_backup(src) if rel != BACKUP_MANIFEST]
+        listed = read_backup(src)
     except ValueError as exc:
         _fail(f"{exc}; nothing was changed")
     # The directory lock first: a running server is the first thing to deal with, before
@@ -735,11 +737,11 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     swapping = False
     try:
         shutil.rmtree(staging, ignore_errors=True)
-        with _Progress(len(files), "restore") as progress:
-            for rel in files:
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src / rel, staging / rel)
-                progress.advance(1)
+        with _Progress(len(listed), "restore") as progress:
+            try:
+                restore_files(src, staging, listed, on_file=lambda _rel: progress.advance(1))
+            except ValueError as exc:  # a file's digest or size differs: the backup is damaged
+                _fail(f"{exc}; nothing was changed")
         # Prove the copy opens (replays every space) while the target is still intact.
         with engram.open(staging) as db:
             counts = {s: db.space_info(s)["memories"] for s in db.spaces()}

@@ -12,7 +12,6 @@ import json
 import math
 import numbers
 import os
-import shutil
 import threading
 import time
 from datetime import datetime
@@ -23,7 +22,7 @@ from engram.errors import ClosedError, CorruptionError, ValidationError
 from engram.memory import validate as check
 from engram.memory.space import Space, SpaceConfig
 from engram.memory.types import datetime_to_ns, ns_to_datetime
-from engram.storage.files import fsync_directory, make_directory, write_json_durably
+from engram.storage.files import make_directory, remove_tree_durably, write_json_durably
 from engram.storage.lock import DirectoryLock
 
 SPACE_FILE = "space.json"
@@ -157,8 +156,8 @@ class Database:
             except OSError:
                 pass
         if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
-            fsync_directory(self.path)
+            assert made.parent == self.path
+            remove_tree_durably(made, ignore_errors=True)
 
     def spaces(self) -> list[str]:
         """Ids of every space in the directory, sorted."""
@@ -239,8 +238,7 @@ class Database:
                 return False
             space.close()
             del self._spaces[space_id]
-            shutil.rmtree(self.path / space_id)
-            fsync_directory(self.path)  # durable, like the directory's creation
+            remove_tree_durably(self.path / space_id)  # durable, like the directory's creation
             return True
 
     def close(self) -> None:

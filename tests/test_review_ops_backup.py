@@ -27,10 +27,10 @@ import pytest
 import trio
 
 import engram
-from engram.api import service as service_mod
 from engram.api.errors import ApiError
 from engram.api.service import Service
 from engram.config import Settings
+from engram.storage import backup as backup_files
 
 from conftest import run_cli, run_with_service, vec
 
@@ -88,7 +88,7 @@ def test_a_failed_backup_leaves_its_target_empty(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async def body(svc: Service) -> None:
-        monkeypatch.setattr(service_mod.shutil, "copy2", full_disk)
+        monkeypatch.setattr(backup_files, "copy_file", full_disk)
         with pytest.raises(ApiError) as err:
             await svc.backup(tmp_path / "backup")
         assert err.value.status == 507 and "no space left" in err.value.message

@@ -15,11 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
-import hashlib
-import json
 import logging
-import os
-import shutil
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -29,7 +25,9 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import trio
 
 from ..config import Settings
-from ..storage.files import fsync_path, make_directory, write_json_durably
+from ..storage import backup as backup_files
+from ..storage.backup import BACKUP_MANIFEST, check_backup, write_manifest
+from ..storage.files import make_directory
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
 from .consolidation import ConsolidationScheduler
@@ -38,7 +36,8 @@ from .events import EventHub
 from .metrics import Metrics
 from .schemas import EMBEDDING_DIM_DEFAULT
 
-__all__ = ["Service"]
+# BACKUP_MANIFEST, check_backup and write_manifest lived here; storage.backup holds them now.
+__all__ = ["BACKUP_MANIFEST", "Service", "check_backup", "write_manifest"]
 
 log = logging.getLogger("engram.api")
 T = TypeVar("T")
@@ -306,11 +305,13 @@ class Service:
                 # segments) outside the write gate: no run may overlap the copy.
                 async with self.consolidation.limiter:
                     t0 = time.monotonic()
-                    stats = await self._run_or_empty(target, example, self._checkpoint_and_copy, target)
+                    stats, records = await self._run_or_empty(target, example, self._checkpoint_and_copy, target)
             finally:
                 self._gate_open.set()
-            # The copy is fixed now: flushing it and writing its digests need not hold writes.
-            await self._run_or_empty(target, example, _seal_backup, target, stats)
+            # The copy is fixed now, its digests taken as it was made: flushing it to disk
+            # and writing the manifest need not hold writes.
+            await self._run_or_empty(target, example, backup_files.seal_backup, target, records,
+                                     stats["spaces"], stats["created_at"])
             stats["duration_s"] = round(time.monotonic() - t0, 3)
             return stats
 
@@ -321,7 +322,7 @@ class Service:
             return await self.run(fn, *args)
         except BaseException as exc:
             with trio.CancelScope(shield=True):
-                await self.run(_empty_directory, target)
+                await self.run(backup_files.empty_directory, target)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ApiError(507, f"target: no space left for the backup in {target}; nothing was kept",
                                field="target", allowed="a file system with room for the data directory",
@@ -333,11 +334,12 @@ class Service:
         async with self._backup_lock:
             await self.run(self.db.checkpoint)
 
-    def _checkpoint_and_copy(self, target: Path) -> dict[str, Any]:
+    def _checkpoint_and_copy(self, target: Path) -> tuple[dict[str, Any], dict[str, backup_files.FileRecord]]:
+        """Checkpoint, then copy every space and the key database into ``target``; the
+        answer's stats, and each copied file's size and digest (taken as it was copied)."""
         self.db.checkpoint()
         source = Path(self.settings.data_dir)
-        files = 0
-        size = 0
+        records: dict[str, backup_files.FileRecord] = {}
         spaces = []
         for entry in sorted(source.iterdir()):
             if entry.name in _BACKUP_SKIP or entry.name.endswith((".tmp", "-journal", "-wal", "-shm")):
@@ -346,24 +348,19 @@ class Service:
                 if not (entry / "space.json").exists():
                     continue
                 spaces.append(entry.name)
-                for root, _dirs, names in os.walk(entry):
-                    rel = Path(root).relative_to(source)
-                    (target / rel).mkdir(parents=True, exist_ok=True)
-                    for name in sorted(names):
-                        if name.endswith(".tmp"):
-                            continue
-                        shutil.copy2(Path(root) / name, target / rel / name)
-                        files += 1
-                        size += (Path(root) / name).stat().st_size
+                copied = backup_files.copy_tree(entry, target / entry.name, skip=lambda name: name.endswith(".tmp"))
+                records.update((f"{entry.name}/{rel}", record) for rel, record in copied.items())
             elif entry.name == "keys.sqlite":
                 # The SQLite backup API copies a consistent image even if a CLI writes now.
                 create_private(target / entry.name)  # the copy as private as the original
                 with contextlib.closing(sqlite3.connect(entry)) as src, contextlib.closing(sqlite3.connect(target / entry.name)) as dst:
                     src.backup(dst)
-                files += 1
-                size += (target / entry.name).stat().st_size
+                # SQLite wrote this copy, not us: it is read once here, to hash it.
+                records[entry.name] = backup_files.file_record(target / entry.name)
         created_at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        return {"target": str(target), "spaces": spaces, "files": files, "bytes": size, "created_at": created_at}
+        stats = {"target": str(target), "spaces": spaces, "files": len(records),
+                 "bytes": sum(r.size_bytes for r in records.values()), "created_at": created_at}
+        return stats, records
 
     # ------------------------------------------------------------------ auth
 
@@ -406,89 +403,3 @@ class Service:
             raise ApiError(429, f"API key {record.id} is above its rate of {record.rate_per_s:g} requests/s",
                            headers={"Retry-After": retry})
         return record
-
-
-BACKUP_MANIFEST = "BACKUP.json"
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_manifest(target: Path, *, spaces: list[str], created_at: str) -> None:
-    """Write BACKUP.json (every file's size and SHA-256) into a finished backup, durably."""
-    files = {}
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        rel = path.relative_to(target).as_posix()
-        if rel == BACKUP_MANIFEST:
-            continue
-        files[rel] = {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
-    doc = {"format": 1, "created_at": created_at, "spaces": spaces, "files": files}
-    write_json_durably(target / BACKUP_MANIFEST, doc, indent=1)
-
-
-def check_backup(source: Path) -> list[str]:
-    """The files of a complete, undamaged backup (relative paths, manifest first).
-
-    Raises:
-        ValueError: no manifest (not a backup, or one that never finished), a listed file
-            missing or of another size or digest, or a file the manifest does not list.
-    """
-    manifest = source / BACKUP_MANIFEST
-    try:
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-        listed = doc["files"] if isinstance(doc, dict) else None
-    except FileNotFoundError:
-        raise ValueError(f"{source} has no {BACKUP_MANIFEST}: it is not an engram backup, or its 'engram backup create' "
-                         "did not finish; restore only a directory that 'engram backup create' completed") from None
-    except (OSError, ValueError, KeyError, UnicodeDecodeError):
-        listed = None
-    if not isinstance(listed, dict) or not all(isinstance(m, dict) for m in listed.values()):
-        raise ValueError(f"{source / BACKUP_MANIFEST} is damaged (not the JSON 'engram backup create' writes)")
-    problems = []
-    for rel, meta in sorted(listed.items()):
-        path = source / rel
-        if not path.is_file():
-            problems.append(f"{rel} is missing")
-        elif path.stat().st_size != meta.get("bytes"):
-            problems.append(f"{rel} has {path.stat().st_size} bytes, the backup wrote {meta.get('bytes')}")
-        elif _file_digest(path) != meta.get("sha256"):
-            problems.append(f"{rel} differs from what the backup wrote (SHA-256)")
-    present = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
-    # LOCK: opening the backup with engram.open (to look inside) leaves one; it is no data.
-    for rel in sorted(present - set(listed) - {BACKUP_MANIFEST, "LOCK"}):
-        problems.append(f"{rel} is not part of the backup")
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise ValueError(f"{source} is damaged: {shown}")
-    return [BACKUP_MANIFEST, *sorted(listed)]
-
-
-def _empty_directory(target: Path) -> None:
-    if not target.is_dir():
-        return
-    for entry in target.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
-def _seal_backup(target: Path, stats: dict[str, Any]) -> None:
-    """Make a finished copy durable, then write its manifest. The manifest goes in last,
-    after everything else is on disk: a backup that stopped half way (a full disk, a
-    killed server) has none, and restore refuses it; the digests let restore notice a
-    file damaged since."""
-    _fsync_tree(target)
-    write_manifest(target, spaces=stats["spaces"], created_at=stats["created_at"])
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            fsync_path(Path(dirpath) / name)
-        fsync_path(Path(dirpath))

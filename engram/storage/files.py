@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,13 @@ def make_directory(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for directory in reversed(created):
         fsync_directory(directory.parent)
+
+
+def remove_tree_durably(path: Path, *, ignore_errors: bool = False) -> None:
+    """Delete the directory ``path`` and all it holds, then fsync its parent, so that a
+    power failure cannot bring the deletion back. With ``ignore_errors``, what cannot
+    be deleted is left (as shutil.rmtree's flag); the parent is fsync'd all the same.
+    Raises OSError."""
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=ignore_errors)
+    fsync_directory(path.parent)
