@@ -26,7 +26,6 @@ import trio
 
 from ..config import Settings
 from ..storage import backup as backup_files
-from ..storage.backup import BACKUP_MANIFEST, check_backup, write_manifest
 from ..storage.files import make_directory
 from .auth import KeyRecord, KeyStore, RateLimiter, VerifiedCache, create_private
 from .batching import RecallBatcher, RememberBatcher
@@ -36,8 +35,7 @@ from .events import EventHub
 from .metrics import Metrics
 from .schemas import EMBEDDING_DIM_DEFAULT
 
-# BACKUP_MANIFEST, check_backup and write_manifest lived here; storage.backup holds them now.
-__all__ = ["BACKUP_MANIFEST", "Service", "check_backup", "write_manifest"]
+__all__ = ["Service"]
 
 log = logging.getLogger("engram.api")
 T = TypeVar("T")
