@@ -955,13 +955,14 @@ def _bench_errors(url: str) -> Iterator[None]:
     (exit 1), not a traceback."""
     import httpx
 
+    from .api.client import ClientError
+
     try:
         yield
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except httpx.TransportError as exc:
-        _fail(f"no answer from {url}: {exc}; is an engram server running there? ('engram serve' starts one; "
-              "--url or ENGRAM_URL names another)")
+        _fail(str(ClientError.no_answer(url, exc)))
     except RuntimeError as exc:
         _fail(f"bench stopped: {exc}")
 
