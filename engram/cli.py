@@ -871,7 +871,7 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
     """Create a key; it is printed once and only its hash is kept."""
     from .api.auth import KeyStore
     from .api.schemas import SPACE_ID_RE
-    from .bench.http import parse_duration
+    from .durations import parse_duration_s
 
     settings = _settings(ctx)
     space_list = [s.strip() for item in spaces for s in item.split(",") if s.strip()]
@@ -881,12 +881,9 @@ def key_create(ctx: click.Context, spaces: tuple[str, ...], perm: str, rate: flo
                                      "example: --space agent-1", param_hint="--space")
     perms = [p.strip() for p in perm.split(",") if p.strip()]
     try:
-        if expires is not None and expires.strip().replace(".", "", 1).isdigit():
-            # parse_duration reads a bare number as seconds: '--expires 30' meant as 30 days
-            # would give a key that dies before anyone uses it.
-            raise click.BadParameter(f"{expires!r} has no unit; allowed: a number with s, m, h or d; example: --expires 30d",
-                                     param_hint="--expires")
-        expires_in_s = None if expires is None else parse_duration(expires, "--expires")
+        # A unit is required: a bare '--expires 30' meant as 30 days, read as seconds, would
+        # give a key that dies before anyone uses it.
+        expires_in_s = None if expires is None else parse_duration_s(expires, "--expires", require_unit=True)
         record, token = KeyStore(settings.keys_path).create(spaces=space_list, permissions=perms,
                                                             rate_per_s=settings.key_rate_per_s if rate is None else rate, name=name,
                                                             expires_in_s=expires_in_s)
@@ -960,13 +957,14 @@ def _bench_errors(url: str) -> Iterator[None]:
     (exit 1), not a traceback."""
     import httpx
 
+    from .api.client import ClientError
+
     try:
         yield
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except httpx.TransportError as exc:
-        _fail(f"no answer from {url}: {exc}; is an engram server running there? ('engram serve' starts one; "
-              "--url or ENGRAM_URL names another)")
+        _fail(str(ClientError.no_answer(url, exc)))
     except RuntimeError as exc:
         _fail(f"bench stopped: {exc}")
 

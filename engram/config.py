@@ -27,7 +27,25 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(ValueError):
-    """A setting has a value that is not allowed; the message names it and its source."""
+    """A setting has a value that is not allowed; the message names it and its source.
+
+    ``setting``: the setting's name ("config" for the config file itself; None when the
+    error is about no one setting, such as an unknown name given as a flag). ``source``:
+    where the value came from ("flag", "env ENGRAM_PORT", "file engram.toml"), when known.
+    ``problem``: the message without them. The message reads
+    "<setting> (from <source>): <problem>", leaving out what is None."""
+
+    def __init__(self, setting: str | None, problem: str, *, source: str | None = None) -> None:
+        self.setting = setting
+        self.problem = problem
+        self.source = source
+        if setting is None:
+            message = problem
+        elif source is None:
+            message = f"{setting}: {problem}"
+        else:
+            message = f"{setting} (from {source}): {problem}"
+        super().__init__(message)
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -153,32 +171,32 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
-            raise SettingsError(f"auth: {self.auth!r} is not allowed; allowed: {', '.join(AUTH_MODES)}; example: auth = \"auto\"")
+            raise SettingsError("auth", f"{self.auth!r} is not allowed; allowed: {', '.join(AUTH_MODES)}; example: auth = \"auto\"")
         if self.durability not in DURABILITY_MODES:
             raise SettingsError(
-                f"durability: {self.durability!r} is not allowed; allowed: sync, async; example: durability = \"sync\""
+                "durability", f"{self.durability!r} is not allowed; allowed: sync, async; example: durability = \"sync\""
             )
         if not 0 <= self.port <= 65535:
-            raise SettingsError(f"port: {self.port} is out of range; allowed: 0..65535; example: port = 7432")
+            raise SettingsError("port", f"{self.port} is out of range; allowed: 0..65535; example: port = 7432")
         for name in ("body_bytes_max", "bulk_body_bytes_max", "bulk_items_max", "engine_threads_max",
                      "recall_batch_count_max", "remember_batch_count_max", "recall_queue_count_max"):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{name}: must be at least 1; example: {name} = {getattr(Settings, name, 1)}")
+                raise SettingsError(name, f"must be at least 1; example: {name} = {getattr(Settings, name, 1)}")
         if self.embedder not in ("none", "minilm"):
-            raise SettingsError(f"embedder: {self.embedder!r} is not allowed; allowed: none, minilm; example: embedder = \"minilm\"")
+            raise SettingsError("embedder", f"{self.embedder!r} is not allowed; allowed: none, minilm; example: embedder = \"minilm\"")
         for name, (lo, lo_open, hi) in _FLOAT_RANGES.items():
             value = getattr(self, name)
             # Written so that NaN fails every comparison and is refused with infinity.
             inside = value > lo if lo_open else value >= lo
             if not (inside and value <= hi):
                 low = f"> {lo:g}" if lo_open else f">= {lo:g}"
-                raise SettingsError(f"{name}: {value!r} is not allowed; allowed: a finite number {low} and <= {hi:g}; "
-                                    f"example: {name} = {FIELDS[name].default:g}")
+                raise SettingsError(name, f"{value!r} is not allowed; allowed: a finite number {low} and <= {hi:g}; "
+                                          f"example: {name} = {FIELDS[name].default:g}")
         if self.log_level.lower() not in LOG_LEVELS:  # the server would quietly log at info instead
-            raise SettingsError(f"log_level: {self.log_level!r} is not allowed; allowed: {', '.join(LOG_LEVELS)}; "
-                                "example: log_level = \"warning\"")
+            raise SettingsError("log_level", f"{self.log_level!r} is not allowed; allowed: {', '.join(LOG_LEVELS)}; "
+                                             "example: log_level = \"warning\"")
         if self.consolidation_max_episodes < 1:
-            raise SettingsError("consolidation_max_episodes: must be at least 1; example: consolidation_max_episodes = 5000")
+            raise SettingsError("consolidation_max_episodes", "must be at least 1; example: consolidation_max_episodes = 5000")
 
     # Derived values -------------------------------------------------------------------
 
@@ -276,9 +294,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         kind = type(default).__name__
-        raise SettingsError(
-            f"{name} (from {source}): {raw!r} is not a valid {kind}; example: {name} = {default!r}"
-        ) from None
+        raise SettingsError(name, f"{raw!r} is not a valid {kind}; example: {name} = {default!r}", source=source) from None
 
 
 def load_settings(
@@ -305,11 +321,11 @@ def load_settings(
             with open(path, "rb") as fh:
                 doc = tomllib.load(fh)
         except FileNotFoundError:
-            raise SettingsError(f"config: file {path} does not exist; example: --config ./engram.toml") from None
+            raise SettingsError("config", f"file {path} does not exist; example: --config ./engram.toml") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"config: {path} is not valid TOML ({exc})") from None
+            raise SettingsError("config", f"{path} is not valid TOML ({exc})") from None
         except OSError as exc:
-            raise SettingsError(f"config: cannot read {path} ({exc.strerror or exc}); example: --config ./engram.toml") from None
+            raise SettingsError("config", f"cannot read {path} ({exc.strerror or exc}); example: --config ./engram.toml") from None
         # Accept a flat file or one with an [engram] / [server] table.
         table: dict[str, Any] = {}
         for key, value in doc.items():
@@ -321,7 +337,7 @@ def load_settings(
             name = key.replace("-", "_")
             if name not in FIELDS:
                 raise SettingsError(
-                    f"config: unknown setting {key!r} in {path}; allowed: {', '.join(sorted(FIELDS))}"
+                    "config", f"unknown setting {key!r} in {path}; allowed: {', '.join(sorted(FIELDS))}"
                 )
             coerced = _coerce(name, value, f"file {path}")
             if isinstance(coerced, Path) and not coerced.is_absolute():
@@ -341,7 +357,7 @@ def load_settings(
         if value is None:
             continue
         if name not in FIELDS:
-            raise SettingsError(f"unknown setting {name!r}")
+            raise SettingsError(None, f"unknown setting {name!r}")
         values[name] = _coerce(name, value, "flag")
         sources[name] = "flag"
 
@@ -350,9 +366,9 @@ def load_settings(
     except SettingsError as exc:
         # Settings' own checks name the setting; say where its value came from, as the
         # type checks above do (a bad ENGRAM_* variable is easy to forget about).
-        name, colon, rest = str(exc).partition(": ")
-        if colon and sources.get(name, "default") != "default":
-            raise SettingsError(f"{name} (from {sources[name]}): {rest}") from None
+        source = None if exc.setting is None else sources.get(exc.setting, "default")
+        if exc.source is None and source not in (None, "default"):
+            raise SettingsError(exc.setting, exc.problem, source=source) from None
         raise
 
 

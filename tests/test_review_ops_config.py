@@ -5,7 +5,8 @@ Proves: an integer setting given a fractional number in the TOML file (``port =
 its source and an example, instead of being truncated to another value; an integral
 float is still accepted; and the CLI reports it as a usage error (exit 2) without a
 traceback. How: ``load_settings`` on files in a temporary directory, and ``python -m
-engram config show`` as a child process.
+engram config show`` as a child process. Also: a SettingsError carries the setting's name and
+source as attributes (what load_settings attributes by), its message unchanged.
 """
 
 from __future__ import annotations
@@ -73,3 +74,21 @@ def test_a_value_refused_by_the_settings_checks_names_where_it_came_from(tmp_pat
         load_settings({}, env={}, config_path=path)
     with pytest.raises(SettingsError, match=r"^durability \(from flag\): "):
         load_settings({"durability": "fast"}, env={})
+
+
+def test_a_settings_error_carries_the_setting_and_its_source(tmp_path):
+    # Attribution reads these attributes, not the message text: a problem that itself
+    # contains ': ' (a path, an example) must not move where the source is named.
+    with pytest.raises(SettingsError) as err:
+        load_settings({}, env={"ENGRAM_LOG_LEVEL": "verbose"})
+    assert (err.value.setting, err.value.source) == ("log_level", "env ENGRAM_LOG_LEVEL")
+    assert str(err.value) == f"log_level (from env ENGRAM_LOG_LEVEL): {err.value.problem}"
+    with pytest.raises(SettingsError) as err:
+        load_settings({"port": "abc"}, env={})
+    assert (err.value.setting, err.value.source) == ("port", "flag")
+    with pytest.raises(SettingsError) as err:
+        load_settings({}, env={}, config_path=tmp_path / "missing.toml")
+    assert (err.value.setting, err.value.source) == ("config", None)
+    with pytest.raises(SettingsError) as err:
+        load_settings({"no_such_setting": 1}, env={})
+    assert err.value.setting is None and str(err.value) == "unknown setting 'no_such_setting'"

@@ -23,11 +23,13 @@ import math
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -106,31 +108,64 @@ def split_token(token: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
+# The columns a KeyRecord is built from, in _record's order; every SELECT of records uses them.
+_RECORD_COLUMNS = "id, name, spaces, permissions, rate_per_s, created_at, revoked, expires_at"
+
+
+def _record(row: tuple[Any, ...]) -> KeyRecord:
+    """The KeyRecord of a row that starts with ``_RECORD_COLUMNS``."""
+    key_id, name, spaces, permissions, rate_per_s, created_at, revoked, expires_at = row[:8]
+    return KeyRecord(key_id, name, tuple(json.loads(spaces)), tuple(json.loads(permissions)), rate_per_s, created_at,
+                     bool(revoked), expires_at)
+
+
 class KeyStore:
     """The SQLite table of keys. Each method opens its own short connection, so the CLI and
-    the server (in a worker thread) can use the same file at once."""
+    the server (in a worker thread) can use the same file at once.
+
+    The table is created (or migrated) once per file this store sees, not on every
+    connection: the server verifies keys from several worker threads, so a lock makes
+    one of them do it. The file is known by (device, inode), so a key database replaced
+    under a running server (an older one put back by hand) is migrated too."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._schema_lock = threading.Lock()
+        self._schema_file: tuple[int, int] | None = None  # (st_dev, st_ino) whose schema is current
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         create_private(self.path)
         conn = sqlite3.connect(self.path, timeout=5.0)
+        try:
+            stat = self.path.stat()
+            file = (stat.st_dev, stat.st_ino)
+            if file != self._schema_file:
+                with self._schema_lock:
+                    if file != self._schema_file:
+                        self._ensure_schema(conn)
+                        self._schema_file = file
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, salt BLOB NOT NULL, "
             "hash BLOB NOT NULL, spaces TEXT NOT NULL, permissions TEXT NOT NULL, rate_per_s REAL NOT NULL, "
             "created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, expires_at REAL)"
         )
         # Key databases made before keys could expire lack the column: add it (NULL, never
-        # expires). A concurrent connection may add it first; then the ALTER fails, harmlessly.
+        # expires). Another process may add it first; then the ALTER fails, harmlessly.
         if "expires_at" not in {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}:
             try:
                 conn.execute("ALTER TABLE api_keys ADD COLUMN expires_at REAL")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):
                     raise
-        return conn
+        conn.commit()
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -174,9 +209,8 @@ class KeyStore:
         if not self.path.exists():
             return []
         with self._connect() as conn:
-            rows = conn.execute("SELECT id, name, spaces, permissions, rate_per_s, created_at, revoked, expires_at "
-                                "FROM api_keys ORDER BY created_at, id").fetchall()
-        return [KeyRecord(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], bool(r[6]), r[7]) for r in rows]
+            rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
+        return [_record(row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
         if not self.path.exists():
@@ -194,15 +228,16 @@ class KeyStore:
             return None
         key_id, secret = parts
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT id, name, salt, hash, spaces, permissions, rate_per_s, created_at, revoked, expires_at FROM api_keys WHERE id = ?",
-                (key_id,),
-            ).fetchone()
-        if row is None or row[8]:
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS}, salt, hash FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
             return None
-        if not hmac.compare_digest(_hash(secret, row[2]), row[3]):
+        record = _record(row)
+        salt, stored_hash = row[8:]
+        if record.revoked:
             return None
-        return KeyRecord(row[0], row[1], tuple(json.loads(row[4])), tuple(json.loads(row[5])), row[6], row[7], False, row[9])
+        if not hmac.compare_digest(_hash(secret, salt), stored_hash):
+            return None
+        return record
 
 
 class VerifiedCache:

@@ -30,6 +30,13 @@ class ClientError(Exception):
         self.status = status
         self.body = body
 
+    @classmethod
+    def no_answer(cls, url: str, exc: BaseException) -> ClientError:
+        """No server answered at ``url`` (``exc``: the transport's error). The CLI's bench,
+        which speaks HTTP without this client, words the same failure with this message."""
+        return cls(0, f"no answer from {url}: {exc}; is an engram server running there? "
+                      "('engram serve' starts one; --url or ENGRAM_URL names another)")
+
 
 class ApiClient:
     def __init__(self, base_url: str, *, api_key: str = "", space: str | None = None, timeout_s: float = 60.0) -> None:
@@ -48,8 +55,7 @@ class ApiClient:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise ClientError(0, f"no answer from {self.base_url}: {exc}; is an engram server running there? "
-                              "('engram serve' starts one; --url or ENGRAM_URL names another)") from None
+            raise ClientError.no_answer(self.base_url, exc) from None
         try:
             body = r.json()
         except ValueError:

@@ -30,31 +30,11 @@ from typing import Any, Callable
 import numpy as np
 import trio
 
-__all__ = ["run_bench", "run_bulk", "parse_duration", "parse_mix"]
+from ..durations import parse_duration_s
+
+__all__ = ["run_bench", "run_bulk", "parse_mix"]
 
 OPS = ("remember", "recall", "health", "search", "bulk")
-
-
-def parse_duration(text: str, option: str = "--duration") -> float:
-    t = text.strip().lower()
-    try:
-        if t.endswith("ms"):
-            seconds = float(t[:-2]) / 1000
-        elif t.endswith("s"):
-            seconds = float(t[:-1])
-        elif t.endswith("m"):
-            seconds = float(t[:-1]) * 60
-        elif t.endswith("h"):
-            seconds = float(t[:-1]) * 3600
-        elif t.endswith("d"):
-            seconds = float(t[:-1]) * 86400
-        else:
-            seconds = float(t)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds < math.inf:
-        raise ValueError(f"{option}: {text!r} is not a duration of zero or more; example: 30s, 500ms, 2m, 12h, 30d")
-    return seconds
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -384,10 +364,10 @@ def run_bench(*, url: str, clients: int | str, duration: str, mix: str, preload:
     ``wrk``: afterwards, the same phases from wrk (a C load generator; /health, and
     engram/bench/wrk_mix.lua for the 1:4 mix) at the largest client count, so the report
     shows whether this client, rather than the server, set the figures."""
-    duration_s = parse_duration(duration)
+    duration_s = parse_duration_s(duration, "--duration")
     if duration_s == 0:
         raise ValueError(f"--duration: {duration!r} measures nothing; give more than zero, e.g. 30s")
-    warmup_s = parse_duration(warmup, "--warmup")
+    warmup_s = parse_duration_s(warmup, "--warmup")
     mix_weights = parse_mix(mix)
     client_counts = [int(x) for x in str(clients).split(",") if x.strip()]
     if not client_counts or min(client_counts) < 1:

@@ -25,13 +25,13 @@ from typing import Any, Callable
 
 import trio
 
+from ..durations import parse_duration_s
 from .http import (
     _build_requests,
     _phase,
     _preload,
     _server_pid,
     _summarise,
-    parse_duration,
     parse_mix,
 )
 
@@ -123,7 +123,7 @@ def run_ramp(*, url: str, mix: str = "remember:recall=1:4", step: str = "5s", cl
 
     Raises ValueError for a bad mix, duration or client bounds.
     """
-    step_s = parse_duration(step)
+    step_s = parse_duration_s(step, "--step")
     weights = parse_mix(mix)
     if clients_start < 1 or clients_max < clients_start:
         raise ValueError("--clients-start must be >= 1 and <= --clients-max; example: --clients-start 1 --clients-max 256")

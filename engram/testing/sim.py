@@ -25,13 +25,13 @@ import hashlib
 import heapq
 import math
 import random
-import re
 import struct
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from engram.durations import parse_duration_s
 from engram.net.swim.config import SwimConfig
 from engram.net.swim.core import Datagram, Membership, StreamRequest
 from engram.net.swim.messages import NodeState
@@ -547,12 +547,11 @@ def check_detection(sim: Simulation) -> None:
 
 
 def _parse_duration(text: str) -> int:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|min|h)?", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a number with ms, s, m or h, e.g. 600s")
-    value, unit = float(match.group(1)), match.group(2) or "s"
-    factor = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}[unit]
-    return int(value * factor)
+    """Milliseconds in ``text`` ('600s', '10m', '250ms'); the simulator's clock counts ms.
+
+    Raises ValueError (naming --duration) for text that is not a duration.
+    """
+    return round(parse_duration_s(text, "--duration") * 1000)
 
 
 def _percentile(values: list[int], fraction: float) -> int:
@@ -584,7 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engram.testing.sim", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--nodes", type=int)
-    parser.add_argument("--duration", type=_parse_duration, help="fault phase, e.g. 600s or 10m")
+    # Converted after parsing, not as an argparse type: the error already names --duration,
+    # and argparse would prefix it with "argument --duration: " again.
+    parser.add_argument("--duration", help="fault phase, e.g. 600s or 10m")
     parser.add_argument("--preset", choices=sorted(PRESETS))
     parser.add_argument("--loss", type=float)
     parser.add_argument("--delay-ms", help="MIN:MAX one-way delay")
@@ -603,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probing", choices=["aligned", "shuffled"],
                         help="probe order of every node (default: the preset's, aligned_probing)")
     args = parser.parse_args(argv)
-    given: dict[str, Any] = dict(nodes=args.nodes, duration_ms=args.duration, preset=args.preset, loss=args.loss,
+    try:
+        duration_ms = None if args.duration is None else _parse_duration(args.duration)
+    except ValueError as exc:
+        parser.error(str(exc))
+    given: dict[str, Any] = dict(nodes=args.nodes, duration_ms=duration_ms, preset=args.preset, loss=args.loss,
                                  duplicate=args.duplicate, reorder=args.reorder, partition=args.partition,
                                  crashes=args.crashes, stalls=args.stalls, joins=args.joins,
                                  crash_kind=args.crash_kind, clock_skew_ms=args.clock_skew_ms,
