@@ -61,6 +61,8 @@ def test_bad_arguments() -> None:
         run_ramp(url="http://127.0.0.1:1", clients_start=0)
     with pytest.raises(ValueError):
         run_ramp(url="http://127.0.0.1:1", tail_ratio=1)
+    with pytest.raises(ValueError, match="--step: '0s' measures nothing"):
+        run_ramp(url="http://127.0.0.1:1", step="0s")
 
 
 @pytest.fixture

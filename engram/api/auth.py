@@ -16,6 +16,7 @@ system health, admin status); /metrics, labelled with every space, needs a ``*``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -25,7 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,6 +134,18 @@ class KeyStore:
         self._schema_lock = threading.Lock()
         self._schema_file: tuple[int, int] | None = None  # (st_dev, st_ino) whose schema is current
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one transaction (committed, or rolled back on error), then
+        closed: sqlite3's own ``with conn`` ends the transaction but leaves the
+        connection open until garbage collection."""
+        conn = self._connect()
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         create_private(self.path)
@@ -196,7 +209,7 @@ class KeyStore:
         now = time.time()
         expires_at = None if expires_in_s is None else now + expires_in_s
         record = KeyRecord(key_id, name, tuple(spaces), perms, float(rate_per_s), now, False, expires_at)
-        with self._connect() as conn:
+        with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys (id, name, salt, hash, spaces, permissions, rate_per_s, created_at, revoked, expires_at) "
                 "VALUES (?,?,?,?,?,?,?,?,0,?)",
@@ -208,14 +221,14 @@ class KeyStore:
     def list(self) -> list[KeyRecord]:
         if not self.path.exists():
             return []
-        with self._connect() as conn:
+        with self._transaction() as conn:
             rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
         return [_record(row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
         if not self.path.exists():
             return False
-        with self._connect() as conn:
+        with self._transaction() as conn:
             cur = conn.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
             return cur.rowcount > 0
 
@@ -227,7 +240,7 @@ class KeyStore:
         if parts is None or not self.path.exists():
             return None
         key_id, secret = parts
-        with self._connect() as conn:
+        with self._transaction() as conn:
             row = conn.execute(f"SELECT {_RECORD_COLUMNS}, salt, hash FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         if row is None:
             return None

@@ -124,6 +124,8 @@ def run_ramp(*, url: str, mix: str = "remember:recall=1:4", step: str = "5s", cl
     Raises ValueError for a bad mix, duration or client bounds.
     """
     step_s = parse_duration_s(step, "--step")
+    if step_s == 0:
+        raise ValueError(f"--step: {step!r} measures nothing; give more than zero, e.g. 5s")
     weights = parse_mix(mix)
     if clients_start < 1 or clients_max < clients_start:
         raise ValueError("--clients-start must be >= 1 and <= --clients-max; example: --clients-start 1 --clients-max 256")
