@@ -86,18 +86,19 @@ def test_codes_survive_a_checkpoint_unchanged(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("d", [768, 100])
 def test_approx_scores_do_not_depend_on_tile_shape(d: int) -> None:
-    """Every batch size and row count (full 4 x 4 tiles, partial tiles, the last rows)
-    scores each (row, query) pair with the same bits as that query alone; with the
-    VNNI kernel those bits are the exact integer dot product of the codes, scaled."""
+    """Every batch size and row count (full tiles of 16 queries, partial tiles, a last
+    single query, the last rows) scores each (row, query) pair with the same bits as
+    that query alone; with the VNNI kernel those bits are the exact integer dot product
+    of the codes, scaled."""
     if _core.IMPL == "python":
         pytest.skip("the NumPy twin leaves the order to BLAS (documented); the property is the compiled kernel's")
     rng = np.random.default_rng(d)
     matrix = rng.standard_normal((135, d), dtype=np.float32)
     codes, scales = _core.quantize_rows(matrix)
-    queries = rng.standard_normal((17, d), dtype=np.float32)
-    alone = np.stack([_core.approx_scores_batch(codes, scales, queries[j : j + 1])[0] for j in range(17)])
+    queries = rng.standard_normal((33, d), dtype=np.float32)
+    alone = np.stack([_core.approx_scores_batch(codes, scales, queries[j : j + 1])[0] for j in range(33)])
     for n in (1, 2, 3, 5, 64, 67, 135):
-        for b in range(1, 18):
+        for b in [*range(1, 18), 31, 32, 33]:
             got = _core.approx_scores_batch(np.ascontiguousarray(codes[:n]), scales[:n], queries[:b])
             assert got.view(np.int32).tolist() == alone[:b, :n].view(np.int32).tolist(), (n, b)
     if _core.approx_quantises_queries():
