@@ -86,10 +86,10 @@ def test_codes_survive_a_checkpoint_unchanged(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("d", [768, 100])
 def test_approx_scores_do_not_depend_on_tile_shape(d: int) -> None:
-    """Every batch size and row count (full tiles of 16 queries, partial tiles, a last
-    single query, the last rows) scores each (row, query) pair with the same bits as
-    that query alone; with the VNNI kernel those bits are the exact integer dot product
-    of the codes, scaled."""
+    """Every batch size and row count (full tiles of 4 queries, partial tiles, a last
+    single query, many tiles, the last rows) scores each (row, query) pair with the same
+    bits as that query alone; with the VNNI kernel those bits are the exact integer dot
+    product of the codes, scaled."""
     if _core.IMPL == "python":
         pytest.skip("the NumPy twin leaves the order to BLAS (documented); the property is the compiled kernel's")
     rng = np.random.default_rng(d)
