@@ -19,7 +19,9 @@ How a member is found dead (memberlist state.go, with Lifeguard):
    nacks raise our awareness score: perhaps we are the slow one.
 4. A suspicion becomes a death after its timeout, which shrinks from max towards min as
    other members independently confirm it. The accused refutes by gossiping alive with a
-   higher incarnation.
+   higher incarnation. A timeout that ran out while this node itself was stalled waits
+   one probe interval more, so that a refutation queued during the stall is read first
+   (see ``tick``; not in memberlist).
 Rumours ride on every UDP packet (piggyback) and on gossip rounds, each sent a limited
 number of times; periodic TCP push/pull of the whole state repairs anything lost.
 """
