@@ -20,7 +20,7 @@ Metric names (all prefixed ``engram_``):
   swim_probes_total, swim_probes_failed_total, swim_probes_aligned_total, swim_indirect_probes_total,
   swim_tcp_pings_total, swim_tcp_ping_successes_total, swim_nacks_received_total,
   swim_suspicions_total{reason}, swim_suspicions_by_pair_total{suspect,suspected_by,reason},
-  swim_refutes_total, swim_deaths_declared_total,
+  swim_refutes_total, swim_deaths_declared_total, swim_deaths_deferred_after_stall_total,
   swim_bytes_total{direction}, swim_packets_total{direction},
   swim_decode_errors_total, swim_push_pulls_total, swim_push_pull_failures_total,
   swim_dropped_datagrams_total, swim_send_errors_total, swim_address_conflicts_total.
