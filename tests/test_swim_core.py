@@ -224,6 +224,23 @@ def test_a_stalled_judge_still_declares_a_silent_member_dead_after_the_grace() -
     assert node.metrics.deaths_declared == 1
 
 
+def test_a_judge_whose_ticks_always_come_late_still_declares_the_death_after_one_grace() -> None:
+    # An overloaded host: every tick is a "stall". The grace is given once per suspicion,
+    # so the death comes one grace later, not never.
+    node = _node()
+    node.receive(("10.0.0.2", 7946), _alive("peer", 1), 0)
+    due = _suspect_peer_until_due(node)
+    late = node.config.gossip_interval_ms + node.config.probe_timeout_ms + 1
+    now = due
+    while node.member("peer").state == NodeState.SUSPECT and now < due + 10 * node.config.probe_interval_ms:  # type: ignore[union-attr]
+        now += late
+        node.tick(now)
+        node.poll_output()
+    assert node.member("peer").state == NodeState.DEAD  # type: ignore[union-attr]
+    assert node.metrics.deaths_deferred_after_stall == 1
+    assert now <= due + node.config.probe_interval_ms + 2 * late
+
+
 def test_a_suspicion_due_on_time_is_a_death_without_grace() -> None:
     node = _node()
     node.receive(("10.0.0.2", 7946), _alive("peer", 1), 0)

@@ -408,7 +408,7 @@ class Membership:
         event loop). What peers sent meanwhile, a refutation among it, is still waiting
         to be read, and the driver may hand it to us only after this tick. So a suspicion
         that ran out while we were stalled is not turned into a death here: it gets
-        ``stall_grace_ms`` more, enough to read what queued up and hear a round of gossip.
+        one probe interval more (once), enough to read what queued up and hear gossip.
         Without this, two overlapping stalls (the accused refuting late, the judge
         waking late) made a false death (simulator seed 1784325144)."""
         stalled = now_ms - self._last_tick_ms > self.config.gossip_interval_ms + self.config.probe_timeout_ms
@@ -419,7 +419,7 @@ class Membership:
             if self._timer_ids.get((kind, key)) != seq:
                 continue
             del self._timer_ids[(kind, key)]
-            if stalled and kind == "suspicion":
+            if stalled and kind == "suspicion" and self._give_stall_grace(key):
                 self.metrics.deaths_deferred_after_stall += 1
                 self._schedule(now_ms + self._stall_grace_ms(), kind, key)
                 continue
@@ -428,6 +428,16 @@ class Membership:
 
     def _stall_grace_ms(self) -> int:
         return self.config.probe_interval_ms
+
+    def _give_stall_grace(self, name: str) -> bool:
+        """Whether the suspicion of ``name`` may wait out one grace period: once each, so
+        that a node whose ticks always come late (an overloaded host) still declares
+        deaths, one probe interval later than it would have."""
+        suspicion = self._suspicions.get(name)
+        if suspicion is None or suspicion.stall_grace_given:
+            return False
+        suspicion.stall_grace_given = True
+        return True
 
     def next_deadline_ms(self) -> int:
         timers = self._timers

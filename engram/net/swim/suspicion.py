@@ -22,7 +22,7 @@ def suspicion_timeout_min_ms(suspicion_mult: int, node_count: int, probe_interva
 
 class Suspicion:
     __slots__ = ("started_ms", "confirmations_needed", "timeout_min_ms", "timeout_max_ms",
-                 "_confirmed_by", "first_from")
+                 "_confirmed_by", "first_from", "stall_grace_given")
 
     def __init__(self, first_from: str, confirmations_needed: int, timeout_min_ms: int,
                  timeout_max_ms: int, started_ms: int) -> None:
@@ -34,6 +34,9 @@ class Suspicion:
         # Without anyone to confirm, waiting for confirmations only delays detection.
         self.timeout_max_ms = timeout_max_ms if confirmations_needed >= 1 else timeout_min_ms
         self._confirmed_by: dict[str, None] = {first_from: None}
+        # Set when the timeout ran out during a stall of ours and got its one grace
+        # period (Membership.tick): a second expiry is a death even if we stall again.
+        self.stall_grace_given = False
 
     @property
     def confirmations(self) -> int:
