@@ -37,7 +37,9 @@ def test_fixed_seed_passes(seed: int) -> None:
 # deaths with nack confirmations on. Drawn seed 1784325144 (local, 5 nodes) declared a
 # live member dead when the accused and then its judge stalled for about 2.4 s each: the
 # judge's tick ran before it read the refutation waiting in its buffer (Membership.tick).
-REGRESSION_SEEDS = [(None, 24), (None, 48), (None, 1784325144), ("test_min", 13), ("test_min", 24), ("test_min", 27),
+# Drawn seed 946289866 (test_min) restarted a crashed member before the detection bound
+# and the checker still demanded its detection (check_detection).
+REGRESSION_SEEDS = [(None, 24), (None, 48), (None, 1784325144), (None, 946289866), ("test_min", 13), ("test_min", 24), ("test_min", 27),
                     ("test_min", 48), ("local", 13), ("local", 24), ("lan", 13), ("lan", 24), ("lan", 48)]
 
 
@@ -119,7 +121,7 @@ def test_crash_is_detected_everywhere_fault_free() -> None:
     result = sim.Simulation(options).run()
     assert result.exit_code == 0, result.failures
     assert len(result.detections) == 2
-    assert all(last is not None for _, _, _, last in result.detections)
+    assert all(last is not None for _, _, _, last, _ in result.detections)
     assert not result.false_deaths
 
 
@@ -129,3 +131,19 @@ def test_duration_parsing() -> None:
     assert sim._parse_duration("250ms") == 250
     with pytest.raises(Exception):
         sim._parse_duration("soon")
+
+
+def test_detection_bound_applies_to_crashes_that_stayed_down_past_it() -> None:
+    # Seed 946289866 (test_min) restarted a victim 1,149 ms after its crash, before its
+    # suspicion had timed out anywhere; the checker called that a missed detection
+    # although the bound (4,000 ms) had not run out.
+    options = sim.draw_options(4, preset="test_min", nodes=5, joins=0, partition="none")
+    simulation = sim.Simulation(options)
+    simulation.result.detections = [("n001", 4111, None, None, 1149)]
+    sim.check_detection(simulation)
+    assert simulation.result.failures == []
+    for unseen in [("n001", 4111, None, None, 5000), ("n001", 4111, None, None, None), ("n001", 4111, 300, 4500, None)]:
+        simulation.result.detections = [unseen]
+        simulation.result.failures = []
+        sim.check_detection(simulation)
+        assert [kind for kind, _ in simulation.result.failures] == ["undetected"], unseen
