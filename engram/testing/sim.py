@@ -435,6 +435,15 @@ class Simulation:
                 index, generation = payload
                 node = nodes[index]
                 if node.up and node.generation == generation and node.core is not None and not node.core.joined:
+                    seed_node = self._by_host.get(node.seed_host)
+                    live = [n for n in nodes if n.up and n is not node]
+                    if (seed_node is None or not seed_node.up) and live:
+                        # Its seed is gone (crashed, not come back): a real node's driver
+                        # looks its seeds up again on every attempt (discovery) and gets a
+                        # live member. Without this a joiner whose only seed died during a
+                        # partition retried it forever (seed 1772893878).
+                        pick = random.Random(f"rejoin-{self.options.seed}-{node.name}-{at_ms}")
+                        node.seed_host = live[pick.randrange(len(live))].host
                     node.core.join([(node.seed_host, 7946)], at_ms)
                     self._after(node)
                     self._push(at_ms + 1000, "rejoin", payload)
