@@ -714,7 +714,9 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     except ValueError as exc:
         _fail(f"{exc}; nothing was changed")
     # The directory lock first: a running server is the first thing to deal with, before
-    # whether --force is needed. Held while we replace the directory's contents.
+    # whether --force is needed. Held while we replace the directory's contents. Opening
+    # creates the directory if it is missing: a failed restore removes it again.
+    made_target = not target.exists()
     try:
         lock_db = engram.open(target)
     except engram.SpaceLockedError:
@@ -735,6 +737,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     retired = target_abs.parent / f".{target_abs.name}.replaced-{os.getpid()}"
     retired_done = retired.with_name(retired.name + RESTORE_DONE_SUFFIX)
     swapping = False
+    restored = False
     try:
         shutil.rmtree(staging, ignore_errors=True)
         with _Progress(len(listed), "restore") as progress:
@@ -758,6 +761,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
         # swap, which the next restore or serve may delete without asking.
         os.replace(retired, retired_done)
         swapping = False
+        restored = True
     except (engram.EngramError, OSError) as exc:
         if swapping:  # rare (renames in one directory): say where the old contents are
             _fail(f"restore failed while swapping contents: {exc}; the previous contents of {target} are in {retired}")
@@ -765,6 +769,8 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
     finally:
         lock_db.close()
         shutil.rmtree(staging, ignore_errors=True)
+        if made_target and not restored:
+            _remove_if_only_lock(target)  # "nothing was changed": not even a new directory
     shutil.rmtree(retired_done, ignore_errors=True)
     _emit({"restored": str(target), "spaces": counts, "keys_kept_revoked": revoked}, as_json,
           f"restored {sum(counts.values())} memories in {len(counts)} spaces into {target}"
@@ -772,6 +778,16 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
 
 
 RESTORE_DONE_SUFFIX = ".complete"
+
+
+def _remove_if_only_lock(directory: Path) -> None:
+    """Remove ``directory`` if it holds nothing but the LOCK an open left in it."""
+    try:
+        if [p.name for p in directory.iterdir()] == ["LOCK"]:
+            (directory / "LOCK").unlink()
+        directory.rmdir()  # fails, harmlessly, if anything else is in it
+    except OSError:
+        pass
 
 
 def _check_interrupted_restore(target: Path, command: str) -> None:

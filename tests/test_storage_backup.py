@@ -239,6 +239,25 @@ def test_a_file_damaged_after_the_backup_fails_restore_naming_it_and_keeps_the_t
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 
+def test_a_failed_restore_into_a_missing_directory_leaves_no_directory(tmp_path, reads, monkeypatch):
+    # Restore opens the target (its lock) before copying; that used to leave a new
+    # directory holding a LOCK behind a restore that said "nothing was changed".
+    settings = _data_dir(tmp_path)
+    backup = tmp_path / "backup"
+    _backup(settings, backup)
+    damaged = min(rel for rel, meta in backup_files.read_backup(backup).items() if meta["bytes"] > 0)
+    raw = bytearray((backup / damaged).read_bytes())
+    raw[0] ^= 0x80
+    (backup / damaged).write_bytes(bytes(raw))
+    fresh = tmp_path / "fresh"
+
+    result = _restore(fresh, backup, monkeypatch)
+
+    assert result.exit_code == 1, result.output
+    assert "nothing was changed" in result.output
+    assert not fresh.exists()
+
+
 def test_restore_files_stops_at_the_damaged_file(tmp_path):
     settings = _data_dir(tmp_path)
     backup = tmp_path / "backup"
