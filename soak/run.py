@@ -73,11 +73,26 @@ def compaction_cycle_s(live_per_space: int, forgets_per_s_per_space: float) -> f
     return dead_rows / forgets_per_s_per_space
 
 
-def default_kill_every_s(duration_s: float, cycle_s: float) -> float:
-    """Server lifetimes of three compaction cycles (at least 3 min), so the leak rule, which
-    compares cycle peaks within a lifetime, can judge; at most a third of the run, so a
+def turnover_s(live_per_space: int, forgets_per_s_per_space: float) -> float:
+    """Seconds for a space's live set to be replaced once (0 when nothing is forgotten).
+
+    The server's state that follows the live set fills over about one turnover after a
+    start and then holds steady: recall priming's co-recall pairs, for one, are kept
+    until their memories are forgotten (engram.memory.cognition.priming). A 45-minute
+    soak killing every 480 s (one turnover at the defaults) saw each lifetime climb
+    40-60 MB and called it a 436 MB/h leak; without kills the same load levelled off
+    at about 550 MB after the first turnover."""
+    if forgets_per_s_per_space <= 0:
+        return 0.0
+    return live_per_space / forgets_per_s_per_space
+
+
+def default_kill_every_s(duration_s: float, cycle_s: float, warmup_s: float = 0.0) -> float:
+    """Server lifetimes of a warm-up (one turnover of the live set, see turnover_s) plus
+    three compaction cycles, at least 3 min, so the leak rule, which compares cycle peaks
+    within a lifetime after its warm-up, can judge; at most a third of the run, so a
     short run still kills twice."""
-    return min(max(180.0, 3.0 * cycle_s), duration_s / 3.0)
+    return min(max(180.0, warmup_s + 3.0 * cycle_s), duration_s / 3.0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=200.0, help="offered operations per second, default 200")
     p.add_argument("--workers", type=int, default=0, help="client threads (default: rate/20, at least 4)")
     p.add_argument("--out", default="", help="directory for data, CSV, report, plots (default: a new soak/out/<time>)")
-    p.add_argument("--kill-every", default="", help="SIGKILL + restart interval (default: three compaction cycles, at least 3m, at most a third of the run; 0 disables)")
+    p.add_argument("--kill-every", default="", help="SIGKILL + restart interval (default: one turnover of the live set plus three compaction cycles, at least 3m, at most a third of the run; 0 disables)")
     p.add_argument("--sample-every", default="", help="CSV sample interval (default 60s; duration/40 for runs under 40m)")
     p.add_argument("--consolidate-every", default="60s", help="consolidation round interval, default 60s")
     p.add_argument("--live-per-space", type=int, default=2000, help="memories each space holds steady, default 2000")
@@ -98,7 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--leak-noise-mb", type=float, default=32.0,
                    help="fitted RSS growth over the window below which no leak is called, default 32 MB")
     p.add_argument("--leak-warmup", default="",
-                   help="uptime of each server lifetime left out of the leak fit (default: a third of --kill-every, at most 60s)")
+                   help="uptime of each server lifetime left out of the leak fit (default: one turnover of the live set, "
+                        "at least 60s, at most half of --kill-every)")
     p.add_argument("--leak-cycle", default="",
                    help="period of the RSS sawtooth compaction draws, judged by its peaks (default: estimated "
                         "from --live-per-space, --rate, --spaces and the forget share; 0 fits every sample)")
@@ -117,14 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         mix = parse_mix(args.mix)
         if args.spaces < 1 or args.rate <= 0 or args.live_per_space < 1:
             raise ValueError("--spaces, --rate and --live-per-space must be positive")
+        forgets_per_s_per_space = args.rate * mix.get("forget", 0) / sum(mix.values()) / args.spaces
+        settle_s = turnover_s(args.live_per_space, forgets_per_s_per_space)
         if args.leak_cycle:
             leak_cycle_s = parse_duration_s(args.leak_cycle)
         else:
-            leak_cycle_s = compaction_cycle_s(args.live_per_space, args.rate * mix.get("forget", 0) / sum(mix.values()) / args.spaces)
+            leak_cycle_s = compaction_cycle_s(args.live_per_space, forgets_per_s_per_space)
         if args.kill_every:
             kill_every_s = parse_duration_s(args.kill_every)
         else:
-            kill_every_s = default_kill_every_s(duration_s, leak_cycle_s)
+            kill_every_s = default_kill_every_s(duration_s, leak_cycle_s, settle_s)
         if args.sample_every:
             sample_every_s = parse_duration_s(args.sample_every)
         else:
@@ -133,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.leak_warmup:
             leak_warmup_s = parse_duration_s(args.leak_warmup)
         else:
-            leak_warmup_s = min(60.0, kill_every_s / 3.0) if kill_every_s > 0 else 60.0
+            # One turnover of the live set (at least 60 s), but no more than half a
+            # lifetime, so a short lifetime is still fitted on something.
+            leak_warmup_s = max(60.0, settle_s)
+            if kill_every_s > 0:
+                leak_warmup_s = min(leak_warmup_s, kill_every_s / 2.0)
         if sample_every_s <= 0:
             raise ValueError("--sample-every must be positive")
     except ValueError as exc:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "soak"))
 
 from _stats import leak_verdict  # noqa: E402
-from run import compaction_cycle_s, default_kill_every_s  # noqa: E402
+from run import compaction_cycle_s, default_kill_every_s, turnover_s  # noqa: E402
 
 CYCLE_S = 160.0
 
@@ -80,3 +80,16 @@ def test_a_long_soak_kills_seldom_enough_for_the_leak_rule_to_judge() -> None:
     assert default_kill_every_s(7200.0, 10.0) == 180.0  # never more often than every 3 min
     assert default_kill_every_s(120.0, cycle) == 40.0  # a short run still kills (a third of it)
     assert default_kill_every_s(7200.0, 0.0) == 180.0  # nothing forgotten: no cycle
+
+
+def test_lifetimes_leave_room_for_the_live_set_to_turn_over_before_the_leak_fit() -> None:
+    # At the defaults the live set is replaced every 480 s, and state that follows it
+    # (priming's co-recall pairs) fills over that time: a 45-minute soak that killed every
+    # 480 s fitted only that climb and called it a 436 MB/h leak.
+    forgets = 200 * 0.25 / 12
+    settle = turnover_s(2000, forgets)
+    assert round(settle) == 480
+    assert turnover_s(2000, 0.0) == 0.0
+    cycle = compaction_cycle_s(2000, forgets)
+    assert default_kill_every_s(7200.0, cycle, settle) == settle + 3 * cycle  # 960 s: warm-up, then three cycles
+    assert default_kill_every_s(2700.0, cycle, settle) == 900.0  # a third of a 45-minute run
