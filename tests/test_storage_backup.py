@@ -211,16 +211,22 @@ def test_restore_reads_each_backup_file_once(tmp_path, reads, monkeypatch):
 # ----------------------------------------------------------------------------- (b) damage
 
 
-def test_a_file_damaged_after_the_backup_fails_restore_naming_it_and_keeps_the_target(tmp_path, reads, monkeypatch):
-    settings = _data_dir(tmp_path)
+def _backup_with_a_flipped_bit(tmp_path: Path, pick: Any = max) -> tuple[Path, str]:
+    """A backup of a small data directory with one bit flipped in the non-empty file
+    ``pick`` chooses among the listed ones (its size kept: only its digest can tell)."""
     backup = tmp_path / "backup"
-    _backup(settings, backup)
+    _backup(_data_dir(tmp_path), backup)
     listed = json.loads((backup / BACKUP_MANIFEST).read_text())["files"]
-    # The last file restore copies: every other one is copied before the damage is seen.
-    damaged = max(rel for rel, meta in listed.items() if meta["bytes"] > 0)
+    damaged = pick(rel for rel, meta in listed.items() if meta["bytes"] > 0)
     raw = bytearray((backup / damaged).read_bytes())
-    raw[len(raw) // 2] ^= 0x01  # one bit; the size stays, only the digest can tell
+    raw[len(raw) // 2] ^= 0x01
     (backup / damaged).write_bytes(bytes(raw))
+    return backup, damaged
+
+
+def test_a_file_damaged_after_the_backup_fails_restore_naming_it_and_keeps_the_target(tmp_path, reads, monkeypatch):
+    # The last file restore copies: every other one is copied before the damage is seen.
+    backup, damaged = _backup_with_a_flipped_bit(tmp_path, max)
 
     precious = tmp_path / "precious"
     with engram.open(precious) as db:
@@ -242,13 +248,7 @@ def test_a_file_damaged_after_the_backup_fails_restore_naming_it_and_keeps_the_t
 def test_a_failed_restore_into_a_missing_directory_leaves_no_directory(tmp_path, reads, monkeypatch):
     # Restore opens the target (its lock) before copying; that used to leave a new
     # directory holding a LOCK behind a restore that said "nothing was changed".
-    settings = _data_dir(tmp_path)
-    backup = tmp_path / "backup"
-    _backup(settings, backup)
-    damaged = min(rel for rel, meta in backup_files.read_backup(backup).items() if meta["bytes"] > 0)
-    raw = bytearray((backup / damaged).read_bytes())
-    raw[0] ^= 0x80
-    (backup / damaged).write_bytes(bytes(raw))
+    backup, _damaged = _backup_with_a_flipped_bit(tmp_path, min)
     fresh = tmp_path / "fresh"
 
     result = _restore(fresh, backup, monkeypatch)
@@ -259,14 +259,8 @@ def test_a_failed_restore_into_a_missing_directory_leaves_no_directory(tmp_path,
 
 
 def test_restore_files_stops_at_the_damaged_file(tmp_path):
-    settings = _data_dir(tmp_path)
-    backup = tmp_path / "backup"
-    _backup(settings, backup)
+    backup, damaged = _backup_with_a_flipped_bit(tmp_path, min)
     listed = backup_files.read_backup(backup)
-    damaged = min(rel for rel, meta in listed.items() if meta["bytes"] > 0)
-    raw = bytearray((backup / damaged).read_bytes())
-    raw[0] ^= 0x80
-    (backup / damaged).write_bytes(bytes(raw))
 
     with pytest.raises(ValueError, match=f"is damaged: {damaged} differs from what the backup wrote"):
         backup_files.restore_files(backup, tmp_path / "staging", listed)
