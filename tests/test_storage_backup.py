@@ -264,8 +264,6 @@ def test_restore_files_stops_at_the_damaged_file(tmp_path):
 
     with pytest.raises(ValueError, match=f"is damaged: {damaged} differs from what the backup wrote"):
         backup_files.restore_files(backup, tmp_path / "staging", listed)
-    with pytest.raises(ValueError, match=f"{damaged} differs"):
-        backup_files.check_backup(backup)  # the standalone check says the same
 
 
 def test_a_file_of_the_wrong_size_is_refused_before_anything_is_copied(tmp_path, reads, monkeypatch):
@@ -303,4 +301,4 @@ def test_the_manifest_lists_every_copied_file_with_its_size_and_digest(tmp_path)
     for rel, data in on_disk.items():
         if rel != "keys.sqlite":
             assert source[rel] == data, rel
-    assert backup_files.check_backup(target) == [BACKUP_MANIFEST, *sorted(on_disk)]
+    assert sorted(backup_files.read_backup(target)) == sorted(on_disk)

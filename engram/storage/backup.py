@@ -31,7 +31,6 @@ from .files import fsync_directory, fsync_path, make_directory, write_json_durab
 __all__ = [
     "BACKUP_MANIFEST",
     "FileRecord",
-    "check_backup",
     "copy_file",
     "copy_tree",
     "empty_directory",
@@ -119,15 +118,11 @@ def fsync_tree(root: Path) -> None:
         fsync_directory(Path(dirpath))
 
 
-def write_manifest(target: Path, *, spaces: list[str], created_at: str,
-                   files: dict[str, FileRecord] | None = None) -> None:
+def write_manifest(target: Path, *, spaces: list[str], created_at: str, files: dict[str, FileRecord]) -> None:
     """Write BACKUP.json into a finished backup, durably. ``files`` are the records the
-    copy made (every file of ``target``); without them each file is read to hash it.
-    Raises OSError."""
+    copy made, one for every file of ``target``. Raises OSError."""
     present = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     present = [rel for rel in present if rel != BACKUP_MANIFEST]
-    if files is None:
-        files = {rel: file_record(target / rel) for rel in present}
     # Every file of the backup is vouched for, and nothing that is not there.
     assert sorted(files) == present, sorted(set(files) ^ set(present))
     doc = {"format": 1, "created_at": created_at, "spaces": spaces,
@@ -165,26 +160,6 @@ def _read_manifest(source: Path) -> dict[str, dict[str, Any]]:
     return listed
 
 
-def _check(source: Path, *, read_files: bool) -> dict[str, dict[str, Any]]:
-    listed = _read_manifest(source)
-    problems = []
-    for rel, meta in sorted(listed.items()):
-        path = source / rel
-        if not path.is_file():
-            problems.append(f"{rel} is missing")
-        elif path.stat().st_size != meta.get("bytes"):
-            problems.append(f"{rel} has {path.stat().st_size} bytes, the backup wrote {meta.get('bytes')}")
-        elif read_files and file_record(path).sha256 != meta.get("sha256"):
-            problems.append(f"{rel} differs from what the backup wrote (SHA-256)")
-    present = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
-    # LOCK: opening the backup with engram.open (to look inside) leaves one; it is no data.
-    for rel in sorted(present - set(listed) - {BACKUP_MANIFEST, "LOCK"}):
-        problems.append(f"{rel} is not part of the backup")
-    if problems:
-        raise _damaged(source, problems)
-    return listed
-
-
 def read_backup(source: Path) -> dict[str, dict[str, Any]]:
     """The manifest's entries of a backup that passes every check needing no file's
     contents: manifest present and parsable, every listed file there with its listed
@@ -194,18 +169,21 @@ def read_backup(source: Path) -> dict[str, dict[str, Any]]:
         ValueError: no manifest (not a backup, or one that never finished), a damaged
             manifest, a listed file missing or of another size, or an unlisted file.
     """
-    return _check(source, read_files=False)
-
-
-def check_backup(source: Path) -> list[str]:
-    """The files of a complete, undamaged backup (relative paths, manifest first),
-    every file read to check its digest. To verify without restoring; a restore
-    uses read_backup and restore_files, which read each file once.
-
-    Raises:
-        ValueError: as read_backup, or a file whose digest differs from the manifest's.
-    """
-    return [BACKUP_MANIFEST, *sorted(_check(source, read_files=True))]
+    listed = _read_manifest(source)
+    problems = []
+    for rel, meta in sorted(listed.items()):
+        path = source / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != meta.get("bytes"):
+            problems.append(f"{rel} has {path.stat().st_size} bytes, the backup wrote {meta.get('bytes')}")
+    present = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+    # LOCK: opening the backup with engram.open (to look inside) leaves one; it is no data.
+    for rel in sorted(present - set(listed) - {BACKUP_MANIFEST, "LOCK"}):
+        problems.append(f"{rel} is not part of the backup")
+    if problems:
+        raise _damaged(source, problems)
+    return listed
 
 
 def restore_files(source: Path, target: Path, listed: dict[str, dict[str, Any]],
@@ -218,7 +196,7 @@ def restore_files(source: Path, target: Path, listed: dict[str, dict[str, Any]],
 
     Raises:
         ValueError: a file whose size or digest differs from the manifest's, in the
-            words check_backup uses.
+            words read_backup uses.
         OSError: reading the backup or writing ``target`` failed.
     """
     for rel, meta in sorted(listed.items()):
