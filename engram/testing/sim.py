@@ -155,8 +155,7 @@ class SimResult:
     options: SimOptions
     digest: str = ""
     failures: list[tuple[str, str]] = field(default_factory=list)
-    # Per crash: (victim, crash_ms, first detection ms after, last (all live) ms after).
-    # (victim, crash_ms, first_ms, last_ms, down_ms): first and last node to see it dead,
+    # Per crash: (victim, crash_ms, first_ms, last_ms, down_ms): first and last node to see it dead,
     # after the crash; down_ms how long it stayed down when it restarted (None: still down).
     detections: list[tuple[str, int, int | None, int | None, int | None]] = field(default_factory=list)
     false_deaths: list[tuple[int, str, str]] = field(default_factory=list)
@@ -436,14 +435,15 @@ class Simulation:
                 node = nodes[index]
                 if node.up and node.generation == generation and node.core is not None and not node.core.joined:
                     seed_node = self._by_host.get(node.seed_host)
-                    live = [n for n in nodes if n.up and n is not node]
-                    if (seed_node is None or not seed_node.up) and live:
+                    if seed_node is None or not seed_node.up:
                         # Its seed is gone (crashed, not come back): a real node's driver
                         # looks its seeds up again on every attempt (discovery) and gets a
                         # live member. Without this a joiner whose only seed died during a
                         # partition retried it forever (seed 1772893878).
-                        pick = random.Random(f"rejoin-{self.options.seed}-{node.name}-{at_ms}")
-                        node.seed_host = live[pick.randrange(len(live))].host
+                        live = [n for n in nodes if n.up and n is not node]
+                        if live:
+                            pick = random.Random(f"rejoin-{self.options.seed}-{node.name}-{at_ms}")
+                            node.seed_host = live[pick.randrange(len(live))].host
                     node.core.join([(node.seed_host, 7946)], at_ms)
                     self._after(node)
                     self._push(at_ms + 1000, "rejoin", payload)
